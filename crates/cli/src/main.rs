@@ -1,0 +1,74 @@
+#![forbid(unsafe_code)]
+//! `coldchain`: the one binary of the network — servers, the dev network, health checks.
+
+mod bench;
+mod compose;
+mod demo;
+mod ops;
+mod run;
+mod settings;
+
+/// Prints a line to stdout, ignoring a closed pipe (`coldchain sites | head` must not panic).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The Huaihua cold-chain network.
+#[derive(Parser)]
+#[command(name = "coldchain", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one service of one site (or the gateway) as this process.
+    Serve(run::ServeArgs),
+    /// Run the whole network in this process: every site's services and the gateway.
+    Dev(run::DevArgs),
+    /// Exit 0 when the server at ADDR answers SERVING, 1 otherwise (for compose).
+    Healthcheck(run::HealthcheckArgs),
+    /// Operator commands against the gateway or a site.
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
+    /// Drive a realistic day on a running network.
+    Demo(demo::DemoArgs),
+    /// Measure every service side by side with PostgreSQL and the gRPC ceiling.
+    Bench(bench::BenchArgs),
+    /// Generate deploy/compose.yaml from the network file.
+    Compose(compose::ComposeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("coldchain: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => run::serve(args).await,
+            Command::Dev(args) => run::dev(args).await,
+            Command::Healthcheck(args) => run::healthcheck(args).await,
+            Command::Ops(command) => ops::run(command).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Compose(args) => compose::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,299 @@
+//! `serve`, `dev` and `healthcheck`: running servers and checking them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use coldchain_runtime::Shutdown;
+use coldchain_runtime::host::{RunningService, ServiceContext, StartError, spawn_service};
+use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
+use coldchain_runtime::server::{ServiceSpec, bind};
+
+use crate::say;
+use crate::settings::{self, Settings};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// inventory, telemetry, booking or gateway.
+    service: ServiceKind,
+    /// The site this instance serves (not for the gateway).
+    #[arg(long)]
+    site: Option<String>,
+    /// Listen here instead of `listen_host` and the port from the network file.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The network file (default: `network_file` of the config).
+    #[arg(long)]
+    network: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// The network file (default: `network_file` of the config).
+    #[arg(long)]
+    network: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct HealthcheckArgs {
+    /// The server, e.g. `127.0.0.1:50051` or `http://inventory-la-vientiane:50121`.
+    addr: String,
+    /// Check this service name instead of the server as a whole.
+    #[arg(long, default_value = "")]
+    service: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+/// Builds the service of `ctx.kind`.
+pub fn build(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
+    match ctx.kind {
+        ServiceKind::Inventory => coldchain_inventory::service(ctx),
+        ServiceKind::Telemetry => coldchain_telemetry::service(ctx),
+        ServiceKind::Booking => coldchain_booking::service(ctx),
+        ServiceKind::Gateway => coldchain_gateway::service(ctx),
+    }
+}
+
+/// One server to start: its context and where it listens.
+pub struct Planned {
+    pub ctx: ServiceContext,
+    pub addr: SocketAddr,
+}
+
+/// The 25 servers of the network, each on its port from the network file.
+pub fn plan_network(settings: &Settings, shutdown: &Shutdown) -> Vec<Planned> {
+    let network = Arc::new(settings.network.clone());
+    let config = Arc::new(settings.config.clone());
+    let host = settings.config.listen_host;
+    let mut planned = Vec::new();
+    for site in &network.sites {
+        for kind in ServiceKind::SITE_SERVICES {
+            let port = site.port(kind).unwrap_or(0);
+            planned.push(Planned {
+                ctx: ServiceContext::new(
+                    kind,
+                    site.clone(),
+                    network.clone(),
+                    config.clone(),
+                    shutdown.clone(),
+                ),
+                addr: SocketAddr::new(host, port),
+            });
+        }
+    }
+    planned.push(Planned {
+        ctx: ServiceContext::new(
+            ServiceKind::Gateway,
+            gateway_site(&network),
+            network.clone(),
+            config.clone(),
+            shutdown.clone(),
+        ),
+        addr: SocketAddr::new(host, network.gateway.port()),
+    });
+    planned
+}
+
+fn gateway_site(network: &NetworkConfig) -> SiteConfig {
+    network.sites[0].clone()
+}
+
+/// Builds and binds every planned server; reports every failure, starts none on failure.
+pub async fn start_all(
+    planned: Vec<Planned>,
+) -> Result<Vec<(ServiceContext, RunningService)>, Vec<String>> {
+    let mut ready = Vec::new();
+    let mut problems = Vec::new();
+    for plan in planned {
+        let label = plan.ctx.label();
+        let spec = match build(&plan.ctx) {
+            Ok(spec) => spec,
+            Err(error) => {
+                problems.push(format!("{label}: {error}"));
+                continue;
+            }
+        };
+        match bind(plan.addr).await {
+            Ok(listener) => ready.push((plan.ctx, spec, listener)),
+            Err(error) => problems.push(format!("{label}: {error}")),
+        }
+    }
+    if !problems.is_empty() {
+        for (_, spec, _) in ready {
+            (spec.on_stopped)();
+        }
+        return Err(problems);
+    }
+    let mut running = Vec::new();
+    for (ctx, spec, listener) in ready {
+        let limits = ctx.limits();
+        match spawn_service(listener, spec, limits, ctx.shutdown.clone()) {
+            Ok(service) => running.push((ctx, service)),
+            Err(error) => problems.push(format!("{}: {error}", ctx.label())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(running)
+    } else {
+        Err(problems)
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match settings::load_or_exit(args.network) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    coldchain_runtime::logging::init(settings.config.log_format, &settings.config.log_level);
+    let network = Arc::new(settings.network.clone());
+    let site = match (args.service, &args.site) {
+        (ServiceKind::Gateway, _) => gateway_site(&network),
+        (_, None) => {
+            esay!(
+                "coldchain: serve {}: --site is required",
+                args.service.as_str()
+            );
+            return ExitCode::from(settings::EXIT_CONFIG);
+        }
+        (_, Some(id)) => match network.site(id) {
+            Some(site) => site.clone(),
+            None => {
+                let known: Vec<_> = network.site_ids().collect();
+                esay!(
+                    "coldchain: unknown site {id:?}; the network file has {}",
+                    known.join(", ")
+                );
+                return ExitCode::from(settings::EXIT_CONFIG);
+            }
+        },
+    };
+    let port = match args.service {
+        ServiceKind::Gateway => network.gateway.port(),
+        kind => site.port(kind).unwrap_or(0),
+    };
+    let addr = args
+        .listen
+        .unwrap_or(SocketAddr::new(settings.config.listen_host, port));
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_os_signals();
+    let ctx = ServiceContext::new(
+        args.service,
+        site,
+        network,
+        Arc::new(settings.config),
+        shutdown,
+    );
+    match start_all(vec![Planned { ctx, addr }]).await {
+        Ok(running) => {
+            for (ctx, service) in running {
+                tracing::info!(service = %ctx.label(), endpoint = %service.endpoint(), "serving");
+                let _ = service.stopped.await;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in problems {
+                esay!("coldchain: {problem}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub async fn dev(args: DevArgs) -> ExitCode {
+    let started = Instant::now();
+    let settings = match settings::load_or_exit(args.network) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    coldchain_runtime::logging::init(settings.config.log_format, &settings.config.log_level);
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_os_signals();
+    let planned = plan_network(&settings, &shutdown);
+    let running = match start_all(planned).await {
+        Ok(running) => running,
+        Err(problems) => {
+            for problem in problems {
+                esay!("coldchain: {problem}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    say!("{:<18} {:<10} endpoint", "site", "service");
+    for (ctx, service) in &running {
+        let site = if ctx.kind == ServiceKind::Gateway {
+            "(hub)"
+        } else {
+            ctx.site.id.as_str()
+        };
+        say!(
+            "{site:<18} {:<10} {}",
+            ctx.kind.as_str(),
+            service.endpoint()
+        );
+    }
+    say!(
+        "{} servers up in {} ms, data under {}; Ctrl-C stops them all",
+        running.len(),
+        started.elapsed().as_millis(),
+        settings.config.data_dir.display()
+    );
+    for (_, service) in running {
+        let _ = service.stopped.await;
+    }
+    say!("all servers stopped; every database flushed");
+    ExitCode::SUCCESS
+}
+
+pub async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    let endpoint = if args.addr.contains("://") {
+        args.addr.clone()
+    } else {
+        format!("http://{}", args.addr)
+    };
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(timeout)
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        let response = client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: args.service.clone(),
+            })
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        Ok::<i32, String>(response.into_inner().status)
+    };
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(status))
+            if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 =>
+        {
+            say!("{endpoint}: SERVING");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(status)) => {
+            let name = tonic_health::pb::health_check_response::ServingStatus::try_from(status)
+                .map(|s| s.as_str_name())
+                .unwrap_or("UNKNOWN");
+            say!("{endpoint}: {name}");
+            ExitCode::from(1)
+        }
+        Ok(Err(problem)) => {
+            say!("{endpoint}: {problem}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            say!("{endpoint}: no answer within {} ms", args.timeout_ms);
+            ExitCode::from(1)
+        }
+    }
+}

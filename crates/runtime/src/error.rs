@@ -1,0 +1,250 @@
+//! The one mapping from errors to gRPC statuses.
+//!
+//! Every service turns its domain errors into a [`ServiceError`]: a closed [`Code`], a
+//! lowercase message naming the field and the value, and structured details
+//! (`google.rpc.BadRequest` field violations, `google.rpc.PreconditionFailure`
+//! violations). `From<ServiceError> for tonic::Status` is the only place codes are chosen.
+
+use std::fmt;
+
+use coldchain_store::{StoreError, WriteError};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The closed set of outcomes a service may answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Malformed or out-of-range input.
+    InvalidArgument,
+    /// An unknown site, sku, lot, booking, sensor, alarm, transfer.
+    NotFound,
+    /// Not enough stock or space, wrong state, version mismatch.
+    FailedPrecondition,
+    /// A concurrent conflict the client may retry.
+    Aborted,
+    /// Overload, rate limit, message too large.
+    ResourceExhausted,
+    /// A dependency is down; retry later.
+    Unavailable,
+    /// The deadline passed before the work finished.
+    DeadlineExceeded,
+    /// Missing or bad credentials.
+    Unauthenticated,
+    /// Credentials valid but not allowed for this target.
+    PermissionDenied,
+    /// Our fault: storage failure, corrupt data.
+    Internal,
+}
+
+impl Code {
+    /// The gRPC code.
+    pub fn grpc(self) -> tonic::Code {
+        match self {
+            Code::InvalidArgument => tonic::Code::InvalidArgument,
+            Code::NotFound => tonic::Code::NotFound,
+            Code::FailedPrecondition => tonic::Code::FailedPrecondition,
+            Code::Aborted => tonic::Code::Aborted,
+            Code::ResourceExhausted => tonic::Code::ResourceExhausted,
+            Code::Unavailable => tonic::Code::Unavailable,
+            Code::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+            Code::Unauthenticated => tonic::Code::Unauthenticated,
+            Code::PermissionDenied => tonic::Code::PermissionDenied,
+            Code::Internal => tonic::Code::Internal,
+        }
+    }
+}
+
+/// One bad field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field path, e.g. `movements[2].quantity`.
+    pub field: String,
+    /// What is wrong with it, naming the value.
+    pub description: String,
+}
+
+/// One unmet precondition, e.g. `("STOCK", "sku/lot/zone", "available 3, asked 5")`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreconditionViolation {
+    /// A short machine-readable kind, e.g. `STOCK`, `CAPACITY`, `STATE`, `VERSION`.
+    pub kind: String,
+    /// What it applies to.
+    pub subject: String,
+    /// What is wrong.
+    pub description: String,
+}
+
+/// An error a service answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    /// The outcome.
+    pub code: Code,
+    /// A lowercase message naming the field and value.
+    pub message: String,
+    /// For `InvalidArgument`: every bad field.
+    pub field_violations: Vec<FieldViolation>,
+    /// For `FailedPrecondition`: every unmet condition.
+    pub precondition_violations: Vec<PreconditionViolation>,
+}
+
+impl ServiceError {
+    /// An error with a code and a message, without details.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            field_violations: Vec::new(),
+            precondition_violations: Vec::new(),
+        }
+    }
+
+    /// One bad field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        let field = field.into();
+        let description = description.into();
+        Self {
+            message: format!("{field}: {description}"),
+            field_violations: vec![FieldViolation { field, description }],
+            ..Self::new(Code::InvalidArgument, "")
+        }
+    }
+
+    /// Something named does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, message)
+    }
+
+    /// The state does not allow the request.
+    pub fn failed_precondition(message: impl Into<String>) -> Self {
+        Self::new(Code::FailedPrecondition, message)
+    }
+
+    /// Adds a precondition violation.
+    pub fn with_precondition(
+        mut self,
+        kind: impl Into<String>,
+        subject: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        self.precondition_violations.push(PreconditionViolation {
+            kind: kind.into(),
+            subject: subject.into(),
+            description: description.into(),
+        });
+        self
+    }
+
+    /// A dependency is down.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(Code::Unavailable, message)
+    }
+
+    /// Our own failure.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Code::Internal, message)
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(error: ServiceError) -> Self {
+        let mut details = ErrorDetails::new();
+        if !error.field_violations.is_empty() {
+            details.set_bad_request(
+                error
+                    .field_violations
+                    .iter()
+                    .map(|v| tonic_types::FieldViolation::new(&v.field, &v.description))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        if !error.precondition_violations.is_empty() {
+            details.set_precondition_failure(
+                error
+                    .precondition_violations
+                    .iter()
+                    .map(|v| {
+                        tonic_types::PreconditionViolation::new(&v.kind, &v.subject, &v.description)
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        if details.bad_request().is_none() && details.precondition_failure().is_none() {
+            tonic::Status::new(error.code.grpc(), error.message)
+        } else {
+            tonic::Status::with_error_details(error.code.grpc(), error.message, details)
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Closed => ServiceError::unavailable("the service is shutting down"),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                ServiceError::internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl<E: Into<ServiceError>> From<WriteError<E>> for ServiceError {
+    fn from(error: WriteError<E>) -> Self {
+        match error {
+            WriteError::Rejected(domain) => domain.into(),
+            WriteError::RequestIdReused(id) => ServiceError::invalid(
+                "request_id",
+                format!("request_id {id:?} was already used for a different request"),
+            ),
+            WriteError::Store(store) => store.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_violations_travel_as_bad_request() {
+        let status: tonic::Status = ServiceError::invalid("sku", "must not be empty").into();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "sku: must not be empty");
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("bad request details");
+        assert_eq!(bad.field_violations[0].field, "sku");
+    }
+
+    #[test]
+    fn preconditions_travel_as_precondition_failure() {
+        let status: tonic::Status = ServiceError::failed_precondition("short")
+            .with_precondition("STOCK", "sku-1", "available 3")
+            .into();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        let details = status.get_error_details();
+        assert_eq!(
+            details.precondition_failure().unwrap().violations[0].subject,
+            "sku-1"
+        );
+    }
+
+    #[test]
+    fn a_reused_request_id_is_invalid_argument_naming_it() {
+        let error: ServiceError = WriteError::<ServiceError>::RequestIdReused("r-1".into()).into();
+        assert_eq!(error.code, Code::InvalidArgument);
+        assert_eq!(error.field_violations[0].field, "request_id");
+    }
+
+    #[test]
+    fn a_closed_store_is_unavailable_not_internal() {
+        let error: ServiceError = StoreError::Closed.into();
+        assert_eq!(error.code, Code::Unavailable);
+    }
+}

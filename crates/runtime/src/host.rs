@@ -1,0 +1,176 @@
+//! What a service instance is given to start: its site, the network, the process config,
+//! its clock and the shutdown signal. `coldchain serve` and `coldchain dev` build one per
+//! server; tests build them around temporary directories.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use coldchain_store::{Identity, SharedClock, Store, StoreError, StoreOptions, system_clock};
+
+use crate::client::ClientOptions;
+use crate::config::Config;
+use crate::network::{NetworkConfig, ServiceKind, SiteConfig};
+use crate::server::Limits;
+use crate::shutdown::Shutdown;
+
+/// Everything a service instance needs from its host process.
+#[derive(Clone)]
+pub struct ServiceContext {
+    /// Which service this instance is.
+    pub kind: ServiceKind,
+    /// The site it serves (the gateway gets the first site; it does not use it).
+    pub site: SiteConfig,
+    /// The whole network, for endpoints of other services.
+    pub network: Arc<NetworkConfig>,
+    /// The process configuration.
+    pub config: Arc<Config>,
+    /// The clock (a manual one in tests).
+    pub clock: SharedClock,
+    /// The process's shutdown signal; long-lived streams end when it fires.
+    pub shutdown: Shutdown,
+    /// How this instance calls other services.
+    pub client: ClientOptions,
+}
+
+impl ServiceContext {
+    /// A context with the real clock and default client options.
+    pub fn new(
+        kind: ServiceKind,
+        site: SiteConfig,
+        network: Arc<NetworkConfig>,
+        config: Arc<Config>,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            kind,
+            site,
+            network,
+            config,
+            clock: system_clock(),
+            shutdown,
+            client: ClientOptions::default(),
+        }
+    }
+
+    /// `la-vientiane/inventory`, for logs.
+    pub fn label(&self) -> String {
+        match self.kind {
+            ServiceKind::Gateway => "gateway".to_string(),
+            kind => format!("{}/{}", self.site.id, kind.as_str()),
+        }
+    }
+
+    /// `<data_dir>/<site>/<service>` (`<data_dir>/gateway` for the gateway).
+    pub fn data_path(&self) -> PathBuf {
+        match self.kind {
+            ServiceKind::Gateway => self.config.data_dir.join("gateway"),
+            kind => self.config.data_dir.join(&self.site.id).join(kind.as_str()),
+        }
+    }
+
+    /// Opens this instance's database.
+    pub fn open_store(&self) -> Result<Store, StoreError> {
+        let identity = Identity {
+            site: match self.kind {
+                ServiceKind::Gateway => "hub".to_string(),
+                _ => self.site.id.clone(),
+            },
+            service: self.kind.as_str().to_string(),
+        };
+        Store::open(
+            &self.data_path(),
+            &identity,
+            StoreOptions {
+                cache_bytes: self.config.sled_cache_bytes,
+                idempotency_retention: self.config.idempotency_retention,
+                clock: self.clock.clone(),
+            },
+        )
+    }
+
+    /// The server limits from the config.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            rpc_timeout: self.config.rpc_timeout,
+            concurrency_limit: self.config.concurrency_limit,
+            max_message_bytes: self.config.max_message_bytes,
+            shutdown_grace: self.config.shutdown_grace,
+            ..Limits::default()
+        }
+    }
+}
+
+/// A health probe that checks a store answers.
+pub fn store_probe(store: Store) -> crate::server::HealthProbe {
+    Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move { store.check().map_err(|e| e.to_string()) })
+    })
+}
+
+/// Forgets expired request ids every hour until shutdown.
+pub fn spawn_idempotency_sweeper(store: Store, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+                () = shutdown.wait() => return,
+            }
+            match store.sweep_expired_requests().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "forgot expired request ids"),
+                Err(error) => tracing::warn!(%error, "sweeping expired request ids failed"),
+            }
+        }
+    });
+}
+
+/// Why a service could not start (its store would not open, its config is wrong, …).
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A service running in this process on a local port: for tests and `coldchain dev`.
+pub struct RunningService {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Fire to stop it.
+    pub shutdown: Shutdown,
+    /// Resolves when it stopped (after draining and flushing).
+    pub stopped: tokio::task::JoinHandle<()>,
+}
+
+impl RunningService {
+    /// `http://addr`, for clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it and waits until its store is flushed and closed.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.stopped.await;
+    }
+}
+
+/// Starts `spec` on `listener` in the background.
+pub fn spawn_service(
+    listener: tokio::net::TcpListener,
+    spec: crate::server::ServiceSpec,
+    limits: Limits,
+    shutdown: Shutdown,
+) -> std::io::Result<RunningService> {
+    let addr = listener.local_addr()?;
+    let label = spec.label.clone();
+    let stopped = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            if let Err(error) = crate::server::serve(listener, spec, limits, shutdown).await {
+                tracing::error!(service = %label, %error, "server failed");
+            }
+        }
+    });
+    Ok(RunningService {
+        addr,
+        shutdown,
+        stopped,
+    })
+}

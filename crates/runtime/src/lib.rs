@@ -1,0 +1,17 @@
+#![forbid(unsafe_code)]
+//! What every service shares at runtime: configuration, the network file, tracing, the
+//! server bootstrap, the client connector, errors, validation and shutdown.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod logging;
+pub mod network;
+pub mod page_token;
+pub mod server;
+pub mod shutdown;
+pub mod validate;
+
+pub use error::{Code, ServiceError};
+pub use shutdown::Shutdown;

@@ -1,0 +1,334 @@
+//! The server bootstrap every service uses: health with real status, reflection v1, a
+//! per-RPC deadline, a global concurrency limit that sheds load, message size limits, one
+//! tracing span per RPC, and a graceful shutdown that drains and then flushes.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::shutdown::Shutdown;
+
+/// Limits applied to every server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The longest any unary call (or a stream's setup) may take; a shorter client
+    /// deadline (`grpc-timeout`) wins.
+    pub rpc_timeout: Duration,
+    /// Calls in flight per server, across all connections; beyond it calls are shed
+    /// with `RESOURCE_EXHAUSTED`.
+    pub concurrency_limit: usize,
+    /// The largest message decoded or encoded.
+    pub max_message_bytes: usize,
+    /// How long shutdown waits for in-flight calls before giving up on them.
+    pub shutdown_grace: Duration,
+    /// How often the health probe runs.
+    pub health_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            rpc_timeout: Duration::from_secs(10),
+            concurrency_limit: 1024,
+            max_message_bytes: 4 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(3),
+            health_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Checks whether a service can do its work (its store answers, …).
+pub type HealthProbe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// A probe that always passes: for services with nothing of their own to check.
+pub fn always_healthy() -> HealthProbe {
+    Arc::new(|| Box::pin(async { Ok(()) }))
+}
+
+/// What a service hands to [`serve`].
+pub struct ServiceSpec {
+    /// For logs: `la-vientiane/inventory`.
+    pub label: String,
+    /// The fully qualified gRPC service name, reported by health.
+    pub service_name: &'static str,
+    /// The service's routes (its tonic server, already given its message limits).
+    pub routes: Routes,
+    /// Its health check.
+    pub probe: HealthProbe,
+    /// Runs after the server drained: flush and close the store.
+    pub on_stopped: Box<dyn FnOnce() + Send>,
+}
+
+/// Binds a listener; port 0 picks a free port.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+/// Serves `spec` on `listener` until `shutdown` fires, then drains (bounded by
+/// `limits.shutdown_grace`) and runs `spec.on_stopped`.
+pub async fn serve(
+    listener: TcpListener,
+    spec: ServiceSpec,
+    limits: Limits,
+    shutdown: Shutdown,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(coldchain_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor sets are valid");
+
+    let probe_task = tokio::spawn(run_probe(
+        health.clone(),
+        spec.service_name,
+        spec.probe.clone(),
+        limits.health_interval,
+        shutdown.clone(),
+        spec.label.clone(),
+    ));
+
+    let routes = spec
+        .routes
+        .add_service(health_service)
+        .add_service(reflection);
+    let guard = GuardLayer {
+        permits: Arc::new(Semaphore::new(limits.concurrency_limit)),
+        limit: limits.concurrency_limit,
+        timeout: limits.rpc_timeout,
+        label: Arc::from(spec.label.as_str()),
+    };
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(guard)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown.wait());
+    tokio::pin!(server);
+
+    let result = tokio::select! {
+        result = &mut server => result,
+        () = async {
+            shutdown.wait().await;
+            tokio::time::sleep(limits.shutdown_grace).await;
+        } => {
+            tracing::warn!(service = %spec.label, "calls still in flight after the shutdown grace period; stopping anyway");
+            Ok(())
+        }
+    };
+    probe_task.abort();
+    (spec.on_stopped)();
+    tracing::debug!(service = %spec.label, "stopped");
+    result
+}
+
+async fn run_probe(
+    health: tonic_health::server::HealthReporter,
+    service_name: &'static str,
+    probe: HealthProbe,
+    interval: Duration,
+    shutdown: Shutdown,
+    label: String,
+) {
+    let mut last: Option<bool> = None;
+    loop {
+        let ok = if shutdown.is_triggered() {
+            false
+        } else {
+            match probe().await {
+                Ok(()) => true,
+                Err(problem) => {
+                    if last != Some(false) {
+                        tracing::error!(service = %label, %problem, "health check failed: NOT_SERVING");
+                    }
+                    false
+                }
+            }
+        };
+        if last != Some(ok) {
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            health.set_service_status("", status).await;
+            health.set_service_status(service_name, status).await;
+            last = Some(ok);
+        }
+        if shutdown.is_triggered() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.wait() => {}
+        }
+    }
+}
+
+/// Sheds calls beyond the concurrency limit, enforces the deadline, and opens the
+/// per-RPC tracing span.
+#[derive(Clone)]
+struct GuardLayer {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    timeout: Duration,
+    label: Arc<str>,
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Guard {
+            inner,
+            config: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Guard<S> {
+    inner: S,
+    config: GuardLayer,
+}
+
+impl<S> Service<Request<Body>> for Guard<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let method = request.uri().path().to_string();
+        let span = tracing::info_span!(
+            "rpc",
+            service = %self.config.label,
+            method = %method,
+            request_id = tracing::field::Empty,
+        );
+        let Ok(permit) = self.config.permits.clone().try_acquire_owned() else {
+            let limit = self.config.limit;
+            span.in_scope(|| tracing::warn!(limit, "overloaded: call shed"));
+            return Box::pin(async move {
+                Ok(tonic::Status::resource_exhausted(format!(
+                    "server overloaded: {limit} calls in flight; retry with backoff"
+                ))
+                .into_http())
+            });
+        };
+        let deadline = client_deadline(&request).map_or(self.config.timeout, |client| {
+            client.min(self.config.timeout)
+        });
+        // Take the service that was driven to readiness, leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let response = match tokio::time::timeout(deadline, inner.call(request)).await {
+                    Ok(Ok(response)) => response,
+                    Err(_) => tonic::Status::deadline_exceeded(format!(
+                        "deadline of {} ms exceeded",
+                        deadline.as_millis()
+                    ))
+                    .into_http(),
+                };
+                drop(permit);
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_string();
+                tracing::debug!(
+                    code,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "done"
+                );
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// The client's `grpc-timeout` header, if any: an integer and a unit (H M S m u n).
+fn client_deadline<B>(request: &Request<B>) -> Option<Duration> {
+    let value = request.headers().get("grpc-timeout")?.to_str().ok()?;
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// The name under which a tonic server registers, for health.
+pub fn service_name<S: NamedService>() -> &'static str {
+    S::NAME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header_is_parsed() {
+        let request = |v: &str| {
+            Request::builder()
+                .header("grpc-timeout", v)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(
+            client_deadline(&request("250m")),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            client_deadline(&request("2S")),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            client_deadline(&request("1H")),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(client_deadline(&request("x")), None);
+        assert_eq!(client_deadline(&request("12Q")), None);
+        assert_eq!(client_deadline(&request("999999999S")), None);
+    }
+}

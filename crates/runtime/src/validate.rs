@@ -1,0 +1,187 @@
+//! Request validation: collect every bad field, then answer once with all of them.
+
+use crate::error::{Code, FieldViolation, ServiceError};
+
+/// The longest id we accept (sku, lot, zone, booking, sensor, order, customer, …).
+pub const MAX_ID_LEN: usize = 64;
+/// The longest request_id we accept (UUIDs and ULIDs fit with room to spare).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+/// The longest free text (reasons, notes, origins).
+pub const MAX_TEXT_LEN: usize = 512;
+
+/// Collects field violations of one request.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// No violations yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a violation.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Records a violation unless `ok`.
+    pub fn check(
+        &mut self,
+        ok: bool,
+        field: impl Into<String>,
+        description: impl FnOnce() -> String,
+    ) {
+        if !ok {
+            self.add(field, description());
+        }
+    }
+
+    /// A required identifier: 1..=64 characters of `A-Z a-z 0-9 . _ : -`.
+    pub fn id(&mut self, field: &str, value: &str) {
+        if let Err(problem) = check_id(value, MAX_ID_LEN) {
+            self.add(field, problem);
+        }
+    }
+
+    /// An optional identifier: empty, or a valid id.
+    pub fn optional_id(&mut self, field: &str, value: &str) {
+        if !value.is_empty() {
+            self.id(field, value);
+        }
+    }
+
+    /// The `request_id` every mutating call carries.
+    pub fn request_id(&mut self, value: &str) {
+        if let Err(problem) = check_id(value, MAX_REQUEST_ID_LEN) {
+            self.add("request_id", problem);
+        }
+    }
+
+    /// Free text up to 512 characters, without control characters.
+    pub fn text(&mut self, field: &str, value: &str, required: bool) {
+        if required && value.trim().is_empty() {
+            self.add(field, "is required");
+        } else if value.chars().count() > MAX_TEXT_LEN {
+            self.add(field, format!("must be at most {MAX_TEXT_LEN} characters"));
+        } else if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            self.add(field, "must not contain control characters");
+        }
+    }
+
+    /// A page size: 0 means the default, the maximum is `max`.
+    pub fn page_size(&mut self, value: i32, max: i32) {
+        if !(0..=max).contains(&value) {
+            self.add(
+                "page_size",
+                format!("must be between 0 and {max}, got {value}"),
+            );
+        }
+    }
+
+    /// Prefixes the field of every violation recorded from here, e.g. `movements[2].`.
+    pub fn nested(&mut self, prefix: &str, f: impl FnOnce(&mut Violations)) {
+        let mut inner = Violations::new();
+        f(&mut inner);
+        for v in inner.0 {
+            self.0.push(FieldViolation {
+                field: format!("{prefix}.{}", v.field),
+                description: v.description,
+            });
+        }
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing was recorded, otherwise one `INVALID_ARGUMENT` with every violation.
+    pub fn finish(self) -> Result<(), ServiceError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let message = self
+            .0
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(ServiceError {
+            code: Code::InvalidArgument,
+            message,
+            field_violations: self.0,
+            precondition_violations: Vec::new(),
+        })
+    }
+}
+
+/// Checks an identifier's length and characters.
+pub fn check_id(value: &str, max: usize) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("is required".into());
+    }
+    if value.len() > max {
+        return Err(format!(
+            "must be at most {max} characters, got {}",
+            value.len()
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(format!(
+            "{value:?} contains {bad:?}; allowed are letters, digits and . _ : -"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_violation_is_reported_at_once() {
+        let mut v = Violations::new();
+        v.request_id("");
+        v.id("sku", "bad sku!");
+        v.nested("movements[1]", |v| v.id("lot_id", &"x".repeat(65)));
+        v.page_size(-1, 1000);
+        let error = v.finish().unwrap_err();
+        let fields: Vec<_> = error
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            ["request_id", "sku", "movements[1].lot_id", "page_size"]
+        );
+        assert!(error.message.contains("\"bad sku!\" contains ' '"));
+    }
+
+    #[test]
+    fn valid_ids_pass() {
+        let mut v = Violations::new();
+        v.id("sku", "CITRUS-NAVEL.10kg:2026");
+        v.optional_id("zone_id", "");
+        v.text("reason", "damaged in transit", true);
+        assert!(v.finish().is_ok());
+    }
+
+    #[test]
+    fn text_rules() {
+        let mut v = Violations::new();
+        v.text("reason", "  ", true);
+        v.text("note", "a\u{0}b", false);
+        v.text("origin", &"x".repeat(513), false);
+        assert_eq!(v.finish().unwrap_err().field_violations.len(), 3);
+    }
+}

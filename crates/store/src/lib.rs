@@ -1,0 +1,51 @@
+#![forbid(unsafe_code)]
+//! The storage layer every service shares: sled with order-preserving keys, typed tables, a
+//! single serialized writer per database with atomic batches, group commit, the idempotency
+//! table and the append-only ledger.
+//!
+//! A write goes through [`Store::write`]: under the database's writer lock the closure reads
+//! current state and stages changes in a [`WriteTx`]; the store appends the ledger entries
+//! it staged (assigning gap-free sequence numbers), records the idempotent response, applies
+//! everything as one atomic sled batch, releases the lock and waits for the group commit.
+//! Only then does the caller get its answer: acknowledged means durable.
+
+pub mod clock;
+pub mod group_commit;
+pub mod keys;
+pub mod table;
+
+mod store;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
+pub use keys::{KeyCodec, KeyPart, Prefix};
+pub use store::{
+    FORMAT_VERSION, Identity, LedgerRecord, RequestFingerprint, Store, StoreOptions, WriteError,
+    WriteTx, Written, fingerprint,
+};
+pub use table::{Table, Value};
+
+/// A storage failure. None of these is the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an I/O or internal error.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A flush failed: the write may not be durable.
+    #[error("flush failed: {0}")]
+    Flush(String),
+    /// Stored bytes failed to decode.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// A value failed to encode.
+    #[error("cannot encode value: {0}")]
+    Encode(String),
+    /// The database belongs to another site or service, or has a newer format.
+    #[error("{0}")]
+    Incompatible(String),
+    /// The store is shutting down.
+    #[error("store is closed")]
+    Closed,
+    /// Anything else at the I/O layer.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,620 @@
+//! The database of one service instance: open with identity checks, serialized atomic
+//! writes with idempotency and ledger, group commit, reads and scans.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::StoreError;
+use crate::clock::{SharedClock, system_clock};
+use crate::group_commit::GroupCommit;
+use crate::keys::KeyCodec;
+use crate::table::{Table, Value};
+
+/// The on-disk format this binary writes. A database with a newer version is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+const META_FORMAT: &[u8] = b"format_version";
+const META_SITE: &[u8] = b"site";
+const META_SERVICE: &[u8] = b"service";
+
+/// Ledger entries: sequence → the service's encoded entry.
+const LEDGER_PREFIX: &[u8] = b"_ledger/";
+/// Idempotency records: request_id → fingerprint, time, stored response.
+const REQUESTS: Table<String, RequestRecord> = Table::new("_requests");
+/// Expiry index of idempotency records: (recorded at, request_id).
+const REQUESTS_BY_TIME: Table<(i64, String), ()> = Table::new("_requests_by_time");
+
+/// Whose data a database holds. A database refuses to open as anyone else's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The site id, e.g. `la-vientiane`.
+    pub site: String,
+    /// The service name, e.g. `inventory`.
+    pub service: String,
+}
+
+/// Tuning of one database.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// sled's page cache in bytes (sled's default is 1 GiB per database).
+    pub cache_bytes: u64,
+    /// How long a request_id is remembered. At least 24 hours in production.
+    pub idempotency_retention: Duration,
+    /// The clock used for idempotency expiry.
+    pub clock: SharedClock,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 8 * 1024 * 1024,
+            idempotency_retention: Duration::from_secs(48 * 3600),
+            clock: system_clock(),
+        }
+    }
+}
+
+/// A request's identity for idempotency: its id and a digest of its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFingerprint {
+    /// The client's request_id.
+    pub request_id: String,
+    /// SHA-256 of the request's canonical bytes.
+    pub digest: [u8; 32],
+}
+
+/// The fingerprint of a request: `bytes` should be the request's canonical encoding
+/// (its protobuf bytes, which include the request_id).
+pub fn fingerprint(request_id: &str, bytes: &[u8]) -> RequestFingerprint {
+    RequestFingerprint {
+        request_id: request_id.to_string(),
+        digest: Sha256::digest(bytes).into(),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RequestRecord {
+    digest: [u8; 32],
+    recorded_at_ms: i64,
+    response: Vec<u8>,
+}
+
+/// A stored ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRecord {
+    /// Its sequence number: 1, 2, 3, … with no gaps.
+    pub sequence: u64,
+    /// The service's encoding of the entry.
+    pub bytes: Vec<u8>,
+}
+
+/// The result of a successful write.
+#[derive(Debug)]
+pub struct Written<T> {
+    /// The response: fresh, or the stored response of the first call with this request_id.
+    pub value: T,
+    /// True when this was a replay of an earlier request.
+    pub replayed: bool,
+}
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError<E> {
+    /// The closure refused the write (a domain error): nothing was changed.
+    #[error("{0}")]
+    Rejected(E),
+    /// The request_id was used before for a different request.
+    #[error("request_id {0:?} was already used for a different request")]
+    RequestIdReused(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+enum Applied<T> {
+    Replayed(T),
+    Fresh(T, Option<u64>),
+}
+
+struct WriterState {
+    /// The sequence the next ledger entry gets.
+    next_sequence: u64,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    data: sled::Tree,
+    writer: Mutex<WriterState>,
+    commit: GroupCommit,
+    durable_sequence: watch::Sender<u64>,
+    options: StoreOptions,
+}
+
+/// One service instance's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` for `identity`.
+    ///
+    /// Refuses a database written by a newer format or belonging to another site or
+    /// service, with a message naming both, and never rewrites it.
+    pub fn open(
+        path: &Path,
+        identity: &Identity,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path)?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            // Our group commit is the only flusher: see `group_commit`.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) => StoreError::Io(std::io::Error::new(
+                    io.kind(),
+                    format!("cannot open database at {}: {io}", path.display()),
+                )),
+                other => StoreError::Sled(other),
+            })?;
+        check_identity(&db, path, identity)?;
+        let data = db.open_tree("data")?;
+        let next_sequence = match data.scan_prefix(LEDGER_PREFIX).keys().next_back() {
+            Some(key) => decode_sequence(&key?)? + 1,
+            None => 1,
+        };
+        let commit = GroupCommit::start(
+            db.clone(),
+            &format!("{}-{}", identity.site, identity.service),
+        )?;
+        let (durable_sequence, _) = watch::channel(next_sequence - 1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                db,
+                data,
+                writer: Mutex::new(WriterState { next_sequence }),
+                commit,
+                durable_sequence,
+                options,
+            }),
+        })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.options.clock
+    }
+
+    /// Applies a write atomically and durably.
+    ///
+    /// With `request`, a request_id seen before (and not yet expired) returns the stored
+    /// response of the first call without running `f`; the same id with a different
+    /// fingerprint is [`WriteError::RequestIdReused`]. `f` runs under the database's
+    /// writer lock: it sees every earlier write and no concurrent one, so a check it makes
+    /// still holds when its changes are applied. If `f` fails nothing is changed.
+    pub async fn write<T, E, F>(
+        &self,
+        request: Option<&RequestFingerprint>,
+        f: F,
+    ) -> Result<Written<T>, WriteError<E>>
+    where
+        T: prost::Message + Default,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    {
+        if let Some(request) = request
+            && let Some(value) = self.replay(request)?
+        {
+            // The first call may still be waiting for its flush: so must we.
+            self.inner.commit.durable().await?;
+            return Ok(Written {
+                value,
+                replayed: true,
+            });
+        }
+        let applied = {
+            let mut writer = self.lock_writer();
+            // Checked again under the lock: a concurrent call with the same id may have
+            // committed since the check above.
+            if let Some(request) = request
+                && let Some(value) = self.replay(request)?
+            {
+                Applied::Replayed(value)
+            } else {
+                let now_ms = self.inner.options.clock.now_millis();
+                let mut tx = WriteTx {
+                    tree: &self.inner.data,
+                    overlay: BTreeMap::new(),
+                    next_sequence: writer.next_sequence,
+                    ledger: Vec::new(),
+                    now_ms,
+                };
+                let value = f(&mut tx).map_err(WriteError::Rejected)?;
+                if let Some(request) = request {
+                    let record = RequestRecord {
+                        digest: request.digest,
+                        recorded_at_ms: now_ms,
+                        response: value.encode_to_vec(),
+                    };
+                    tx.put(&REQUESTS, &request.request_id, &record)?;
+                    tx.put(
+                        &REQUESTS_BY_TIME,
+                        &(now_ms, request.request_id.clone()),
+                        &(),
+                    )?;
+                }
+                let last_sequence = tx.last_staged_sequence();
+                let staged = tx.ledger.len() as u64;
+                let batch = tx.into_batch();
+                self.inner
+                    .data
+                    .apply_batch(batch)
+                    .map_err(StoreError::from)?;
+                writer.next_sequence += staged;
+                Applied::Fresh(value, last_sequence)
+            }
+        };
+        let (value, last_sequence) = match applied {
+            Applied::Replayed(value) => {
+                self.inner.commit.durable().await?;
+                return Ok(Written {
+                    value,
+                    replayed: true,
+                });
+            }
+            Applied::Fresh(value, last_sequence) => (value, last_sequence),
+        };
+        self.inner.commit.durable().await?;
+        if let Some(sequence) = last_sequence {
+            // Any flush that covers this write covers every earlier one too (they were
+            // applied before it under the writer lock), so the durable mark only moves up.
+            self.inner.durable_sequence.send_if_modified(|current| {
+                let moved = sequence > *current;
+                if moved {
+                    *current = sequence;
+                }
+                moved
+            });
+        }
+        Ok(Written {
+            value,
+            replayed: false,
+        })
+    }
+
+    fn replay<T, E>(&self, request: &RequestFingerprint) -> Result<Option<T>, WriteError<E>>
+    where
+        T: prost::Message + Default,
+    {
+        let Some(record) = self.get(&REQUESTS, &request.request_id)? else {
+            return Ok(None);
+        };
+        if self.is_expired(record.recorded_at_ms) {
+            return Ok(None);
+        }
+        if record.digest != request.digest {
+            return Err(WriteError::RequestIdReused(request.request_id.clone()));
+        }
+        T::decode(record.response.as_slice())
+            .map(Some)
+            .map_err(|e| WriteError::Store(StoreError::Corrupt(format!("stored response: {e}"))))
+    }
+
+    fn is_expired(&self, recorded_at_ms: i64) -> bool {
+        let retention = self.inner.options.idempotency_retention.as_millis() as i64;
+        self.inner.options.clock.now_millis() - recorded_at_ms >= retention
+    }
+
+    /// Forgets request_ids older than the retention. Returns how many were removed.
+    pub async fn sweep_expired_requests(&self) -> Result<usize, StoreError> {
+        let retention = self.inner.options.idempotency_retention.as_millis() as i64;
+        let cutoff = self.inner.options.clock.now_millis() - retention;
+        let removed = {
+            let _writer = self.lock_writer();
+            let mut batch = sled::Batch::default();
+            let mut removed = 0;
+            for entry in self.scan_prefix(&REQUESTS_BY_TIME, &[]) {
+                let ((recorded_at_ms, request_id), ()) = entry?;
+                if recorded_at_ms > cutoff {
+                    break;
+                }
+                batch.remove(REQUESTS_BY_TIME.raw_key(&(recorded_at_ms, request_id.clone())));
+                batch.remove(REQUESTS.raw_key(&request_id));
+                removed += 1;
+            }
+            self.inner.data.apply_batch(batch)?;
+            removed
+        };
+        self.inner.commit.durable().await?;
+        Ok(removed)
+    }
+
+    /// Reads one value.
+    pub fn get<K: KeyCodec, V: Value>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+    ) -> Result<Option<V>, StoreError> {
+        match self.inner.data.get(table.raw_key(key))? {
+            Some(bytes) => V::from_bytes(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every entry whose key starts with the encoded `key_prefix`, in key order.
+    pub fn scan_prefix<K: KeyCodec, V: Value>(
+        &self,
+        table: &Table<K, V>,
+        key_prefix: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<(K, V), StoreError>> + use<K, V> {
+        let table = *table;
+        self.inner
+            .data
+            .scan_prefix(table.raw_prefix(key_prefix))
+            .map(move |entry| decode_entry(&table, entry))
+    }
+
+    /// Entries under `key_prefix` strictly after the relative key `after` (a page token's
+    /// position), in key order.
+    pub fn scan_after<K: KeyCodec, V: Value>(
+        &self,
+        table: &Table<K, V>,
+        key_prefix: &[u8],
+        after: Option<&[u8]>,
+    ) -> impl Iterator<Item = Result<(K, V), StoreError>> + use<K, V> {
+        let table = *table;
+        let prefix = table.raw_prefix(key_prefix);
+        let start = match after {
+            Some(after) => Bound::Excluded(table.raw_prefix(after)),
+            None => Bound::Included(prefix.clone()),
+        };
+        self.inner
+            .data
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take_while(move |entry| match entry {
+                Ok((key, _)) => key.starts_with(&prefix),
+                Err(_) => true,
+            })
+            .map(move |entry| decode_entry(&table, entry))
+    }
+
+    /// Up to `limit` durable ledger entries with sequence ≥ `from`, in order.
+    pub fn ledger_from(&self, from: u64, limit: usize) -> Result<Vec<LedgerRecord>, StoreError> {
+        let durable = *self.inner.durable_sequence.borrow();
+        let mut out = Vec::new();
+        if from > durable {
+            return Ok(out);
+        }
+        let mut start = LEDGER_PREFIX.to_vec();
+        start.extend_from_slice(&from.to_be_bytes());
+        let mut end = LEDGER_PREFIX.to_vec();
+        end.extend_from_slice(&durable.to_be_bytes());
+        for entry in self.inner.data.range(start..=end).take(limit) {
+            let (key, value) = entry?;
+            out.push(LedgerRecord {
+                sequence: decode_sequence(&key)?,
+                bytes: value.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The highest ledger sequence known to be durable (0 when the ledger is empty).
+    pub fn durable_sequence(&self) -> u64 {
+        *self.inner.durable_sequence.borrow()
+    }
+
+    /// Wakes whenever the durable ledger sequence moves.
+    pub fn subscribe_ledger(&self) -> watch::Receiver<u64> {
+        self.inner.durable_sequence.subscribe()
+    }
+
+    /// Checks that the database answers: a read of its metadata.
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.inner.db.get(META_FORMAT)?;
+        Ok(())
+    }
+
+    /// Waits until every applied write is on disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.commit.durable().await
+    }
+
+    /// Flushes and stops the flusher. Called on shutdown; later writes fail with `Closed`.
+    pub fn close(&self) {
+        self.inner.commit.stop();
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        // A panic inside a write closure happens before anything is applied, so the state
+        // behind a poisoned lock is still consistent.
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn decode_entry<K: KeyCodec, V: Value>(
+    table: &Table<K, V>,
+    entry: sled::Result<(sled::IVec, sled::IVec)>,
+) -> Result<(K, V), StoreError> {
+    let (key, value) = entry?;
+    Ok((table.decode_key(&key)?, V::from_bytes(&value)?))
+}
+
+fn decode_sequence(key: &[u8]) -> Result<u64, StoreError> {
+    key.strip_prefix(LEDGER_PREFIX)
+        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt("malformed ledger key".into()))
+}
+
+fn check_identity(db: &sled::Db, path: &Path, identity: &Identity) -> Result<(), StoreError> {
+    let meta = db.open_tree("_meta")?;
+    let text = |key: &[u8]| -> Result<Option<String>, StoreError> {
+        Ok(meta
+            .get(key)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    };
+    match meta.get(META_FORMAT)? {
+        None => {
+            meta.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+            meta.insert(META_SITE, identity.site.as_bytes())?;
+            meta.insert(META_SERVICE, identity.service.as_bytes())?;
+            db.flush()?;
+            Ok(())
+        }
+        Some(raw) => {
+            let version = <[u8; 4]>::try_from(raw.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| {
+                    StoreError::Corrupt(format!("{}: malformed format version", path.display()))
+                })?;
+            if version > FORMAT_VERSION {
+                return Err(StoreError::Incompatible(format!(
+                    "database at {} has format version {version}; this binary supports up to {FORMAT_VERSION}: upgrade the binary (the data was left untouched)",
+                    path.display()
+                )));
+            }
+            let site = text(META_SITE)?.unwrap_or_default();
+            let service = text(META_SERVICE)?.unwrap_or_default();
+            if site != identity.site || service != identity.service {
+                return Err(StoreError::Incompatible(format!(
+                    "database at {} belongs to site {site:?} service {service:?}, not site {:?} service {:?}: check data_dir (the data was left untouched)",
+                    path.display(),
+                    identity.site,
+                    identity.service
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The staged changes of one write, seen through its own reads.
+pub struct WriteTx<'a> {
+    tree: &'a sled::Tree,
+    /// Staged puts (`Some`) and deletes (`None`), by raw key.
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    next_sequence: u64,
+    ledger: Vec<(u64, Vec<u8>)>,
+    now_ms: i64,
+}
+
+impl WriteTx<'_> {
+    /// The instant of this write, from the store's clock (ms since the epoch).
+    pub fn now_millis(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// Reads a value, including this write's own staged changes.
+    pub fn get<K: KeyCodec, V: Value>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+    ) -> Result<Option<V>, StoreError> {
+        let raw = table.raw_key(key);
+        match self.overlay.get(&raw) {
+            Some(Some(bytes)) => V::from_bytes(bytes).map(Some),
+            Some(None) => Ok(None),
+            None => match self.tree.get(&raw)? {
+                Some(bytes) => V::from_bytes(&bytes).map(Some),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Stages a put.
+    pub fn put<K: KeyCodec, V: Value>(
+        &mut self,
+        table: &Table<K, V>,
+        key: &K,
+        value: &V,
+    ) -> Result<(), StoreError> {
+        self.overlay
+            .insert(table.raw_key(key), Some(value.to_bytes()?));
+        Ok(())
+    }
+
+    /// Stages a delete.
+    pub fn delete<K: KeyCodec, V: Value>(&mut self, table: &Table<K, V>, key: &K) {
+        self.overlay.insert(table.raw_key(key), None);
+    }
+
+    /// Every entry under `key_prefix`, in key order, including staged changes.
+    pub fn scan_prefix<K: KeyCodec, V: Value>(
+        &self,
+        table: &Table<K, V>,
+        key_prefix: &[u8],
+    ) -> Result<Vec<(K, V)>, StoreError> {
+        let prefix = table.raw_prefix(key_prefix);
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for entry in self.tree.scan_prefix(&prefix) {
+            let (key, value) = entry?;
+            merged.insert(key.to_vec(), value.to_vec());
+        }
+        for (key, value) in self.overlay.range(prefix.clone()..) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        merged
+            .into_iter()
+            .map(|(key, value)| Ok((table.decode_key(&key)?, V::from_bytes(&value)?)))
+            .collect()
+    }
+
+    /// Stages a ledger entry. `encode` gets the entry's sequence number and returns its
+    /// bytes; the sequence is returned too.
+    pub fn append_ledger(&mut self, encode: impl FnOnce(u64) -> Vec<u8>) -> u64 {
+        let sequence = self.next_sequence + self.ledger.len() as u64;
+        self.ledger.push((sequence, encode(sequence)));
+        sequence
+    }
+
+    /// The sequence the next staged ledger entry would get.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence + self.ledger.len() as u64
+    }
+
+    fn last_staged_sequence(&self) -> Option<u64> {
+        self.ledger.last().map(|(sequence, _)| *sequence)
+    }
+
+    fn into_batch(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (key, value) in self.overlay {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        for (sequence, bytes) in self.ledger {
+            let mut key = LEDGER_PREFIX.to_vec();
+            key.extend_from_slice(&sequence.to_be_bytes());
+            batch.insert(key, bytes);
+        }
+        batch
+    }
+}

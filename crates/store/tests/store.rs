@@ -1,0 +1,307 @@
+//! The store's contracts: atomic serialized writes, group commit, idempotency, ledger,
+//! identity checks, and durability across reopen.
+
+use std::time::Duration;
+
+use coldchain_store::{
+    Identity, ManualClock, Store, StoreError, StoreOptions, Table, WriteError, fingerprint,
+};
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Reply {
+    #[prost(uint64, tag = "1")]
+    sequence: u64,
+    #[prost(int64, tag = "2")]
+    balance: i64,
+}
+
+const BALANCES: Table<String, i64> = Table::new("balance");
+
+fn identity() -> Identity {
+    Identity {
+        site: "la-vientiane".into(),
+        service: "inventory".into(),
+    }
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(dir, &identity(), StoreOptions::default()).expect("open")
+}
+
+/// Adds `delta` to `account` and appends a ledger entry, refusing to go negative.
+async fn add(
+    store: &Store,
+    request_id: Option<&str>,
+    account: &str,
+    delta: i64,
+) -> Result<Reply, WriteError<String>> {
+    let request =
+        request_id.map(|id| fingerprint(id, format!("{id}:{account}:{delta}").as_bytes()));
+    store
+        .write(request.as_ref(), |tx| {
+            let balance = tx
+                .get(&BALANCES, &account.to_string())
+                .map_err(|e| e.to_string())?
+                .unwrap_or(0)
+                + delta;
+            if balance < 0 {
+                return Err(format!("{account} would go negative"));
+            }
+            tx.put(&BALANCES, &account.to_string(), &balance)
+                .map_err(|e| e.to_string())?;
+            let sequence = tx.append_ledger(|seq| format!("{seq}:{account}:{delta}").into_bytes());
+            Ok(Reply { sequence, balance })
+        })
+        .await
+        .map(|written| written.value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_writers_are_all_durable_and_sequenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut tasks = Vec::new();
+    for writer in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..20 {
+                let id = format!("w{writer}-{i}");
+                let reply = add(&store, Some(&id), &format!("acct-{}", writer % 8), 1)
+                    .await
+                    .unwrap();
+                acked.push(reply.sequence);
+            }
+            acked
+        }));
+    }
+    let mut sequences = Vec::new();
+    for task in tasks {
+        sequences.extend(task.await.unwrap());
+    }
+    sequences.sort_unstable();
+    assert_eq!(
+        sequences,
+        (1..=64 * 20).collect::<Vec<u64>>(),
+        "gap-free, no duplicates"
+    );
+    assert_eq!(store.durable_sequence(), 64 * 20);
+    store.close();
+    drop(store);
+
+    let store = open(dir.path());
+    let ledger = store.ledger_from(1, usize::MAX).unwrap();
+    assert_eq!(
+        ledger.len(),
+        64 * 20,
+        "every acknowledged write survives a reopen"
+    );
+    let total: i64 = (0..8)
+        .map(|a| store.get(&BALANCES, &format!("acct-{a}")).unwrap().unwrap())
+        .sum();
+    assert_eq!(total, 64 * 20);
+    // The next write continues the sequence.
+    assert_eq!(
+        add(&store, None, "acct-0", 1).await.unwrap().sequence,
+        64 * 20 + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_decrements_never_go_negative() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add(&store, None, "lot", 100).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut granted = 0;
+            for _ in 0..10 {
+                if add(&store, None, "lot", -1).await.is_ok() {
+                    granted += 1;
+                }
+            }
+            granted
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        granted += task.await.unwrap();
+    }
+    assert_eq!(granted, 100);
+    assert_eq!(store.get(&BALANCES, &"lot".to_string()).unwrap(), Some(0));
+}
+
+#[tokio::test]
+async fn a_rejected_write_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add(&store, Some("r1"), "a", 5).await.unwrap();
+    let error = add(&store, Some("r2"), "a", -6).await.unwrap_err();
+    assert!(matches!(error, WriteError::Rejected(_)));
+    assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(5));
+    assert_eq!(store.ledger_from(1, 10).unwrap().len(), 1);
+    // A rejected request_id is not remembered: a corrected retry with it would be a
+    // different request, so the same id with the same content re-runs.
+    assert!(add(&store, Some("r2"), "a", -6).await.is_err());
+}
+
+#[tokio::test]
+async fn a_replayed_request_returns_the_first_response_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let first = add(&store, Some("req-1"), "a", 5).await.unwrap();
+    let again = add(&store, Some("req-1"), "a", 5).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(5));
+    assert_eq!(store.ledger_from(1, 10).unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_replays_apply_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            add(&store, Some("same"), "a", 1).await.unwrap()
+        }));
+    }
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    assert!(replies.iter().all(|r| *r == replies[0]));
+    assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn the_same_request_id_with_another_request_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add(&store, Some("req-1"), "a", 5).await.unwrap();
+    let error = add(&store, Some("req-1"), "a", 6).await.unwrap_err();
+    assert!(matches!(error, WriteError::RequestIdReused(id) if id == "req-1"));
+    assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(5));
+}
+
+#[tokio::test]
+async fn request_ids_expire_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_800_000_000_000);
+    let options = StoreOptions {
+        idempotency_retention: Duration::from_secs(24 * 3600),
+        clock: clock.clone(),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &identity(), options).unwrap();
+    add(&store, Some("req-1"), "a", 5).await.unwrap();
+    clock.advance(Duration::from_secs(23 * 3600));
+    add(&store, Some("req-1"), "a", 5).await.unwrap();
+    assert_eq!(
+        store.get(&BALANCES, &"a".to_string()).unwrap(),
+        Some(5),
+        "kept for 23 h"
+    );
+    assert_eq!(store.sweep_expired_requests().await.unwrap(), 0);
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(store.sweep_expired_requests().await.unwrap(), 1);
+    add(&store, Some("req-1"), "a", 5).await.unwrap();
+    assert_eq!(
+        store.get(&BALANCES, &"a".to_string()).unwrap(),
+        Some(10),
+        "forgotten after 24 h"
+    );
+}
+
+#[tokio::test]
+async fn ledger_scans_from_a_sequence_and_wakes_subscribers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut watch = store.subscribe_ledger();
+    for i in 0..10 {
+        add(&store, None, "a", i).await.unwrap();
+    }
+    watch.changed().await.unwrap();
+    assert_eq!(*watch.borrow(), 10);
+    let page = store.ledger_from(4, 3).unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![4, 5, 6]
+    );
+    assert_eq!(page[0].bytes, b"4:a:3".to_vec());
+    assert!(store.ledger_from(11, 3).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn another_sites_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        add(&store, None, "a", 1).await.unwrap();
+        store.close();
+    }
+    let other = Identity {
+        site: "vn-hanoi".into(),
+        service: "inventory".into(),
+    };
+    let error = Store::open(dir.path(), &other, StoreOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(error, StoreError::Incompatible(ref m) if m.contains("la-vientiane") && m.contains("vn-hanoi")),
+        "{error}"
+    );
+    let store = open(dir.path());
+    assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let meta = db.open_tree("_meta").unwrap();
+        meta.insert("format_version", &99u32.to_be_bytes()).unwrap();
+        meta.insert("site", "la-vientiane").unwrap();
+        meta.insert("service", "inventory").unwrap();
+        db.flush().unwrap();
+    }
+    let error = Store::open(dir.path(), &identity(), StoreOptions::default())
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("format version 99"), "{error}");
+}
+
+#[tokio::test]
+async fn corrupt_values_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Eleven continuation bytes: an over-long varint where an i64 is expected.
+    const RAW: Table<String, [u8; 11]> = Table::new("balance");
+    store
+        .write::<Reply, String, _>(None, |tx| {
+            tx.put(&RAW, &"a".to_string(), &[0xFF; 11])
+                .map_err(|e| e.to_string())?;
+            Ok(Reply::default())
+        })
+        .await
+        .unwrap();
+    let read = store.get(&BALANCES, &"a".to_string());
+    assert!(matches!(read, Err(StoreError::Corrupt(_))), "{read:?}");
+    let scanned: Vec<_> = store.scan_prefix(&BALANCES, &[]).collect();
+    assert!(matches!(scanned.as_slice(), [Err(StoreError::Corrupt(_))]));
+}
+
+#[tokio::test]
+async fn writes_after_close_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.close();
+    assert!(matches!(
+        add(&store, None, "a", 1).await,
+        Err(WriteError::Store(StoreError::Closed))
+    ));
+}
