@@ -1,0 +1,3 @@
+//! Placeholder: filled in by the CLI work (see the issue notes).
+
+mod common;
