@@ -154,7 +154,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     let site = match (args.service, &args.site) {
         (ServiceKind::Gateway, _) => gateway_site(&network),
         (_, None) => {
-            esay!(
+            eprintln!(
                 "coldchain: serve {}: --site is required",
                 args.service.as_str()
             );
@@ -164,7 +164,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             Some(site) => site.clone(),
             None => {
                 let known: Vec<_> = network.site_ids().collect();
-                esay!(
+                eprintln!(
                     "coldchain: unknown site {id:?}; the network file has {}",
                     known.join(", ")
                 );
@@ -198,7 +198,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         }
         Err(problems) => {
             for problem in problems {
-                esay!("coldchain: {problem}");
+                eprintln!("coldchain: {problem}");
             }
             ExitCode::from(1)
         }
@@ -219,7 +219,7 @@ pub async fn dev(args: DevArgs) -> ExitCode {
         Ok(running) => running,
         Err(problems) => {
             for problem in problems {
-                esay!("coldchain: {problem}");
+                eprintln!("coldchain: {problem}");
             }
             return ExitCode::from(1);
         }

@@ -2,10 +2,15 @@
 
 use crate::error::{Code, FieldViolation, ServiceError};
 
-/// The longest id we accept (sku, lot, zone, booking, sensor, order, customer, …).
-pub const MAX_ID_LEN: usize = 64;
-/// The longest request_id we accept (UUIDs and ULIDs fit with room to spare).
+/// The longest id, in bytes of UTF-8 (sku, lot, zone, booking, sensor, order, customer, …):
+/// the identifier rule of `coldchain/common/v1/common.proto`.
+pub const MAX_ID_LEN: usize = 128;
+/// The longest request_id, in bytes (UUIDs and ULIDs fit with room to spare).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
+/// The page size when a list request leaves it 0.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// The largest page; larger requests are clamped to it.
+pub const MAX_PAGE_SIZE: usize = 1000;
 /// The longest free text (reasons, notes, origins).
 pub const MAX_TEXT_LEN: usize = 512;
 
@@ -39,7 +44,8 @@ impl Violations {
         }
     }
 
-    /// A required identifier: 1..=64 characters of `A-Z a-z 0-9 . _ : -`.
+    /// A required identifier: 1..=128 bytes of UTF-8, no control characters, no leading or
+    /// trailing whitespace.
     pub fn id(&mut self, field: &str, value: &str) {
         if let Err(problem) = check_id(value, MAX_ID_LEN) {
             self.add(field, problem);
@@ -74,13 +80,16 @@ impl Violations {
         }
     }
 
-    /// A page size: 0 means the default, the maximum is `max`.
-    pub fn page_size(&mut self, value: i32, max: i32) {
-        if !(0..=max).contains(&value) {
-            self.add(
-                "page_size",
-                format!("must be between 0 and {max}, got {value}"),
-            );
+    /// A page size as common.proto defines it: 0 means the default (100), values above
+    /// 1,000 are clamped, negative is a violation. Returns the size to use.
+    pub fn page_size(&mut self, value: i32) -> usize {
+        match usize::try_from(value) {
+            Err(_) => {
+                self.add("page_size", format!("must not be negative, got {value}"));
+                DEFAULT_PAGE_SIZE
+            }
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(size) => size.min(MAX_PAGE_SIZE),
         }
     }
 
@@ -127,18 +136,13 @@ pub fn check_id(value: &str, max: usize) -> Result<(), String> {
         return Err("is required".into());
     }
     if value.len() > max {
-        return Err(format!(
-            "must be at most {max} characters, got {}",
-            value.len()
-        ));
+        return Err(format!("must be at most {max} bytes, got {}", value.len()));
     }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-    {
-        return Err(format!(
-            "{value:?} contains {bad:?}; allowed are letters, digits and . _ : -"
-        ));
+    if value.chars().any(char::is_control) {
+        return Err(format!("{value:?} contains a control character"));
+    }
+    if value.trim() != value {
+        return Err(format!("{value:?} has leading or trailing whitespace"));
     }
     Ok(())
 }
@@ -151,9 +155,9 @@ mod tests {
     fn every_violation_is_reported_at_once() {
         let mut v = Violations::new();
         v.request_id("");
-        v.id("sku", "bad sku!");
-        v.nested("movements[1]", |v| v.id("lot_id", &"x".repeat(65)));
-        v.page_size(-1, 1000);
+        v.id("sku", " padded");
+        v.nested("movements[1]", |v| v.id("lot_id", &"x".repeat(129)));
+        v.page_size(-1);
         let error = v.finish().unwrap_err();
         let fields: Vec<_> = error
             .field_violations
@@ -164,16 +168,33 @@ mod tests {
             fields,
             ["request_id", "sku", "movements[1].lot_id", "page_size"]
         );
-        assert!(error.message.contains("\"bad sku!\" contains ' '"));
+        assert!(error.message.contains("leading or trailing whitespace"));
     }
 
     #[test]
     fn valid_ids_pass() {
         let mut v = Violations::new();
         v.id("sku", "CITRUS-NAVEL.10kg:2026");
+        v.id("lot_id", "LOT 2026/11 #4");
         v.optional_id("zone_id", "");
         v.text("reason", "damaged in transit", true);
         assert!(v.finish().is_ok());
+    }
+
+    #[test]
+    fn page_sizes_default_and_clamp() {
+        let mut v = Violations::new();
+        assert_eq!(v.page_size(0), DEFAULT_PAGE_SIZE);
+        assert_eq!(v.page_size(7), 7);
+        assert_eq!(v.page_size(5000), MAX_PAGE_SIZE);
+        assert!(v.finish().is_ok());
+    }
+
+    #[test]
+    fn ids_are_opaque_utf8_without_control_characters() {
+        assert!(check_id("Mayang-navel/橙子 10kg", MAX_ID_LEN).is_ok());
+        assert!(check_id("a\u{7}b", MAX_ID_LEN).is_err());
+        assert!(check_id(&"é".repeat(65), MAX_ID_LEN).is_err(), "130 bytes");
     }
 
     #[test]

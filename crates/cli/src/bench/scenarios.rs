@@ -1,0 +1,491 @@
+//! Our side of every scenario: real servers of this project, started in this process on
+//! 127.0.0.1:0 over a temporary data directory, driven through the generated clients.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use coldchain_proto::bench::v1 as bench;
+use coldchain_proto::booking::v1 as booking;
+use coldchain_proto::common::v1 as common;
+use coldchain_proto::inventory::v1 as inventory;
+use coldchain_proto::telemetry::v1 as telemetry;
+use coldchain_runtime::Shutdown;
+use coldchain_runtime::config::Config;
+use coldchain_runtime::host::{RunningService, ServiceContext, spawn_service};
+use coldchain_runtime::network::{NetworkConfig, ServiceKind};
+use coldchain_runtime::server::{ServiceSpec, always_healthy, bind};
+use tonic::transport::Channel;
+
+use super::load::{self, LoadResult, LoadSpec};
+
+/// One site with room for anything the load asks: capacity never limits the figures.
+const BENCH_NETWORK: &str = r#"
+[gateway]
+listen = "127.0.0.1:61000"
+
+[[site]]
+id = "bench-site"
+name = "Benchmark site"
+location = "loopback"
+reached_by = "loopback"
+time_zone = "Asia/Shanghai"
+
+[site.ports]
+inventory = 61001
+telemetry = 61002
+booking = 61003
+
+[[site.zone]]
+id = "chilled-a"
+class = "CHILLED"
+min_celsius = 0.0
+max_celsius = 4.0
+capacity_pallets = 4000000000
+"#;
+
+/// A server of ours running for one scenario, with its data directory.
+pub struct Host {
+    pub service: RunningService,
+    pub data: tempfile::TempDir,
+}
+
+impl Host {
+    /// Starts `kind` of the bench site.
+    pub async fn start(kind: ServiceKind) -> Result<Self, String> {
+        Self::start_with_clock(kind, None).await
+    }
+
+    /// Starts `kind` of the bench site with a clock of our choosing.
+    pub async fn start_with_clock(kind: ServiceKind, clock: Option<coldchain_store::SharedClock>) -> Result<Self, String> {
+        let data = tempfile::Builder::new()
+            .prefix("coldchain-bench")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let network = NetworkConfig::parse(BENCH_NETWORK).map_err(|e| e.to_string())?;
+        let config = Config {
+            data_dir: data.path().to_path_buf(),
+            concurrency_limit: 100_000,
+            ..Config::default()
+        };
+        let site = network.sites[0].clone();
+        let shutdown = Shutdown::new();
+        let mut ctx = ServiceContext::new(kind, site, Arc::new(network), Arc::new(config), shutdown.clone());
+        if let Some(clock) = clock {
+            ctx.clock = clock;
+        }
+        let spec = crate::run::build(&ctx).map_err(|e| e.to_string())?;
+        Self::serve(spec, ctx, data).await
+    }
+
+    /// Starts the no-op service on the same server stack.
+    pub async fn noop() -> Result<Self, String> {
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let network = NetworkConfig::parse(BENCH_NETWORK).map_err(|e| e.to_string())?;
+        let config = Config {
+            data_dir: data.path().to_path_buf(),
+            concurrency_limit: 100_000,
+            ..Config::default()
+        };
+        let ctx = ServiceContext::new(
+            ServiceKind::Gateway,
+            network.sites[0].clone(),
+            Arc::new(network),
+            Arc::new(config),
+            Shutdown::new(),
+        );
+        let spec = ServiceSpec {
+            label: "bench/noop".into(),
+            service_name: coldchain_proto::BENCH_SERVICE,
+            routes: tonic::service::Routes::new(bench::bench_service_server::BenchServiceServer::new(Noop)),
+            probe: always_healthy(),
+            on_stopped: Box::new(|| {}),
+        };
+        Self::serve(spec, ctx, data).await
+    }
+
+    async fn serve(spec: ServiceSpec, ctx: ServiceContext, data: tempfile::TempDir) -> Result<Self, String> {
+        let listener = bind("127.0.0.1:0".parse().expect("literal address")).await.map_err(|e| e.to_string())?;
+        let service = spawn_service(listener, spec, ctx.limits(), ctx.shutdown.clone()).map_err(|e| e.to_string())?;
+        Ok(Self { service, data })
+    }
+
+    /// `connections` channels to the server, connected now.
+    pub async fn channels(&self, connections: usize) -> Result<Vec<Channel>, String> {
+        let mut out = Vec::new();
+        for _ in 0..connections.max(1) {
+            let channel = tonic::transport::Endpoint::from_shared(self.service.endpoint())
+                .map_err(|e| e.to_string())?
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            out.push(channel);
+        }
+        Ok(out)
+    }
+
+    /// Bytes the data directory takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        dir_size(self.data.path())
+    }
+
+    pub async fn stop(self) {
+        self.service.stop().await;
+    }
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+struct Noop;
+
+#[tonic::async_trait]
+impl bench::bench_service_server::BenchService for Noop {
+    async fn noop(&self, request: tonic::Request<bench::NoopRequest>) -> Result<tonic::Response<bench::NoopResponse>, tonic::Status> {
+        Ok(tonic::Response::new(bench::NoopResponse { payload: request.into_inner().payload }))
+    }
+}
+
+fn run_id() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn far_future() -> common::Date {
+    common::Date { year: 2099, month: 12, day: 31 }
+}
+
+/// The gRPC ceiling: a no-op unary call through the same server stack.
+pub async fn ceiling(spec: &LoadSpec, connections: usize) -> Result<LoadResult, String> {
+    let host = Host::noop().await?;
+    let channels = host.channels(connections).await?;
+    let result = load::run("ceiling", spec, move |worker, _| {
+        let mut client = bench::bench_service_client::BenchServiceClient::new(channels[worker % channels.len()].clone());
+        async move { client.noop(bench::NoopRequest::default()).await.map(|_| ()) }
+    })
+    .await;
+    host.stop().await;
+    Ok(result)
+}
+
+/// What the inventory scenario leaves for the WatchLedger scenario.
+pub struct InventoryRun {
+    pub load: LoadResult,
+    pub watch_entries_per_second: f64,
+    pub watch_entries: u64,
+}
+
+/// Durable `RecordMovements`, one receipt a call, over 10,000 sku/lot pairs; then one
+/// consumer reads the whole ledger through `WatchLedger`.
+pub async fn inventory(spec: &LoadSpec, connections: usize) -> Result<InventoryRun, String> {
+    let host = Host::start(ServiceKind::Inventory).await?;
+    let channels = host.channels(connections).await?;
+    let run = run_id();
+    let result = load::run("inventory", spec, move |worker, iteration| {
+        let mut client = inventory::inventory_service_client::InventoryServiceClient::new(channels[worker % channels.len()].clone());
+        let pair = (worker as u64 * 7919 + iteration * 104_729) % 10_000;
+        let request = inventory::RecordMovementsRequest {
+            request_id: format!("bench-{run}-{worker}-{iteration}"),
+            movements: vec![inventory::Movement {
+                kind: inventory::MovementKind::Receipt as i32,
+                sku: format!("SKU-{:03}", pair / 100),
+                lot: Some(inventory::LotInfo {
+                    lot_id: format!("LOT-{pair:05}"),
+                    expiry: Some(far_future()),
+                    production: None,
+                    origin: String::new(),
+                }),
+                zone_id: "chilled-a".into(),
+                quantity: 1,
+                unit: "case".into(),
+                ..Default::default()
+            }],
+        };
+        async move { client.record_movements(request).await.map(|_| ()) }
+    })
+    .await;
+    // Let the last writers settle, then read the ledger from the start to its head.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let channel = host.channels(1).await?.remove(0);
+    let (watch_entries, elapsed) = read_ledger(channel).await?;
+    host.stop().await;
+    Ok(InventoryRun {
+        load: result,
+        watch_entries_per_second: watch_entries as f64 / elapsed.as_secs_f64().max(1e-9),
+        watch_entries,
+    })
+}
+
+async fn read_ledger(channel: Channel) -> Result<(u64, Duration), String> {
+    let mut client = inventory::inventory_service_client::InventoryServiceClient::new(channel);
+    let started = Instant::now();
+    let mut stream = client
+        .watch_ledger(inventory::WatchLedgerRequest { from_sequence: 1 })
+        .await
+        .map_err(|s| format!("watch ledger: {s}"))?
+        .into_inner();
+    let mut seen = 0u64;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
+        match next {
+            Ok(Ok(Some(batch))) => {
+                seen += batch.entries.len() as u64;
+                let last = batch.entries.last().map(|e| e.sequence).unwrap_or(0);
+                if batch.head_sequence > 0 && last >= batch.head_sequence {
+                    break;
+                }
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(status)) => return Err(format!("watch ledger: {status}")),
+            Err(_) => break,
+        }
+    }
+    Ok((seen, started.elapsed()))
+}
+
+/// `HoldSpace` then `ConfirmBooking`, durable, one pair per iteration.
+pub async fn booking(spec: &LoadSpec, connections: usize) -> Result<LoadResult, String> {
+    let host = Host::start(ServiceKind::Booking).await?;
+    let channels = host.channels(connections).await?;
+    let run = run_id();
+    let today = chrono::Utc::now().date_naive();
+    let result = load::run("booking", spec, move |worker, iteration| {
+        let mut client = booking::booking_service_client::BookingServiceClient::new(channels[worker % channels.len()].clone());
+        let day = today + chrono::Days::new(1 + (worker as u64 * 31 + iteration) % 365);
+        let date = common::Date {
+            year: chrono::Datelike::year(&day),
+            month: chrono::Datelike::month(&day) as i32,
+            day: chrono::Datelike::day(&day) as i32,
+        };
+        let hold = booking::HoldSpaceRequest {
+            request_id: format!("bench-{run}-{worker}-{iteration}-hold"),
+            customer_id: format!("bench-customer-{worker}"),
+            space: Some(booking::hold_space_request::Space::ZoneId("chilled-a".into())),
+            pallets: 1,
+            first_day: Some(date),
+            last_day: Some(date),
+            ..Default::default()
+        };
+        async move {
+            let held = client.hold_space(hold).await?.into_inner();
+            client
+                .confirm_booking(booking::ConfirmBookingRequest {
+                    request_id: format!("bench-{run}-{worker}-{iteration}-confirm"),
+                    booking_id: held.booking_id,
+                })
+                .await
+                .map(|_| ())
+        }
+    })
+    .await;
+    host.stop().await;
+    Ok(result)
+}
+
+/// What the telemetry scenario measured.
+pub struct TelemetryRun {
+    pub readings_per_second: f64,
+    pub readings: u64,
+    pub errors: u64,
+    pub bytes_per_reading: f64,
+}
+
+/// What the query scenario measured.
+pub struct QueryRun {
+    pub load: LoadResult,
+    pub buckets: usize,
+    pub readings: u64,
+}
+
+const SENSORS: usize = 500;
+const STREAMS: usize = 50;
+const BATCH_SECONDS: usize = 20;
+
+/// `StreamReadings` from 500 sensors and bytes on disk per reading.
+pub async fn telemetry(spec: &LoadSpec) -> Result<TelemetryRun, String> {
+    let host = Host::start(ServiceKind::Telemetry).await?;
+    let channel = host.channels(1).await?.remove(0);
+    let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
+    let run = run_id();
+    for sensor in 0..SENSORS {
+        client
+            .register_sensor(telemetry::RegisterSensorRequest {
+                request_id: format!("bench-{run}-sensor-{sensor}"),
+                sensor_id: format!("S{sensor:04}"),
+                binding: Some(telemetry::register_sensor_request::Binding::ZoneId("chilled-a".into())),
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| format!("register sensor: {s}"))?;
+    }
+    // Readings start six days ago at 1 Hz per sensor: inside the 7-day window for long runs.
+    let start = SystemTime::now() - Duration::from_secs(6 * 86_400);
+    let start_secs = start.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + spec.warmup + spec.duration;
+    let measured_from = Instant::now() + spec.warmup;
+    let measured_accepted = Arc::new(AtomicU64::new(0));
+    let mut streams = Vec::new();
+    for stream in 0..STREAMS {
+        let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
+        let accepted = accepted.clone();
+        let measured_accepted = measured_accepted.clone();
+        let errors = errors.clone();
+        streams.push(tokio::spawn(async move {
+            let sensors: Vec<String> = (0..SENSORS / STREAMS).map(|i| format!("S{:04}", stream * (SENSORS / STREAMS) + i)).collect();
+            let mut second = 0i64;
+            // One client stream per round of batches: each round is acknowledged (durable)
+            // when its summary arrives.
+            while Instant::now() < deadline {
+                let mut batches = Vec::new();
+                for _ in 0..5 {
+                    let mut readings = Vec::with_capacity(sensors.len() * BATCH_SECONDS);
+                    for offset in 0..BATCH_SECONDS as i64 {
+                        for (i, sensor) in sensors.iter().enumerate() {
+                            let t = start_secs + second + offset;
+                            readings.push(telemetry::Reading {
+                                sensor_id: sensor.clone(),
+                                time: Some(prost_types::Timestamp { seconds: t, nanos: 0 }),
+                                celsius: 2.0 + ((t + i as i64) % 20) as f64 * 0.05,
+                                humidity_percent: None,
+                                door_open: None,
+                            });
+                        }
+                    }
+                    second += BATCH_SECONDS as i64;
+                    batches.push(telemetry::ReadingBatch { readings });
+                }
+                let began = Instant::now();
+                match client.stream_readings(futures::stream::iter(batches)).await {
+                    Ok(summary) => {
+                        let n = summary.get_ref().accepted as u64;
+                        accepted.fetch_add(n, Ordering::Relaxed);
+                        if began >= measured_from && Instant::now() <= deadline {
+                            measured_accepted.fetch_add(n, Ordering::Relaxed);
+                        }
+                        if summary.get_ref().rejected > 0 {
+                            errors.fetch_add(summary.get_ref().rejected as u64, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for stream in streams {
+        let _ = stream.await;
+    }
+    let readings = accepted.load(Ordering::Relaxed);
+    let readings_per_second = measured_accepted.load(Ordering::Relaxed) as f64 / spec.duration.as_secs_f64().max(1e-9);
+
+    // Everything acknowledged is flushed: the data directory is what a reading costs.
+    let bytes_per_reading = host.disk_bytes() as f64 / readings.max(1) as f64;
+    host.stop().await;
+    Ok(TelemetryRun {
+        readings_per_second,
+        readings,
+        errors: errors.load(Ordering::Relaxed),
+        bytes_per_reading,
+    })
+}
+
+/// The readings of the telemetry scenario as CSV rows, for PostgreSQL's COPY.
+pub fn readings_csv(path: &std::path::Path, rows: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let start = 1_790_000_000i64;
+    let per_sensor = rows / SENSORS as u64 + 1;
+    let mut written = 0;
+    'outer: for second in 0..per_sensor as i64 {
+        for sensor in 0..SENSORS {
+            if written == rows {
+                break 'outer;
+            }
+            let t = chrono::DateTime::from_timestamp(start + second, 0).unwrap_or_default();
+            writeln!(out, "S{sensor:04},{},{:.2}", t.to_rfc3339(), 2.0 + ((second + sensor as i64) % 20) as f64 * 0.05)?;
+            written += 1;
+        }
+    }
+    out.flush()
+}
+
+/// `QueryReadings` over `days` days in 1-hour buckets of one 1 Hz sensor. The sensor's
+/// history is pushed day by day under a manual clock that walks forward with it, as a
+/// sensor streaming for `days` days would have written it (the ingest refuses readings
+/// older than 7 days).
+pub async fn telemetry_query(spec: &LoadSpec, days: u32) -> Result<QueryRun, String> {
+    let first_second = 1_790_000_000i64;
+    let clock = coldchain_store::ManualClock::at(first_second * 1000);
+    let host = Host::start_with_clock(ServiceKind::Telemetry, Some(clock.clone())).await?;
+    let channel = host.channels(1).await?.remove(0);
+    let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
+    let sensor = "Q0001".to_string();
+    client
+        .register_sensor(telemetry::RegisterSensorRequest {
+            request_id: format!("bench-query-sensor-{}", run_id()),
+            sensor_id: sensor.clone(),
+            binding: Some(telemetry::register_sensor_request::Binding::ZoneId("chilled-a".into())),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| format!("register sensor: {s}"))?;
+    let total = i64::from(days) * 86_400;
+    let mut pushed = 0i64;
+    while pushed < total {
+        let n = (total - pushed).min(10_000);
+        let readings = (0..n)
+            .map(|k| {
+                let t = first_second + pushed + k;
+                telemetry::Reading {
+                    sensor_id: sensor.clone(),
+                    time: Some(prost_types::Timestamp { seconds: t, nanos: 0 }),
+                    celsius: 3.0 + ((t % 600) as f64) * 0.001,
+                    humidity_percent: None,
+                    door_open: None,
+                }
+            })
+            .collect();
+        clock.set((first_second + pushed + n) * 1000);
+        let summary = client
+            .stream_readings(futures::stream::iter([telemetry::ReadingBatch { readings }]))
+            .await
+            .map_err(|s| format!("preload query series: {s}"))?;
+        if summary.get_ref().accepted != n {
+            return Err(format!("preload query series: {} of {n} readings accepted", summary.get_ref().accepted));
+        }
+        pushed += n;
+    }
+    let request = telemetry::QueryReadingsRequest {
+        sensor_id: sensor,
+        start_time: Some(prost_types::Timestamp { seconds: first_second, nanos: 0 }),
+        end_time: Some(prost_types::Timestamp { seconds: first_second + total, nanos: 0 }),
+        bucket: Some(prost_types::Duration { seconds: 3600, nanos: 0 }),
+    };
+    let probe = client.query_readings(request.clone()).await.map_err(|s| format!("query readings: {s}"))?;
+    let buckets = probe.get_ref().buckets.len();
+    let counted: i64 = probe.get_ref().buckets.iter().map(|b| b.count).sum();
+    if counted != total {
+        return Err(format!("query readings: buckets count {counted} readings, {total} were pushed"));
+    }
+    let query_spec = LoadSpec { concurrency: 4, ..spec.clone() };
+    let load = load::run("query", &query_spec, move |_, _| {
+        let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
+        let request = request.clone();
+        async move { client.query_readings(request).await.map(|_| ()) }
+    })
+    .await;
+    host.stop().await;
+    Ok(QueryRun { load, buckets, readings: total as u64 })
+}
