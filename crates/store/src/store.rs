@@ -298,6 +298,20 @@ impl Store {
         })
     }
 
+    /// Runs `f` under the writer lock on a view that changes nothing: a read of several
+    /// rows that is consistent with itself (no write lands in between), without a flush.
+    pub fn read_locked<R>(&self, f: impl FnOnce(&WriteTx<'_>) -> R) -> R {
+        let writer = self.lock_writer();
+        let tx = WriteTx {
+            tree: &self.inner.data,
+            overlay: BTreeMap::new(),
+            next_sequence: writer.next_sequence,
+            ledger: Vec::new(),
+            now_ms: self.inner.options.clock.now_millis(),
+        };
+        f(&tx)
+    }
+
     fn replay<T, E>(&self, request: &RequestFingerprint) -> Result<Option<T>, WriteError<E>>
     where
         T: prost::Message + Default,

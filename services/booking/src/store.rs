@@ -24,9 +24,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use coldchain_runtime::ServiceError;
 use coldchain_runtime::network::{SiteConfig, ZoneConfig};
-use coldchain_store::{
-    KeyCodec, Prefix, RequestFingerprint, Store, StoreError, Table, WriteError, WriteTx,
-};
+use coldchain_store::{KeyCodec, Prefix, RequestFingerprint, Store, StoreError, Table, WriteTx};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
@@ -136,11 +134,6 @@ pub struct Bookings {
     grace: Duration,
 }
 
-enum Read<R> {
-    Done(R),
-    Failed(ServiceError),
-}
-
 impl Bookings {
     /// The bookings of `site` in `store`; CONFIRMED bookings become NO_SHOW `grace` after the
     /// end of their first day.
@@ -180,25 +173,9 @@ impl Bookings {
     /// several rows (no write is half-seen), without waiting for a flush.
     async fn locked_read<R>(
         &self,
-        f: impl FnOnce(&mut WriteTx<'_>) -> Result<R, ServiceError>,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<R, ServiceError>,
     ) -> Result<R, ServiceError> {
-        let outcome = self
-            .store
-            .write::<(), Read<R>, _>(None, |tx| {
-                Err(match f(tx) {
-                    Ok(value) => Read::Done(value),
-                    Err(error) => Read::Failed(error),
-                })
-            })
-            .await;
-        match outcome {
-            Err(WriteError::Rejected(Read::Done(value))) => Ok(value),
-            Err(WriteError::Rejected(Read::Failed(error))) => Err(error),
-            Err(WriteError::Store(error)) => Err(error.into()),
-            Err(WriteError::RequestIdReused(_)) | Ok(_) => {
-                Err(ServiceError::internal("a read-only transaction wrote"))
-            }
-        }
+        self.store.read_locked(f)
     }
 
     /// Holds space: lapses every due booking, picks the zone, checks room on every day and

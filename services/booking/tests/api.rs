@@ -1053,7 +1053,7 @@ async fn bad_requests_are_invalid_argument_naming_every_field_and_change_nothing
         ),
         (
             "bad customer",
-            Box::new(|r| r.customer_id = "bad id!".into()),
+            Box::new(|r| r.customer_id = "bad\u{1}id".into()),
             &["customer_id"],
         ),
         ("no space", Box::new(|r| r.space = None), &["space"]),
@@ -1069,7 +1069,7 @@ async fn bad_requests_are_invalid_argument_naming_every_field_and_change_nothing
         ),
         (
             "bad zone id",
-            Box::new(|r| r.space = Some(pb::hold_space_request::Space::ZoneId("a zone".into()))),
+            Box::new(|r| r.space = Some(pb::hold_space_request::Space::ZoneId("a\tzone".into()))),
             &["zone_id"],
         ),
         (
@@ -1314,7 +1314,7 @@ async fn bad_requests_are_invalid_argument_naming_every_field_and_change_nothing
     );
     assert_eq!(
         bad_fields(
-            &c.complete_booking(complete("x", "bad id"))
+            &c.complete_booking(complete("x", "bad\u{7}id"))
                 .await
                 .unwrap_err()
         ),
@@ -1350,8 +1350,8 @@ async fn bad_requests_are_invalid_argument_naming_every_field_and_change_nothing
         ),
         (list(&|r| r.first_day = d(2026, 2, 31)), &["first_day"]),
         (list(&|r| r.page_token = "zz".into()), &["page_token"]),
-        (list(&|r| r.customer_id = "bad id".into()), &["customer_id"]),
-        (list(&|r| r.zone_id = "bad zone".into()), &["zone_id"]),
+        (list(&|r| r.customer_id = "bad\u{7}id".into()), &["customer_id"]),
+        (list(&|r| r.zone_id = "bad\nzone".into()), &["zone_id"]),
     ];
     for (request, fields) in cases {
         let status = c.list_bookings(request.clone()).await.unwrap_err();
