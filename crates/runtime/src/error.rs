@@ -21,6 +21,8 @@ pub enum Code {
     FailedPrecondition,
     /// A concurrent conflict the client may retry.
     Aborted,
+    /// The id the client chose is already taken by something different.
+    AlreadyExists,
     /// Overload, rate limit, message too large.
     ResourceExhausted,
     /// A dependency is down; retry later.
@@ -43,6 +45,7 @@ impl Code {
             Code::NotFound => tonic::Code::NotFound,
             Code::FailedPrecondition => tonic::Code::FailedPrecondition,
             Code::Aborted => tonic::Code::Aborted,
+            Code::AlreadyExists => tonic::Code::AlreadyExists,
             Code::ResourceExhausted => tonic::Code::ResourceExhausted,
             Code::Unavailable => tonic::Code::Unavailable,
             Code::DeadlineExceeded => tonic::Code::DeadlineExceeded,

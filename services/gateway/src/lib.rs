@@ -1,19 +1,123 @@
 #![forbid(unsafe_code)]
-//! Placeholder until the gateway service lands: the server starts, opens its database and
-//! answers health and reflection; its RPCs are not registered yet, so they answer
-//! UNIMPLEMENTED.
+//! The network gateway at the hub (`coldchain.network.v1.NetworkService`): questions
+//! across the sites, a merged alarm feed, and corridor transfers between two sites'
+//! inventories.
+//!
+//! - Fan-out queries (`ListSites`, `FindStock`, `FindSpace`, `ListAlarms`) ask every site
+//!   concurrently, each with its own deadline; a site that is down or slow shows up in the
+//!   answer's `failures` (or, for `ListSites`, as an UNREACHABLE endpoint) and never fails
+//!   or stalls the whole answer.
+//! - `WatchAlarms` keeps one upstream alarm feed per site, each resuming from its own
+//!   cursor across site restarts ([`watch`]).
+//! - Transfers are a durable, idempotent saga in the gateway's own store ([`saga`],
+//!   [`store`]), driven by the handlers and, after a restart or an outage, by a background
+//!   resumer.
+//!
+//! Layers: [`api`] (handlers) → [`saga`] / [`watch`] / [`sites`] (calls to the sites) →
+//! [`store`] (the gateway's database) → [`domain`] (the rules, pure).
 
-use coldchain_runtime::host::{ServiceContext, StartError, store_probe};
+pub mod api;
+pub mod convert;
+pub mod domain;
+pub mod saga;
+pub mod sites;
+pub mod store;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coldchain_proto::network::v1::network_service_server::NetworkServiceServer;
+use coldchain_runtime::host::{ServiceContext, StartError, spawn_idempotency_sweeper, store_probe};
 use coldchain_runtime::server::ServiceSpec;
 
-/// Builds the gateway server of `ctx`'s site.
+/// Tuning of the gateway (the defaults suit production; tests shrink them).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Fan-out: how long one site may take to answer (shortened to fit the client's own
+    /// deadline).
+    pub site_deadline: Duration,
+    /// ListSites: the deadline of one health check.
+    pub health_deadline: Duration,
+    /// Transfers: the deadline of one call to a site.
+    pub step_timeout: Duration,
+    /// Transfers: attempts of one step within a call (UNAVAILABLE is retried).
+    pub step_attempts: u32,
+    /// Transfers: how often the resumer looks for unfinished transfers.
+    pub resume_interval: Duration,
+    /// Transfers: the resumer's first backoff after a failed step.
+    pub resume_backoff: Duration,
+    /// Transfers: the resumer's longest backoff.
+    pub resume_backoff_max: Duration,
+    /// WatchAlarms: merged messages queued per client.
+    pub watch_buffer: usize,
+    /// WatchAlarms: how long a client may leave its queue full before its stream ends
+    /// with RESOURCE_EXHAUSTED.
+    pub watch_stall: Duration,
+    /// WatchAlarms: the first reconnect backoff of a site feed.
+    pub watch_backoff_initial: Duration,
+    /// WatchAlarms: the longest reconnect backoff of a site feed.
+    pub watch_backoff_max: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            site_deadline: Duration::from_millis(1500),
+            health_deadline: Duration::from_millis(1000),
+            step_timeout: Duration::from_secs(2),
+            step_attempts: 3,
+            resume_interval: Duration::from_secs(1),
+            resume_backoff: Duration::from_millis(500),
+            resume_backoff_max: Duration::from_secs(30),
+            watch_buffer: 64,
+            watch_stall: Duration::from_secs(10),
+            watch_backoff_initial: Duration::from_millis(200),
+            watch_backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Builds the gateway server.
 pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
+    service_with(ctx, Options::default())
+}
+
+/// [`service`] with explicit options.
+pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpec, StartError> {
     let store = ctx.open_store()?;
+    spawn_idempotency_sweeper(store.clone(), ctx.shutdown.clone());
+    let sites = Arc::new(sites::Sites::new(ctx.network.clone(), &ctx.client));
+    let transfers = store::GatewayStore::new(store.clone());
+    let saga = Arc::new(saga::Saga::new(
+        transfers.clone(),
+        sites.clone(),
+        saga::SagaOptions {
+            step_timeout: options.step_timeout,
+            step_attempts: options.step_attempts,
+            resume_interval: options.resume_interval,
+            resume_backoff: options.resume_backoff,
+            resume_backoff_max: options.resume_backoff_max,
+        },
+        &ctx.client,
+    ));
+    saga.clone().spawn_resumer(ctx.shutdown.clone());
+    let api = api::GatewayApi::new(
+        transfers,
+        sites,
+        saga,
+        ctx.clock.clone(),
+        options,
+        ctx.shutdown.clone(),
+    );
+    let server = NetworkServiceServer::new(api)
+        .max_decoding_message_size(ctx.config.max_message_bytes)
+        .max_encoding_message_size(ctx.config.max_message_bytes);
     let closing = store.clone();
     Ok(ServiceSpec {
         label: ctx.label(),
-        service_name: "",
-        routes: tonic::service::Routes::default(),
+        service_name: coldchain_proto::NETWORK_SERVICE,
+        routes: tonic::service::Routes::new(server),
         probe: store_probe(store),
         on_stopped: Box::new(move || closing.close()),
     })
