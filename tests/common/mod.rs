@@ -35,6 +35,14 @@ pub struct TestNetwork {
 impl TestNetwork {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        // Every listener stays open until all ports are chosen, so no two picks collide.
+        let mut held = Vec::new();
+        let mut free_port = || {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            let port = listener.local_addr().expect("local addr").port();
+            held.push(listener);
+            port
+        };
         let gateway_port = free_port();
         let mut out = String::new();
         for line in shipped_network().lines() {
@@ -53,6 +61,7 @@ impl TestNetwork {
                 out.push('\n');
             }
         }
+        drop(held);
         let file = dir.path().join("network.toml");
         std::fs::write(&file, out).expect("write network file");
         Self {

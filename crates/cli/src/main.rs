@@ -44,7 +44,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure every service side by side with PostgreSQL and the gRPC ceiling.
     Bench(bench::BenchArgs),
-    /// Generate deploy/compose.yaml from the network file.
+    /// Generate deploy/compose.yaml, stack.yaml, compose.sites.yaml and network.compose.toml
+    /// from the network file.
     Compose(compose::ComposeArgs),
 }
 

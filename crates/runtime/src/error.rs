@@ -33,8 +33,10 @@ pub enum Code {
     Unauthenticated,
     /// Credentials valid but not allowed for this target.
     PermissionDenied,
-    /// Our fault: storage failure, corrupt data.
+    /// Our fault: storage failure.
     Internal,
+    /// Stored data is unreadable (corrupt).
+    DataLoss,
 }
 
 impl Code {
@@ -52,6 +54,7 @@ impl Code {
             Code::Unauthenticated => tonic::Code::Unauthenticated,
             Code::PermissionDenied => tonic::Code::PermissionDenied,
             Code::Internal => tonic::Code::Internal,
+            Code::DataLoss => tonic::Code::DataLoss,
         }
     }
 }

@@ -243,18 +243,33 @@ where
                 .into_http())
             });
         };
-        let deadline = client_deadline(&request).map_or(self.config.timeout, |client| {
-            client.min(self.config.timeout)
-        });
+        // A client stream lasts as long as the client keeps sending: only the client's own
+        // deadline bounds it. Every other call gets the server's deadline too.
+        let server_deadline = if client_streaming_methods().contains(method.as_str()) {
+            None
+        } else {
+            Some(self.config.timeout)
+        };
+        let deadline = match (client_deadline(&request), server_deadline) {
+            (Some(client), Some(server)) => Some(client.min(server)),
+            (client, server) => client.or(server),
+        };
         // Take the service that was driven to readiness, leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(
             async move {
                 let started = Instant::now();
-                let response = match tokio::time::timeout(deadline, inner.call(request)).await {
+                let call = inner.call(request);
+                let outcome = match deadline {
+                    Some(deadline) => tokio::time::timeout(deadline, call)
+                        .await
+                        .map_err(|_| deadline),
+                    None => Ok(call.await),
+                };
+                let response = match outcome {
                     Ok(Ok(response)) => response,
-                    Err(_) => tonic::Status::deadline_exceeded(format!(
+                    Err(deadline) => tonic::Status::deadline_exceeded(format!(
                         "deadline of {} ms exceeded",
                         deadline.as_millis()
                     ))
@@ -277,6 +292,36 @@ where
             .instrument(span),
         )
     }
+}
+
+/// The paths (`/package.Service/Method`) of every client-streaming method of our contracts,
+/// read once from the embedded descriptor set.
+fn client_streaming_methods() -> &'static std::collections::HashSet<String> {
+    static METHODS: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    METHODS.get_or_init(|| {
+        use prost::Message;
+        let Ok(set) = prost_types::FileDescriptorSet::decode(coldchain_proto::FILE_DESCRIPTOR_SET)
+        else {
+            return Default::default();
+        };
+        let mut out = std::collections::HashSet::new();
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    if method.client_streaming() {
+                        out.insert(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    })
 }
 
 /// The client's `grpc-timeout` header, if any: an integer and a unit (H M S m u n).
@@ -306,6 +351,13 @@ pub fn service_name<S: NamedService>() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_streaming_methods_come_from_the_contracts() {
+        let methods = client_streaming_methods();
+        assert!(methods.contains("/coldchain.telemetry.v1.TelemetryService/StreamReadings"));
+        assert!(!methods.contains("/coldchain.telemetry.v1.TelemetryService/PushReadings"));
+    }
 
     #[test]
     fn grpc_timeout_header_is_parsed() {

@@ -1,92 +1,166 @@
-//! Group commit: one flusher per database gathers every waiting writer, flushes once, and
-//! wakes them all.
+//! Group commit: writers stage their changes, one committer thread per database applies
+//! everything staged as ONE atomic sled batch, flushes once, and wakes every writer whose
+//! changes that flush covered.
 //!
-//! A writer applies its change to sled (in memory), then calls [`GroupCommit::durable`],
-//! which takes a ticket and waits until a flush that *started after* the ticket was taken
-//! has finished. One dedicated thread performs the flushes with sled's blocking `flush()`:
-//! sled 0.34's `flush_async` was seen to hang on this machine with several concurrent
-//! callers, and a single flusher means there is never more than one flush in flight.
+//! Why writers do not apply their own batches: sled 0.34's `flush()` holds its global
+//! concurrency-control lock in read mode for the whole fsync, and `apply_batch` needs it in
+//! write mode, so a batch applied by a writer waits for any flush in progress: writes and
+//! flushes would alternate one by one. Here writers only stage (under the database's
+//! writer lock, never across I/O), and the committer alternates "apply everything staged"
+//! and "flush": each flush covers every writer that staged while the previous one ran.
+//!
+//! Staged changes stay visible to later writers through the shared overlay until they are
+//! applied, so a check-then-act rule sees every earlier write, applied or not. Readers
+//! outside a write see only applied state, which is never less than what was acknowledged.
+//!
+//! The committer uses sled's blocking `flush()` from its own thread: `flush_async` was
+//! seen to hang on this machine with several concurrent callers.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
 use crate::StoreError;
 
-/// What the flusher has made durable so far.
+/// A staged value: the generation that staged it last, and the value (`None` = deleted).
+pub(crate) type Staged = (u64, Option<Vec<u8>>);
+
+/// Everything staged but not yet applied, plus the writer's own counters. Lives behind
+/// the database's writer lock.
+pub(crate) struct WriterState {
+    /// The sequence the next ledger entry gets.
+    pub next_sequence: u64,
+    /// The generation the changes staged now will be applied and flushed as.
+    pub generation: u64,
+    /// The combined batch of `generation`.
+    pub batch: sled::Batch,
+    /// True when `batch` holds something (sled's Batch cannot tell).
+    pub batch_dirty: bool,
+    /// The highest ledger sequence staged in `batch`.
+    pub batch_last_sequence: Option<u64>,
+    /// Staged changes of this and earlier, not yet applied, generations, by raw key.
+    pub overlay: BTreeMap<Vec<u8>, Staged>,
+    /// A flush was asked for even though nothing is staged.
+    pub flush_requested: bool,
+    /// No more writes: the committer drains and stops.
+    pub stopping: bool,
+}
+
+impl WriterState {
+    pub(crate) fn new(next_sequence: u64) -> Self {
+        Self {
+            next_sequence,
+            generation: 1,
+            batch: sled::Batch::default(),
+            batch_dirty: false,
+            batch_last_sequence: None,
+            overlay: BTreeMap::new(),
+            flush_requested: false,
+            stopping: false,
+        }
+    }
+
+    /// Stages one change into the current generation.
+    pub(crate) fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        match &value {
+            Some(value) => self.batch.insert(key.clone(), value.clone()),
+            None => self.batch.remove(key.clone()),
+        }
+        self.batch_dirty = true;
+        self.overlay.insert(key, (self.generation, value));
+    }
+}
+
+/// What the committer has made durable so far.
 #[derive(Debug, Clone, Default)]
-struct Flushed {
-    /// Every ticket up to and including this one is durable.
-    through: u64,
-    /// Set once a flush failed: the database can no longer make writes durable.
-    failure: Option<String>,
+pub(crate) struct Committed {
+    /// Every generation up to and including this one is applied and flushed.
+    pub through: u64,
+    /// Set once applying or flushing failed: later writes cannot become durable.
+    pub failure: Option<String>,
 }
 
-#[derive(Default)]
-struct Requests {
-    /// The last ticket handed out.
-    issued: u64,
-    stopping: bool,
-}
-
-struct Shared {
-    requests: Mutex<Requests>,
-    wake: Condvar,
-}
-
-/// The flusher of one database.
-pub struct GroupCommit {
+/// The writer lock and the committer thread of one database.
+pub(crate) struct GroupCommit {
     shared: Arc<Shared>,
-    flushed: watch::Receiver<Flushed>,
+    committed: watch::Receiver<Committed>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+struct Shared {
+    writer: Mutex<WriterState>,
+    wake: Condvar,
+}
+
 impl GroupCommit {
-    /// Starts the flusher thread for `db`.
-    pub(crate) fn start(db: sled::Db, name: &str) -> std::io::Result<Self> {
+    /// Starts the committer of `data` (a tree of `db`).
+    pub(crate) fn start(
+        db: sled::Db,
+        data: sled::Tree,
+        next_sequence: u64,
+        name: &str,
+        committed: watch::Sender<Committed>,
+        sequence: watch::Sender<u64>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
-            requests: Mutex::new(Requests::default()),
+            writer: Mutex::new(WriterState::new(next_sequence)),
             wake: Condvar::new(),
         });
-        let (tx, rx) = watch::channel(Flushed::default());
+        let receiver = committed.subscribe();
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("flush-{name}"))
-            .spawn(move || flusher(db, thread_shared, tx))?;
+            .name(format!("commit-{name}"))
+            .spawn(move || committer(db, data, thread_shared, committed, sequence))?;
         Ok(Self {
             shared,
-            flushed: rx,
+            committed: receiver,
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Waits until every write applied before this call is on disk.
-    pub async fn durable(&self) -> Result<(), StoreError> {
-        let ticket = {
-            let mut requests = lock(&self.shared.requests);
-            if requests.stopping {
-                return Err(StoreError::Closed);
-            }
-            requests.issued += 1;
-            requests.issued
-        };
+    /// The writer lock. Held only while a write stages its changes, never across I/O.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, WriterState> {
+        lock(&self.shared.writer)
+    }
+
+    /// Wakes the committer: something was staged (or a flush was requested).
+    pub(crate) fn notify(&self) {
         self.shared.wake.notify_one();
-        let mut rx = self.flushed.clone();
+    }
+
+    /// The generation that covers everything staged so far; asks for a flush even when
+    /// nothing is staged, so the caller can wait for earlier generations too.
+    pub(crate) fn request_flush(&self) -> Result<u64, StoreError> {
+        let mut writer = self.lock();
+        if writer.stopping {
+            return Err(StoreError::Closed);
+        }
+        writer.flush_requested = true;
+        let generation = writer.generation;
+        drop(writer);
+        self.notify();
+        Ok(generation)
+    }
+
+    /// Waits until `generation` is applied and on disk.
+    pub(crate) async fn wait(&self, generation: u64) -> Result<(), StoreError> {
+        let mut rx = self.committed.clone();
         let state = rx
-            .wait_for(|f| f.through >= ticket || f.failure.is_some())
+            .wait_for(|c| c.through >= generation || c.failure.is_some())
             .await
             .map_err(|_| StoreError::Closed)?;
         match &state.failure {
-            Some(message) if state.through < ticket => Err(StoreError::Flush(message.clone())),
+            Some(message) if state.through < generation => Err(StoreError::Flush(message.clone())),
             _ => Ok(()),
         }
     }
 
-    /// Flushes what is pending and stops the thread. Later `durable` calls fail.
+    /// Commits what is staged, stops the thread, and refuses later writes.
     pub(crate) fn stop(&self) {
-        lock(&self.shared.requests).stopping = true;
-        self.shared.wake.notify_one();
+        self.lock().stopping = true;
+        self.notify();
         if let Some(thread) = lock(&self.thread).take() {
             let _ = thread.join();
         }
@@ -99,41 +173,79 @@ impl Drop for GroupCommit {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave the counters inconsistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Staging happens only after a write's closure succeeded, in code that does not panic
+    // halfway, so the state behind a poisoned lock is consistent.
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn flusher(db: sled::Db, shared: Arc<Shared>, tx: watch::Sender<Flushed>) {
-    let mut through = 0u64;
+fn committer(
+    db: sled::Db,
+    data: sled::Tree,
+    shared: Arc<Shared>,
+    tx: watch::Sender<Committed>,
+    sequence_tx: watch::Sender<u64>,
+) {
     loop {
-        let (target, stopping) = {
-            let mut requests = lock(&shared.requests);
-            while requests.issued == through && !requests.stopping {
-                requests = shared
+        let (generation, batch, dirty, last_sequence, stopping) = {
+            let mut writer = lock(&shared.writer);
+            while !writer.batch_dirty && !writer.flush_requested && !writer.stopping {
+                writer = shared
                     .wake
-                    .wait(requests)
+                    .wait(writer)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
-            (requests.issued, requests.stopping)
+            let generation = writer.generation;
+            writer.generation += 1;
+            writer.flush_requested = false;
+            let batch = std::mem::take(&mut writer.batch);
+            let dirty = std::mem::replace(&mut writer.batch_dirty, false);
+            (
+                generation,
+                batch,
+                dirty,
+                writer.batch_last_sequence.take(),
+                writer.stopping,
+            )
         };
-        // Every ticket up to `target` was taken after its write was applied, and this flush
-        // starts after we read `target`: it covers all of them.
-        match db.flush() {
+        let outcome = (|| {
+            if dirty {
+                data.apply_batch(batch)?;
+            }
+            // The staged values are in the tree now: stop serving them from the overlay
+            // (unless a later generation staged the same key again).
+            lock(&shared.writer)
+                .overlay
+                .retain(|_, (staged_by, _)| *staged_by != generation);
+            db.flush()
+        })();
+        match outcome {
             Ok(_) => {
-                through = target;
-                tx.send_modify(|f| f.through = target);
+                // The ledger mark first: a writer woken by `through` must find its own
+                // entries in the change feed.
+                if let Some(sequence) = last_sequence {
+                    sequence_tx.send_if_modified(|durable| {
+                        let moved = sequence > *durable;
+                        *durable = (*durable).max(sequence);
+                        moved
+                    });
+                }
+                tx.send_modify(|c| c.through = generation);
             }
             Err(error) => {
-                tracing::error!(%error, "flush failed: the database can no longer make writes durable");
-                tx.send_modify(|f| f.failure = Some(error.to_string()));
+                tracing::error!(%error, "commit failed: the database can no longer make writes durable");
+                tx.send_modify(|c| c.failure = Some(error.to_string()));
+                lock(&shared.writer).stopping = true;
                 return;
             }
         }
-        if stopping && lock(&shared.requests).issued == through {
-            return;
+        if stopping {
+            let writer = lock(&shared.writer);
+            if !writer.batch_dirty {
+                return;
+            }
         }
     }
 }

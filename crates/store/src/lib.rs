@@ -10,7 +10,7 @@
 //! Only then does the caller get its answer: acknowledged means durable.
 
 pub mod clock;
-pub mod group_commit;
+mod group_commit;
 pub mod keys;
 pub mod table;
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::StoreError;
 use crate::clock::{SharedClock, system_clock};
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{Committed, GroupCommit, Staged};
 use crate::keys::KeyCodec;
 use crate::table::{Table, Value};
 
@@ -118,23 +118,19 @@ pub enum WriteError<E> {
     Store(#[from] StoreError),
 }
 
-enum Applied<T> {
-    Replayed(T),
-    Fresh(T, Option<u64>),
-}
-
-struct WriterState {
-    /// The sequence the next ledger entry gets.
-    next_sequence: u64,
+/// What a write did under the writer lock: found an earlier answer, or staged its changes
+/// into a generation of the group commit.
+enum Staging<T> {
+    Replayed(T, u64),
+    Staged(T, u64),
 }
 
 struct Inner {
     path: PathBuf,
     db: sled::Db,
     data: sled::Tree,
-    writer: Mutex<WriterState>,
     commit: GroupCommit,
-    durable_sequence: watch::Sender<u64>,
+    durable_sequence: watch::Receiver<u64>,
     options: StoreOptions,
 }
 
@@ -174,17 +170,21 @@ impl Store {
             Some(key) => decode_sequence(&key?)? + 1,
             None => 1,
         };
+        let (committed_tx, _) = watch::channel(Committed::default());
+        let (sequence_tx, durable_sequence) = watch::channel(next_sequence - 1);
         let commit = GroupCommit::start(
             db.clone(),
+            data.clone(),
+            next_sequence,
             &format!("{}-{}", identity.site, identity.service),
+            committed_tx,
+            sequence_tx,
         )?;
-        let (durable_sequence, _) = watch::channel(next_sequence - 1);
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 db,
                 data,
-                writer: Mutex::new(WriterState { next_sequence }),
                 commit,
                 durable_sequence,
                 options,
@@ -207,8 +207,10 @@ impl Store {
     /// With `request`, a request_id seen before (and not yet expired) returns the stored
     /// response of the first call without running `f`; the same id with a different
     /// fingerprint is [`WriteError::RequestIdReused`]. `f` runs under the database's
-    /// writer lock: it sees every earlier write and no concurrent one, so a check it makes
-    /// still holds when its changes are applied. If `f` fails nothing is changed.
+    /// writer lock: it sees every earlier write (applied or still staged) and no concurrent
+    /// one, so a check it makes still holds when its changes are applied. If `f` fails
+    /// nothing is changed. The call returns once the group commit has applied the changes
+    /// (with those of every writer staged alongside, as one atomic batch) and flushed them.
     pub async fn write<T, E, F>(
         &self,
         request: Option<&RequestFingerprint>,
@@ -219,27 +221,32 @@ impl Store {
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
     {
         if let Some(request) = request
-            && let Some(value) = self.replay(request)?
+            && let Some(value) = self.replay(request, None)?
         {
-            // The first call may still be waiting for its flush: so must we.
-            self.inner.commit.durable().await?;
+            // The first call's changes are applied; a flush may still be pending.
+            let generation = self.inner.commit.request_flush()?;
+            self.inner.commit.wait(generation).await?;
             return Ok(Written {
                 value,
                 replayed: true,
             });
         }
-        let applied = {
-            let mut writer = self.lock_writer();
-            // Checked again under the lock: a concurrent call with the same id may have
-            // committed since the check above.
+        let staging = {
+            let mut writer = self.inner.commit.lock();
+            if writer.stopping {
+                return Err(WriteError::Store(StoreError::Closed));
+            }
+            // Checked again under the lock, staged changes included: a concurrent call
+            // with the same id may have staged since the check above.
             if let Some(request) = request
-                && let Some(value) = self.replay(request)?
+                && let Some(value) = self.replay(request, Some(&writer.overlay))?
             {
-                Applied::Replayed(value)
+                Staging::Replayed(value, writer.generation)
             } else {
                 let now_ms = self.inner.options.clock.now_millis();
                 let mut tx = WriteTx {
                     tree: &self.inner.data,
+                    shared: &writer.overlay,
                     overlay: BTreeMap::new(),
                     next_sequence: writer.next_sequence,
                     ledger: Vec::new(),
@@ -259,51 +266,40 @@ impl Store {
                         &(),
                     )?;
                 }
-                let last_sequence = tx.last_staged_sequence();
-                let staged = tx.ledger.len() as u64;
-                let batch = tx.into_batch();
-                self.inner
-                    .data
-                    .apply_batch(batch)
-                    .map_err(StoreError::from)?;
-                writer.next_sequence += staged;
-                Applied::Fresh(value, last_sequence)
-            }
-        };
-        let (value, last_sequence) = match applied {
-            Applied::Replayed(value) => {
-                self.inner.commit.durable().await?;
-                return Ok(Written {
-                    value,
-                    replayed: true,
-                });
-            }
-            Applied::Fresh(value, last_sequence) => (value, last_sequence),
-        };
-        self.inner.commit.durable().await?;
-        if let Some(sequence) = last_sequence {
-            // Any flush that covers this write covers every earlier one too (they were
-            // applied before it under the writer lock), so the durable mark only moves up.
-            self.inner.durable_sequence.send_if_modified(|current| {
-                let moved = sequence > *current;
-                if moved {
-                    *current = sequence;
+                let WriteTx {
+                    overlay, ledger, ..
+                } = tx;
+                for (key, value) in overlay {
+                    writer.stage(key, value);
                 }
-                moved
-            });
+                for (sequence, bytes) in ledger {
+                    writer.stage(ledger_key(sequence), Some(bytes));
+                    writer.batch_last_sequence = Some(sequence);
+                    writer.next_sequence = sequence + 1;
+                }
+                Staging::Staged(value, writer.generation)
+            }
+        };
+        let (value, generation, replayed) = match staging {
+            Staging::Replayed(value, generation) => (value, generation, true),
+            Staging::Staged(value, generation) => (value, generation, false),
+        };
+        if replayed {
+            self.inner.commit.request_flush()?;
+        } else {
+            self.inner.commit.notify();
         }
-        Ok(Written {
-            value,
-            replayed: false,
-        })
+        self.inner.commit.wait(generation).await?;
+        Ok(Written { value, replayed })
     }
 
     /// Runs `f` under the writer lock on a view that changes nothing: a read of several
     /// rows that is consistent with itself (no write lands in between), without a flush.
     pub fn read_locked<R>(&self, f: impl FnOnce(&WriteTx<'_>) -> R) -> R {
-        let writer = self.lock_writer();
+        let writer = self.inner.commit.lock();
         let tx = WriteTx {
             tree: &self.inner.data,
+            shared: &writer.overlay,
             overlay: BTreeMap::new(),
             next_sequence: writer.next_sequence,
             ledger: Vec::new(),
@@ -312,11 +308,28 @@ impl Store {
         f(&tx)
     }
 
-    fn replay<T, E>(&self, request: &RequestFingerprint) -> Result<Option<T>, WriteError<E>>
+    /// The stored answer of an earlier call with this request_id: from applied state, or
+    /// (under the writer lock, given the overlay) from staged state too.
+    fn replay<T, E>(
+        &self,
+        request: &RequestFingerprint,
+        staged: Option<&BTreeMap<Vec<u8>, Staged>>,
+    ) -> Result<Option<T>, WriteError<E>>
     where
         T: prost::Message + Default,
     {
-        let Some(record) = self.get(&REQUESTS, &request.request_id)? else {
+        let record = match staged {
+            None => self.get(&REQUESTS, &request.request_id)?,
+            Some(shared) => view_get(
+                &self.inner.data,
+                shared,
+                &BTreeMap::new(),
+                &REQUESTS.raw_key(&request.request_id),
+            )?
+            .map(|bytes| RequestRecord::from_bytes(&bytes))
+            .transpose()?,
+        };
+        let Some(record) = record else {
             return Ok(None);
         };
         if self.is_expired(record.recorded_at_ms) {
@@ -339,23 +352,29 @@ impl Store {
     pub async fn sweep_expired_requests(&self) -> Result<usize, StoreError> {
         let retention = self.inner.options.idempotency_retention.as_millis() as i64;
         let cutoff = self.inner.options.clock.now_millis() - retention;
-        let removed = {
-            let _writer = self.lock_writer();
-            let mut batch = sled::Batch::default();
+        let (removed, generation) = {
+            let mut writer = self.inner.commit.lock();
+            if writer.stopping {
+                return Err(StoreError::Closed);
+            }
             let mut removed = 0;
+            // Records still staged are seconds old: the applied ones are all that can expire.
             for entry in self.scan_prefix(&REQUESTS_BY_TIME, &[]) {
                 let ((recorded_at_ms, request_id), ()) = entry?;
                 if recorded_at_ms > cutoff {
                     break;
                 }
-                batch.remove(REQUESTS_BY_TIME.raw_key(&(recorded_at_ms, request_id.clone())));
-                batch.remove(REQUESTS.raw_key(&request_id));
+                writer.stage(
+                    REQUESTS_BY_TIME.raw_key(&(recorded_at_ms, request_id.clone())),
+                    None,
+                );
+                writer.stage(REQUESTS.raw_key(&request_id), None);
                 removed += 1;
             }
-            self.inner.data.apply_batch(batch)?;
-            removed
+            (removed, writer.generation)
         };
-        self.inner.commit.durable().await?;
+        self.inner.commit.notify();
+        self.inner.commit.wait(generation).await?;
         Ok(removed)
     }
 
@@ -410,7 +429,7 @@ impl Store {
 
     /// Up to `limit` durable ledger entries with sequence ≥ `from`, in order.
     pub fn ledger_from(&self, from: u64, limit: usize) -> Result<Vec<LedgerRecord>, StoreError> {
-        let durable = *self.inner.durable_sequence.borrow();
+        let durable = self.durable_sequence();
         let mut out = Vec::new();
         if from > durable {
             return Ok(out);
@@ -436,7 +455,7 @@ impl Store {
 
     /// Wakes whenever the durable ledger sequence moves.
     pub fn subscribe_ledger(&self) -> watch::Receiver<u64> {
-        self.inner.durable_sequence.subscribe()
+        self.inner.durable_sequence.clone()
     }
 
     /// Checks that the database answers: a read of its metadata.
@@ -447,21 +466,13 @@ impl Store {
 
     /// Waits until every applied write is on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.commit.durable().await
+        let generation = self.inner.commit.request_flush()?;
+        self.inner.commit.wait(generation).await
     }
 
     /// Flushes and stops the flusher. Called on shutdown; later writes fail with `Closed`.
     pub fn close(&self) {
         self.inner.commit.stop();
-    }
-
-    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
-        // A panic inside a write closure happens before anything is applied, so the state
-        // behind a poisoned lock is still consistent.
-        self.inner
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -471,6 +482,28 @@ fn decode_entry<K: KeyCodec, V: Value>(
 ) -> Result<(K, V), StoreError> {
     let (key, value) = entry?;
     Ok((table.decode_key(&key)?, V::from_bytes(&value)?))
+}
+
+fn ledger_key(sequence: u64) -> Vec<u8> {
+    let mut key = LEDGER_PREFIX.to_vec();
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// Reads a raw key through the write's own changes, then the staged ones, then the tree.
+fn view_get(
+    tree: &sled::Tree,
+    shared: &BTreeMap<Vec<u8>, Staged>,
+    own: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    raw: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    if let Some(value) = own.get(raw) {
+        return Ok(value.clone());
+    }
+    if let Some((_, value)) = shared.get(raw) {
+        return Ok(value.clone());
+    }
+    Ok(tree.get(raw)?.map(|v| v.to_vec()))
 }
 
 fn decode_sequence(key: &[u8]) -> Result<u64, StoreError> {
@@ -525,7 +558,9 @@ fn check_identity(db: &sled::Db, path: &Path, identity: &Identity) -> Result<(),
 /// The staged changes of one write, seen through its own reads.
 pub struct WriteTx<'a> {
     tree: &'a sled::Tree,
-    /// Staged puts (`Some`) and deletes (`None`), by raw key.
+    /// Changes of earlier writes, staged but not yet applied.
+    shared: &'a BTreeMap<Vec<u8>, Staged>,
+    /// This write's puts (`Some`) and deletes (`None`), by raw key.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     next_sequence: u64,
     ledger: Vec<(u64, Vec<u8>)>,
@@ -544,14 +579,9 @@ impl WriteTx<'_> {
         table: &Table<K, V>,
         key: &K,
     ) -> Result<Option<V>, StoreError> {
-        let raw = table.raw_key(key);
-        match self.overlay.get(&raw) {
-            Some(Some(bytes)) => V::from_bytes(bytes).map(Some),
-            Some(None) => Ok(None),
-            None => match self.tree.get(&raw)? {
-                Some(bytes) => V::from_bytes(&bytes).map(Some),
-                None => Ok(None),
-            },
+        match view_get(self.tree, self.shared, &self.overlay, &table.raw_key(key))? {
+            Some(bytes) => V::from_bytes(&bytes).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -584,6 +614,15 @@ impl WriteTx<'_> {
             let (key, value) = entry?;
             merged.insert(key.to_vec(), value.to_vec());
         }
+        for (key, (_, value)) in self.shared.range(prefix.clone()..) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
         for (key, value) in self.overlay.range(prefix.clone()..) {
             if !key.starts_with(&prefix) {
                 break;
@@ -610,25 +649,5 @@ impl WriteTx<'_> {
     /// The sequence the next staged ledger entry would get.
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence + self.ledger.len() as u64
-    }
-
-    fn last_staged_sequence(&self) -> Option<u64> {
-        self.ledger.last().map(|(sequence, _)| *sequence)
-    }
-
-    fn into_batch(self) -> sled::Batch {
-        let mut batch = sled::Batch::default();
-        for (key, value) in self.overlay {
-            match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
-            }
-        }
-        for (sequence, bytes) in self.ledger {
-            let mut key = LEDGER_PREFIX.to_vec();
-            key.extend_from_slice(&sequence.to_be_bytes());
-            batch.insert(key, bytes);
-        }
-        batch
     }
 }

@@ -1350,7 +1350,10 @@ async fn bad_requests_are_invalid_argument_naming_every_field_and_change_nothing
         ),
         (list(&|r| r.first_day = d(2026, 2, 31)), &["first_day"]),
         (list(&|r| r.page_token = "zz".into()), &["page_token"]),
-        (list(&|r| r.customer_id = "bad\u{7}id".into()), &["customer_id"]),
+        (
+            list(&|r| r.customer_id = "bad\u{7}id".into()),
+            &["customer_id"],
+        ),
         (list(&|r| r.zone_id = "bad\nzone".into()), &["zone_id"]),
     ];
     for (request, fields) in cases {

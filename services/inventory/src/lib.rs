@@ -1,19 +1,92 @@
 #![forbid(unsafe_code)]
-//! Placeholder until the inventory service lands: the server starts, opens its database and
-//! answers health and reflection; its RPCs are not registered yet, so they answer
-//! UNIMPLEMENTED.
+//! The inventory service of one site (`coldchain.inventory.v1.InventoryService`): stock per
+//! (sku, lot, zone), lots with expiry, FEFO/FIFO allocation, quarantine holds, an
+//! idempotent atomic movement API and a resumable change feed.
+//!
+//! Three layers, data flowing one way: [`api`] (tonic handlers: validation, error
+//! mapping, the booking check-in, the WatchLedger pump) → [`store`] (tables and write
+//! closures on `coldchain_store`) → [`domain`] (the rules, pure).
+//!
+//! Choices where the contract left room:
+//! - a later movement stating lot attributes that differ from the stored lot is
+//!   FAILED_PRECONDITION (as inventory.proto says), for every kind;
+//! - an unknown zone is NOT_FOUND everywhere (movements, GetStock, ListStock, AllocateStock,
+//!   PlaceHold); an unknown `other_site_id` is NOT_FOUND, this site's own id
+//!   INVALID_ARGUMENT;
+//! - ISSUE/TRANSFER_OUT need an existing position (NOT_FOUND otherwise); ADJUSTMENT and
+//!   COUNT need an existing sku and lot but may open a new position of the lot; only
+//!   RECEIPT and TRANSFER_IN create skus and lots, and both refuse expired lots;
+//! - a held position refuses every ISSUE and TRANSFER_OUT, also one citing an order that
+//!   has stock allocated there;
+//! - two TRANSFER_IN lines of the same (transfer_id, sku, lot_id) in one batch are
+//!   INVALID_ARGUMENT (the second would silently be a no-op);
+//! - CheckIn's request_id is derived from (site, request_id, booking_id), one CheckIn per
+//!   booking and batch with the batch's pallets of that booking summed; the batch is
+//!   dry-run under the writer lock first, so a batch refused for its own content never
+//!   checks a booking in;
+//! - expired stock can still be issued, adjusted or transferred out (written off, sent
+//!   back); it only cannot be received or allocated.
+//!
+//! Every ledger entry is stored as an encoded `LedgerEntry`, so WatchLedger sends the
+//! stored bytes as they are (see [`api::RawLedgerBatch`]).
 
-use coldchain_runtime::host::{ServiceContext, StartError, store_probe};
+pub mod api;
+pub mod domain;
+pub mod store;
+
+use std::time::Duration;
+
+use coldchain_runtime::host::{ServiceContext, StartError, spawn_idempotency_sweeper, store_probe};
 use coldchain_runtime::server::ServiceSpec;
+
+/// Tuning of one inventory instance (the defaults suit production; tests shrink them).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// WatchLedger: messages queued per consumer.
+    pub feed_buffer: usize,
+    /// WatchLedger: most entries per message.
+    pub feed_batch: usize,
+    /// WatchLedger: how long a full queue is tolerated before the stream ends with
+    /// RESOURCE_EXHAUSTED.
+    pub feed_stall: Duration,
+    /// WatchLedger: an idle stream sends an empty keep-alive this often.
+    pub feed_keepalive: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            feed_buffer: 16,
+            feed_batch: 1000,
+            feed_stall: Duration::from_secs(10),
+            feed_keepalive: Duration::from_secs(15),
+        }
+    }
+}
 
 /// Builds the inventory server of `ctx`'s site.
 pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
+    service_with(ctx, Options::default())
+}
+
+/// [`service`] with explicit options.
+pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpec, StartError> {
     let store = ctx.open_store()?;
+    spawn_idempotency_sweeper(store.clone(), ctx.shutdown.clone());
+    let api = api::InventoryApi::new(
+        store::InventoryStore::new(store.clone(), ctx.site.time_zone),
+        ctx.site.clone(),
+        ctx.network.clone(),
+        ctx.client.clone(),
+        ctx.shutdown.clone(),
+        options,
+    );
+    let routes = api::InventoryRoutes::new(api, ctx.config.max_message_bytes);
     let closing = store.clone();
     Ok(ServiceSpec {
         label: ctx.label(),
-        service_name: "",
-        routes: tonic::service::Routes::default(),
+        service_name: coldchain_proto::INVENTORY_SERVICE,
+        routes: tonic::service::Routes::new(routes),
         probe: store_probe(store),
         on_stopped: Box::new(move || closing.close()),
     })

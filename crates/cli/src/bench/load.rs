@@ -44,7 +44,11 @@ impl LoadResult {
 
     /// Calls that did not succeed.
     pub fn errors(&self) -> u64 {
-        self.statuses.iter().filter(|(code, _)| *code != "OK").map(|(_, n)| n).sum()
+        self.statuses
+            .iter()
+            .filter(|(code, _)| *code != "OK")
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// The latency at `quantile` (0..1) in milliseconds.
@@ -167,7 +171,9 @@ async fn report_progress(
             eprintln!("  {label}: warming up");
             continue;
         }
-        let elapsed = Instant::now().saturating_duration_since(measure_from).min(duration);
+        let elapsed = Instant::now()
+            .saturating_duration_since(measure_from)
+            .min(duration);
         eprintln!(
             "  {label}: {:>4.0}/{}s {:>10.0} calls/s",
             elapsed.as_secs_f64(),

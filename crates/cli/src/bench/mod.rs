@@ -107,7 +107,11 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         args.query_days = 1;
         args.concurrency = args.concurrency.min(16);
     }
-    let wanted: Vec<String> = args.scenarios.split(',').map(|s| s.trim().to_lowercase()).collect();
+    let wanted: Vec<String> = args
+        .scenarios
+        .split(',')
+        .map(|s| s.trim().to_lowercase())
+        .collect();
     let wants = |name: &str| wanted.iter().any(|w| w == "all" || w == name);
     let spec = LoadSpec {
         concurrency: args.concurrency,
@@ -116,14 +120,17 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         rate: args.rate,
     };
 
-    let pg = if args.no_postgres || !(wants("inventory") || wants("booking") || wants("telemetry")) {
+    let pg = if args.no_postgres || !(wants("inventory") || wants("booking") || wants("telemetry"))
+    {
         None
     } else {
         eprintln!("starting PostgreSQL on loopback…");
         match postgres::Postgres::start() {
             Ok(pg) => Some(pg),
             Err(problem) => {
-                eprintln!("PostgreSQL cannot be started ({problem}); printing our own figures only");
+                eprintln!(
+                    "PostgreSQL cannot be started ({problem}); printing our own figures only"
+                );
                 None
             }
         }
@@ -146,7 +153,9 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             match scenarios::ceiling(&spec, args.connections).await {
                 Ok(result) => {
                     record_errors(&mut figures, "ceiling", &result);
-                    figures.details.push(latency_line("ceiling (no-op unary)", &result));
+                    figures
+                        .details
+                        .push(latency_line("ceiling (no-op unary)", &result));
                     ceiling.push(result.ok_per_second());
                 }
                 Err(e) => figures.errors.push(format!("ceiling: {e}")),
@@ -156,7 +165,9 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             match scenarios::inventory(&spec, args.connections).await {
                 Ok(run) => {
                     record_errors(&mut figures, "inventory", &run.load);
-                    figures.details.push(latency_line("inventory RecordMovements", &run.load));
+                    figures
+                        .details
+                        .push(latency_line("inventory RecordMovements", &run.load));
                     inventory.push(run.load.ok_per_second());
                     watch.push(run.watch_entries_per_second);
                     if run.watch_entries < run.load.statuses.get("OK").copied().unwrap_or(0) {
@@ -180,7 +191,9 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             match scenarios::booking(&spec, args.connections).await {
                 Ok(result) => {
                     record_errors(&mut figures, "booking", &result);
-                    figures.details.push(latency_line("booking HoldSpace+ConfirmBooking", &result));
+                    figures
+                        .details
+                        .push(latency_line("booking HoldSpace+ConfirmBooking", &result));
                     booking.push(result.ok_per_second());
                 }
                 Err(e) => figures.errors.push(format!("booking: {e}")),
@@ -196,7 +209,10 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             match scenarios::telemetry(&spec).await {
                 Ok(run) => {
                     if run.errors > 0 {
-                        figures.errors.push(format!("telemetry: {} readings or streams failed", run.errors));
+                        figures.errors.push(format!(
+                            "telemetry: {} readings or streams failed",
+                            run.errors
+                        ));
                     }
                     figures.details.push(format!(
                         "telemetry StreamReadings: {} readings from 500 sensors, {:.2} bytes on disk per reading",
@@ -211,7 +227,9 @@ pub async fn run(args: BenchArgs) -> ExitCode {
                             .map_err(|e| e.to_string())
                             .and_then(|()| pg.copy_readings(&csv));
                         match copied {
-                            Ok(elapsed) => copy_pg.push(rows as f64 / elapsed.as_secs_f64().max(1e-9)),
+                            Ok(elapsed) => {
+                                copy_pg.push(rows as f64 / elapsed.as_secs_f64().max(1e-9))
+                            }
                             Err(e) => figures.errors.push(format!("postgres copy: {e}")),
                         }
                     }
@@ -227,7 +245,8 @@ pub async fn run(args: BenchArgs) -> ExitCode {
     let booking = median(booking);
     let ingest = median(ingest);
     let bytes = median(bytes);
-    let (inventory_pg, booking_pg, copy_pg) = (median(inventory_pg), median(booking_pg), median(copy_pg));
+    let (inventory_pg, booking_pg, copy_pg) =
+        (median(inventory_pg), median(booking_pg), median(copy_pg));
     let fmt = |v: Option<f64>| v.map(rate).unwrap_or_else(|| "–".into());
     if wants("ceiling") {
         figures.rows.push(Row {
@@ -240,7 +259,10 @@ pub async fn run(args: BenchArgs) -> ExitCode {
     }
     if wants("inventory") {
         figures.rows.push(Row {
-            figure: format!("inventory: durable RecordMovements, {} clients, 10,000 pairs", args.concurrency),
+            figure: format!(
+                "inventory: durable RecordMovements, {} clients, 10,000 pairs",
+                args.concurrency
+            ),
             ours: fmt(inventory),
             peer: fmt(inventory_pg),
             ratio: ratio(inventory, inventory_pg),
@@ -266,7 +288,10 @@ pub async fn run(args: BenchArgs) -> ExitCode {
     }
     if wants("booking") {
         figures.rows.push(Row {
-            figure: format!("booking: HoldSpace then ConfirmBooking, {} clients (pairs)", args.concurrency),
+            figure: format!(
+                "booking: HoldSpace then ConfirmBooking, {} clients (pairs)",
+                args.concurrency
+            ),
             ours: fmt(booking),
             peer: fmt(booking_pg),
             ratio: ratio(booking, booking_pg),
@@ -283,7 +308,9 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         });
         figures.rows.push(Row {
             figure: "telemetry: bytes on disk per stored reading".into(),
-            ours: bytes.map(|b| format!("{b:.2} B")).unwrap_or_else(|| "–".into()),
+            ours: bytes
+                .map(|b| format!("{b:.2} B"))
+                .unwrap_or_else(|| "–".into()),
             peer: "–".into(),
             ratio: "–".into(),
             target: "≤ 4 B".into(),
@@ -334,15 +361,25 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         eprintln!("coldchain bench: cannot write {}: {e}", path.display());
         return ExitCode::from(1);
     }
-    if figures.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if figures.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn record_errors(figures: &mut Figures, scenario: &str, result: &load::LoadResult) {
     if result.errors() > 0 {
-        figures.errors.push(format!("{scenario}: {} calls failed: {:?}", result.errors(), result.statuses));
+        figures.errors.push(format!(
+            "{scenario}: {} calls failed: {:?}",
+            result.errors(),
+            result.statuses
+        ));
     }
     if result.calls == 0 {
-        figures.errors.push(format!("{scenario}: no call completed in the measured window"));
+        figures.errors.push(format!(
+            "{scenario}: no call completed in the measured window"
+        ));
     }
 }
 
@@ -360,17 +397,31 @@ fn latency_line(name: &str, result: &load::LoadResult) -> String {
 fn render(args: &BenchArgs, figures: &Figures) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks\n");
-    let _ = writeln!(out, "Run on {} ({}), {}.\n", network::machine(), chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"), if args.smoke { "smoke run" } else { "full run" });
+    let _ = writeln!(
+        out,
+        "Run on {} ({}), {}.\n",
+        network::machine(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        if args.smoke { "smoke run" } else { "full run" }
+    );
     let _ = writeln!(
         out,
         "Reproduce: `cargo run --release -- bench --duration {} --warmup {} --rounds {} --concurrency {} --connections {}`\n",
         args.duration, args.warmup, args.rounds, args.concurrency, args.connections
     );
-    let _ = writeln!(out, "Client and server share this machine; every figure is the median of {} round(s), ours and PostgreSQL alternated within each round.\n", args.rounds);
+    let _ = writeln!(
+        out,
+        "Client and server share this machine; every figure is the median of {} round(s), ours and PostgreSQL alternated within each round.\n",
+        args.rounds
+    );
     let _ = writeln!(out, "| figure | ours | PostgreSQL | ratio | target |");
     let _ = writeln!(out, "|---|---|---|---|---|");
     for row in &figures.rows {
-        let _ = writeln!(out, "| {} | {} | {} | {} | {} |", row.figure, row.ours, row.peer, row.ratio, row.target);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            row.figure, row.ours, row.peer, row.ratio, row.target
+        );
     }
     if !figures.details.is_empty() {
         let _ = writeln!(out, "\nLatency and statuses (last round):\n");

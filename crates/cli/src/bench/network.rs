@@ -14,11 +14,13 @@ pub struct IdleNetwork {
 /// The shipped network with every port moved to a free one, so a running `dev` network
 /// is not disturbed.
 fn private_network(text: &str) -> Result<String, String> {
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| e.to_string())
+    // Every listener stays open until all ports are chosen, so no two picks collide.
+    let mut held = Vec::new();
+    let mut free = || -> Result<u16, String> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        held.push(listener);
+        Ok(port)
     };
     let mut out = String::new();
     for line in text.lines() {
@@ -39,8 +41,9 @@ fn private_network(text: &str) -> Result<String, String> {
 }
 
 pub async fn idle_network() -> Result<IdleNetwork, String> {
-    let shipped = std::fs::read_to_string("deploy/network.toml")
-        .map_err(|e| format!("deploy/network.toml (run the bench from the repository root): {e}"))?;
+    let shipped = std::fs::read_to_string("deploy/network.toml").map_err(|e| {
+        format!("deploy/network.toml (run the bench from the repository root): {e}")
+    })?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let file = dir.path().join("network.toml");
     let text = private_network(&shipped)?;
@@ -74,18 +77,32 @@ pub async fn idle_network() -> Result<IdleNetwork, String> {
         }
         let time_to_healthy = started.elapsed();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let rss_bytes = rss(child.id()).ok_or("cannot read the resident memory of the dev process")?;
-        Ok(IdleNetwork { time_to_healthy, rss_bytes })
+        let rss_bytes =
+            rss(child.id()).ok_or("cannot read the resident memory of the dev process")?;
+        Ok(IdleNetwork {
+            time_to_healthy,
+            rss_bytes,
+        })
     }
     .await;
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     result
 }
 
 async fn serving(endpoint: &str) -> bool {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(endpoint.to_string()) else { return false };
-    let Ok(channel) = endpoint.connect_timeout(Duration::from_millis(200)).connect().await else { return false };
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(endpoint.to_string()) else {
+        return false;
+    };
+    let Ok(channel) = endpoint
+        .connect_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+    else {
+        return false;
+    };
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
     matches!(
         client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await,
@@ -104,12 +121,24 @@ fn rss(pid: u32) -> Option<u64> {
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
         .map(|kib| format!("{:.0} GiB", kib as f64 / 1048576.0))
         .unwrap_or_default();
     format!("{cores} cores ({cpu}), {memory}")

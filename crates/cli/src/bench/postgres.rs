@@ -77,7 +77,8 @@ fn is_root() -> bool {
 impl Postgres {
     /// Creates and starts a cluster, or says why it cannot.
     pub fn start() -> Result<Self, String> {
-        let bin = find_bin_dir().ok_or("no PostgreSQL server binaries found (apt-get install postgresql-15)")?;
+        let bin = find_bin_dir()
+            .ok_or("no PostgreSQL server binaries found (apt-get install postgresql-15)")?;
         let dir = tempfile::Builder::new()
             .prefix("coldchain-bench-pg")
             .tempdir()
@@ -85,7 +86,9 @@ impl Postgres {
         let run_as_postgres = is_root();
         if run_as_postgres {
             // initdb refuses to run as root: the cluster belongs to the postgres user.
-            run(Command::new("chown").args(["-R", "postgres"]).arg(dir.path()))?;
+            run(Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path()))?;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -98,13 +101,21 @@ impl Postgres {
             run_as_postgres,
         };
         let data = this.data_dir();
-        this.tool("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"])?;
+        this.tool(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        )?;
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB",
             this.dir.path().display()
         );
         let log = this.dir.path().join("server.log").display().to_string();
-        this.tool("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "-t", "60", "start"])?;
+        this.tool(
+            "pg_ctl",
+            &[
+                "-D", &data, "-o", &options, "-l", &log, "-w", "-t", "60", "start",
+            ],
+        )?;
         this.psql(SCHEMA)?;
         Ok(this)
     }
@@ -142,9 +153,15 @@ impl Postgres {
     /// Runs SQL through psql.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
         let mut command = self.command("psql");
-        command
-            .args(self.connection_args())
-            .args(["-v", "ON_ERROR_STOP=1", "-q", "-d", "postgres", "-c", sql]);
+        command.args(self.connection_args()).args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ]);
         run(&mut command).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     }
 

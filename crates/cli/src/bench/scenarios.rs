@@ -57,7 +57,10 @@ impl Host {
     }
 
     /// Starts `kind` of the bench site with a clock of our choosing.
-    pub async fn start_with_clock(kind: ServiceKind, clock: Option<coldchain_store::SharedClock>) -> Result<Self, String> {
+    pub async fn start_with_clock(
+        kind: ServiceKind,
+        clock: Option<coldchain_store::SharedClock>,
+    ) -> Result<Self, String> {
         let data = tempfile::Builder::new()
             .prefix("coldchain-bench")
             .tempdir()
@@ -70,7 +73,13 @@ impl Host {
         };
         let site = network.sites[0].clone();
         let shutdown = Shutdown::new();
-        let mut ctx = ServiceContext::new(kind, site, Arc::new(network), Arc::new(config), shutdown.clone());
+        let mut ctx = ServiceContext::new(
+            kind,
+            site,
+            Arc::new(network),
+            Arc::new(config),
+            shutdown.clone(),
+        );
         if let Some(clock) = clock {
             ctx.clock = clock;
         }
@@ -97,16 +106,25 @@ impl Host {
         let spec = ServiceSpec {
             label: "bench/noop".into(),
             service_name: coldchain_proto::BENCH_SERVICE,
-            routes: tonic::service::Routes::new(bench::bench_service_server::BenchServiceServer::new(Noop)),
+            routes: tonic::service::Routes::new(
+                bench::bench_service_server::BenchServiceServer::new(Noop),
+            ),
             probe: always_healthy(),
             on_stopped: Box::new(|| {}),
         };
         Self::serve(spec, ctx, data).await
     }
 
-    async fn serve(spec: ServiceSpec, ctx: ServiceContext, data: tempfile::TempDir) -> Result<Self, String> {
-        let listener = bind("127.0.0.1:0".parse().expect("literal address")).await.map_err(|e| e.to_string())?;
-        let service = spawn_service(listener, spec, ctx.limits(), ctx.shutdown.clone()).map_err(|e| e.to_string())?;
+    async fn serve(
+        spec: ServiceSpec,
+        ctx: ServiceContext,
+        data: tempfile::TempDir,
+    ) -> Result<Self, String> {
+        let listener = bind("127.0.0.1:0".parse().expect("literal address"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let service = spawn_service(listener, spec, ctx.limits(), ctx.shutdown.clone())
+            .map_err(|e| e.to_string())?;
         Ok(Self { service, data })
     }
 
@@ -136,7 +154,9 @@ impl Host {
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
     entries
         .filter_map(|e| e.ok())
         .map(|e| match e.metadata() {
@@ -151,17 +171,29 @@ struct Noop;
 
 #[tonic::async_trait]
 impl bench::bench_service_server::BenchService for Noop {
-    async fn noop(&self, request: tonic::Request<bench::NoopRequest>) -> Result<tonic::Response<bench::NoopResponse>, tonic::Status> {
-        Ok(tonic::Response::new(bench::NoopResponse { payload: request.into_inner().payload }))
+    async fn noop(
+        &self,
+        request: tonic::Request<bench::NoopRequest>,
+    ) -> Result<tonic::Response<bench::NoopResponse>, tonic::Status> {
+        Ok(tonic::Response::new(bench::NoopResponse {
+            payload: request.into_inner().payload,
+        }))
     }
 }
 
 fn run_id() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn far_future() -> common::Date {
-    common::Date { year: 2099, month: 12, day: 31 }
+    common::Date {
+        year: 2099,
+        month: 12,
+        day: 31,
+    }
 }
 
 /// The gRPC ceiling: a no-op unary call through the same server stack.
@@ -169,7 +201,9 @@ pub async fn ceiling(spec: &LoadSpec, connections: usize) -> Result<LoadResult, 
     let host = Host::noop().await?;
     let channels = host.channels(connections).await?;
     let result = load::run("ceiling", spec, move |worker, _| {
-        let mut client = bench::bench_service_client::BenchServiceClient::new(channels[worker % channels.len()].clone());
+        let mut client = bench::bench_service_client::BenchServiceClient::new(
+            channels[worker % channels.len()].clone(),
+        );
         async move { client.noop(bench::NoopRequest::default()).await.map(|_| ()) }
     })
     .await;
@@ -191,7 +225,9 @@ pub async fn inventory(spec: &LoadSpec, connections: usize) -> Result<InventoryR
     let channels = host.channels(connections).await?;
     let run = run_id();
     let result = load::run("inventory", spec, move |worker, iteration| {
-        let mut client = inventory::inventory_service_client::InventoryServiceClient::new(channels[worker % channels.len()].clone());
+        let mut client = inventory::inventory_service_client::InventoryServiceClient::new(
+            channels[worker % channels.len()].clone(),
+        );
         let pair = (worker as u64 * 7919 + iteration * 104_729) % 10_000;
         let request = inventory::RecordMovementsRequest {
             request_id: format!("bench-{run}-{worker}-{iteration}"),
@@ -259,7 +295,9 @@ pub async fn booking(spec: &LoadSpec, connections: usize) -> Result<LoadResult, 
     let run = run_id();
     let today = chrono::Utc::now().date_naive();
     let result = load::run("booking", spec, move |worker, iteration| {
-        let mut client = booking::booking_service_client::BookingServiceClient::new(channels[worker % channels.len()].clone());
+        let mut client = booking::booking_service_client::BookingServiceClient::new(
+            channels[worker % channels.len()].clone(),
+        );
         let day = today + chrono::Days::new(1 + (worker as u64 * 31 + iteration) % 365);
         let date = common::Date {
             year: chrono::Datelike::year(&day),
@@ -269,7 +307,9 @@ pub async fn booking(spec: &LoadSpec, connections: usize) -> Result<LoadResult, 
         let hold = booking::HoldSpaceRequest {
             request_id: format!("bench-{run}-{worker}-{iteration}-hold"),
             customer_id: format!("bench-customer-{worker}"),
-            space: Some(booking::hold_space_request::Space::ZoneId("chilled-a".into())),
+            space: Some(booking::hold_space_request::Space::ZoneId(
+                "chilled-a".into(),
+            )),
             pallets: 1,
             first_day: Some(date),
             last_day: Some(date),
@@ -314,14 +354,17 @@ const BATCH_SECONDS: usize = 20;
 pub async fn telemetry(spec: &LoadSpec) -> Result<TelemetryRun, String> {
     let host = Host::start(ServiceKind::Telemetry).await?;
     let channel = host.channels(1).await?.remove(0);
-    let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
+    let mut client =
+        telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
     let run = run_id();
     for sensor in 0..SENSORS {
         client
             .register_sensor(telemetry::RegisterSensorRequest {
                 request_id: format!("bench-{run}-sensor-{sensor}"),
                 sensor_id: format!("S{sensor:04}"),
-                binding: Some(telemetry::register_sensor_request::Binding::ZoneId("chilled-a".into())),
+                binding: Some(telemetry::register_sensor_request::Binding::ZoneId(
+                    "chilled-a".into(),
+                )),
                 ..Default::default()
             })
             .await
@@ -329,7 +372,10 @@ pub async fn telemetry(spec: &LoadSpec) -> Result<TelemetryRun, String> {
     }
     // Readings start six days ago at 1 Hz per sensor: inside the 7-day window for long runs.
     let start = SystemTime::now() - Duration::from_secs(6 * 86_400);
-    let start_secs = start.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let start_secs = start
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let accepted = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + spec.warmup + spec.duration;
@@ -337,12 +383,15 @@ pub async fn telemetry(spec: &LoadSpec) -> Result<TelemetryRun, String> {
     let measured_accepted = Arc::new(AtomicU64::new(0));
     let mut streams = Vec::new();
     for stream in 0..STREAMS {
-        let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
+        let mut client =
+            telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
         let accepted = accepted.clone();
         let measured_accepted = measured_accepted.clone();
         let errors = errors.clone();
         streams.push(tokio::spawn(async move {
-            let sensors: Vec<String> = (0..SENSORS / STREAMS).map(|i| format!("S{:04}", stream * (SENSORS / STREAMS) + i)).collect();
+            let sensors: Vec<String> = (0..SENSORS / STREAMS)
+                .map(|i| format!("S{:04}", stream * (SENSORS / STREAMS) + i))
+                .collect();
             let mut second = 0i64;
             // One client stream per round of batches: each round is acknowledged (durable)
             // when its summary arrives.
@@ -355,7 +404,10 @@ pub async fn telemetry(spec: &LoadSpec) -> Result<TelemetryRun, String> {
                             let t = start_secs + second + offset;
                             readings.push(telemetry::Reading {
                                 sensor_id: sensor.clone(),
-                                time: Some(prost_types::Timestamp { seconds: t, nanos: 0 }),
+                                time: Some(prost_types::Timestamp {
+                                    seconds: t,
+                                    nanos: 0,
+                                }),
                                 celsius: 2.0 + ((t + i as i64) % 20) as f64 * 0.05,
                                 humidity_percent: None,
                                 door_open: None,
@@ -388,7 +440,8 @@ pub async fn telemetry(spec: &LoadSpec) -> Result<TelemetryRun, String> {
         let _ = stream.await;
     }
     let readings = accepted.load(Ordering::Relaxed);
-    let readings_per_second = measured_accepted.load(Ordering::Relaxed) as f64 / spec.duration.as_secs_f64().max(1e-9);
+    let readings_per_second =
+        measured_accepted.load(Ordering::Relaxed) as f64 / spec.duration.as_secs_f64().max(1e-9);
 
     // Everything acknowledged is flushed: the data directory is what a reading costs.
     let bytes_per_reading = host.disk_bytes() as f64 / readings.max(1) as f64;
@@ -414,7 +467,12 @@ pub fn readings_csv(path: &std::path::Path, rows: u64) -> std::io::Result<()> {
                 break 'outer;
             }
             let t = chrono::DateTime::from_timestamp(start + second, 0).unwrap_or_default();
-            writeln!(out, "S{sensor:04},{},{:.2}", t.to_rfc3339(), 2.0 + ((second + sensor as i64) % 20) as f64 * 0.05)?;
+            writeln!(
+                out,
+                "S{sensor:04},{},{:.2}",
+                t.to_rfc3339(),
+                2.0 + ((second + sensor as i64) % 20) as f64 * 0.05
+            )?;
             written += 1;
         }
     }
@@ -430,13 +488,16 @@ pub async fn telemetry_query(spec: &LoadSpec, days: u32) -> Result<QueryRun, Str
     let clock = coldchain_store::ManualClock::at(first_second * 1000);
     let host = Host::start_with_clock(ServiceKind::Telemetry, Some(clock.clone())).await?;
     let channel = host.channels(1).await?.remove(0);
-    let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
+    let mut client =
+        telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
     let sensor = "Q0001".to_string();
     client
         .register_sensor(telemetry::RegisterSensorRequest {
             request_id: format!("bench-query-sensor-{}", run_id()),
             sensor_id: sensor.clone(),
-            binding: Some(telemetry::register_sensor_request::Binding::ZoneId("chilled-a".into())),
+            binding: Some(telemetry::register_sensor_request::Binding::ZoneId(
+                "chilled-a".into(),
+            )),
             ..Default::default()
         })
         .await
@@ -450,7 +511,10 @@ pub async fn telemetry_query(spec: &LoadSpec, days: u32) -> Result<QueryRun, Str
                 let t = first_second + pushed + k;
                 telemetry::Reading {
                     sensor_id: sensor.clone(),
-                    time: Some(prost_types::Timestamp { seconds: t, nanos: 0 }),
+                    time: Some(prost_types::Timestamp {
+                        seconds: t,
+                        nanos: 0,
+                    }),
                     celsius: 3.0 + ((t % 600) as f64) * 0.001,
                     humidity_percent: None,
                     door_open: None,
@@ -459,33 +523,60 @@ pub async fn telemetry_query(spec: &LoadSpec, days: u32) -> Result<QueryRun, Str
             .collect();
         clock.set((first_second + pushed + n) * 1000);
         let summary = client
-            .stream_readings(futures::stream::iter([telemetry::ReadingBatch { readings }]))
+            .stream_readings(futures::stream::iter([telemetry::ReadingBatch {
+                readings,
+            }]))
             .await
             .map_err(|s| format!("preload query series: {s}"))?;
         if summary.get_ref().accepted != n {
-            return Err(format!("preload query series: {} of {n} readings accepted", summary.get_ref().accepted));
+            return Err(format!(
+                "preload query series: {} of {n} readings accepted",
+                summary.get_ref().accepted
+            ));
         }
         pushed += n;
     }
     let request = telemetry::QueryReadingsRequest {
         sensor_id: sensor,
-        start_time: Some(prost_types::Timestamp { seconds: first_second, nanos: 0 }),
-        end_time: Some(prost_types::Timestamp { seconds: first_second + total, nanos: 0 }),
-        bucket: Some(prost_types::Duration { seconds: 3600, nanos: 0 }),
+        start_time: Some(prost_types::Timestamp {
+            seconds: first_second,
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: first_second + total,
+            nanos: 0,
+        }),
+        bucket: Some(prost_types::Duration {
+            seconds: 3600,
+            nanos: 0,
+        }),
     };
-    let probe = client.query_readings(request.clone()).await.map_err(|s| format!("query readings: {s}"))?;
+    let probe = client
+        .query_readings(request.clone())
+        .await
+        .map_err(|s| format!("query readings: {s}"))?;
     let buckets = probe.get_ref().buckets.len();
     let counted: i64 = probe.get_ref().buckets.iter().map(|b| b.count).sum();
     if counted != total {
-        return Err(format!("query readings: buckets count {counted} readings, {total} were pushed"));
+        return Err(format!(
+            "query readings: buckets count {counted} readings, {total} were pushed"
+        ));
     }
-    let query_spec = LoadSpec { concurrency: 4, ..spec.clone() };
+    let query_spec = LoadSpec {
+        concurrency: 4,
+        ..spec.clone()
+    };
     let load = load::run("query", &query_spec, move |_, _| {
-        let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
+        let mut client =
+            telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
         let request = request.clone();
         async move { client.query_readings(request).await.map(|_| ()) }
     })
     .await;
     host.stop().await;
-    Ok(QueryRun { load, buckets, readings: total as u64 })
+    Ok(QueryRun {
+        load,
+        buckets,
+        readings: total as u64,
+    })
 }

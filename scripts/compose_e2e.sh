@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# The compose deployment, end to end, on the real Docker engine (run by .ci/run).
+#
+#   scripts/compose_e2e.sh
+#
+# 1. build the image without pulling (deploy/docker/build-local.sh), check the generated
+#    files are current, `up -d`, wait until all 25 containers are healthy;
+# 2. the demo's flows through the gateway (`coldchain demo`; see the TODO below);
+# 3. SIGKILL one site's inventory container in the middle of a load of movements: the other
+#    sites keep answering; after it restarts every acknowledged movement is there; then a
+#    crash of its process (SIGKILL from the host) is restarted by the restart policy;
+# 4. cut one warehouse off the backbone network for 30 s: the gateway reports it unavailable
+#    within its deadline and answers for the others, the site keeps serving its local
+#    clients, and after reconnection the gateway's views and alarm stream recover;
+# 5. `down` (keeping volumes) and `up` again: the data is still there;
+# 6. `down -v`: no container, network or volume left.
+#
+# The Docker engine is REQUIRED: without `docker`, a running engine or a compose tool this
+# script fails; it never skips. Every wait has a timeout, the whole run a budget, and an EXIT
+# trap removes everything it started (`down -v`), whatever happens.
+#
+# A check whose service still answers UNIMPLEMENTED is PENDING: the run goes on with the other
+# checks and then fails, listing them, unless COMPOSE_E2E_ALLOW_PENDING=1 (a stop-gap while the
+# gateway and telemetry services are being written; remove it from .ci/run once they exist).
+#
+# Environment: COMPOSE_E2E_PROJECT (default coldchaine2e), GATEWAY_HOST_PORT (default: a free
+# port), COMPOSE_E2E_BUDGET seconds (default 840), COMPOSE_E2E_ALLOW_PENDING, and
+# COMPOSE_E2E_BINARY (an already built coldchain binary for the image, instead of
+# `cargo build --release`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+started=$(date +%s)
+budget=${COMPOSE_E2E_BUDGET:-840}
+project=${COMPOSE_E2E_PROJECT:-coldchaine2e}
+run_id=$(date +%s)
+pending=()
+
+elapsed() { echo $(($(date +%s) - started)); }
+say() { echo "compose_e2e: [$(elapsed) s] $*"; }
+step() { echo; echo "=== compose_e2e: [$(elapsed) s] $*"; }
+fail() { echo "compose_e2e: FAIL [$(elapsed) s]: $*" >&2; exit 1; }
+within_budget() {
+    [ "$(elapsed)" -lt "$budget" ] || fail "over the time budget of $budget s"
+}
+
+# --- The engine is required -------------------------------------------------------------------
+command -v docker >/dev/null 2>&1 \
+    || fail "docker is not installed: this end-to-end test needs the Docker engine and never skips"
+timeout 30 docker info >/dev/null 2>&1 \
+    || fail "the Docker engine does not answer (docker info): start it; this test never skips"
+if timeout 20 docker compose version >/dev/null 2>&1; then
+    compose_tool=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+    compose_tool=(docker-compose)
+else
+    fail "neither 'docker compose' nor 'docker-compose' is installed"
+fi
+say "engine $(docker version -f '{{.Server.Version}}'), compose tool: ${compose_tool[*]} ($("${compose_tool[@]}" version --short 2>/dev/null || true))"
+
+if [ -z "${GATEWAY_HOST_PORT:-}" ]; then
+    GATEWAY_HOST_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
+export GATEWAY_HOST_PORT
+gateway=127.0.0.1:$GATEWAY_HOST_PORT
+
+compose() { timeout "${COMPOSE_TIMEOUT:-300}" "${compose_tool[@]}" -p "$project" -f deploy/compose.yaml "$@"; }
+project_filter=(--filter "label=com.docker.compose.project=$project")
+container_of() { docker ps -aq "${project_filter[@]}" --filter "label=com.docker.compose.service=$1"; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/compose-e2e.XXXXXX")
+load_pid=
+
+cleanup() {
+    local rc=$?
+    set +e
+    touch "$work/stop"
+    [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null
+    if [ "$rc" -ne 0 ] && [ -n "$(docker ps -aq "${project_filter[@]}")" ]; then
+        echo "--- containers of $project:" >&2
+        docker ps -a "${project_filter[@]}" --format '{{.Names}}\t{{.Status}}' >&2
+        for id in $(docker ps -aq "${project_filter[@]}" --filter health=unhealthy) \
+                  $(docker ps -aq "${project_filter[@]}" --filter status=exited); do
+            echo "--- last log lines of $(docker inspect -f '{{.Name}}' "$id"):" >&2
+            docker logs --tail 20 "$id" >&2 2>&1
+        done
+    fi
+    COMPOSE_TIMEOUT=120 compose down -v --remove-orphans >/dev/null 2>&1
+    # Whatever compose could not remove, by the project's label.
+    docker rm -f $(docker ps -aq "${project_filter[@]}") >/dev/null 2>&1
+    docker network rm $(docker network ls -q "${project_filter[@]}") >/dev/null 2>&1
+    docker volume rm $(docker volume ls -q "${project_filter[@]}") >/dev/null 2>&1
+    local left
+    left=$( (docker ps -aq "${project_filter[@]}"; docker network ls -q "${project_filter[@]}"; docker volume ls -q "${project_filter[@]}") | wc -l)
+    [ "$left" -eq 0 ] || echo "compose_e2e: WARNING: $left containers/networks/volumes of $project could not be removed" >&2
+    rm -rf "$work"
+    if [ "$rc" -eq 0 ]; then
+        echo "compose_e2e: PASS in $(elapsed) s"
+    else
+        echo "compose_e2e: FAILED (exit $rc) after $(elapsed) s; everything of project $project removed" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Every check that calls our servers from outside goes through deploy/docker/e2e.py (Python
+# grpcio with stubs generated from proto/). Exit 3 means PENDING (UNIMPLEMENTED).
+py() {
+    local limit=$1 name=$2
+    shift 2
+    local rc=0
+    timeout "$limit" python3 deploy/docker/e2e.py --stubs "$work/stubs" --project "$project" \
+        --network deploy/network.toml --run "$run_id" --gateway "$gateway" "$@" || rc=$?
+    case $rc in
+        0) ;;
+        3) pending+=("$name"); say "PENDING: $name" ;;
+        124) fail "$name: no result within $limit s" ;;
+        *) fail "$name (exit $rc)" ;;
+    esac
+    return 0
+}
+
+wait_healthy() { # count, timeout seconds
+    local want=$1 limit=$2 deadline=$(($(date +%s) + $2)) healthy=0
+    while :; do
+        healthy=$(docker ps "${project_filter[@]}" --filter health=healthy -q | wc -l)
+        [ "$healthy" -ge "$want" ] && return 0
+        [ "$(date +%s)" -lt "$deadline" ] || {
+            docker ps -a "${project_filter[@]}" --format '{{.Names}}\t{{.Status}}' | grep -v '(healthy)' >&2
+            fail "only $healthy of $want containers healthy after $limit s"
+        }
+        sleep 1
+    done
+}
+
+wait_container_healthy() { # service, timeout seconds
+    local id deadline=$(($(date +%s) + $2))
+    id=$(container_of "$1")
+    until [ "$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")" = healthy ]; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "$1 not healthy within $2 s"
+        sleep 1
+    done
+}
+
+# --- 0. Tools ---------------------------------------------------------------------------------
+step "0. tools: grpcio stubs from proto/"
+if ! python3 -c 'import grpc, grpc_tools, grpc_health' 2>/dev/null; then
+    timeout 300 python3 -m pip install --quiet --disable-pip-version-check \
+        grpcio grpcio-tools grpcio-health-checking \
+        || fail "cannot install grpcio, grpcio-tools and grpcio-health-checking"
+fi
+mkdir -p "$work/stubs"
+timeout 60 python3 -m grpc_tools.protoc -Iproto --python_out="$work/stubs" --grpc_python_out="$work/stubs" \
+    $(find proto -name '*.proto') || fail "cannot generate the Python stubs from proto/"
+# A leftover of an interrupted run would make every count below wrong.
+COMPOSE_TIMEOUT=120 compose down -v --remove-orphans >/dev/null 2>&1 || true
+
+# --- 1. Build, check, up, healthy -------------------------------------------------------------
+step "1. build the image (no pull), up, wait until every container is healthy"
+t0=$(date +%s)
+coldchain=${COMPOSE_E2E_BINARY:-target/release/coldchain}
+if [ -n "${COMPOSE_E2E_BINARY:-}" ]; then
+    build=(deploy/docker/build-local.sh --tag coldchain:latest --binary "$COMPOSE_E2E_BINARY")
+else
+    build=(deploy/docker/build-local.sh --tag coldchain:latest)
+fi
+timeout 1200 "${build[@]}" >"$work/build.log" 2>&1 \
+    || { tail -40 "$work/build.log" >&2; fail "image build failed"; }
+say "image built in $(($(date +%s) - t0)) s: $(tail -1 "$work/build.log")"
+timeout 30 "$coldchain" compose --check || fail "deploy/ is stale: run 'cargo run --release -- compose'"
+services=$(compose config --services | wc -l)
+timeout 60 "${compose_tool[@]}" -p "$project" -f deploy/compose.yaml -f deploy/compose.sites.yaml config -q \
+    || fail "deploy/compose.sites.yaml does not merge with deploy/compose.yaml"
+sites=$(python3 -c 'import tomllib; print(len(tomllib.load(open("deploy/network.toml","rb"))["site"]))')
+[ "$services" -eq $((sites * 3 + 1)) ] || fail "compose.yaml has $services services, expected $((sites * 3 + 1))"
+t0=$(date +%s)
+compose up -d >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "compose up failed"; }
+wait_healthy "$services" 240
+say "all $services containers healthy $(($(date +%s) - t0)) s after 'up -d'"
+memory() { # label: the memory of every container, summarised
+    docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' $(docker ps -q "${project_filter[@]}") \
+        | awk -v label="$1" '
+            { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v);
+              m = (u == "GiB") ? v * 1024 : (u == "KiB") ? v / 1024 : (u == "B") ? v / 1048576 : v + 0;
+              n++; sum += m; if (n == 1 || m > max) { max = m; who = $1 } if (n == 1 || m < min) min = m }
+            END { printf "compose_e2e: memory %s: %d containers, %.1f MiB in all, %.1f to %.1f MiB each (most: %s), limit %s\n",
+                  label, n, sum, min, max, who, $4 }'
+}
+memory "when healthy"
+published=$(docker ps "${project_filter[@]}" --format '{{.Ports}}' | grep -c -- '->' || true)
+[ "$published" -eq 1 ] || fail "$published containers publish ports; only the gateway should"
+timeout 10 "$coldchain" healthcheck "$gateway" >/dev/null || fail "the gateway is not SERVING on $gateway"
+say "only the gateway is published, on $gateway, and SERVING"
+within_budget
+
+# --- 2. The demo ------------------------------------------------------------------------------
+step "2. the demo's flows through the gateway"
+if timeout 10 "$coldchain" demo --help 2>/dev/null | grep -q -- '--gateway'; then
+    # The demo calls the gateway and the site services, so it runs inside the deployment's
+    # network, reading the image's network file (endpoints at container names), as the README
+    # tells users to.
+    timeout 300 docker run --rm --label "com.docker.compose.project=$project" \
+        --network "${project}_backbone" coldchain:latest \
+        demo --network /etc/coldchain/network.compose.toml --run-id "e2e$run_id" --json \
+        >"$work/demo.json" 2>"$work/demo.err" \
+        || { tail -30 "$work/demo.err" >&2; head -c 4000 "$work/demo.json" >&2; fail "coldchain demo failed"; }
+    python3 - "$work/demo.json" <<'PY' || fail "coldchain demo: unexpected outcome"
+import json, sys
+text = open(sys.argv[1]).read()
+out = json.loads(text[text.index("{"):])
+problems = []
+if out["services_serving"] != out["services_total"] or out["services_total"] == 0:
+    problems.append(f"services serving {out['services_serving']} of {out['services_total']}")
+if not str(out["transfer_state"]).endswith("COMPLETED"):
+    problems.append(f"transfer state {out['transfer_state']}")
+if not out["hold_placed"]:
+    problems.append("the excursion placed no hold")
+if out["stock"]["site_failures"]:
+    problems.append(f"stock site failures {out['stock']['site_failures']}")
+print(f"  demo: {out['sites']} sites, {out['services_serving']}/{out['services_total']} services serving, "
+      f"transfer {out['transfer']['transfer_id']} {out['transfer_state']}, hold placed {out['hold_placed']}, "
+      f"bookings confirmed {out['bookings_confirmed']}, checked in {out['bookings_checked_in']}, "
+      f"ledger entries seen {out['ledger_entries_seen']}, in {out['elapsed_ms']} ms")
+for w in out.get("warnings") or []:
+    print(f"  demo warning: {w}")
+if problems:
+    print("  demo outcome: " + "; ".join(problems))
+    sys.exit(1)
+PY
+    say "coldchain demo passed inside the network"
+else
+    # TODO(issue 7): remove this branch once every checkout has `coldchain demo --gateway`.
+    say "TODO: 'coldchain demo --gateway' does not exist in this build; only the grpcio flows run"
+fi
+# The same flows from an independent gRPC implementation (Python grpcio), through the
+# published gateway port: ListSites, a receipt found by FindStock, FindSpace, and a corridor
+# transfer la-vientiane -> cn-huaihua-park with the stock checked at both ends.
+py 120 "demo flows through the gateway (grpcio)" flows --source la-vientiane --destination cn-huaihua-park
+within_budget
+
+# --- 3. SIGKILL under load --------------------------------------------------------------------
+victim_site=la-vientiane
+victim=inventory-$victim_site
+step "3. SIGKILL $victim in the middle of a load of RecordMovements"
+python3 deploy/docker/e2e.py --stubs "$work/stubs" --project "$project" --network deploy/network.toml \
+    --run "$run_id" load --site "$victim_site" --sku "KILL-$run_id" --log "$work/load.log" \
+    --stop "$work/stop" --workers 2 >"$work/load.out" 2>&1 &
+load_pid=$!
+wait_acked() { # at least N acknowledged, within S seconds
+    local deadline=$(($(date +%s) + $2)) n=0
+    while :; do
+        n=$(timeout 20 python3 deploy/docker/e2e.py --stubs "$work/stubs" --project "$project" \
+            --network deploy/network.toml load-progress --log "$work/load.log" 2>/dev/null | head -1 || true)
+        [ "${n:-0}" -ge "$1" ] 2>/dev/null && { echo "$n"; return 0; }
+        if grep -q UNIMPLEMENTED "$work/load.log" 2>/dev/null; then echo unimplemented; return 0; fi
+        [ "$(date +%s)" -lt "$deadline" ] || fail "fewer than $1 movements acknowledged in $2 s (have ${n:-0}; $(tail -2 "$work/load.log" 2>/dev/null))"
+        sleep 0.5
+    done
+}
+touch "$work/load.log"
+acked=$(wait_acked 100 60)
+if [ "$acked" = unimplemented ]; then
+    pending+=("SIGKILL under load (RecordMovements answers UNIMPLEMENTED)")
+    say "PENDING: RecordMovements answers UNIMPLEMENTED"
+    touch "$work/stop"; wait "$load_pid" || true; load_pid=
+else
+    docker kill -s KILL "$(container_of "$victim")" >/dev/null
+    say "docker kill -s KILL $victim after $acked acknowledged requests"
+    py 60 "other sites answer while $victim is down" sites-answer --skip "$victim_site"
+    sleep 2
+    [ "$(docker inspect -f '{{.State.Status}}' "$(container_of "$victim")")" = exited ] \
+        || fail "$victim is not down after SIGKILL"
+    timeout 60 docker start "$(container_of "$victim")" >/dev/null
+    wait_container_healthy "$victim" 60
+    say "$victim restarted (docker start) and healthy"
+    acked=$(wait_acked $((acked + 100)) 60)
+    memory "under load"
+    # A crash of the process itself (not a docker command): the restart policy brings it back.
+    pid=$(docker inspect -f '{{.State.Pid}}' "$(container_of "$victim")")
+    restarts=$(docker inspect -f '{{.RestartCount}}' "$(container_of "$victim")")
+    if kill -KILL "$pid" 2>/dev/null; then
+        say "SIGKILL to $victim's process ($pid, from the host) after $acked acknowledged requests"
+        deadline=$(($(date +%s) + 60))
+        until [ "$(docker inspect -f '{{.RestartCount}}' "$(container_of "$victim")")" -gt "$restarts" ]; do
+            [ "$(date +%s)" -lt "$deadline" ] || fail "restart: unless-stopped did not restart $victim within 60 s"
+            sleep 1
+        done
+        wait_container_healthy "$victim" 60
+        say "restart policy restarted $victim; healthy again"
+    else
+        fail "cannot signal $victim's process $pid from this host (rootless engine?)"
+    fi
+    acked=$(wait_acked $((acked + 100)) 60)
+    touch "$work/stop"
+    timeout 30 tail --pid="$load_pid" -f /dev/null || fail "the load did not stop"
+    wait "$load_pid" || true
+    load_pid=
+    py 120 "every acknowledged movement survives SIGKILL" verify-load --site "$victim_site" \
+        --sku "KILL-$run_id" --log "$work/load.log" --snapshot "$work/kill.snapshot"
+fi
+within_budget
+
+# --- 4. A warehouse cut off -------------------------------------------------------------------
+cut_site=vn-hanoi
+step "4. cut $cut_site off the backbone for 30 s"
+disconnect=""
+reconnect=""
+for kind in inventory telemetry booking; do
+    id=$(container_of "$kind-$cut_site")
+    disconnect+="docker network disconnect ${project}_backbone $id && "
+    reconnect+="docker network connect --alias $kind-$cut_site ${project}_backbone $id && "
+done
+py 240 "partition of $cut_site" partition --site "$cut_site" --other th-bangkok --hold 30 --deadline 5 \
+    --disconnect "${disconnect}true" --reconnect "${reconnect}true"
+memory "after the load and the partition"
+# Whatever happened above, the site must be back on the backbone for the next steps.
+for kind in inventory telemetry booking; do
+    id=$(container_of "$kind-$cut_site")
+    docker inspect -f '{{json .NetworkSettings.Networks}}' "$id" | grep -q "\"${project}_backbone\"" \
+        || docker network connect --alias "$kind-$cut_site" "${project}_backbone" "$id"
+done
+within_budget
+
+# --- 5. down (keeping volumes) and up ---------------------------------------------------------
+step "5. down (volumes kept) and up again: the data is still there"
+snapshot() { timeout 60 python3 deploy/docker/e2e.py --stubs "$work/stubs" --project "$project" \
+    --network deploy/network.toml snapshot --site "$1" --sku "$2"; }
+before_kill=$(snapshot "$victim_site" "KILL-$run_id") || fail "snapshot of $victim_site"
+before_local=$(snapshot "$cut_site" "LOCAL-$run_id") || fail "snapshot of $cut_site"
+compose down >/dev/null 2>&1 || fail "compose down failed"
+[ -z "$(docker ps -aq "${project_filter[@]}")" ] || fail "containers left after down"
+volumes=$(docker volume ls -q "${project_filter[@]}" | wc -l)
+[ "$volumes" -eq "$services" ] || fail "$volumes volumes after down, expected $services (one per container)"
+say "down: no container left, $volumes volumes kept"
+t0=$(date +%s)
+compose up -d >"$work/up2.log" 2>&1 || { cat "$work/up2.log" >&2; fail "second compose up failed"; }
+wait_healthy "$services" 240
+say "all $services healthy again $(($(date +%s) - t0)) s after 'up -d'"
+after_kill=$(snapshot "$victim_site" "KILL-$run_id") || fail "snapshot of $victim_site"
+after_local=$(snapshot "$cut_site" "LOCAL-$run_id") || fail "snapshot of $cut_site"
+[ "$before_kill" = "$after_kill" ] || fail "$victim_site changed across down/up: $before_kill -> $after_kill"
+[ "$before_local" = "$after_local" ] || fail "$cut_site changed across down/up: $before_local -> $after_local"
+say "data kept: $victim_site $after_kill, $cut_site $after_local"
+within_budget
+
+# --- 6. down -v -------------------------------------------------------------------------------
+step "6. down -v"
+compose down -v >/dev/null 2>&1 || fail "compose down -v failed"
+left=$( (docker ps -aq "${project_filter[@]}"; docker network ls -q "${project_filter[@]}"; docker volume ls -q "${project_filter[@]}") | wc -l)
+[ "$left" -eq 0 ] || fail "$left containers, networks or volumes left after down -v"
+say "nothing of $project left"
+
+if [ "${#pending[@]}" -gt 0 ]; then
+    echo
+    echo "compose_e2e: PENDING (a service answered UNIMPLEMENTED):"
+    printf '  - %s\n' "${pending[@]}"
+    if [ "${COMPOSE_E2E_ALLOW_PENDING:-0}" != 1 ]; then
+        fail "${#pending[@]} step(s) pending; set COMPOSE_E2E_ALLOW_PENDING=1 only while those services are being written"
+    fi
+fi

@@ -1,0 +1,407 @@
+//! Alarms: one excursion or one offline period of one sensor, their four states
+//! (ThingsBoard's: active or cleared, acknowledged or not), and the hold they require.
+
+use serde::{Deserialize, Serialize};
+
+use super::Binding;
+use super::detect::{Excursion, ExcursionKind};
+
+/// What an alarm is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlarmKind {
+    /// Above the maximum.
+    ExcursionHigh,
+    /// Below the minimum.
+    ExcursionLow,
+    /// No reading for the offline period.
+    SensorOffline,
+}
+
+impl From<ExcursionKind> for AlarmKind {
+    fn from(kind: ExcursionKind) -> Self {
+        match kind {
+            ExcursionKind::High => AlarmKind::ExcursionHigh,
+            ExcursionKind::Low => AlarmKind::ExcursionLow,
+        }
+    }
+}
+
+impl AlarmKind {
+    /// The excursion side, for excursion alarms.
+    pub fn excursion(self) -> Option<ExcursionKind> {
+        match self {
+            AlarmKind::ExcursionHigh => Some(ExcursionKind::High),
+            AlarmKind::ExcursionLow => Some(ExcursionKind::Low),
+            AlarmKind::SensorOffline => None,
+        }
+    }
+}
+
+/// The four states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmState {
+    /// Active, not acknowledged.
+    ActiveUnack,
+    /// Active, acknowledged.
+    ActiveAck,
+    /// Cleared, not acknowledged.
+    ClearedUnack,
+    /// Cleared and acknowledged: closed.
+    ClearedAck,
+}
+
+impl AlarmState {
+    /// The proto name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlarmState::ActiveUnack => "ACTIVE_UNACK",
+            AlarmState::ActiveAck => "ACTIVE_ACK",
+            AlarmState::ClearedUnack => "CLEARED_UNACK",
+            AlarmState::ClearedAck => "CLEARED_ACK",
+        }
+    }
+}
+
+/// Whether the affected stock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HoldStatus {
+    /// No hold needed.
+    NotRequired,
+    /// Waiting in the outbox.
+    Pending,
+    /// Placed.
+    Placed,
+}
+
+/// An acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Who.
+    pub by: String,
+    /// When, ms.
+    pub at: i64,
+    /// What was done or found.
+    pub note: String,
+}
+
+/// The hold part of an alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldInfo {
+    /// Its status.
+    pub status: HoldStatus,
+    /// Holds placed in the inventory service.
+    pub hold_ids: Vec<String>,
+    /// The last error while pending, with its code; empty otherwise.
+    pub last_error: String,
+}
+
+/// What changed in an alarm (the proto's AlarmEventKind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmChange {
+    /// Raised.
+    Raised,
+    /// Figures changed.
+    Updated,
+    /// Acknowledged.
+    Acknowledged,
+    /// The condition ended.
+    Cleared,
+    /// Hold status, ids or error changed.
+    HoldChanged,
+}
+
+/// A stored alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmRecord {
+    /// Its id.
+    pub alarm_id: String,
+    /// The sensor.
+    pub sensor_id: String,
+    /// The sensor's binding when the alarm was raised.
+    pub binding: Binding,
+    /// What it is about.
+    pub kind: AlarmKind,
+    /// Excursions: first out-of-limit reading; offline: last reading (or registration).
+    pub started_at: i64,
+    /// Excursions: latest out-of-limit reading; offline: latest check finding silence.
+    pub last_seen_at: i64,
+    /// Excursions: latest reading of the excursion; offline: as `last_seen_at`.
+    pub last_at: i64,
+    /// When the condition ended.
+    pub cleared_at: Option<i64>,
+    /// The limit crossed, centi-°C (0 for offline).
+    pub limit: i32,
+    /// The most extreme reading, centi-°C (0 for offline).
+    pub peak: i32,
+    /// Twice the deviation integral, centi-°C·ms.
+    pub twice_area: i128,
+    /// The acknowledgement.
+    pub ack: Option<Ack>,
+    /// The hold.
+    pub hold: HoldInfo,
+    /// Late readings showed the excursion did not happen as first detected: cleared and
+    /// kept for the record (a hold may cite it), never matched again.
+    pub retracted: bool,
+    /// When it was raised (server clock), ms.
+    pub raised_at: i64,
+    /// When its last event was recorded (server clock), ms: figure updates are coalesced.
+    pub last_event_at: i64,
+}
+
+impl AlarmRecord {
+    /// A new excursion alarm. `hold_required`: the sensor's binding needs a hold.
+    pub fn excursion(
+        alarm_id: String,
+        sensor_id: String,
+        binding: Binding,
+        excursion: &Excursion,
+        hold_required: bool,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            alarm_id,
+            sensor_id,
+            binding,
+            kind: excursion.kind.into(),
+            started_at: excursion.started_at,
+            last_seen_at: excursion.last_seen_at,
+            last_at: excursion.last_at,
+            cleared_at: excursion.cleared_at,
+            limit: excursion.limit,
+            peak: excursion.peak,
+            twice_area: excursion.twice_area,
+            ack: None,
+            hold: HoldInfo {
+                status: if hold_required {
+                    HoldStatus::Pending
+                } else {
+                    HoldStatus::NotRequired
+                },
+                hold_ids: Vec::new(),
+                last_error: String::new(),
+            },
+            retracted: false,
+            raised_at: now_ms,
+            last_event_at: now_ms,
+        }
+    }
+
+    /// A new SENSOR_OFFLINE alarm: silent since `since`, found silent at `now_ms`.
+    pub fn offline(
+        alarm_id: String,
+        sensor_id: String,
+        binding: Binding,
+        since: i64,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            alarm_id,
+            sensor_id,
+            binding,
+            kind: AlarmKind::SensorOffline,
+            started_at: since,
+            last_seen_at: now_ms,
+            last_at: now_ms,
+            cleared_at: None,
+            limit: 0,
+            peak: 0,
+            twice_area: 0,
+            ack: None,
+            hold: HoldInfo {
+                status: HoldStatus::NotRequired,
+                hold_ids: Vec::new(),
+                last_error: String::new(),
+            },
+            retracted: false,
+            raised_at: now_ms,
+            last_event_at: now_ms,
+        }
+    }
+
+    /// Active or cleared, acknowledged or not.
+    pub fn state(&self) -> AlarmState {
+        match (self.cleared_at.is_none(), self.ack.is_some()) {
+            (true, false) => AlarmState::ActiveUnack,
+            (true, true) => AlarmState::ActiveAck,
+            (false, false) => AlarmState::ClearedUnack,
+            (false, true) => AlarmState::ClearedAck,
+        }
+    }
+
+    /// True while the condition lasts.
+    pub fn is_active(&self) -> bool {
+        self.cleared_at.is_none()
+    }
+
+    /// The matching end: when it cleared, or its latest reading.
+    pub fn end(&self) -> i64 {
+        self.cleared_at.unwrap_or(self.last_at)
+    }
+
+    /// How long the condition lasted (until cleared, or so far), ms.
+    pub fn duration_ms(&self) -> i64 {
+        self.end().saturating_sub(self.started_at).max(0)
+    }
+
+    /// °C·min beyond the limit.
+    pub fn degree_minutes(&self) -> f64 {
+        self.twice_area as f64 / 2.0 / 100.0 / 60_000.0
+    }
+
+    /// How far the peak lies beyond the limit, centi-°C.
+    pub fn peak_deviation(&self) -> i32 {
+        match self.kind {
+            AlarmKind::ExcursionHigh => self.peak.saturating_sub(self.limit).max(0),
+            AlarmKind::ExcursionLow => self.limit.saturating_sub(self.peak).max(0),
+            AlarmKind::SensorOffline => 0,
+        }
+    }
+
+    /// Takes recomputed figures; the change to record, if any.
+    pub fn apply_excursion(&mut self, excursion: &Excursion) -> Option<AlarmChange> {
+        let was_active = self.is_active();
+        let before = self.clone();
+        self.kind = excursion.kind.into();
+        self.started_at = excursion.started_at;
+        self.last_seen_at = excursion.last_seen_at;
+        self.last_at = excursion.last_at;
+        self.cleared_at = excursion.cleared_at;
+        self.limit = excursion.limit;
+        self.peak = excursion.peak;
+        self.twice_area = excursion.twice_area;
+        if *self == before {
+            None
+        } else if was_active && !self.is_active() {
+            Some(AlarmChange::Cleared)
+        } else {
+            Some(AlarmChange::Updated)
+        }
+    }
+
+    /// Late readings broke the excursion: cleared at its latest known reading and kept.
+    pub fn retract(&mut self) -> Option<AlarmChange> {
+        if self.retracted {
+            return None;
+        }
+        self.retracted = true;
+        if self.is_active() {
+            self.cleared_at = Some(self.last_at);
+            Some(AlarmChange::Cleared)
+        } else {
+            Some(AlarmChange::Updated)
+        }
+    }
+
+    /// A reading ended the silence at `at`.
+    pub fn clear_offline(&mut self, at: i64) -> Option<AlarmChange> {
+        if !self.is_active() {
+            return None;
+        }
+        self.cleared_at = Some(at.max(self.started_at));
+        Some(AlarmChange::Cleared)
+    }
+
+    /// Acknowledges; the current state when it already was.
+    pub fn acknowledge(
+        &mut self,
+        by: &str,
+        note: &str,
+        at: i64,
+    ) -> Result<AlarmChange, AlarmState> {
+        if self.ack.is_some() {
+            return Err(self.state());
+        }
+        self.ack = Some(Ack {
+            by: by.to_string(),
+            at,
+            note: note.to_string(),
+        });
+        Ok(AlarmChange::Acknowledged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn excursion(cleared_at: Option<i64>) -> Excursion {
+        Excursion {
+            kind: ExcursionKind::High,
+            limit: 400,
+            started_at: 1_000,
+            last_seen_at: 5_000,
+            last_at: 6_000,
+            cleared_at,
+            peak: 650,
+            twice_area: 1_200_000 * 2,
+        }
+    }
+
+    fn alarm() -> AlarmRecord {
+        AlarmRecord::excursion(
+            "alm-1".into(),
+            "s1".into(),
+            Binding::Zone("chilled-a".into()),
+            &excursion(None),
+            true,
+            9,
+        )
+    }
+
+    #[test]
+    fn four_states() {
+        let mut a = alarm();
+        assert_eq!(a.state(), AlarmState::ActiveUnack);
+        assert_eq!(a.hold.status, HoldStatus::Pending);
+        assert_eq!(
+            a.acknowledge("qa", "looked", 10),
+            Ok(AlarmChange::Acknowledged)
+        );
+        assert_eq!(a.state(), AlarmState::ActiveAck);
+        assert_eq!(a.acknowledge("qa", "again", 11), Err(AlarmState::ActiveAck));
+        assert_eq!(
+            a.apply_excursion(&excursion(Some(7_000))),
+            Some(AlarmChange::Cleared)
+        );
+        assert_eq!(a.state(), AlarmState::ClearedAck);
+        let mut b = alarm();
+        b.apply_excursion(&excursion(Some(7_000)));
+        assert_eq!(b.state(), AlarmState::ClearedUnack);
+        b.acknowledge("qa", "", 12).unwrap();
+        assert_eq!(b.state(), AlarmState::ClearedAck);
+    }
+
+    #[test]
+    fn figures() {
+        let a = alarm();
+        assert_eq!(a.peak_deviation(), 250);
+        assert_eq!(a.duration_ms(), 5_000);
+        assert!((a.degree_minutes() - 0.2).abs() < 1e-12);
+        let mut same = a.clone();
+        assert_eq!(same.apply_excursion(&excursion(None)), None);
+    }
+
+    #[test]
+    fn retraction_clears_and_sticks() {
+        let mut a = alarm();
+        assert_eq!(a.retract(), Some(AlarmChange::Cleared));
+        assert_eq!(a.cleared_at, Some(6_000));
+        assert_eq!(a.retract(), None);
+    }
+
+    #[test]
+    fn offline_alarms_clear_on_the_next_reading() {
+        let mut a = AlarmRecord::offline(
+            "alm-2".into(),
+            "s1".into(),
+            Binding::Zone("z".into()),
+            100,
+            1_000,
+        );
+        assert_eq!(a.state(), AlarmState::ActiveUnack);
+        assert_eq!(a.hold.status, HoldStatus::NotRequired);
+        assert_eq!(a.clear_offline(2_000), Some(AlarmChange::Cleared));
+        assert_eq!(a.duration_ms(), 1_900);
+        assert_eq!(a.clear_offline(3_000), None);
+    }
+}
