@@ -277,6 +277,11 @@ impl Store {
                     writer.batch_last_sequence = Some(sequence);
                     writer.next_sequence = sequence + 1;
                 }
+                if !writer.batch_dirty {
+                    // Nothing to apply (a write that changed nothing): the generation must
+                    // still commit, or its writer would wait for it forever.
+                    writer.flush_requested = true;
+                }
                 Staging::Staged(value, writer.generation)
             }
         };
@@ -370,6 +375,9 @@ impl Store {
                 );
                 writer.stage(REQUESTS.raw_key(&request_id), None);
                 removed += 1;
+            }
+            if !writer.batch_dirty {
+                writer.flush_requested = true;
             }
             (removed, writer.generation)
         };

@@ -296,6 +296,26 @@ async fn corrupt_values_are_errors_not_panics() {
 }
 
 #[tokio::test]
+async fn a_write_that_changes_nothing_still_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let written = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.write::<Reply, String, _>(None, |_| Ok(Reply::default())),
+    )
+    .await
+    .expect("a write with nothing to stage must not wait forever");
+    assert!(written.is_ok());
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), store.sweep_expired_requests())
+            .await
+            .expect("a sweep that removes nothing must not wait forever")
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
 async fn writes_after_close_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
