@@ -38,11 +38,11 @@ use coldchain_proto::network::v1 as network;
 use coldchain_proto::network::v1::network_service_client::NetworkServiceClient;
 use coldchain_proto::telemetry::v1 as telemetry;
 use coldchain_proto::telemetry::v1::telemetry_service_client::TelemetryServiceClient;
+use coldchain_runtime::client::Channel;
 use coldchain_runtime::config::parse_duration;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig, TemperatureClass};
 use serde::Serialize;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use crate::ops::format::{self, thousands};
 use crate::ops::gateway_call as call;

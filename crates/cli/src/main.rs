@@ -2,7 +2,9 @@
 //! `coldchain`: the one binary of the network — servers, the dev network, health checks.
 
 mod bench;
+mod certs;
 mod compose;
+mod credentials;
 mod demo;
 mod ops;
 mod run;
@@ -47,6 +49,11 @@ enum Command {
     /// Generate deploy/compose.yaml, stack.yaml, compose.sites.yaml and network.compose.toml
     /// from the network file.
     Compose(compose::ComposeArgs),
+    /// Make a local CA and a certificate per service instance (for compose and trying TLS).
+    Certs(certs::CertsArgs),
+    /// Make API keys: one credential, or the keyring of every role of a network.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +77,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Compose(args) => compose::run(args).await,
+            Command::Certs(args) => certs::run(args),
+            Command::Credentials(command) => credentials::run(command),
         }
     })
 }

@@ -35,6 +35,10 @@ pub struct DevArgs {
     /// The network file (default: `network_file` of the config).
     #[arg(long)]
     network: Option<PathBuf>,
+    /// Serve without authentication (loudly). By default `dev` makes a keyring of every
+    /// role under `<data_dir>/dev-credentials` and requires its keys.
+    #[arg(long)]
+    insecure_no_auth: bool,
 }
 
 #[derive(Args)]
@@ -68,35 +72,51 @@ pub struct Planned {
 /// The 25 servers of the network, each on its port from the network file.
 pub fn plan_network(settings: &Settings, shutdown: &Shutdown) -> Vec<Planned> {
     let network = Arc::new(settings.network.clone());
-    let config = Arc::new(settings.config.clone());
     let host = settings.config.listen_host;
     let mut planned = Vec::new();
     for site in &network.sites {
         for kind in ServiceKind::SITE_SERVICES {
             let port = site.port(kind).unwrap_or(0);
             planned.push(Planned {
-                ctx: ServiceContext::new(
-                    kind,
-                    site.clone(),
-                    network.clone(),
-                    config.clone(),
-                    shutdown.clone(),
-                ),
+                ctx: context(settings, kind, site.clone(), shutdown),
                 addr: SocketAddr::new(host, port),
             });
         }
     }
     planned.push(Planned {
-        ctx: ServiceContext::new(
+        ctx: context(
+            settings,
             ServiceKind::Gateway,
             gateway_site(&network),
-            network.clone(),
-            config.clone(),
-            shutdown.clone(),
+            shutdown,
         ),
         addr: SocketAddr::new(host, network.gateway.port()),
     });
     planned
+}
+
+/// The context of one server of this process, with the process's security settings. In a
+/// `dev` network every service calls the others as itself, with its key from the keyring.
+fn context(
+    settings: &Settings,
+    kind: ServiceKind,
+    site: SiteConfig,
+    shutdown: &Shutdown,
+) -> ServiceContext {
+    let mut ctx = ServiceContext::new(
+        kind,
+        site,
+        Arc::new(settings.network.clone()),
+        Arc::new(settings.config.clone()),
+        shutdown.clone(),
+    );
+    ctx.security = settings.security.clone();
+    ctx.client = settings.client.clone();
+    if ctx.client.key.is_none() && settings.security.authenticates() {
+        let keyring = crate::credentials::Keyring::dev(&settings.config.data_dir);
+        ctx.client.key = keyring.key(&crate::credentials::service(kind)).ok();
+    }
+    ctx
 }
 
 fn gateway_site(network: &NetworkConfig) -> SiteConfig {
@@ -145,11 +165,12 @@ pub async fn start_all(
 }
 
 pub async fn serve(args: ServeArgs) -> ExitCode {
-    let settings = match settings::load_or_exit(args.network) {
+    let settings = match settings::load_or_exit(args.network, settings::Mode::Serve) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
     coldchain_runtime::logging::init(settings.config.log_format, &settings.config.log_level);
+    settings::warn_if_insecure(&settings);
     let network = Arc::new(settings.network.clone());
     let site = match (args.service, &args.site) {
         (ServiceKind::Gateway, _) => gateway_site(&network),
@@ -181,13 +202,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         .unwrap_or(SocketAddr::new(settings.config.listen_host, port));
     let shutdown = Shutdown::new();
     shutdown.trigger_on_os_signals();
-    let ctx = ServiceContext::new(
-        args.service,
-        site,
-        network,
-        Arc::new(settings.config),
-        shutdown,
-    );
+    let ctx = context(&settings, args.service, site, &shutdown);
     match start_all(vec![Planned { ctx, addr }]).await {
         Ok(running) => {
             for (ctx, service) in running {
@@ -207,11 +222,15 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
 
 pub async fn dev(args: DevArgs) -> ExitCode {
     let started = Instant::now();
-    let settings = match settings::load_or_exit(args.network) {
+    let mode = settings::Mode::Dev {
+        insecure: args.insecure_no_auth,
+    };
+    let settings = match settings::load_or_exit(args.network, mode) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
     coldchain_runtime::logging::init(settings.config.log_format, &settings.config.log_level);
+    settings::warn_if_insecure(&settings);
     let shutdown = Shutdown::new();
     shutdown.trigger_on_os_signals();
     let planned = plan_network(&settings, &shutdown);
@@ -243,6 +262,20 @@ pub async fn dev(args: DevArgs) -> ExitCode {
         started.elapsed().as_millis(),
         settings.config.data_dir.display()
     );
+    match &settings.config.auth_file {
+        Some(file) if settings.security.authenticates() => say!(
+            "authentication on: credentials {}; the keys of every role are in {} \
+             (operator commands and the demo use them)",
+            file.display(),
+            crate::credentials::Keyring::dev(&settings.config.data_dir)
+                .key_file("*")
+                .display()
+        ),
+        _ => say!("AUTHENTICATION IS OFF: anyone who reaches these ports can call them"),
+    }
+    if settings.security.server_tls.is_some() {
+        say!("TLS on: clients reach these endpoints as https://");
+    }
     for (_, service) in running {
         let _ = service.stopped.await;
     }
@@ -258,12 +291,17 @@ pub async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
     };
     let timeout = Duration::from_millis(args.timeout_ms);
     let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| e.to_string())?
-            .connect_timeout(timeout)
-            .connect()
+        // TLS (and, under mutual TLS, the client certificate) from the same configuration
+        // as the server's: in a container the healthcheck shares the server's environment.
+        let options =
+            crate::ops::caller(crate::credentials::OPERATIONS).map_err(|e| format!("{e:?}"))?;
+        let options = coldchain_runtime::client::ClientOptions {
+            connect_timeout: timeout,
+            ..options
+        };
+        let channel = coldchain_runtime::client::connect(&endpoint, &options)
             .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+            .map_err(|e| e.message)?;
         let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
         let response = client
             .check(tonic_health::pb::HealthCheckRequest {

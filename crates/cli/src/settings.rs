@@ -4,23 +4,42 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use coldchain_runtime::client::ClientOptions;
 use coldchain_runtime::config::{Config, ConfigErrors};
 use coldchain_runtime::network::NetworkConfig;
+use coldchain_runtime::security::{Security, client_options};
 
 /// Exit code for a configuration problem.
 pub const EXIT_CONFIG: u8 = 2;
 
-/// Config and network, loaded and validated together.
+/// Config, network and the security files they name, loaded and validated together.
 pub struct Settings {
     pub config: Config,
     pub network: NetworkConfig,
+    /// What the servers enforce.
+    pub security: Security,
+    /// How this process calls other services.
+    pub client: ClientOptions,
+}
+
+/// How to complete the config before the security files are read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `serve`: the config must name everything itself.
+    Serve,
+    /// `dev`: without an `auth_file`, make (or reuse) the dev keyring under `data_dir`.
+    Dev {
+        /// `--insecure-no-auth`: serve without authentication.
+        insecure: bool,
+    },
 }
 
 /// Loads defaults < `COLDCHAIN_CONFIG` file < `COLDCHAIN_*` variables, then the network
-/// file (overridable by `network_override`).
+/// file (overridable by `network_override`), then the credentials and TLS files.
 pub fn load(
     env: &BTreeMap<String, String>,
     network_override: Option<PathBuf>,
+    mode: Mode,
 ) -> Result<Settings, ConfigErrors> {
     let file = Config::file_from_env(env);
     let mut config = Config::load(file.as_deref(), env)?;
@@ -28,13 +47,46 @@ pub fn load(
         config.network_file = path;
     }
     let network = NetworkConfig::load(&config.network_file)?;
-    Ok(Settings { config, network })
+    if let Mode::Dev { insecure } = mode {
+        if insecure {
+            config.insecure_no_auth = true;
+            config.auth_file = None;
+        } else if config.auth_file.is_none() && !config.insecure_no_auth {
+            let keyring = crate::credentials::Keyring::dev(&config.data_dir);
+            keyring.ensure(&network).map_err(ConfigErrors::single)?;
+            config.auth_file = Some(keyring.credentials_file());
+        }
+    }
+    let mut errors = ConfigErrors::new();
+    let security = Security::from_config(&config, &network).map_err(|e| errors.extend(e));
+    let client = client_options(&config).map_err(|e| errors.extend(e));
+    match (security, client) {
+        (Ok(security), Ok(client)) => Ok(Settings {
+            config,
+            network,
+            security,
+            client,
+        }),
+        _ => Err(errors),
+    }
 }
 
 /// Loads the settings of this process, or prints every problem and returns exit code 2.
-pub fn load_or_exit(network_override: Option<PathBuf>) -> Result<Settings, ExitCode> {
-    load(&Config::env_from_process(), network_override).map_err(|errors| {
+pub fn load_or_exit(network_override: Option<PathBuf>, mode: Mode) -> Result<Settings, ExitCode> {
+    load(&Config::env_from_process(), network_override, mode).map_err(|errors| {
         eprintln!("coldchain: {errors}");
         ExitCode::from(EXIT_CONFIG)
     })
+}
+
+/// Says loudly, on stderr and in the log, that the servers take calls from anyone.
+pub fn warn_if_insecure(settings: &Settings) {
+    if settings.security.authenticates() {
+        return;
+    }
+    let banner = "WARNING: AUTHENTICATION IS OFF (insecure_no_auth): every server of this \
+                  process accepts every call from anyone who can reach it. Never run this \
+                  way on a network you do not fully control.";
+    eprintln!("\n{}\n{banner}\n{}\n", "!".repeat(78), "!".repeat(78));
+    tracing::warn!("{banner}");
 }

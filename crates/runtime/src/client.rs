@@ -3,12 +3,18 @@
 //! `UNAVAILABLE` with jittered exponential backoff.
 //!
 //! Retrying is safe because every mutating call in this network carries a `request_id`.
+//!
+//! A [`Channel`] speaks TLS when the options carry a CA, and sends this process's API key on
+//! every call when they carry one.
 
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rand::Rng;
-use tonic::transport::{Channel, Endpoint};
+use tonic::body::Body;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
+use crate::auth::ApiKey;
 use crate::error::ServiceError;
 
 /// How a client connects and retries.
@@ -24,6 +30,10 @@ pub struct ClientOptions {
     pub initial_backoff: Duration,
     /// Backoff ceiling.
     pub max_backoff: Duration,
+    /// TLS towards servers (`https`), trusting the configured CA; `None` is plaintext.
+    pub tls: Option<ClientTlsConfig>,
+    /// The API key sent on every call; `None` sends none.
+    pub key: Option<ApiKey>,
 }
 
 impl Default for ClientOptions {
@@ -34,20 +44,93 @@ impl Default for ClientOptions {
             max_attempts: 4,
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
+            tls: None,
+            key: None,
         }
     }
 }
 
-/// A channel that connects on first use and reconnects after failures.
+/// A gRPC channel that adds this process's credentials to every call: what every generated
+/// client of this project is built on.
+#[derive(Clone)]
+pub struct Channel {
+    inner: tonic::transport::Channel,
+    authorization: Option<http::HeaderValue>,
+}
+
+impl Channel {
+    /// Wraps a transport channel, sending `key` (if any) on every call.
+    pub fn new(inner: tonic::transport::Channel, key: Option<&ApiKey>) -> Self {
+        Self {
+            inner,
+            authorization: key.map(ApiKey::header_value),
+        }
+    }
+}
+
+impl tower::Service<http::Request<Body>> for Channel {
+    type Response = http::Response<Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::transport::channel::ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        if let Some(value) = &self.authorization {
+            // A caller that set its own credentials on this request keeps them.
+            request
+                .headers_mut()
+                .entry(http::header::AUTHORIZATION)
+                .or_insert_with(|| value.clone());
+        }
+        self.inner.call(request)
+    }
+}
+
+/// A channel that connects on first use and reconnects after failures. With TLS options an
+/// `http://` endpoint is reached as `https://`.
 pub fn lazy_channel(endpoint: &str, options: &ClientOptions) -> Result<Channel, ServiceError> {
-    let endpoint = Endpoint::from_shared(endpoint.to_string())
+    Ok(Channel::new(
+        configure(endpoint, options)?.connect_lazy(),
+        options.key.as_ref(),
+    ))
+}
+
+/// Like [`lazy_channel`], but connects now: for command-line tools that should say at once
+/// that a server is unreachable or refuses the handshake.
+pub async fn connect(endpoint: &str, options: &ClientOptions) -> Result<Channel, ServiceError> {
+    let channel = configure(endpoint, options)?.connect().await.map_err(|e| {
+        let mut message = format!("cannot connect to {endpoint}: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        ServiceError::unavailable(message)
+    })?;
+    Ok(Channel::new(channel, options.key.as_ref()))
+}
+
+fn configure(endpoint: &str, options: &ClientOptions) -> Result<Endpoint, ServiceError> {
+    let uri = match (&options.tls, endpoint.strip_prefix("http://")) {
+        (Some(_), Some(rest)) => format!("https://{rest}"),
+        _ => endpoint.to_string(),
+    };
+    let mut configured = Endpoint::from_shared(uri)
         .map_err(|e| ServiceError::invalid("endpoint", format!("{endpoint:?} is not a uri: {e}")))?
         .connect_timeout(options.connect_timeout)
         .timeout(options.call_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(endpoint.connect_lazy())
+    if let Some(tls) = &options.tls {
+        configured = configured.tls_config(tls.clone()).map_err(|e| {
+            ServiceError::invalid("tls", format!("cannot use tls towards {endpoint}: {e}"))
+        })?;
+    }
+    Ok(configured)
 }
 
 /// Runs `call` until it succeeds, fails with anything but `UNAVAILABLE`, or the attempts

@@ -160,6 +160,29 @@ pub struct Config {
     pub idempotency_retention: Duration,
     /// The sled page cache of each database. Default 8 MiB (25 databases must fit in 300 MiB).
     pub sled_cache_bytes: u64,
+    /// The credentials file (ids, roles, SHA-256 of the secrets): see SECURITY.md. Required
+    /// by `serve` unless `insecure_no_auth` is set.
+    pub auth_file: Option<PathBuf>,
+    /// Serve without authentication. Only for trying things out; the servers say so loudly.
+    pub insecure_no_auth: bool,
+    /// The file holding this process's own API key, sent on service-to-service calls.
+    pub client_key_file: Option<PathBuf>,
+    /// The server certificate chain (PEM). With `tls_key`, every server speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signed the servers' certificates: clients use TLS and trust only it.
+    pub tls_ca: Option<PathBuf>,
+    /// When set, servers require a client certificate signed by this CA (mutual TLS), and
+    /// this process presents `tls_cert`/`tls_key` when it calls other services.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Calls per second one credential may make to one server, across all its connections.
+    /// Default 2000.
+    pub rate_limit: usize,
+    /// Calls one credential may make at once above the rate before it is limited. Default 4000.
+    pub rate_burst: usize,
+    /// A client stream that sends nothing for this long is closed. Default 60 s.
+    pub stream_idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -176,6 +199,16 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(3),
             idempotency_retention: Duration::from_secs(48 * 3600),
             sled_cache_bytes: 8 * MIB,
+            auth_file: None,
+            insecure_no_auth: false,
+            client_key_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_client_ca: None,
+            rate_limit: 2000,
+            rate_burst: 4000,
+            stream_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -191,6 +224,8 @@ pub const MIN_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone, Copy)]
 enum Kind {
     Path,
+    OptionalPath,
+    Bool,
     LogFormat,
     LogLevel,
     Ip,
@@ -213,6 +248,16 @@ const FIELDS: &[(&str, Kind)] = &[
     ("shutdown_grace", Kind::Duration),
     ("idempotency_retention", Kind::Duration),
     ("sled_cache_bytes", Kind::Bytes),
+    ("auth_file", Kind::OptionalPath),
+    ("insecure_no_auth", Kind::Bool),
+    ("client_key_file", Kind::OptionalPath),
+    ("tls_cert", Kind::OptionalPath),
+    ("tls_key", Kind::OptionalPath),
+    ("tls_ca", Kind::OptionalPath),
+    ("tls_client_ca", Kind::OptionalPath),
+    ("rate_limit", Kind::Count),
+    ("rate_burst", Kind::Count),
+    ("stream_idle_timeout", Kind::Duration),
 ];
 
 impl Config {
@@ -298,7 +343,30 @@ impl Config {
             config.apply_toml(origin, text, &mut errors);
         }
         config.apply_env(env, &mut errors);
+        config.check_combinations(&mut errors);
         errors.into_result(config)
+    }
+
+    /// Settings that are each fine alone but contradict each other.
+    fn check_combinations(&self, errors: &mut ConfigErrors) {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            errors.push("tls_cert and tls_key must be set together");
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            errors.push(
+                "tls_client_ca (mutual TLS) needs tls_cert and tls_key: the certificate this \
+                 process presents",
+            );
+        }
+        if self.insecure_no_auth && self.auth_file.is_some() {
+            errors.push("insecure_no_auth and auth_file contradict each other: set only one");
+        }
+        if self.rate_burst < self.rate_limit {
+            errors.push(format!(
+                "rate_burst ({}) must be at least rate_limit ({})",
+                self.rate_burst, self.rate_limit
+            ));
+        }
     }
 
     fn apply_toml(&mut self, origin: &str, text: &str, errors: &mut ConfigErrors) {
@@ -325,6 +393,7 @@ impl Config {
             let text = match (value, kind) {
                 (toml::Value::String(s), _) => s.clone(),
                 (toml::Value::Integer(i), Kind::Count | Kind::Bytes) => i.to_string(),
+                (toml::Value::Boolean(b), Kind::Bool) => b.to_string(),
                 (other, _) => {
                     let shown = match other {
                         toml::Value::Array(_) | toml::Value::Table(_) => String::new(),
@@ -381,6 +450,25 @@ impl Config {
                     _ => self.network_file = path,
                 }
             }
+            Kind::OptionalPath => {
+                // An empty value clears a path set by an earlier layer.
+                let path = (!text.trim().is_empty()).then(|| PathBuf::from(text));
+                match field {
+                    "auth_file" => self.auth_file = path,
+                    "client_key_file" => self.client_key_file = path,
+                    "tls_cert" => self.tls_cert = path,
+                    "tls_key" => self.tls_key = path,
+                    "tls_ca" => self.tls_ca = path,
+                    _ => self.tls_client_ca = path,
+                }
+            }
+            Kind::Bool => {
+                self.insecure_no_auth = match text.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("expected true or false, got {text:?}")),
+                };
+            }
             Kind::LogFormat => self.log_format = text.parse()?,
             Kind::LogLevel => {
                 check_log_filter(text)?;
@@ -401,6 +489,12 @@ impl Config {
                         self.rpc_timeout = d;
                     }
                     "shutdown_grace" => self.shutdown_grace = d,
+                    "stream_idle_timeout" => {
+                        if d < Duration::from_secs(1) {
+                            return Err(format!("must be at least 1s, got {text:?}"));
+                        }
+                        self.stream_idle_timeout = d;
+                    }
                     _ => {
                         if d < MIN_IDEMPOTENCY_RETENTION {
                             return Err(format!("must be at least 24h, got {text:?}"));
@@ -417,7 +511,11 @@ impl Config {
                 if n == 0 {
                     return Err("must be at least 1, got 0".to_owned());
                 }
-                self.concurrency_limit = n;
+                match field {
+                    "concurrency_limit" => self.concurrency_limit = n,
+                    "rate_limit" => self.rate_limit = n,
+                    _ => self.rate_burst = n,
+                }
             }
             Kind::Bytes => {
                 let n = parse_byte_size(text)?;
@@ -442,7 +540,8 @@ impl Config {
 impl Kind {
     fn expected_toml(self) -> &'static str {
         match self {
-            Kind::Path => "a path string",
+            Kind::Path | Kind::OptionalPath => "a path string",
+            Kind::Bool => "true or false",
             Kind::LogFormat => "\"human\" or \"json\"",
             Kind::LogLevel => "a log filter string like \"info\"",
             Kind::Ip => "an ip address string like \"127.0.0.1\"",
@@ -770,6 +869,16 @@ mod tests {
             ("COLDCHAIN_SHUTDOWN_GRACE".into(), "0s"),
             ("COLDCHAIN_IDEMPOTENCY_RETENTION".into(), "30h"),
             ("COLDCHAIN_SLED_CACHE_BYTES".into(), "2MB"),
+            ("COLDCHAIN_AUTH_FILE".into(), "/c.toml"),
+            ("COLDCHAIN_INSECURE_NO_AUTH".into(), "false"),
+            ("COLDCHAIN_CLIENT_KEY_FILE".into(), "/k"),
+            ("COLDCHAIN_TLS_CERT".into(), "/cert.pem"),
+            ("COLDCHAIN_TLS_KEY".into(), "/key.pem"),
+            ("COLDCHAIN_TLS_CA".into(), "/ca.pem"),
+            ("COLDCHAIN_TLS_CLIENT_CA".into(), "/client-ca.pem"),
+            ("COLDCHAIN_RATE_LIMIT".into(), "10"),
+            ("COLDCHAIN_RATE_BURST".into(), "20"),
+            ("COLDCHAIN_STREAM_IDLE_TIMEOUT".into(), "5s"),
         ];
         assert_eq!(
             vars.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
@@ -794,8 +903,46 @@ mod tests {
                 shutdown_grace: Duration::ZERO,
                 idempotency_retention: Duration::from_secs(30 * 3600),
                 sled_cache_bytes: 2_000_000,
+                auth_file: Some("/c.toml".into()),
+                insecure_no_auth: false,
+                client_key_file: Some("/k".into()),
+                tls_cert: Some("/cert.pem".into()),
+                tls_key: Some("/key.pem".into()),
+                tls_ca: Some("/ca.pem".into()),
+                tls_client_ca: Some("/client-ca.pem".into()),
+                rate_limit: 10,
+                rate_burst: 20,
+                stream_idle_timeout: Duration::from_secs(5),
             }
         );
+    }
+
+    #[test]
+    fn contradictory_security_settings_are_all_reported() {
+        let err = load_str(
+            None,
+            &[
+                ("COLDCHAIN_TLS_KEY", "/key.pem"),
+                ("COLDCHAIN_TLS_CLIENT_CA", "/ca.pem"),
+                ("COLDCHAIN_INSECURE_NO_AUTH", "true"),
+                ("COLDCHAIN_AUTH_FILE", "/c.toml"),
+                ("COLDCHAIN_RATE_LIMIT", "100"),
+                ("COLDCHAIN_RATE_BURST", "10"),
+                ("COLDCHAIN_STREAM_IDLE_TIMEOUT", "0s"),
+            ],
+        )
+        .unwrap_err();
+        for needle in [
+            "tls_cert and tls_key must be set together",
+            "tls_client_ca (mutual TLS) needs tls_cert",
+            "insecure_no_auth and auth_file contradict",
+            "rate_burst (10) must be at least rate_limit (100)",
+            "COLDCHAIN_STREAM_IDLE_TIMEOUT: must be at least 1s",
+        ] {
+            assert!(err.mentions(needle), "{needle:?} missing from {err}");
+        }
+        let err = load_str(None, &[("COLDCHAIN_INSECURE_NO_AUTH", "yes")]).unwrap_err();
+        assert!(err.mentions("expected true or false"), "{err}");
     }
 
     #[test]
@@ -847,7 +994,10 @@ mod tests {
         assert_eq!(
             err.problems,
             vec![
-                "unknown environment variable COLDCHAIN_BOGUS; known variables: COLDCHAIN_DATA_DIR, COLDCHAIN_NETWORK_FILE, COLDCHAIN_LOG_FORMAT, COLDCHAIN_LOG_LEVEL, COLDCHAIN_LISTEN_HOST, COLDCHAIN_RPC_TIMEOUT, COLDCHAIN_CONCURRENCY_LIMIT, COLDCHAIN_MAX_MESSAGE_BYTES, COLDCHAIN_SHUTDOWN_GRACE, COLDCHAIN_IDEMPOTENCY_RETENTION, COLDCHAIN_SLED_CACHE_BYTES, COLDCHAIN_CONFIG".to_owned(),
+                format!(
+                    "unknown environment variable COLDCHAIN_BOGUS; known variables: {}, COLDCHAIN_CONFIG",
+                    Config::env_vars().join(", ")
+                ),
                 "COLDCHAIN_CONCURRENCY_LIMIT: must be at least 1, got 0".to_owned(),
                 "COLDCHAIN_DATA_DIR: must not be empty".to_owned(),
                 "COLDCHAIN_IDEMPOTENCY_RETENTION: must be at least 24h, got \"12h\"".to_owned(),

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use coldchain_store::{Identity, SharedClock, Store, StoreError, StoreOptions, system_clock};
 
+use crate::auth::{Gatekeeper, ServerScope};
 use crate::client::ClientOptions;
 use crate::config::Config;
 use crate::network::{NetworkConfig, ServiceKind, SiteConfig};
+use crate::security::Security;
 use crate::server::Limits;
 use crate::shutdown::Shutdown;
 
@@ -28,8 +30,10 @@ pub struct ServiceContext {
     pub clock: SharedClock,
     /// The process's shutdown signal; long-lived streams end when it fires.
     pub shutdown: Shutdown,
-    /// How this instance calls other services.
+    /// How this instance calls other services (TLS, its own API key, retries).
     pub client: ClientOptions,
+    /// What its server enforces: credentials and TLS.
+    pub security: Security,
 }
 
 impl ServiceContext {
@@ -49,6 +53,7 @@ impl ServiceContext {
             clock: system_clock(),
             shutdown,
             client: ClientOptions::default(),
+            security: Security::default(),
         }
     }
 
@@ -88,13 +93,27 @@ impl ServiceContext {
         )
     }
 
-    /// The server limits from the config.
+    /// The server limits from the config, with this instance's gatekeeper and TLS.
     pub fn limits(&self) -> Limits {
+        let gatekeeper = self.security.credentials.as_ref().map(|credentials| {
+            let scope = ServerScope {
+                kind: self.kind,
+                site: (self.kind != ServiceKind::Gateway).then(|| self.site.id.clone()),
+            };
+            Arc::new(Gatekeeper::new(
+                credentials.clone(),
+                scope,
+                self.config.rate_limit,
+                self.config.rate_burst,
+            ))
+        });
         Limits {
             rpc_timeout: self.config.rpc_timeout,
             concurrency_limit: self.config.concurrency_limit,
             max_message_bytes: self.config.max_message_bytes,
             shutdown_grace: self.config.shutdown_grace,
+            gatekeeper,
+            tls: self.security.server_tls.clone(),
             ..Limits::default()
         }
     }
@@ -139,7 +158,7 @@ pub struct RunningService {
 }
 
 impl RunningService {
-    /// `http://addr`, for clients.
+    /// `http://addr`, for clients (a TLS client reaches it as `https://addr`).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }

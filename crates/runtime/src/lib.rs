@@ -2,6 +2,7 @@
 //! What every service shares at runtime: configuration, the network file, tracing, the
 //! server bootstrap, the client connector, errors, validation and shutdown.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod host;
 pub mod logging;
 pub mod network;
 pub mod page_token;
+pub mod security;
 pub mod server;
 pub mod shutdown;
 pub mod validate;

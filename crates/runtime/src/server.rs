@@ -21,6 +21,7 @@ use tonic_health::ServingStatus;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::auth::Gatekeeper;
 use crate::shutdown::Shutdown;
 
 /// Limits applied to every server.
@@ -38,6 +39,10 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// How often the health probe runs.
     pub health_interval: Duration,
+    /// Who may call what, and how often; `None` serves without authentication.
+    pub gatekeeper: Option<Arc<Gatekeeper>>,
+    /// TLS; `None` serves plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Default for Limits {
@@ -48,6 +53,8 @@ impl Default for Limits {
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(3),
             health_interval: Duration::from_secs(2),
+            gatekeeper: None,
+            tls: None,
         }
     }
 }
@@ -114,9 +121,14 @@ pub async fn serve(
         limit: limits.concurrency_limit,
         timeout: limits.rpc_timeout,
         label: Arc::from(spec.label.as_str()),
+        gatekeeper: limits.gatekeeper.clone(),
     };
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = limits.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(guard)
@@ -191,6 +203,7 @@ struct GuardLayer {
     limit: usize,
     timeout: Duration,
     label: Arc<str>,
+    gatekeeper: Option<Arc<Gatekeeper>>,
 }
 
 impl<S> Layer<S> for GuardLayer {
@@ -225,14 +238,30 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let method = request.uri().path().to_string();
         let span = tracing::info_span!(
             "rpc",
             service = %self.config.label,
             method = %method,
+            caller = tracing::field::Empty,
             request_id = tracing::field::Empty,
         );
+        // Who is calling comes first: a refused caller costs no concurrency permit.
+        if let Some(gatekeeper) = &self.config.gatekeeper {
+            let authorization = request.headers().get(http::header::AUTHORIZATION);
+            match gatekeeper.admit(&method, authorization) {
+                Ok(Some(principal)) => {
+                    span.record("caller", principal.id.as_str());
+                    request.extensions_mut().insert(principal);
+                }
+                Ok(None) => {}
+                Err(refusal) => {
+                    span.in_scope(|| tracing::info!(?refusal, "call refused"));
+                    return Box::pin(async move { Ok(refusal.status().into_http()) });
+                }
+            }
+        }
         let Ok(permit) = self.config.permits.clone().try_acquire_owned() else {
             let limit = self.config.limit;
             span.in_scope(|| tracing::warn!(limit, "overloaded: call shed"));

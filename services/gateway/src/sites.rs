@@ -11,9 +11,9 @@ use coldchain_proto::booking::v1::booking_service_client::BookingServiceClient;
 use coldchain_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use coldchain_proto::network::v1 as pb;
 use coldchain_proto::telemetry::v1::telemetry_service_client::TelemetryServiceClient;
+use coldchain_runtime::client::Channel;
 use coldchain_runtime::client::{ClientOptions, lazy_channel};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
-use tonic::transport::Channel;
 
 /// The upper-case name of a gRPC code, as `SiteError.code` and `last_error` show it.
 pub fn code_name(code: tonic::Code) -> &'static str {

@@ -16,6 +16,7 @@ use coldchain_proto::inventory::v1 as pb;
 use coldchain_proto::inventory::v1::inventory_service_server::{
     InventoryService, InventoryServiceServer,
 };
+use coldchain_runtime::client::Channel;
 use coldchain_runtime::client::{ClientOptions, lazy_channel, request, with_retry};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 use coldchain_runtime::page_token;
@@ -26,7 +27,6 @@ use futures::{Stream, StreamExt};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::Options;

@@ -19,11 +19,11 @@ use coldchain_proto::inventory::v1::inventory_service_client::InventoryServiceCl
 use coldchain_proto::network::v1::network_service_client::NetworkServiceClient;
 use coldchain_proto::network::v1::{GetTransferRequest, TransferState};
 use coldchain_runtime::Shutdown;
+use coldchain_runtime::client::Channel;
 use coldchain_runtime::client::{ClientOptions, lazy_channel, request};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
 use rand::Rng;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::TelemetryOptions;
 use crate::store::{HoldTarget, OutboxEntry, TelemetryStore};

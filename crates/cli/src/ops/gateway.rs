@@ -8,9 +8,9 @@ use coldchain_proto::common::v1::TemperatureClass;
 use coldchain_proto::network::v1 as network;
 use coldchain_proto::network::v1::network_service_client::NetworkServiceClient;
 use coldchain_proto::telemetry::v1 as telemetry;
+use coldchain_runtime::client::Channel;
 use coldchain_runtime::config::parse_duration;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use super::format::{self, Table, or_dash, thousands, ts_short};
 use super::{CliError, GatewayOpts, RequestIdOpt, connect, print_json};

@@ -17,10 +17,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use coldchain_runtime::client::Channel;
 use coldchain_runtime::client::ClientOptions;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 use rand::Rng;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 pub(crate) use gateway::call as gateway_call;
@@ -205,13 +205,44 @@ pub fn client_options() -> ClientOptions {
         max_attempts: 3,
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
+        ..ClientOptions::default()
     }
 }
 
-/// A lazily connected channel to `endpoint`.
+/// A lazily connected channel to `endpoint`, calling as operations (see [`connect_as`]).
 pub fn connect(endpoint: &str) -> Result<Channel, CliError> {
-    coldchain_runtime::client::lazy_channel(endpoint, &client_options())
+    connect_as(endpoint, crate::credentials::OPERATIONS)
+}
+
+/// A lazily connected channel to `endpoint`, calling as the credential `id` of the dev
+/// keyring (under `data_dir`) unless `client_key_file` names a key. TLS comes from the same
+/// configuration as the servers' (`COLDCHAIN_TLS_CA`, and `COLDCHAIN_TLS_CERT`/`_KEY` under
+/// mutual TLS).
+pub fn connect_as(endpoint: &str, id: &str) -> Result<Channel, CliError> {
+    let options = caller(id)?;
+    coldchain_runtime::client::lazy_channel(endpoint, &options)
         .map_err(|e| CliError::Usage(format!("bad endpoint {endpoint:?}: {}", e.message)))
+}
+
+/// The CLI's client options, calling as `id`.
+pub fn caller(id: &str) -> Result<ClientOptions, CliError> {
+    use coldchain_runtime::config::Config;
+    let env = Config::env_from_process();
+    let config = Config::load(Config::file_from_env(&env).as_deref(), &env)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let security = coldchain_runtime::security::client_options(&config)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let key = match security.key {
+        Some(key) => Some(key),
+        None => crate::credentials::Keyring::dev(&config.data_dir)
+            .key(id)
+            .ok(),
+    };
+    Ok(ClientOptions {
+        tls: security.tls,
+        key,
+        ..client_options()
+    })
 }
 
 /// A unary request with the CLI's deadline.

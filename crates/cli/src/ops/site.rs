@@ -109,7 +109,7 @@ pub struct BookingsArgs {
 
 fn booking_client(
     opts: &SiteOpts,
-) -> Result<BookingServiceClient<tonic::transport::Channel>, CliError> {
+) -> Result<BookingServiceClient<coldchain_runtime::client::Channel>, CliError> {
     let (_, endpoint) = opts.resolve(ServiceKind::Booking)?;
     Ok(BookingServiceClient::new(connect(&endpoint)?))
 }

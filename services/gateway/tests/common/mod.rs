@@ -92,6 +92,7 @@ fn client_options() -> ClientOptions {
         max_attempts: 2,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
+        ..ClientOptions::default()
     }
 }
 

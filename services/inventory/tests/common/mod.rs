@@ -67,6 +67,7 @@ impl Harness {
                 max_attempts: 2,
                 initial_backoff: Duration::from_millis(10),
                 max_backoff: Duration::from_millis(20),
+                ..ClientOptions::default()
             },
             options,
             running: None,

@@ -471,7 +471,9 @@ pub fn decode_part(bytes: &[u8]) -> Result<Vec<Sample>, CodecError> {
 }
 
 fn check_value(value: i64) -> Result<i32, CodecError> {
-    if value.abs() > i64::from(MAX_CENTI_CELSIUS) {
+    // Not `value.abs()`: a corrupt first value can be i64::MIN, whose absolute value
+    // overflows (a panic with overflow checks, a negative number passing the check without).
+    if !(-i64::from(MAX_CENTI_CELSIUS)..=i64::from(MAX_CENTI_CELSIUS)).contains(&value) {
         return Err(err(format!("value {value} centi-°C out of range")));
     }
     Ok(value as i32)

@@ -285,7 +285,10 @@ pub fn read_window<E>(
     record: &WindowRecord,
     open: &[u8],
 ) -> Result<(Vec<Sample>, u32, Option<CodecError>), E> {
-    let mut samples = Vec::with_capacity(record.count as usize);
+    // The count comes from stored bytes: a corrupt one must not size an allocation (four
+    // billion readings would abort the process), so it is a capacity hint only up to a few
+    // parts' worth; past that the vector grows as parts decode.
+    let mut samples = Vec::with_capacity((record.count as usize).min(4 * PART_MAX));
     let mut failed = 0;
     let mut first_error = None;
     let mut note = |result: Result<_, CodecError>| {

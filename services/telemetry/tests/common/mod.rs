@@ -90,6 +90,7 @@ impl Server {
                 call_timeout: Duration::from_secs(2),
                 ..ClientOptions::default()
             },
+            security: Default::default(),
         };
         let telemetry = Telemetry::open(&ctx, options).expect("open telemetry");
         let spec = telemetry.spec();
