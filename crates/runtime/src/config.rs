@@ -266,8 +266,9 @@ impl Config {
 
     /// `COLDCHAIN_*` variables that are not [`Config`] fields but are read elsewhere (by the
     /// CLI), so [`Config::load`] must not reject them. `COLDCHAIN_CONFIG` is the path of the
-    /// TOML config file (see [`Config::file_from_env`]).
-    pub const KNOWN_EXTRA_ENV: &'static [&'static str] = &["COLDCHAIN_CONFIG"];
+    /// TOML config file (see [`Config::file_from_env`]); `COLDCHAIN_KEYRING` the directory the
+    /// command-line tools take their API keys from.
+    pub const KNOWN_EXTRA_ENV: &'static [&'static str] = &["COLDCHAIN_CONFIG", "COLDCHAIN_KEYRING"];
 
     /// The keys the TOML file accepts, in declaration order.
     pub fn keys() -> impl Iterator<Item = &'static str> {
@@ -995,7 +996,7 @@ mod tests {
             err.problems,
             vec![
                 format!(
-                    "unknown environment variable COLDCHAIN_BOGUS; known variables: {}, COLDCHAIN_CONFIG",
+                    "unknown environment variable COLDCHAIN_BOGUS; known variables: {}, COLDCHAIN_CONFIG, COLDCHAIN_KEYRING",
                     Config::env_vars().join(", ")
                 ),
                 "COLDCHAIN_CONCURRENCY_LIMIT: must be at least 1, got 0".to_owned(),

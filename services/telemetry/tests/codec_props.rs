@@ -222,3 +222,33 @@ fn missing_and_corrupt_parts_are_failures_of_their_window() {
     expected.extend(later);
     assert_eq!(samples, expected);
 }
+
+/// A part whose first value is i64::MIN (the varint `ff ×9 01`, zigzag-decoded) once
+/// overflowed the range check (`value.abs()`): a panic with overflow checks, and 0 °C
+/// accepted without them. Found by the `telemetry_row` fuzz target.
+#[test]
+fn a_first_value_of_i64_min_is_out_of_range() {
+    let mut part = vec![1, 0, 0, 0, 0, 1, 0];
+    part.extend([0xFF; 9]);
+    part.push(0x01);
+    let error = decode_part(&part).unwrap_err();
+    assert!(error.0.contains("out of range"), "{error}");
+    // The largest magnitudes either side of the limit.
+    for (value, ok) in [
+        (-i64::from(MAX_CENTI_CELSIUS), true),
+        (i64::from(MAX_CENTI_CELSIUS), true),
+        (-i64::from(MAX_CENTI_CELSIUS) - 1, false),
+        (i64::from(MAX_CENTI_CELSIUS) + 1, false),
+        (i64::MAX, false),
+    ] {
+        let zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        let mut part = vec![1, 0, 0, 0, 0, 1, 0];
+        let mut rest = zigzag;
+        while rest >= 0x80 {
+            part.push((rest as u8) | 0x80);
+            rest >>= 7;
+        }
+        part.push(rest as u8);
+        assert_eq!(decode_part(&part).is_ok(), ok, "first value {value}");
+    }
+}

@@ -224,7 +224,12 @@ pub fn connect_as(endpoint: &str, id: &str) -> Result<Channel, CliError> {
         .map_err(|e| CliError::Usage(format!("bad endpoint {endpoint:?}: {}", e.message)))
 }
 
-/// The CLI's client options, calling as `id`.
+/// The variable naming the keyring the CLI takes its keys from (default: the dev keyring,
+/// `<data_dir>/dev-credentials`).
+pub const KEYRING_VAR: &str = "COLDCHAIN_KEYRING";
+
+/// The CLI's client options, calling as `id`: the key of `client_key_file` if the config
+/// names one, else `id`'s key from the keyring.
 pub fn caller(id: &str) -> Result<ClientOptions, CliError> {
     use coldchain_runtime::config::Config;
     let env = Config::env_from_process();
@@ -232,11 +237,13 @@ pub fn caller(id: &str) -> Result<ClientOptions, CliError> {
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let security = coldchain_runtime::security::client_options(&config)
         .map_err(|e| CliError::Usage(e.to_string()))?;
+    let keyring = match env.get(KEYRING_VAR).filter(|v| !v.trim().is_empty()) {
+        Some(dir) => crate::credentials::Keyring::at(dir),
+        None => crate::credentials::Keyring::dev(&config.data_dir),
+    };
     let key = match security.key {
         Some(key) => Some(key),
-        None => crate::credentials::Keyring::dev(&config.data_dir)
-            .key(id)
-            .ok(),
+        None => keyring.key(id).ok(),
     };
     Ok(ClientOptions {
         tls: security.tls,
