@@ -297,7 +297,7 @@ where
                     None => Ok(call.await),
                 };
                 let response = match outcome {
-                    Ok(Ok(response)) => response,
+                    Ok(Ok(response)) => oversized_is_resource_exhausted(response),
                     Err(deadline) => tonic::Status::deadline_exceeded(format!(
                         "deadline of {} ms exceeded",
                         deadline.as_millis()
@@ -321,6 +321,32 @@ where
             .instrument(span),
         )
     }
+}
+
+/// tonic refuses a message over the size limit with OUT_OF_RANGE; this network's contract
+/// (DESIGN.md) says RESOURCE_EXHAUSTED. The refusal is always a trailers-only response (no
+/// message was answered yet), so its status is in the headers and is rewritten there.
+fn oversized_is_resource_exhausted(mut response: Response<Body>) -> Response<Body> {
+    let Some(status) = tonic::Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if status.code() != tonic::Code::OutOfRange
+        || !status.message().contains("message length too large")
+    {
+        return response;
+    }
+    let detail = status
+        .message()
+        .split_once("too large: ")
+        .map_or(status.message(), |(_, detail)| detail);
+    let replacement = tonic::Status::resource_exhausted(format!("message too large: {detail}"));
+    let headers = response.headers_mut();
+    headers.remove("grpc-status");
+    headers.remove("grpc-message");
+    if replacement.add_header(headers).is_err() {
+        tracing::warn!("could not rewrite an oversized-message status");
+    }
+    response
 }
 
 /// The paths (`/package.Service/Method`) of every client-streaming method of our contracts,

@@ -125,6 +125,7 @@ impl Telemetry {
             self.store.clone(),
             shutdown,
             self.options.watch_buffer,
+            self.ctx.config.stream_idle_timeout,
         ))
         .max_decoding_message_size(self.ctx.config.max_message_bytes)
         .max_encoding_message_size(self.ctx.config.max_message_bytes);
