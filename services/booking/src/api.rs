@@ -84,6 +84,23 @@ impl Api {
         to_proto(&self.bookings.site().id, booking)
     }
 
+    /// Refuses a booking client access to a booking of another customer (or to one that
+    /// does not exist: the answer must not tell which).
+    fn check_owner<T>(&self, request: &Request<T>, booking_id: &str) -> Result<(), Status> {
+        let Some((credential, customer)) = bound_customer(request) else {
+            return Ok(());
+        };
+        if coldchain_runtime::validate::check_id(booking_id, coldchain_runtime::validate::MAX_ID_LEN).is_err() {
+            // Malformed: the handler answers INVALID_ARGUMENT, naming the field.
+            return Ok(());
+        }
+        match self.bookings.get(booking_id) {
+            Ok(Some(booking)) if booking.customer_id == customer => Ok(()),
+            Ok(_) => Err(not_yours(&credential, booking_id)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     fn zone(&self, zone_id: &str) -> Result<ZoneConfig, ServiceError> {
         self.bookings.site().zone(zone_id).cloned().ok_or_else(|| {
             ServiceError::not_found(format!(
@@ -295,6 +312,22 @@ fn hold_ttl_ms(v: &mut Violations, ttl: Option<&prost_types::Duration>) -> i64 {
     }
 }
 
+/// The customer a booking client is bound to; `None` for every other caller (and when the
+/// server runs without authentication).
+fn bound_customer<T>(request: &Request<T>) -> Option<(String, String)> {
+    let principal = coldchain_runtime::auth::principal(request)?;
+    Some((principal.id.clone(), principal.customer()?.to_owned()))
+}
+
+/// The refusal a booking client gets for a booking that is not its own, worded the same
+/// whether or not the booking exists.
+fn not_yours(credential: &str, booking_id: &str) -> Status {
+    Status::permission_denied(format!(
+        "credential {credential:?} may not access booking_id {booking_id:?}: a booking client \
+         sees only its own customer's bookings"
+    ))
+}
+
 fn record_request_id(request_id: &str) {
     tracing::Span::current().record("request_id", request_id);
 }
@@ -369,6 +402,14 @@ impl BookingService for Api {
         &self,
         request: Request<pb::HoldSpaceRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
+        if let Some((credential, customer)) = bound_customer(&request) {
+            if request.get_ref().customer_id != customer {
+                return Err(Status::permission_denied(format!(
+                    "credential {credential:?} books only for customer_id {customer:?}, not {:?}",
+                    request.get_ref().customer_id
+                )));
+            }
+        }
         let r = request.into_inner();
         record_request_id(&r.request_id);
         let mut v = Violations::new();
@@ -475,6 +516,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::ConfirmBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
+        self.check_owner(&request, &request.get_ref().booking_id)?;
         let r = request.into_inner();
         record_request_id(&r.request_id);
         let mut v = Violations::new();
@@ -495,6 +537,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::CancelBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
+        self.check_owner(&request, &request.get_ref().booking_id)?;
         let r = request.into_inner();
         record_request_id(&r.request_id);
         let mut v = Violations::new();
@@ -563,6 +606,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::GetBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
+        self.check_owner(&request, &request.get_ref().booking_id)?;
         let r = request.into_inner();
         let mut v = Violations::new();
         v.id("booking_id", &r.booking_id);
@@ -582,7 +626,19 @@ impl BookingService for Api {
         &self,
         request: Request<pb::ListBookingsRequest>,
     ) -> Result<Response<pb::ListBookingsResponse>, Status> {
-        let r = request.into_inner();
+        let bound = bound_customer(&request);
+        let mut r = request.into_inner();
+        // A booking client lists its own customer's bookings, whatever filter it sends.
+        if let Some((credential, customer)) = bound {
+            if r.customer_id.is_empty() {
+                r.customer_id = customer;
+            } else if r.customer_id != customer {
+                return Err(Status::permission_denied(format!(
+                    "credential {credential:?} may list only customer_id {customer:?}, not {:?}",
+                    r.customer_id
+                )));
+            }
+        }
         let mut v = Violations::new();
         v.optional_id("customer_id", &r.customer_id);
         v.optional_id("zone_id", &r.zone_id);

@@ -56,16 +56,24 @@ pub struct TelemetryApi {
     store: TelemetryStore,
     shutdown: Shutdown,
     watch_buffer: usize,
+    idle_timeout: std::time::Duration,
 }
 
 impl TelemetryApi {
     /// Handlers over `store`; streams end when `shutdown` fires; a WatchAlarms consumer
-    /// more than `watch_buffer` messages behind is cut off (to resume).
-    pub fn new(store: TelemetryStore, shutdown: Shutdown, watch_buffer: usize) -> Self {
+    /// more than `watch_buffer` messages behind is cut off (to resume); a StreamReadings
+    /// client silent for `idle_timeout` is closed.
+    pub fn new(
+        store: TelemetryStore,
+        shutdown: Shutdown,
+        watch_buffer: usize,
+        idle_timeout: std::time::Duration,
+    ) -> Self {
         Self {
             store,
             shutdown,
             watch_buffer: watch_buffer.max(1),
+            idle_timeout,
         }
     }
 }
@@ -99,7 +107,7 @@ fn instant_ms(v: &mut Violations, field: &str, value: Option<&Timestamp>) -> Opt
     };
     // Years 1..=9999, as google.protobuf.Timestamp defines.
     let valid = (0..1_000_000_000).contains(&t.nanos)
-        && (-62_135_596_800..=253_402_300_799).contains(&t.seconds);
+        && (domain::MIN_TIMESTAMP_SECONDS..=domain::MAX_TIMESTAMP_SECONDS).contains(&t.seconds);
     if !valid {
         v.add(
             field,
@@ -287,11 +295,21 @@ impl TelemetryService for TelemetryApi {
         request: Request<Streaming<pb::ReadingBatch>>,
     ) -> Result<Response<pb::IngestSummary>, Status> {
         let mut stream = request.into_inner();
+        let idle = self.idle_timeout;
         // A reader task keeps receiving while a write is in flight.
         let (tx, mut rx) = mpsc::channel::<Result<pb::ReadingBatch, Status>>(STREAM_READ_AHEAD);
         let reader = tokio::spawn(async move {
             loop {
-                let next = stream.message().await;
+                // A client that holds a stream open and sends nothing would keep its
+                // connection and task forever: silence beyond the idle timeout ends it.
+                let next = match tokio::time::timeout(idle, stream.message()).await {
+                    Ok(next) => next,
+                    Err(_) => Err(Status::deadline_exceeded(format!(
+                        "no batch for {} s: idle stream closed (every batch before it was \
+                         stored); send more often or open a new stream",
+                        idle.as_secs()
+                    ))),
+                };
                 let (message, last) = match next {
                     Ok(Some(batch)) => (Ok(batch), false),
                     Ok(None) => return,
@@ -468,6 +486,16 @@ impl TelemetryService for TelemetryApi {
             offline_after_ms: duration("offline_after", profile.offline_after.as_ref()),
             hysteresis_celsius: profile.hysteresis_celsius,
         };
+        // The profile's own rules (ranges, durations, min below max when both are given)
+        // need no default limits: check them with every other field, so one answer names
+        // all bad fields and a malformed profile is INVALID_ARGUMENT even when the zone is
+        // unknown. An infinite default max skips only the comparison of a given min with
+        // the binding's default max, which is checked below once the zone is known.
+        if let Err(problems) = domain::effective_profile(&request_profile, None, f64::INFINITY) {
+            for (field, description) in problems {
+                v.add(field, description);
+            }
+        }
         v.finish()?;
         let Some(binding) = binding else {
             return Err(
