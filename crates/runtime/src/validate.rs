@@ -11,7 +11,7 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// The largest page; larger requests are clamped to it.
 pub const MAX_PAGE_SIZE: usize = 1000;
-/// The longest free text (reasons, notes, origins).
+/// The longest free text (reasons, notes, origins), in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 512;
 
 /// Collects field violations of one request.
@@ -66,12 +66,17 @@ impl Violations {
         }
     }
 
-    /// Free text up to 512 characters, without control characters.
+    /// Free text up to 512 bytes of UTF-8 (the protos' limit counts bytes, not characters:
+    /// 512 bytes is what a client can budget for whatever script it writes in), without
+    /// control characters other than newline and tab.
     pub fn text(&mut self, field: &str, value: &str, required: bool) {
         if required && value.trim().is_empty() {
             self.add(field, "is required");
-        } else if value.chars().count() > MAX_TEXT_LEN {
-            self.add(field, format!("must be at most {MAX_TEXT_LEN} characters"));
+        } else if value.len() > MAX_TEXT_LEN {
+            self.add(
+                field,
+                format!("must be at most {MAX_TEXT_LEN} bytes, got {}", value.len()),
+            );
         } else if value
             .chars()
             .any(|c| c.is_control() && c != '\n' && c != '\t')
@@ -90,6 +95,20 @@ impl Violations {
             }
             Ok(0) => DEFAULT_PAGE_SIZE,
             Ok(size) => size.min(MAX_PAGE_SIZE),
+        }
+    }
+
+    /// The page token of a list request whose filters encode to `query`: the position it
+    /// holds, or `None` for the first page. A token that was altered, truncated or issued
+    /// for other filters is a violation of `page_token`, reported with every other bad
+    /// field (and `None`).
+    pub fn page_token(&mut self, query: &[u8], token: &str) -> Option<Vec<u8>> {
+        match crate::page_token::decode(query, token) {
+            Ok(position) => position,
+            Err(error) => {
+                self.0.extend(error.field_violations);
+                None
+            }
         }
     }
 
@@ -204,5 +223,38 @@ mod tests {
         v.text("note", "a\u{0}b", false);
         v.text("origin", &"x".repeat(513), false);
         assert_eq!(v.finish().unwrap_err().field_violations.len(), 3);
+    }
+
+    #[test]
+    fn a_bad_page_token_is_reported_with_the_other_fields() {
+        let token = crate::page_token::encode(b"sku=a", b"key");
+        let mut v = Violations::new();
+        assert_eq!(v.page_token(b"sku=a", &token), Some(b"key".to_vec()));
+        assert_eq!(v.page_token(b"sku=a", ""), None);
+        assert!(v.is_empty());
+        v.page_size(-1);
+        assert_eq!(v.page_token(b"sku=b", &token), None);
+        let fields: Vec<_> = v
+            .finish()
+            .unwrap_err()
+            .field_violations
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, ["page_size", "page_token"]);
+    }
+
+    #[test]
+    fn text_length_counts_bytes_not_characters() {
+        // 256 two-byte characters are 512 bytes: the limit exactly.
+        let mut v = Violations::new();
+        v.text("reason", &"é".repeat(256), true);
+        assert!(v.finish().is_ok());
+        // 257 of them are 514 bytes but only 257 characters: over the limit.
+        let mut v = Violations::new();
+        v.text("reason", &"é".repeat(257), true);
+        let error = v.finish().unwrap_err();
+        assert_eq!(error.field_violations[0].field, "reason");
+        assert!(error.message.contains("514"), "{}", error.message);
     }
 }

@@ -200,6 +200,17 @@ fn unknown_sites(network: &NetworkConfig, unknown: &[&str]) -> Status {
     .into()
 }
 
+/// The bytes a page token of `method` is bound to: the method and the query's filters.
+/// Without the method, the unfiltered queries of two list RPCs would encode alike (empty)
+/// and a token of one would be taken by the other.
+fn list_query(method: &str, filters: &[u8]) -> Vec<u8> {
+    let mut query = Vec::with_capacity(method.len() + 1 + filters.len());
+    query.extend_from_slice(method.as_bytes());
+    query.push(0);
+    query.extend_from_slice(filters);
+    query
+}
+
 fn check_site_ids(v: &mut Violations, field: &str, ids: &[String]) {
     for (i, id) in ids.iter().enumerate() {
         v.id(&format!("{field}[{i}]"), id);
@@ -415,20 +426,22 @@ impl NetworkService for GatewayApi {
         let mut v = Violations::new();
         check_site_ids(&mut v, "site_ids", &req.site_ids);
         let size = v.page_size(req.page_size);
-        v.finish()?;
-        let selected = self.select_sites(&req.site_ids)?;
         let mut filter: Vec<&str> = req.site_ids.iter().map(String::as_str).collect();
         filter.sort_unstable();
         filter.dedup();
-        let query = filter.join(",").into_bytes();
-        let start = match page_token::decode(&query, &req.page_token)? {
+        let query = list_query("ListSites", filter.join(",").as_bytes());
+        let start = match v.page_token(&query, &req.page_token) {
             None => 0,
-            Some(raw) => <[u8; 4]>::try_from(raw.as_slice())
-                .map(|b| u32::from_be_bytes(b) as usize)
-                .map_err(|_| {
-                    ServiceError::invalid("page_token", "is not a token this query returned")
-                })?,
+            Some(raw) => match <[u8; 4]>::try_from(raw.as_slice()) {
+                Ok(position) => u32::from_be_bytes(position) as usize,
+                Err(_) => {
+                    v.add("page_token", "is not a token this query returned");
+                    0
+                }
+            },
         };
+        v.finish()?;
+        let selected = self.select_sites(&req.site_ids)?;
         let page: Vec<&(usize, SiteConfig)> = selected.iter().skip(start).take(size).collect();
         let end = start + page.len();
         let next_page_token = if end < selected.len() {
@@ -792,20 +805,27 @@ impl NetworkService for GatewayApi {
             });
         }
         let size = v.page_size(req.page_size);
+        let query = list_query(
+            "ListAlarms",
+            &pb::ListAlarmsRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            }
+            .encode_to_vec(),
+        );
+        let cursor: MergeCursor = match v.page_token(&query, &req.page_token) {
+            None => MergeCursor::default(),
+            Some(raw) => match postcard::from_bytes(&raw) {
+                Ok(cursor) => cursor,
+                Err(_) => {
+                    v.add("page_token", "is not a token this query returned");
+                    MergeCursor::default()
+                }
+            },
+        };
         v.finish()?;
         let selected = self.select_sites(&req.site_ids)?;
-        let query = pb::ListAlarmsRequest {
-            page_size: 0,
-            page_token: String::new(),
-            ..req.clone()
-        }
-        .encode_to_vec();
-        let cursor: MergeCursor = match page_token::decode(&query, &req.page_token)? {
-            None => MergeCursor::default(),
-            Some(raw) => postcard::from_bytes(&raw).map_err(|_| {
-                ServiceError::invalid("page_token", "is not a token this query returned")
-            })?,
-        };
         let sites = &self.inner.sites;
         let fetch = |site_id: String, token: String, page_size: usize| {
             let filter = tel::ListAlarmsRequest {
@@ -1106,6 +1126,16 @@ impl NetworkService for GatewayApi {
         v.optional_id("source_site_id", &req.source_site_id);
         v.optional_id("destination_site_id", &req.destination_site_id);
         let size = v.page_size(req.page_size);
+        let query = list_query(
+            "ListTransfers",
+            &pb::ListTransfersRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            }
+            .encode_to_vec(),
+        );
+        let after = v.page_token(&query, &req.page_token);
         v.finish()?;
         let unknown: Vec<&str> = [&req.source_site_id, &req.destination_site_id]
             .into_iter()
@@ -1115,13 +1145,6 @@ impl NetworkService for GatewayApi {
         if !unknown.is_empty() {
             return Err(unknown_sites(self.network(), &unknown));
         }
-        let query = pb::ListTransfersRequest {
-            page_size: 0,
-            page_token: String::new(),
-            ..req.clone()
-        }
-        .encode_to_vec();
-        let after = page_token::decode(&query, &req.page_token)?;
         let filter = ListFilter {
             states,
             source_site_id: req.source_site_id.clone(),

@@ -265,8 +265,6 @@ impl InventoryApi {
         );
         let expiring_before = parse_date(&mut v, "expiring_before", req.expiring_before.as_ref());
         let page_size = v.page_size(req.page_size);
-        v.finish()?;
-        self.check_zone("zone_id", &req.zone_id)?;
         let query = StockQuery {
             sku: req.sku.clone(),
             zone_id: req.zone_id.clone(),
@@ -282,7 +280,9 @@ impl InventoryApi {
             expiring_before.map(|d| d.to_string()).unwrap_or_default(),
             query.include_empty
         );
-        let after = page_token::decode(query_bytes.as_bytes(), &req.page_token)?;
+        let after = v.page_token(query_bytes.as_bytes(), &req.page_token);
+        v.finish()?;
+        self.check_zone("zone_id", &req.zone_id)?;
         let summarize = req.summarize_by_expiry && after.is_none();
         let page = self
             .store

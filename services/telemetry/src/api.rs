@@ -486,12 +486,23 @@ impl TelemetryService for TelemetryApi {
             offline_after_ms: duration("offline_after", profile.offline_after.as_ref()),
             hysteresis_celsius: profile.hysteresis_celsius,
         };
-        // The profile's own rules (ranges, durations, min below max when both are given)
-        // need no default limits: check them with every other field, so one answer names
-        // all bad fields and a malformed profile is INVALID_ARGUMENT even when the zone is
-        // unknown. An infinite default max skips only the comparison of a given min with
-        // the binding's default max, which is checked below once the zone is known.
-        if let Err(problems) = domain::effective_profile(&request_profile, None, f64::INFINITY) {
+        // Check the profile with every other field, so one answer names all bad fields and
+        // a malformed profile is INVALID_ARGUMENT even when the zone is unknown: against the
+        // binding's default limits where the binding names known ones, otherwise against
+        // none (an infinite default max skips only the comparison of a given min with a
+        // default max; an unknown zone is NOT_FOUND below).
+        let defaults = match &binding {
+            Some(Binding::Zone(zone_id)) => self
+                .store
+                .site()
+                .zone(zone_id)
+                .map(|zone| (Some(zone.min_celsius), zone.max_celsius)),
+            Some(Binding::Reefer(r)) => class_limits(r.temperature_class),
+            None => None,
+        };
+        let (default_min, default_max) = defaults.unwrap_or((None, f64::INFINITY));
+        if let Err(problems) = domain::effective_profile(&request_profile, default_min, default_max)
+        {
             for (field, description) in problems {
                 v.add(field, description);
             }

@@ -49,10 +49,19 @@ pub struct RawTime {
     pub nanos: i32,
 }
 
+/// The first second a google.protobuf.Timestamp may hold: 0001-01-01T00:00:00Z.
+pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+/// The last second a google.protobuf.Timestamp may hold: 9999-12-31T23:59:59Z.
+pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
 /// Milliseconds since the epoch of a valid timestamp (nanoseconds truncated to the
-/// millisecond: readings are stored at millisecond precision).
+/// millisecond: readings are stored at millisecond precision). `None` outside the range
+/// google.protobuf.Timestamp defines (years 1 to 9999), which the contract rejects as an
+/// invalid time (MISSING_TIME), not as a time in the future or too old.
 pub fn timestamp_millis(time: RawTime) -> Option<i64> {
-    if !(0..1_000_000_000).contains(&time.nanos) {
+    if !(0..1_000_000_000).contains(&time.nanos)
+        || !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&time.seconds)
+    {
         return None;
     }
     time.seconds
@@ -215,9 +224,10 @@ pub fn effective_profile(
     default_max: f64,
 ) -> Result<Profile, Vec<(String, String)>> {
     let mut problems = Vec::new();
+    let in_range = |v: f64| v.is_finite() && (-100.0..=100.0).contains(&v);
     let mut temperature = |field: &str, value: Option<f64>| {
         if let Some(v) = value
-            && !(v.is_finite() && (-100.0..=100.0).contains(&v))
+            && !in_range(v)
         {
             problems.push((
                 format!("profile.{field}"),
@@ -229,9 +239,11 @@ pub fn effective_profile(
     temperature("max_celsius", request.max_celsius);
     let min = request.min_celsius.or(default_min);
     let max = request.max_celsius.unwrap_or(default_max);
+    // Limits outside -100..100 are reported above, once; comparing them would only say the
+    // same again (and an infinite default max means "no default to compare with").
     if let Some(min) = min
-        && min.is_finite()
-        && max.is_finite()
+        && in_range(min)
+        && in_range(max)
         && centi(min) >= centi(max)
     {
         problems.push((

@@ -73,16 +73,30 @@ impl Server {
         network: Arc<NetworkConfig>,
         options: TelemetryOptions,
     ) -> Server {
+        Self::start_with_config(dir, clock, network, options, |_| {}).await
+    }
+
+    /// Like [`Server::start`], with a last edit of the runtime configuration (e.g. a short
+    /// `stream_idle_timeout`).
+    pub async fn start_with_config(
+        dir: &Path,
+        clock: Arc<ManualClock>,
+        network: Arc<NetworkConfig>,
+        options: TelemetryOptions,
+        edit: impl FnOnce(&mut Config),
+    ) -> Server {
+        let mut config = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        edit(&mut config);
         let shutdown = Shutdown::new();
         let site = network.site(SITE).expect("site").clone();
         let ctx = ServiceContext {
             kind: ServiceKind::Telemetry,
             site,
             network,
-            config: Arc::new(Config {
-                data_dir: dir.to_path_buf(),
-                ..Config::default()
-            }),
+            config: Arc::new(config),
             clock,
             shutdown: shutdown.clone(),
             client: ClientOptions {
