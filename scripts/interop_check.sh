@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Starts the dev network and checks it with an independent gRPC implementation (Python
-# grpcio): health SERVING and reflection v1 on all 25 servers; then SIGTERM must exit 0.
+# grpcio): health SERVING and reflection v1 on all 25 servers, and, with the keys of the
+# keyring dev makes under its data directory, that a call without a valid key is
+# UNAUTHENTICATED, a role the policy does not allow PERMISSION_DENIED, the right role OK;
+# then SIGTERM must exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +18,7 @@ pid=$!
 cleanup() { kill -KILL "$pid" 2>/dev/null || true; rm -rf "$data"; }
 trap cleanup EXIT
 
-timeout 60 python3 scripts/interop_check.py deploy/network.toml
+timeout 60 python3 scripts/interop_check.py deploy/network.toml "$data/data"
 
 kill -TERM "$pid"
 for _ in $(seq 1 50); do

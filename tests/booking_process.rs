@@ -1,7 +1,8 @@
 //! The booking service as a real process under load, killed with SIGKILL and restarted:
 //! every acknowledged booking survives in its acknowledged (or a later) state, and for every
 //! zone and day the counters still equal the sum of the live bookings and never exceed the
-//! capacity.
+//! capacity. Each load task is the booking client of its own customer; the checks after the
+//! restart read as the site's warehouse system.
 
 mod common;
 
@@ -14,9 +15,10 @@ use chrono::NaiveDate;
 use coldchain_proto::booking::v1 as pb;
 use coldchain_proto::booking::v1::booking_service_client::BookingServiceClient;
 use coldchain_proto::common::v1 as common_pb;
+use coldchain_runtime::auth::ApiKey;
+use coldchain_runtime::client::Channel;
 use rand::{Rng, SeedableRng};
 use tonic::Code;
-use tonic::transport::Channel;
 
 const SITE: &str = "cn-huaihua-park";
 const TASKS: usize = 8;
@@ -36,7 +38,7 @@ fn to_day(d: Option<&common_pb::Date>) -> NaiveDate {
     NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32).expect("a valid date")
 }
 
-async fn connect(endpoint: &str) -> BookingServiceClient<Channel> {
+async fn connect(endpoint: &str, key: &ApiKey) -> BookingServiceClient<Channel> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
         .expect("endpoint")
         .connect_timeout(Duration::from_secs(2))
@@ -44,7 +46,12 @@ async fn connect(endpoint: &str) -> BookingServiceClient<Channel> {
         .connect()
         .await
         .expect("connect");
-    BookingServiceClient::new(channel)
+    BookingServiceClient::new(Channel::new(channel, Some(key)))
+}
+
+/// The customer of load task `task`.
+fn task_customer(task: usize) -> String {
+    format!("cust-{task}")
 }
 
 /// What a task saw acknowledged: booking id → the last state a call returned.
@@ -54,12 +61,13 @@ type Acked = HashMap<String, pb::BookingState>;
 /// acknowledged. Before the kill every error must be a capacity or state refusal.
 async fn drive(
     endpoint: String,
+    key: ApiKey,
     task: usize,
     first: NaiveDate,
     stop: Arc<AtomicBool>,
     killed: Arc<AtomicBool>,
 ) -> (Acked, Option<(pb::HoldSpaceRequest, pb::Booking)>, usize) {
-    let mut client = connect(&endpoint).await;
+    let mut client = connect(&endpoint, &key).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(task as u64);
     let mut acked = Acked::new();
     let mut open: Vec<String> = Vec::new();
@@ -82,7 +90,7 @@ async fn drive(
             };
             let request = pb::HoldSpaceRequest {
                 request_id,
-                customer_id: format!("cust-{task}"),
+                customer_id: task_customer(task),
                 space: Some(space),
                 pallets: rng.gen_range(10..=80),
                 first_day: Some(proto_date(start)),
@@ -159,7 +167,17 @@ fn later_states(acked: pb::BookingState) -> &'static [pb::BookingState] {
 #[test]
 fn acknowledged_bookings_and_counters_survive_sigkill_under_load() {
     let net = common::TestNetwork::new();
-    let server = common::Server::start(&net, "booking", Some(SITE));
+    let keyring = net.keyring();
+    let keys: Vec<ApiKey> = (0..TASKS)
+        .map(|task| keyring.key(&keyring.add_booking_client(&task_customer(task))))
+        .collect();
+    // The per-credential rate limit stays out of the way of what this test measures
+    // (durability, not shedding).
+    let unlimited = [
+        ("COLDCHAIN_RATE_LIMIT", "1000000"),
+        ("COLDCHAIN_RATE_BURST", "1000000"),
+    ];
+    let server = common::Server::start_with_env(&net, "booking", Some(SITE), &unlimited);
     let endpoint = server.endpoint.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -177,6 +195,7 @@ fn acknowledged_bookings_and_counters_survive_sigkill_under_load() {
         .map(|task| {
             runtime.spawn(drive(
                 endpoint.clone(),
+                keys[task].clone(),
                 task,
                 first,
                 stop.clone(),
@@ -210,9 +229,9 @@ fn acknowledged_bookings_and_counters_survive_sigkill_under_load() {
         acked.len()
     );
 
-    let server = common::Server::start(&net, "booking", Some(SITE));
+    let server = common::Server::start_with_env(&net, "booking", Some(SITE), &unlimited);
     runtime.block_on(async {
-        let mut client = connect(&server.endpoint).await;
+        let mut client = connect(&server.endpoint, &keyring.key(&common::warehouse(SITE))).await;
 
         // Every acknowledged booking exists, in its acknowledged or a later state.
         for (id, state) in &acked {
@@ -230,9 +249,12 @@ fn acknowledged_bookings_and_counters_survive_sigkill_under_load() {
             );
         }
 
-        // A retried hold answers what it answered before the crash.
+        // A retried hold answers what it answered before the crash (retried by the
+        // customer's own booking client: only it may hold for that customer).
         for (request, response) in &samples {
-            let replay = client
+            let key = keyring.key(&common::customer(&request.customer_id));
+            let replay = connect(&server.endpoint, &key)
+                .await
                 .hold_space(request.clone())
                 .await
                 .expect("replay")

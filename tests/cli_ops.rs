@@ -1,6 +1,8 @@
 //! The operator commands as an operator runs them: `coldchain <command>` processes against a
 //! running `coldchain dev` network, checking their tables, their `--json` documents, their
-//! errors (`error: <CODE>: <message>`, exit 1) and their usage errors (exit 2).
+//! errors (`error: <CODE>: <message>`, exit 1) and their usage errors (exit 2). The network
+//! requires keys: each command calls as its natural role (or `--as`) with the key from the
+//! keyring `dev` made under the data directory they share.
 
 mod common;
 
@@ -58,12 +60,14 @@ impl Dev {
         self.net.file.display().to_string()
     }
 
-    /// Runs `coldchain <args> --network <file>`.
+    /// Runs `coldchain <args> --network <file>` with the data directory of the network,
+    /// where its keyring is.
     fn cli(&self, args: &[&str]) -> Out {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.push("--network".into());
         all.push(self.network());
-        run(&all)
+        let data_dir = self.net.data_dir().display().to_string();
+        run_env(&all, &[("COLDCHAIN_DATA_DIR", &data_dir)])
     }
 
     /// Runs a command that must succeed with `--json`, and parses its document.
@@ -86,9 +90,14 @@ struct Out {
 }
 
 fn run(args: &[String]) -> Out {
+    run_env(args, &[])
+}
+
+fn run_env(args: &[String], env: &[(&str, &str)]) -> Out {
     let output = Command::new(common::binary())
         .args(args)
         .env("COLDCHAIN_LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("run coldchain");
     Out {
@@ -163,12 +172,14 @@ fn ts(at: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-/// Seeds the park's stock: a receipt of 500 kg of kiwifruit into chilled-a.
+/// Seeds the park's stock: a receipt of 500 kg of kiwifruit into chilled-a, recorded by the
+/// park's warehouse system.
 async fn seed_stock(net: &TestNetwork) {
     let today = local_today(net, PARK);
-    let mut inventory = InventoryServiceClient::connect(net.endpoint(PARK, ServiceKind::Inventory))
-        .await
-        .expect("park inventory");
+    let mut inventory = InventoryServiceClient::new(net.dev_keyring().channel(
+        &net.endpoint(PARK, ServiceKind::Inventory),
+        &common::warehouse(PARK),
+    ));
     inventory
         .record_movements(inv::RecordMovementsRequest {
             request_id: "seed-kiwi".into(),
@@ -193,10 +204,13 @@ async fn seed_stock(net: &TestNetwork) {
 
 /// Seeds the park's telemetry: a sensor in the (empty) cool room with 40 minutes of
 /// readings around 12 °C, including a 10-minute excursion at 17.5 °C above its 15 °C limit.
+/// Operations registers the sensor; the park's sensor gateway sends the readings.
 async fn seed_telemetry(net: &TestNetwork) {
-    let mut telemetry = TelemetryServiceClient::connect(net.endpoint(PARK, ServiceKind::Telemetry))
-        .await
-        .expect("park telemetry");
+    let endpoint = net.endpoint(PARK, ServiceKind::Telemetry);
+    let keyring = net.dev_keyring();
+    let mut telemetry = TelemetryServiceClient::new(keyring.channel(&endpoint, common::OPERATIONS));
+    let mut sensors =
+        TelemetryServiceClient::new(keyring.channel(&endpoint, &common::sensors(PARK)));
     telemetry
         .register_sensor(tel::RegisterSensorRequest {
             request_id: "seed-sensor".into(),
@@ -219,7 +233,7 @@ async fn seed_telemetry(net: &TestNetwork) {
             door_open: None,
         })
         .collect();
-    let summary = telemetry
+    let summary = sensors
         .push_readings(tel::PushReadingsRequest {
             request_id: "seed-readings".into(),
             readings,
@@ -452,13 +466,98 @@ fn operator_commands_against_a_running_network() {
     );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 
+    // Roles: each command calls as its natural role (hold as the customer's booking client,
+    // confirm as the booking's customer, the rest as operations or the site's warehouse);
+    // --as calls as another credential, and the network's policy decides.
+    let out = dev.cli(&[
+        "hold",
+        "--site",
+        VIENTIANE,
+        "--customer",
+        "hunan-citrus-export",
+        "--as",
+        "customer-lao-banana-forwarding",
+        "--class",
+        "COOL",
+        "--pallets",
+        "1",
+        "--from",
+        &first,
+        "--to",
+        &first,
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("error: PERMISSION_DENIED: "),
+        "a booking client holds only for its own customer: {}",
+        out.stderr
+    );
+    let own = dev.json(&[
+        "bookings",
+        "--site",
+        VIENTIANE,
+        "--as",
+        "customer-lao-banana-forwarding",
+    ]);
+    let own = own["bookings"].as_array().unwrap();
+    assert!(own.iter().any(|b| b["booking_id"] == booking_id.as_str()));
+    assert!(
+        own.iter()
+            .all(|b| b["customer_id"] == "lao-banana-forwarding"),
+        "{own:?}"
+    );
+    let others = dev.json(&[
+        "bookings",
+        "--site",
+        VIENTIANE,
+        "--as",
+        "customer-hunan-citrus-export",
+    ]);
+    assert!(
+        !others["bookings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["booking_id"] == booking_id.as_str()),
+        "another customer's client does not see the booking: {others}"
+    );
+    let out = dev.cli(&["sites", "--as", "customer-hunan-citrus-export"]);
+    assert_eq!(out.code, 0, "any role lists the sites: {}", out.stderr);
+    let out = dev.cli(&["stock", SKU, "--as", "customer-hunan-citrus-export"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("error: PERMISSION_DENIED: "),
+        "{}",
+        out.stderr
+    );
+    let out = dev.cli(&[
+        "ledger",
+        "--site",
+        PARK,
+        "--as",
+        &format!("{VIENTIANE}-warehouse"),
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("error: PERMISSION_DENIED: "),
+        "a warehouse system reads only its own site's ledger: {}",
+        out.stderr
+    );
+    let out = dev.cli(&["sites", "--as", "no-such-credential"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("error: UNAUTHENTICATED: "),
+        "{}",
+        out.stderr
+    );
+
     // An INVALID_ARGUMENT lists its field violations.
     let out = dev.cli(&[
         "hold",
         "--site",
         VIENTIANE,
         "--customer",
-        "c",
+        "lao-banana-forwarding",
         "--zone",
         "cool-a",
         "--pallets",
@@ -755,6 +854,51 @@ fn usage_errors_exit_2_before_any_call() {
         assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
     }
+}
+
+#[test]
+fn every_operator_command_can_call_as_another_credential() {
+    let commands: [&[&str]; 15] = [
+        &["sites"],
+        &["stock"],
+        &["space"],
+        &["transfer", "start"],
+        &["transfer", "receive"],
+        &["transfer", "show"],
+        &["transfer", "list"],
+        &["alarms"],
+        &["hold"],
+        &["confirm"],
+        &["cancel"],
+        &["bookings"],
+        &["ack"],
+        &["readings"],
+        &["ledger"],
+    ];
+    for command in commands {
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        args.push("--help".into());
+        let out = run(&args);
+        assert_eq!(out.code, 0, "{command:?}: {out:?}");
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("--as <ID>"))
+            .unwrap_or_else(|| panic!("{command:?} has no --as:\n{}", out.stdout));
+        assert!(line.contains("[default: "), "{command:?}: {line}");
+    }
+    let hold = run(&["hold".into(), "--help".into()]);
+    assert!(
+        hold.stdout.contains("customer-<CUSTOMER>"),
+        "{}",
+        hold.stdout
+    );
+    let ledger = run(&["ledger".into(), "--help".into()]);
+    assert!(
+        ledger.stdout.contains("<SITE>-warehouse"),
+        "{}",
+        ledger.stdout
+    );
 }
 
 #[test]

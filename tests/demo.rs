@@ -2,7 +2,8 @@
 //! outcome asserted: the park's receipts, the China–Laos transfer with stock conserved at
 //! both ends, the reefer excursion's hold, the bookings across sites, the Vientiane ledger
 //! follower. A second run (a new day's ids) succeeds too, and a replay of the first run's
-//! id changes nothing.
+//! id changes nothing. The network requires keys: the demo takes each role's from the
+//! keyring `dev` made under the data directory they share.
 
 mod common;
 
@@ -91,6 +92,7 @@ fn demo(dev: &Dev, extra: &[&str]) -> Value {
         .arg("--network")
         .arg(&dev.net.file)
         .args(extra)
+        .env("COLDCHAIN_DATA_DIR", dev.net.data_dir())
         .output()
         .expect("run coldchain demo");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -309,6 +311,7 @@ fn the_demo_drives_a_day_and_runs_again() {
         .arg(dev.net.config().gateway_endpoint())
         .arg("--network")
         .arg(&dev.net.file)
+        .env("COLDCHAIN_DATA_DIR", dev.net.data_dir())
         .output()
         .expect("run coldchain demo");
     assert!(output.status.success());
@@ -332,6 +335,24 @@ fn the_demo_drives_a_day_and_runs_again() {
         assert!(story.contains(needle), "missing {needle:?} in:\n{story}");
     }
     assert!(!story.contains("Warnings"), "{story}");
+
+    // Without keys the network refuses the demo at its first call.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(common::binary())
+        .args(["demo", "--gateway"])
+        .arg(dev.net.config().gateway_endpoint())
+        .arg("--network")
+        .arg(&dev.net.file)
+        .env("COLDCHAIN_KEYRING", empty.path())
+        .output()
+        .expect("run coldchain demo");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("error: UNAUTHENTICATED: "), "{stderr}");
+    assert!(
+        stderr.contains("during the demo step: list sites"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -3,6 +3,9 @@
 //! (while the source, then the destination, is down), restarted on the same data, and
 //! finishes every transfer on its own; the stock is conserved across the two sites —
 //! the source loses each quantity once, the destination gains it once.
+//!
+//! Every server requires keys: the test calls the gateway as operations and each inventory
+//! as its site's warehouse system; the gateway calls the inventories with its own key.
 
 mod common;
 
@@ -13,8 +16,8 @@ use coldchain_proto::inventory::v1 as inv;
 use coldchain_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use coldchain_proto::network::v1 as pb;
 use coldchain_proto::network::v1::network_service_client::NetworkServiceClient;
+use coldchain_runtime::client::Channel;
 use common::{Server, TestNetwork};
-use tonic::transport::Channel;
 
 const PARK: &str = "cn-huaihua-park";
 const VIENTIANE: &str = "la-vientiane";
@@ -29,15 +32,11 @@ fn kill(server: Server) {
 }
 
 async fn inventory(server: &Server) -> InventoryServiceClient<Channel> {
-    InventoryServiceClient::connect(server.endpoint.clone())
-        .await
-        .expect("connect to inventory")
+    InventoryServiceClient::new(server.as_warehouse())
 }
 
 async fn gateway(server: &Server) -> NetworkServiceClient<Channel> {
-    NetworkServiceClient::connect(server.endpoint.clone())
-        .await
-        .expect("connect to the gateway")
+    NetworkServiceClient::new(server.channel_as(common::OPERATIONS))
 }
 
 async fn on_hand(server: &Server) -> i64 {

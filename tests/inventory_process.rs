@@ -3,7 +3,8 @@
 //! directory: every acknowledged movement is in the ledger exactly as acknowledged, nothing
 //! refused is, the ledger is gap-free, and every position's balance equals the sum of its
 //! ledger deltas. Requests whose outcome the kill made unknown are retried with the same
-//! request_id afterwards and land exactly once.
+//! request_id afterwards and land exactly once. The writers call as the site's warehouse
+//! system, with its key.
 
 mod common;
 
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use coldchain_proto::common::v1 as cpb;
 use coldchain_proto::inventory::v1 as pb;
 use coldchain_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
-use tonic::transport::Channel;
+use coldchain_runtime::auth::ApiKey;
+use coldchain_runtime::client::Channel;
 
 const SITE: &str = "cn-huaihua-park";
 const ZONES: [&str; 2] = ["chilled-a", "frozen-a"];
@@ -87,17 +89,17 @@ fn next_batch(writer: usize, n: u64, state: &mut u64) -> pb::RecordMovementsRequ
     }
 }
 
-async fn connect(endpoint: &str) -> Client {
+async fn connect(endpoint: &str, key: &ApiKey) -> Client {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
         .expect("endpoint")
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(3))
         .connect_lazy();
-    InventoryServiceClient::new(channel)
+    InventoryServiceClient::new(Channel::new(channel, Some(key)))
 }
 
-async fn writer(endpoint: String, writer: usize, until: Instant) -> Outcomes {
-    let mut client = connect(&endpoint).await;
+async fn writer(endpoint: String, key: ApiKey, writer: usize, until: Instant) -> Outcomes {
+    let mut client = connect(&endpoint, &key).await;
     let mut outcomes = Outcomes::default();
     let mut state = writer as u64 + 1;
     let mut n = 0;
@@ -209,13 +211,20 @@ fn test_network() -> common::TestNetwork {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_movement_survives_sigkill() {
     let net = test_network();
-    let server = common::Server::start(&net, "inventory", Some(SITE));
+    // The load is all one credential's: lift the per-credential rate limit out of the way
+    // of what this test measures (durability, not shedding).
+    let unlimited = [
+        ("COLDCHAIN_RATE_LIMIT", "1000000"),
+        ("COLDCHAIN_RATE_BURST", "1000000"),
+    ];
+    let server = common::Server::start_with_env(&net, "inventory", Some(SITE), &unlimited);
     let endpoint = server.endpoint.clone();
+    let key = net.keyring().key(&common::warehouse(SITE));
 
     let started = Instant::now();
     let until = started + Duration::from_secs(2);
     let tasks: Vec<_> = (0..WRITERS)
-        .map(|w| tokio::spawn(writer(endpoint.clone(), w, until)))
+        .map(|w| tokio::spawn(writer(endpoint.clone(), key.clone(), w, until)))
         .collect();
     // Kill in the middle of the load: no shutdown hook, nothing flushed beyond what was
     // acknowledged.
@@ -244,8 +253,8 @@ async fn every_acknowledged_movement_survives_sigkill() {
     );
 
     // Restart on the same data directory.
-    let server = common::Server::start(&net, "inventory", Some(SITE));
-    let mut client = connect(&server.endpoint).await;
+    let server = common::Server::start_with_env(&net, "inventory", Some(SITE), &unlimited);
+    let mut client = connect(&server.endpoint, &key).await;
 
     // Retrying an acknowledged request replays its answer.
     let (request, entries) = outcomes.acked.last().cloned().unwrap();

@@ -1,12 +1,19 @@
 //! The whole network as one real process: `coldchain dev` starts 25 servers that answer
-//! health and reflection, stops cleanly on SIGTERM, reopens its databases, and refuses a
-//! broken configuration with exit code 2 and every problem listed.
+//! health and reflection (open to anyone) and require the keys of the keyring it made for
+//! everything else, stops cleanly on SIGTERM, reopens its databases, and refuses a broken
+//! configuration with exit code 2 and every problem listed. `serve` refuses to start
+//! without credentials unless told to run insecurely, and `dev --insecure-no-auth` says so
+//! loudly.
 
 mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use coldchain_proto::inventory::v1 as inv;
+use coldchain_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use coldchain_proto::network::v1 as gw;
+use coldchain_proto::network::v1::network_service_client::NetworkServiceClient;
 use coldchain_runtime::network::ServiceKind;
 use common::TestNetwork;
 use tonic_health::pb::HealthCheckRequest;
@@ -149,6 +156,8 @@ async fn dev_serves_health_and_reflection_then_stops_cleanly_and_reopens() {
         );
     }
 
+    check_credentials_are_required(&net).await;
+
     sigterm(&dev);
     let status = wait_exit(&mut dev, Duration::from_secs(5));
     assert!(status.success(), "dev exited with {status}");
@@ -168,6 +177,82 @@ async fn dev_serves_health_and_reflection_then_stops_cleanly_and_reopens() {
     wait_all_serving(&net, Duration::from_secs(30)).await;
     sigterm(&again);
     assert!(wait_exit(&mut again, Duration::from_secs(5)).success());
+}
+
+/// The dev network refuses callers without a key (UNAUTHENTICATED) and roles the policy
+/// does not allow (PERMISSION_DENIED), and answers the keys of its keyring.
+async fn check_credentials_are_required(net: &TestNetwork) {
+    let keyring = net.dev_keyring();
+    assert!(
+        keyring.credentials_file().is_file(),
+        "dev made its keyring under the data directory"
+    );
+    let gateway = net.config().gateway_endpoint();
+    let list = || gw::ListSitesRequest {
+        page_size: 100,
+        ..Default::default()
+    };
+
+    let anonymous = NetworkServiceClient::new(common::channel(&gateway, None))
+        .list_sites(list())
+        .await
+        .expect_err("a call without a key is refused");
+    assert_eq!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "{anonymous:?}"
+    );
+    let sites = NetworkServiceClient::new(keyring.channel(&gateway, common::OPERATIONS))
+        .list_sites(list())
+        .await
+        .expect("operations lists the sites")
+        .into_inner()
+        .sites;
+    assert_eq!(sites.len(), 8);
+
+    let site = "cn-huaihua-park";
+    let inventory = net.endpoint(site, ServiceKind::Inventory);
+    let receipt = inv::RecordMovementsRequest {
+        request_id: "network-test-receipt".into(),
+        movements: vec![inv::Movement {
+            kind: inv::MovementKind::Receipt as i32,
+            sku: "citrus-navel".into(),
+            lot: Some(inv::LotInfo {
+                lot_id: "L1".into(),
+                expiry: Some(coldchain_proto::common::v1::Date {
+                    year: 2099,
+                    month: 12,
+                    day: 31,
+                }),
+                production: None,
+                origin: String::new(),
+            }),
+            zone_id: "chilled-a".into(),
+            quantity: 10,
+            unit: "kg".into(),
+            ..Default::default()
+        }],
+    };
+    let booking_client = keyring.channel(&inventory, &common::customer("hunan-citrus-export"));
+    let denied = InventoryServiceClient::new(booking_client)
+        .record_movements(receipt.clone())
+        .await
+        .expect_err("a booking client may not record movements");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let other_site = keyring.channel(&inventory, &common::warehouse("la-vientiane"));
+    let denied = InventoryServiceClient::new(other_site)
+        .record_movements(receipt.clone())
+        .await
+        .expect_err("a warehouse system may not record at another site");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let entries =
+        InventoryServiceClient::new(keyring.channel(&inventory, &common::warehouse(site)))
+            .record_movements(receipt)
+            .await
+            .expect("the site's own warehouse system records its receipt")
+            .into_inner()
+            .entries;
+    assert_eq!(entries.len(), 1);
 }
 
 fn run_dev_expecting_failure(net_file: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
@@ -220,4 +305,79 @@ fn bad_environment_values_exit_2_listing_every_problem() {
     ] {
         assert!(stderr.contains(needle), "missing {needle} in {stderr}");
     }
+}
+
+#[test]
+fn serve_without_credentials_exits_2_naming_auth_file() {
+    let net = TestNetwork::new();
+    let output = Command::new(common::binary())
+        .args([
+            "serve",
+            "inventory",
+            "--site",
+            "cn-huaihua-park",
+            "--network",
+        ])
+        .arg(&net.file)
+        .env("COLDCHAIN_DATA_DIR", net.data_dir())
+        .env_remove("COLDCHAIN_AUTH_FILE")
+        .env_remove("COLDCHAIN_INSECURE_NO_AUTH")
+        .output()
+        .expect("run coldchain serve");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("auth_file"), "{stderr}");
+    assert!(stderr.contains("insecure_no_auth"), "{stderr}");
+}
+
+#[test]
+fn dev_without_authentication_warns_loudly() {
+    use std::io::BufRead as _;
+
+    let net = TestNetwork::new();
+    let mut dev = Command::new(common::binary())
+        .args(["dev", "--insecure-no-auth", "--network"])
+        .arg(&net.file)
+        .env("COLDCHAIN_DATA_DIR", net.data_dir())
+        .env("COLDCHAIN_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn coldchain dev --insecure-no-auth");
+    let stderr = dev.stderr.take().expect("piped stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let warned = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let warning = line.contains("AUTHENTICATION IS OFF");
+                seen.push(line);
+                if warning {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let _ = dev.kill();
+    let _ = dev.wait();
+    assert!(warned, "no warning on stderr:\n{}", seen.join("\n"));
+    assert!(
+        seen.iter().any(|l| l.starts_with(&"!".repeat(40))),
+        "the warning stands out: {seen:?}"
+    );
+    assert!(
+        !net.data_dir().join("dev-credentials").exists(),
+        "no keyring is made when authentication is off"
+    );
 }

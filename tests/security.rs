@@ -181,7 +181,7 @@ fn expected() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("NetworkService/WatchAlarms", &["ops"][..]),
         ("NetworkService/StartTransfer", &["ops"][..]),
         ("NetworkService/ReceiveTransfer", &["ops"][..]),
-        ("NetworkService/GetTransfer", &["ops"][..]),
+        ("NetworkService/GetTransfer", &["ops", "tel"][..]),
         ("NetworkService/ListTransfers", &["ops"][..]),
     ])
 }
@@ -205,6 +205,30 @@ impl Dev {
             .spawn()
             .expect("spawn coldchain dev");
         Dev { net, child }
+    }
+
+    /// Waits until the gateway and SITE's services answer SERVING; fails at once if the
+    /// process exited.
+    async fn ready(&mut self) {
+        let mut endpoints = vec![self.net.config().gateway_endpoint()];
+        for service in ["InventoryService", "TelemetryService", "BookingService"] {
+            endpoints.push(self.endpoint(service));
+        }
+        let options = ClientOptions::default();
+        for endpoint in endpoints {
+            let serving = wait_serving(&endpoint, &options);
+            tokio::pin!(serving);
+            loop {
+                tokio::select! {
+                    () = &mut serving => break,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {
+                        if let Ok(Some(status)) = self.child.try_wait() {
+                            panic!("coldchain dev exited with {status} before serving");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn key(&self, id: &str) -> ApiKey {
@@ -268,7 +292,7 @@ fn channel(endpoint: &str, key: Option<&ApiKey>) -> Channel {
 
 /// Waits until `endpoint` answers health SERVING.
 async fn wait_serving(endpoint: &str, options: &ClientOptions) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(channel) = lazy_channel(endpoint, options) {
             let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
@@ -400,11 +424,10 @@ async fn cross_site_and_cross_customer_attempts_are_denied_and_change_nothing() 
     use booking::booking_service_client::BookingServiceClient;
     use inventory::inventory_service_client::InventoryServiceClient;
 
-    let dev = Dev::start();
+    let mut dev = Dev::start();
+    dev.ready().await;
     let inventory_endpoint = dev.endpoint("InventoryService");
     let booking_endpoint = dev.endpoint("BookingService");
-    wait_serving(&inventory_endpoint, &ClientOptions::default()).await;
-    wait_serving(&booking_endpoint, &ClientOptions::default()).await;
 
     // Bangkok's warehouse system cannot write Vientiane's stock.
     let mut bangkok = InventoryServiceClient::new(channel(

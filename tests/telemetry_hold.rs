@@ -6,6 +6,10 @@
 //! `coldchain serve inventory` starts for the same site, and within a bounded time the
 //! alarm shows the hold PLACED, and the inventory's ledger and stock show the hold citing
 //! the alarm.
+//!
+//! Both servers require keys: operations registers the sensor and reads alarms, the site's
+//! sensor gateway pushes the readings, its warehouse system reads and writes stock, and the
+//! telemetry service places the hold with its own key.
 
 mod common;
 
@@ -36,7 +40,7 @@ fn ts(ms: i64) -> prost_types::Timestamp {
 }
 
 async fn alarm_of(
-    client: &mut TelemetryServiceClient<tonic::transport::Channel>,
+    client: &mut TelemetryServiceClient<coldchain_runtime::client::Channel>,
     sensor: &str,
 ) -> pb::Alarm {
     let mut alarms = client
@@ -74,9 +78,11 @@ where
 async fn an_excursion_holds_the_zone_once_inventory_comes_up() {
     let net = TestNetwork::new();
     let telemetry = Server::start(&net, "telemetry", Some(SITE));
-    let mut client = TelemetryServiceClient::connect(telemetry.endpoint.clone())
-        .await
-        .expect("connect telemetry");
+    let keyring = net.keyring();
+    let mut client =
+        TelemetryServiceClient::new(keyring.channel(&telemetry.endpoint, common::OPERATIONS));
+    let mut sensors =
+        TelemetryServiceClient::new(keyring.channel(&telemetry.endpoint, &common::sensors(SITE)));
 
     // A chilled-zone sensor (0..4 °C) that alarms on the first out-of-range reading.
     client
@@ -98,7 +104,7 @@ async fn an_excursion_holds_the_zone_once_inventory_comes_up() {
         .await
         .expect("register sensor");
     let now = now_ms();
-    let summary = client
+    let summary = sensors
         .push_readings(pb::PushReadingsRequest {
             request_id: "push-proc-1".into(),
             readings: (0..6)
@@ -138,9 +144,8 @@ async fn an_excursion_holds_the_zone_once_inventory_comes_up() {
 
     // Inventory comes up for the same site, and receives stock into the zone.
     let inventory = Server::start(&net, "inventory", Some(SITE));
-    let mut stock = InventoryServiceClient::connect(inventory.endpoint.clone())
-        .await
-        .expect("connect inventory");
+    let mut stock =
+        InventoryServiceClient::new(keyring.channel(&inventory.endpoint, &common::warehouse(SITE)));
 
     let placed = wait_for(Duration::from_secs(30), "the hold to be placed", || {
         let mut client = client.clone();

@@ -1,11 +1,16 @@
 //! Helpers for tests that run `coldchain` as real processes: a private copy of the network
-//! file on free ports, a data directory, spawning servers, waiting for health, SIGKILL.
+//! file on free ports, a data directory, a keyring of every role, spawning servers that
+//! require its keys, clients that present them, waiting for health, SIGKILL.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use coldchain_runtime::auth::ApiKey;
+use coldchain_runtime::client::Channel;
 
 /// The shipped network file.
 pub fn shipped_network() -> String {
@@ -30,6 +35,7 @@ pub struct TestNetwork {
     pub dir: tempfile::TempDir,
     pub file: PathBuf,
     pub gateway_port: u16,
+    keyring: OnceLock<Keyring>,
 }
 
 impl TestNetwork {
@@ -68,6 +74,22 @@ impl TestNetwork {
             dir,
             file,
             gateway_port,
+            keyring: OnceLock::new(),
+        }
+    }
+
+    /// The keyring `coldchain serve` processes of this network load (made on first use
+    /// by `coldchain credentials keyring`). `coldchain dev` makes its own: [`Self::dev_keyring`].
+    pub fn keyring(&self) -> &Keyring {
+        self.keyring
+            .get_or_init(|| Keyring::make(&self.dir.path().join("keyring"), &self.file))
+    }
+
+    /// The keyring `coldchain dev` makes under the data directory.
+    pub fn dev_keyring(&self) -> Keyring {
+        Keyring {
+            dir: self.data_dir().join("dev-credentials"),
+            network: self.file.clone(),
         }
     }
 
@@ -92,16 +114,143 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_coldchain")
 }
 
+/// The operations credential of a keyring.
+pub const OPERATIONS: &str = "operations";
+
+/// The credential id of a site's warehouse system.
+pub fn warehouse(site: &str) -> String {
+    format!("{site}-warehouse")
+}
+
+/// The credential id of a site's sensor gateway.
+pub fn sensors(site: &str) -> String {
+    format!("{site}-sensors")
+}
+
+/// The credential id of the booking client bound to `customer`.
+pub fn customer(customer: &str) -> String {
+    format!("customer-{customer}")
+}
+
+/// The credential id a service calls others as (`gateway`, `telemetry`, `inventory`).
+pub fn service_credential(kind: &str) -> String {
+    format!("service-{kind}")
+}
+
+/// A keyring: `credentials.toml` (what servers load) and `keys/<id>.key`.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    pub dir: PathBuf,
+    network: PathBuf,
+}
+
+impl Keyring {
+    /// Makes the keyring of every role of `network` with `coldchain credentials keyring`.
+    pub fn make(dir: &Path, network: &Path) -> Keyring {
+        let output = Command::new(binary())
+            .args(["credentials", "keyring", "--out"])
+            .arg(dir)
+            .arg("--network")
+            .arg(network)
+            .output()
+            .expect("run coldchain credentials keyring");
+        assert!(
+            output.status.success(),
+            "credentials keyring: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Keyring {
+            dir: dir.to_path_buf(),
+            network: network.to_path_buf(),
+        }
+    }
+
+    /// The credentials file servers load (`COLDCHAIN_AUTH_FILE`).
+    pub fn credentials_file(&self) -> PathBuf {
+        self.dir.join("credentials.toml")
+    }
+
+    /// The file holding the key of `id`.
+    pub fn key_file(&self, id: &str) -> PathBuf {
+        self.dir.join("keys").join(format!("{id}.key"))
+    }
+
+    /// The key of `id`.
+    pub fn key(&self, id: &str) -> ApiKey {
+        ApiKey::from_file(&self.key_file(id)).unwrap_or_else(|e| panic!("key of {id}: {e}"))
+    }
+
+    /// Adds a booking client of `customer` with `coldchain credentials add` (servers started
+    /// afterwards accept it) and answers its id.
+    pub fn add_booking_client(&self, customer_id: &str) -> String {
+        let id = customer(customer_id);
+        let output = Command::new(binary())
+            .args(["credentials", "add", "--file"])
+            .arg(self.credentials_file())
+            .args([
+                "--id",
+                &id,
+                "--role",
+                "booking_client",
+                "--customer",
+                customer_id,
+            ])
+            .arg("--key-out")
+            .arg(self.key_file(&id))
+            .arg("--network")
+            .arg(&self.network)
+            .output()
+            .expect("run coldchain credentials add");
+        assert!(
+            output.status.success(),
+            "credentials add: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        id
+    }
+
+    /// A lazily connected channel to `endpoint` presenting the key of `id`.
+    pub fn channel(&self, endpoint: &str, id: &str) -> Channel {
+        channel(endpoint, Some(&self.key(id)))
+    }
+}
+
+/// A lazily connected channel to `endpoint` sending `key` (none: an anonymous caller) on
+/// every call, as every client of this project does.
+pub fn channel(endpoint: &str, key: Option<&ApiKey>) -> Channel {
+    let transport = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy();
+    Channel::new(transport, key)
+}
+
 /// A `coldchain` child process; killed when dropped.
 pub struct Server {
     pub child: Child,
     pub endpoint: String,
+    /// The site it serves (`None` for the gateway).
+    pub site: Option<String>,
+    keyring: Keyring,
 }
 
 impl Server {
-    /// Runs `coldchain serve <service> --site <site>` on the test network and waits until it
-    /// answers health.
+    /// Runs `coldchain serve <service> --site <site>` on the test network, requiring the
+    /// keys of [`TestNetwork::keyring`] and calling other services with its own, and waits
+    /// until it answers health.
     pub fn start(net: &TestNetwork, service: &str, site: Option<&str>) -> Server {
+        Self::start_with_env(net, service, site, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables.
+    pub fn start_with_env(
+        net: &TestNetwork,
+        service: &str,
+        site: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let keyring = net.keyring();
         let mut command = Command::new(binary());
         command
             .arg("serve")
@@ -110,8 +259,17 @@ impl Server {
             .arg(&net.file)
             .env("COLDCHAIN_DATA_DIR", net.data_dir())
             .env("COLDCHAIN_LOG_LEVEL", "warn")
+            .env("COLDCHAIN_AUTH_FILE", keyring.credentials_file())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        // The booking service calls no other service, so it has no key of its own.
+        if service != "booking" {
+            command.env(
+                "COLDCHAIN_CLIENT_KEY_FILE",
+                keyring.key_file(&service_credential(service)),
+            );
+        }
         if let Some(site) = site {
             command.arg("--site").arg(site);
         }
@@ -124,9 +282,25 @@ impl Server {
                 .expect("endpoint"),
             _ => panic!("site services need a site"),
         };
-        let server = Server { child, endpoint };
+        let server = Server {
+            child,
+            endpoint,
+            site: site.map(str::to_owned),
+            keyring: keyring.clone(),
+        };
         server.wait_healthy(Duration::from_secs(20));
         server
+    }
+
+    /// A channel to this server calling as the credential `id` of the network's keyring.
+    pub fn channel_as(&self, id: &str) -> Channel {
+        self.keyring.channel(&self.endpoint, id)
+    }
+
+    /// A channel to this site server calling as its site's warehouse system.
+    pub fn as_warehouse(&self) -> Channel {
+        let site = self.site.as_deref().expect("a site server");
+        self.channel_as(&warehouse(site))
     }
 
     /// Waits until `coldchain healthcheck` passes.

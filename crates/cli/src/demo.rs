@@ -19,6 +19,13 @@
 //!    and confirms it; an e-commerce seller holds frozen space and cancels it.
 //! 9. The ledger follower's figures, and the network's active alarms.
 //!
+//! Each call is made as the role that makes it in real life, with that role's key from the
+//! keyring (`$COLDCHAIN_KEYRING`, else the dev keyring under the data directory): the
+//! sites' warehouse systems record receipts, read stock and follow the ledger; the park's
+//! sensor gateway sends the reefer's readings; each customer's booking client holds,
+//! confirms, reads or cancels its own bookings (and the shipper finds space through the
+//! gateway); operations runs the transfer, lists and acknowledges alarms.
+//!
 //! Every id the demo creates carries the run id (derived from the time, or `--run-id`), and
 //! every mutating call has a request id derived from it: a new run adds a new day, a rerun
 //! with the same `--run-id` replays idempotently. [`drive`] returns a [`DemoOutcome`].
@@ -44,9 +51,10 @@ use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig, Tempera
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::credentials::{self, OPERATIONS};
 use crate::ops::format::{self, thousands};
 use crate::ops::gateway_call as call;
-use crate::ops::{CliError, connect, unary};
+use crate::ops::{CliError, connect_as, unary};
 use crate::say;
 
 /// The park: the hub, where the produce is received.
@@ -55,6 +63,12 @@ pub const PARK: &str = "cn-huaihua-park";
 pub const VIENTIANE: &str = "la-vientiane";
 /// The train of the demo's transfer.
 pub const TRAIN: &str = "China-Laos express X8011";
+/// The forwarder that books cool space at Vientiane for bananas.
+pub const FORWARDER: &str = "lao-banana-forwarding";
+/// The shipper that finds chilled space through the gateway.
+pub const SHIPPER: &str = "hunan-citrus-export";
+/// The e-commerce seller that holds frozen space and cancels it.
+pub const SELLER: &str = "ecom-seller-frozen-dumplings";
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -363,12 +377,36 @@ impl Progress {
     }
 }
 
-/// The clients of one site.
+/// A channel to `endpoint` calling as the credential `id` (see [`crate::ops::connect_as`]).
+fn channel_as(endpoint: &str, id: &str) -> Result<Channel, DemoError> {
+    connect_as(endpoint, id).map_err(|error| DemoError {
+        step: "connecting".into(),
+        error,
+    })
+}
+
+/// The clients of one site, each calling as the role that does that work in real life.
 struct SiteClients {
     site: SiteConfig,
+    /// The site's warehouse system: receipts, stock, the ledger.
     inventory: InventoryServiceClient<Channel>,
+    /// The site's sensor gateway: it only sends readings.
+    sensors: TelemetryServiceClient<Channel>,
+    /// Operations (QA): alarms and sensor registration.
     telemetry: TelemetryServiceClient<Channel>,
-    booking: BookingServiceClient<Channel>,
+    /// The booking service, reached as each customer's booking client ([`Self::booking`]).
+    booking_endpoint: String,
+}
+
+impl SiteClients {
+    /// The booking service as `customer`'s booking client: a booking client books, sees
+    /// and cancels only its own customer's bookings.
+    fn booking(&self, customer: &str) -> Result<BookingServiceClient<Channel>, DemoError> {
+        Ok(BookingServiceClient::new(channel_as(
+            &self.booking_endpoint,
+            &credentials::customer(customer),
+        )?))
+    }
 }
 
 fn site_clients(network: &NetworkConfig, site_id: &str) -> Result<SiteClients, DemoError> {
@@ -381,16 +419,18 @@ fn site_clients(network: &NetworkConfig, site_id: &str) -> Result<SiteClients, D
         site.endpoint(kind)
             .ok_or_else(|| usage(step, format!("site {site_id} has no {kind} endpoint")))
     };
-    let channel = |e: String| {
-        connect(&e).map_err(|error| DemoError {
-            step: step.into(),
-            error,
-        })
-    };
+    let telemetry = endpoint(ServiceKind::Telemetry)?;
     Ok(SiteClients {
-        inventory: InventoryServiceClient::new(channel(endpoint(ServiceKind::Inventory)?)?),
-        telemetry: TelemetryServiceClient::new(channel(endpoint(ServiceKind::Telemetry)?)?),
-        booking: BookingServiceClient::new(channel(endpoint(ServiceKind::Booking)?)?),
+        inventory: InventoryServiceClient::new(channel_as(
+            &endpoint(ServiceKind::Inventory)?,
+            &credentials::warehouse(site_id),
+        )?),
+        sensors: TelemetryServiceClient::new(channel_as(
+            &telemetry,
+            &credentials::sensors(site_id),
+        )?),
+        telemetry: TelemetryServiceClient::new(channel_as(&telemetry, OPERATIONS)?),
+        booking_endpoint: endpoint(ServiceKind::Booking)?,
         site,
     })
 }
@@ -433,11 +473,8 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
     let mut warnings: Vec<String> = Vec::new();
 
     // ---------------------------------------------------------------- 1. the network
-    let gateway =
-        NetworkServiceClient::new(connect(&config.gateway).map_err(|error| DemoError {
-            step: "connecting".into(),
-            error,
-        })?);
+    // Operations runs the corridor through the gateway.
+    let gateway = NetworkServiceClient::new(channel_as(&config.gateway, OPERATIONS)?);
     let park = site_clients(&config.network, PARK)?;
     let vte = site_clients(&config.network, VIENTIANE)?;
     progress.say(&format!(
@@ -558,6 +595,7 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
         request_id: rid("park-receipts"),
         movements,
     };
+    // The park's warehouse system records what its docks received.
     let answer = call!(park.inventory, record_movements, request).map_err(step_err(step))?;
     let mut received_lots: Vec<LotOutcome> = lots
         .iter()
@@ -731,7 +769,7 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
         request_id: rid("reefer-upload"),
         readings: buffered.to_vec(),
     };
-    let summary = call!(park.telemetry, push_readings, request).map_err(step_err(step))?;
+    let summary = call!(park.sensors, push_readings, request).map_err(step_err(step))?;
     readings.accepted += summary.accepted;
     readings.duplicates += summary.duplicates;
     readings.rejected += summary.rejected;
@@ -862,7 +900,7 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
     let vte_today = local_day(&vte.site, anchor);
     let request = booking::HoldSpaceRequest {
         request_id: rid("banana-hold"),
-        customer_id: "lao-banana-forwarding".into(),
+        customer_id: FORWARDER.into(),
         space: Some(booking::hold_space_request::Space::TemperatureClass(
             common::TemperatureClass::Cool as i32,
         )),
@@ -872,13 +910,14 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
         hold_ttl: Some(format::proto_duration(Duration::from_secs(15 * 60))),
         customer_reference: format!("ban-{run}"),
     };
-    let held = call!(vte.booking, hold_space, request).map_err(step_err(step))?;
+    let forwarder = vte.booking(FORWARDER)?;
+    let held = call!(forwarder, hold_space, request).map_err(step_err(step))?;
     let mut states = vec![format::booking_state_name(held.state)];
     let request = booking::ConfirmBookingRequest {
         request_id: rid("banana-confirm"),
         booking_id: held.booking_id.clone(),
     };
-    let confirmed = call!(vte.booking, confirm_booking, request).map_err(step_err(step))?;
+    let confirmed = call!(forwarder, confirm_booking, request).map_err(step_err(step))?;
     states.push(format::booking_state_name(confirmed.state));
     let step = "banana receipt";
     let banana_lot = format!("vte-banana-{run}");
@@ -918,7 +957,8 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
     let request = booking::GetBookingRequest {
         booking_id: confirmed.booking_id.clone(),
     };
-    let checked = call!(vte.booking, get_booking, request).map_err(step_err(step))?;
+    // The forwarder sees its booking checked in by the receipt.
+    let checked = call!(forwarder, get_booking, request).map_err(step_err(step))?;
     states.push(format::booking_state_name(checked.state));
     progress.say(&format!(
         "bananas in {}: booking {} {}",
@@ -943,7 +983,12 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
         last_day: Some(format::to_date(last)),
         site_ids: Vec::new(),
     };
-    let space = call!(gateway, find_space, request).map_err(step_err(step))?;
+    // The shipper asks the gateway itself, as its own booking client.
+    let shipper_gateway = NetworkServiceClient::new(channel_as(
+        &config.gateway,
+        &credentials::customer(SHIPPER),
+    )?);
+    let space = call!(shipper_gateway, find_space, request).map_err(step_err(step))?;
     for f in &space.failures {
         warnings.push(format!(
             "find space: {} did not answer: {}: {}",
@@ -959,10 +1004,10 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
     match offer {
         None => warnings.push("no site has 20 chilled pallets free for the shipper".into()),
         Some(offer) => {
-            let shipper = site_clients(&config.network, &offer.site_id)?;
+            let shipper = site_clients(&config.network, &offer.site_id)?.booking(SHIPPER)?;
             let request = booking::HoldSpaceRequest {
                 request_id: rid("shipper-hold"),
-                customer_id: "hunan-citrus-export".into(),
+                customer_id: SHIPPER.into(),
                 space: Some(booking::hold_space_request::Space::ZoneId(
                     offer.zone_id.clone(),
                 )),
@@ -972,14 +1017,13 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
                 hold_ttl: Some(format::proto_duration(Duration::from_secs(30 * 60))),
                 customer_reference: format!("po-{run}"),
             };
-            let held = call!(shipper.booking, hold_space, request).map_err(step_err(step))?;
+            let held = call!(shipper, hold_space, request).map_err(step_err(step))?;
             let mut states = vec![format::booking_state_name(held.state)];
             let request = booking::ConfirmBookingRequest {
                 request_id: rid("shipper-confirm"),
                 booking_id: held.booking_id.clone(),
             };
-            let confirmed =
-                call!(shipper.booking, confirm_booking, request).map_err(step_err(step))?;
+            let confirmed = call!(shipper, confirm_booking, request).map_err(step_err(step))?;
             states.push(format::booking_state_name(confirmed.state));
             progress.say(&format!(
                 "a shipper booked 20 chilled pallets at {} / {}: {}",
@@ -1005,11 +1049,12 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
     match seller_site {
         None => warnings.push("no site besides the park has frozen space".into()),
         Some(site_id) => {
-            let seller = site_clients(&config.network, &site_id)?;
-            let local = local_day(&seller.site, anchor);
+            let clients = site_clients(&config.network, &site_id)?;
+            let local = local_day(&clients.site, anchor);
+            let seller = clients.booking(SELLER)?;
             let request = booking::HoldSpaceRequest {
                 request_id: rid("seller-hold"),
-                customer_id: "ecom-seller-frozen-dumplings".into(),
+                customer_id: SELLER.into(),
                 space: Some(booking::hold_space_request::Space::TemperatureClass(
                     common::TemperatureClass::Frozen as i32,
                 )),
@@ -1019,15 +1064,14 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
                 hold_ttl: Some(format::proto_duration(Duration::from_secs(10 * 60))),
                 customer_reference: format!("flash-sale-{run}"),
             };
-            let held = call!(seller.booking, hold_space, request).map_err(step_err(step))?;
+            let held = call!(seller, hold_space, request).map_err(step_err(step))?;
             let mut states = vec![format::booking_state_name(held.state)];
             let request = booking::CancelBookingRequest {
                 request_id: rid("seller-cancel"),
                 booking_id: held.booking_id.clone(),
                 reason: "flash sale moved to next week".into(),
             };
-            let cancelled =
-                call!(seller.booking, cancel_booking, request).map_err(step_err(step))?;
+            let cancelled = call!(seller, cancel_booking, request).map_err(step_err(step))?;
             states.push(format::booking_state_name(cancelled.state));
             progress.say(&format!(
                 "an e-commerce seller held 8 frozen pallets at {site_id} and cancelled: {}",
@@ -1269,7 +1313,7 @@ async fn stream_live(
                 readings: chunk.to_vec(),
             })
             .collect();
-        let mut client = park.telemetry.clone();
+        let mut client = park.sensors.clone();
         let summary = client
             .stream_readings(unary(futures::stream::iter(batches)))
             .await?
@@ -1618,6 +1662,16 @@ mod tests {
         assert!(run_anchor("my-own-run") >= before);
         assert!(valid_run_id("20261128-165445-456") && valid_run_id("my-own-run"));
         assert!(!valid_run_id("bad id!") && !valid_run_id("") && !valid_run_id(&"x".repeat(41)));
+    }
+
+    #[test]
+    fn the_demo_customers_have_keys_in_the_dev_keyring() {
+        for customer in [FORWARDER, SHIPPER, SELLER] {
+            assert!(
+                crate::credentials::DEV_CUSTOMERS.contains(&customer),
+                "{customer} has no booking client in the dev keyring"
+            );
+        }
     }
 
     #[test]

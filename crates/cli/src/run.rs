@@ -293,8 +293,9 @@ pub async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
     let check = async {
         // TLS (and, under mutual TLS, the client certificate) from the same configuration
         // as the server's: in a container the healthcheck shares the server's environment.
-        let options =
-            crate::ops::caller(crate::credentials::OPERATIONS).map_err(|e| format!("{e:?}"))?;
+        let options = crate::ops::transport()
+            .map(|(_, _, options)| options)
+            .map_err(|e| format!("{e:?}"))?;
         let options = coldchain_runtime::client::ClientOptions {
             connect_timeout: timeout,
             ..options

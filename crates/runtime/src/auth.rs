@@ -599,10 +599,12 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
         (BOOKING_SERVICE, "GetBooking" | "ListBookings") => &[BookingClient, Warehouse, Operations],
         (NETWORK_SERVICE, "ListSites") => &[Warehouse, BookingClient, SensorGateway, Operations],
         (NETWORK_SERVICE, "FindSpace") => &[BookingClient, Operations],
+        // Telemetry reads a transfer to find the lots a reefer's excursion must hold.
+        (NETWORK_SERVICE, "GetTransfer") => &[Operations, Service(Tel)],
         (
             NETWORK_SERVICE,
             "FindStock" | "ListAlarms" | "WatchAlarms" | "StartTransfer" | "ReceiveTransfer"
-            | "GetTransfer" | "ListTransfers",
+            | "ListTransfers",
         ) => &[Operations],
         _ => return None,
     };

@@ -1,5 +1,10 @@
 //! Our side of every scenario: real servers of this project, started in this process on
 //! 127.0.0.1:0 over a temporary data directory, driven through the generated clients.
+//!
+//! The servers authenticate and authorize every call as in production (the figures include
+//! that cost); each load client presents the key of the role that makes its calls in real
+//! life. Only the per-credential rate limit is raised out of the way: it would otherwise
+//! shed the load it is meant to measure.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +16,8 @@ use coldchain_proto::common::v1 as common;
 use coldchain_proto::inventory::v1 as inventory;
 use coldchain_proto::telemetry::v1 as telemetry;
 use coldchain_runtime::Shutdown;
+use coldchain_runtime::auth::{ApiKey, Credentials, Role};
+use coldchain_runtime::client::Channel as KeyedChannel;
 use coldchain_runtime::config::Config;
 use coldchain_runtime::host::{RunningService, ServiceContext, spawn_service};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
@@ -44,16 +51,113 @@ max_celsius = 4.0
 capacity_pallets = 4000000000
 "#;
 
-/// A server of ours running for one scenario, with its data directory.
+/// The site of [`BENCH_NETWORK`].
+const SITE: &str = "bench-site";
+
+/// A per-credential rate no load of this bench reaches: the limiter runs (its cost is in
+/// the figures) but never sheds.
+const UNLIMITED_RATE: usize = 10_000_000;
+
+/// Who a load client calls as.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller {
+    /// Operations: registers sensors.
+    Operations,
+    /// The bench site's warehouse system: records movements, reads stock and the ledger.
+    Warehouse,
+    /// The bench site's sensor gateway: streams readings.
+    Sensors,
+    /// The booking client of the n-th bench customer ([`bench_customer`]).
+    Customer(usize),
+}
+
+/// The customer the n-th booking client books for.
+pub fn bench_customer(n: usize) -> String {
+    format!("bench-customer-{n}")
+}
+
+/// The credentials a bench server accepts and the keys its callers present: made in
+/// memory for each server, never written anywhere.
+pub struct Keys {
+    credentials: Arc<Credentials>,
+    operations: ApiKey,
+    warehouse: ApiKey,
+    sensors: ApiKey,
+    customers: Vec<ApiKey>,
+}
+
+impl Keys {
+    /// Operations, the site's warehouse and sensor gateway, and `customers` booking
+    /// clients.
+    fn generate(customers: usize) -> Result<Keys, String> {
+        let mut credentials = Credentials::default();
+        let mut make = |id: &str, role: Role| -> Result<ApiKey, String> {
+            let key = ApiKey::generate(id)?;
+            credentials.insert(&key, role);
+            Ok(key)
+        };
+        let operations = make(crate::credentials::OPERATIONS, Role::Operations)?;
+        let warehouse = make(
+            &crate::credentials::warehouse(SITE),
+            Role::Warehouse { site: SITE.into() },
+        )?;
+        let sensors = make(
+            &crate::credentials::sensors(SITE),
+            Role::SensorGateway { site: SITE.into() },
+        )?;
+        let customers = (0..customers)
+            .map(|n| {
+                let customer = bench_customer(n);
+                make(
+                    &crate::credentials::customer(&customer),
+                    Role::BookingClient { customer },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Keys {
+            credentials: Arc::new(credentials),
+            operations,
+            warehouse,
+            sensors,
+            customers,
+        })
+    }
+
+    /// The key of `caller`; `None` for a customer beyond those generated (its calls are
+    /// then refused, and counted as errors).
+    fn key(&self, caller: Caller) -> Option<&ApiKey> {
+        match caller {
+            Caller::Operations => Some(&self.operations),
+            Caller::Warehouse => Some(&self.warehouse),
+            Caller::Sensors => Some(&self.sensors),
+            Caller::Customer(n) => self.customers.get(n),
+        }
+    }
+}
+
+/// A server of ours running for one scenario, with its data directory and the keys of its
+/// callers.
 pub struct Host {
     pub service: RunningService,
     pub data: tempfile::TempDir,
+    pub keys: Keys,
+}
+
+/// The bench's process config: room for any load, authentication on, no rate shedding.
+fn bench_config(data: &tempfile::TempDir) -> Config {
+    Config {
+        data_dir: data.path().to_path_buf(),
+        concurrency_limit: 100_000,
+        rate_limit: UNLIMITED_RATE,
+        rate_burst: UNLIMITED_RATE,
+        ..Config::default()
+    }
 }
 
 impl Host {
     /// Starts `kind` of the bench site.
     pub async fn start(kind: ServiceKind) -> Result<Self, String> {
-        Self::start_with_clock(kind, None).await
+        Self::launch(kind, None, 0).await
     }
 
     /// Starts `kind` of the bench site with a clock of our choosing.
@@ -61,16 +165,25 @@ impl Host {
         kind: ServiceKind,
         clock: Option<coldchain_store::SharedClock>,
     ) -> Result<Self, String> {
+        Self::launch(kind, clock, 0).await
+    }
+
+    /// Starts the booking service of the bench site, accepting `customers` booking clients.
+    pub async fn start_booking(customers: usize) -> Result<Self, String> {
+        Self::launch(ServiceKind::Booking, None, customers).await
+    }
+
+    async fn launch(
+        kind: ServiceKind,
+        clock: Option<coldchain_store::SharedClock>,
+        customers: usize,
+    ) -> Result<Self, String> {
         let data = tempfile::Builder::new()
             .prefix("coldchain-bench")
             .tempdir()
             .map_err(|e| e.to_string())?;
         let network = NetworkConfig::parse(BENCH_NETWORK).map_err(|e| e.to_string())?;
-        let config = Config {
-            data_dir: data.path().to_path_buf(),
-            concurrency_limit: 100_000,
-            ..Config::default()
-        };
+        let config = bench_config(&data);
         let site = network.sites[0].clone();
         let shutdown = Shutdown::new();
         let mut ctx = ServiceContext::new(
@@ -83,26 +196,28 @@ impl Host {
         if let Some(clock) = clock {
             ctx.clock = clock;
         }
+        let keys = Keys::generate(customers)?;
+        ctx.security.credentials = Some(keys.credentials.clone());
         let spec = crate::run::build(&ctx).map_err(|e| e.to_string())?;
-        Self::serve(spec, ctx, data).await
+        Self::serve(spec, ctx, data, keys).await
     }
 
     /// Starts the no-op service on the same server stack.
     pub async fn noop() -> Result<Self, String> {
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let network = NetworkConfig::parse(BENCH_NETWORK).map_err(|e| e.to_string())?;
-        let config = Config {
-            data_dir: data.path().to_path_buf(),
-            concurrency_limit: 100_000,
-            ..Config::default()
-        };
-        let ctx = ServiceContext::new(
+        let config = bench_config(&data);
+        let mut ctx = ServiceContext::new(
             ServiceKind::Gateway,
             network.sites[0].clone(),
             Arc::new(network),
             Arc::new(config),
             Shutdown::new(),
         );
+        // The ceiling pays for authentication too, so the services' share of it stays
+        // comparable.
+        let keys = Keys::generate(0)?;
+        ctx.security.credentials = Some(keys.credentials.clone());
         let spec = ServiceSpec {
             label: "bench/noop".into(),
             service_name: coldchain_proto::BENCH_SERVICE,
@@ -112,23 +227,47 @@ impl Host {
             probe: always_healthy(),
             on_stopped: Box::new(|| {}),
         };
-        Self::serve(spec, ctx, data).await
+        Self::serve(spec, ctx, data, keys).await
     }
 
     async fn serve(
         spec: ServiceSpec,
         ctx: ServiceContext,
         data: tempfile::TempDir,
+        keys: Keys,
     ) -> Result<Self, String> {
         let listener = bind("127.0.0.1:0".parse().expect("literal address"))
             .await
             .map_err(|e| e.to_string())?;
         let service = spawn_service(listener, spec, ctx.limits(), ctx.shutdown.clone())
             .map_err(|e| e.to_string())?;
-        Ok(Self { service, data })
+        Ok(Self {
+            service,
+            data,
+            keys,
+        })
     }
 
-    /// `connections` channels to the server, connected now.
+    /// `connection` presenting the key of `caller` on every call.
+    pub fn as_caller(&self, connection: &Channel, caller: Caller) -> KeyedChannel {
+        KeyedChannel::new(connection.clone(), self.keys.key(caller))
+    }
+
+    /// `connections` channels to the server, connected now, calling as `caller`.
+    pub async fn channels_as(
+        &self,
+        connections: usize,
+        caller: Caller,
+    ) -> Result<Vec<KeyedChannel>, String> {
+        Ok(self
+            .channels(connections)
+            .await?
+            .iter()
+            .map(|connection| self.as_caller(connection, caller))
+            .collect())
+    }
+
+    /// `connections` channels to the server, connected now, without credentials.
     pub async fn channels(&self, connections: usize) -> Result<Vec<Channel>, String> {
         let mut out = Vec::new();
         for _ in 0..connections.max(1) {
@@ -199,7 +338,7 @@ fn far_future() -> common::Date {
 /// The gRPC ceiling: a no-op unary call through the same server stack.
 pub async fn ceiling(spec: &LoadSpec, connections: usize) -> Result<LoadResult, String> {
     let host = Host::noop().await?;
-    let channels = host.channels(connections).await?;
+    let channels = host.channels_as(connections, Caller::Operations).await?;
     let result = load::run("ceiling", spec, move |worker, _| {
         let mut client = bench::bench_service_client::BenchServiceClient::new(
             channels[worker % channels.len()].clone(),
@@ -222,7 +361,7 @@ pub struct InventoryRun {
 /// consumer reads the whole ledger through `WatchLedger`.
 pub async fn inventory(spec: &LoadSpec, connections: usize) -> Result<InventoryRun, String> {
     let host = Host::start(ServiceKind::Inventory).await?;
-    let channels = host.channels(connections).await?;
+    let channels = host.channels_as(connections, Caller::Warehouse).await?;
     let run = run_id();
     let result = load::run("inventory", spec, move |worker, iteration| {
         let mut client = inventory::inventory_service_client::InventoryServiceClient::new(
@@ -251,7 +390,7 @@ pub async fn inventory(spec: &LoadSpec, connections: usize) -> Result<InventoryR
     .await;
     // Let the last writers settle, then read the ledger from the start to its head.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let channel = host.channels(1).await?.remove(0);
+    let channel = host.channels_as(1, Caller::Warehouse).await?.remove(0);
     let (watch_entries, elapsed) = read_ledger(channel).await?;
     host.stop().await;
     Ok(InventoryRun {
@@ -261,7 +400,7 @@ pub async fn inventory(spec: &LoadSpec, connections: usize) -> Result<InventoryR
     })
 }
 
-async fn read_ledger(channel: Channel) -> Result<(u64, Duration), String> {
+async fn read_ledger(channel: KeyedChannel) -> Result<(u64, Duration), String> {
     let mut client = inventory::inventory_service_client::InventoryServiceClient::new(channel);
     let started = Instant::now();
     let mut stream = client
@@ -288,10 +427,19 @@ async fn read_ledger(channel: Channel) -> Result<(u64, Duration), String> {
     Ok((seen, started.elapsed()))
 }
 
-/// `HoldSpace` then `ConfirmBooking`, durable, one pair per iteration.
+/// `HoldSpace` then `ConfirmBooking`, durable, one pair per iteration; each worker is the
+/// booking client of its own customer.
 pub async fn booking(spec: &LoadSpec, connections: usize) -> Result<LoadResult, String> {
-    let host = Host::start(ServiceKind::Booking).await?;
-    let channels = host.channels(connections).await?;
+    let host = Host::start_booking(spec.concurrency).await?;
+    let connections = host.channels(connections).await?;
+    let channels: Vec<KeyedChannel> = (0..spec.concurrency.max(1))
+        .map(|worker| {
+            host.as_caller(
+                &connections[worker % connections.len()],
+                Caller::Customer(worker),
+            )
+        })
+        .collect();
     let run = run_id();
     let today = chrono::Utc::now().date_naive();
     let result = load::run("booking", spec, move |worker, iteration| {
@@ -306,7 +454,7 @@ pub async fn booking(spec: &LoadSpec, connections: usize) -> Result<LoadResult, 
         };
         let hold = booking::HoldSpaceRequest {
             request_id: format!("bench-{run}-{worker}-{iteration}-hold"),
-            customer_id: format!("bench-customer-{worker}"),
+            customer_id: bench_customer(worker),
             space: Some(booking::hold_space_request::Space::ZoneId(
                 "chilled-a".into(),
             )),
@@ -353,9 +501,11 @@ const BATCH_SECONDS: usize = 20;
 /// `StreamReadings` from 500 sensors and bytes on disk per reading.
 pub async fn telemetry(spec: &LoadSpec) -> Result<TelemetryRun, String> {
     let host = Host::start(ServiceKind::Telemetry).await?;
-    let channel = host.channels(1).await?.remove(0);
-    let mut client =
-        telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
+    let connection = host.channels(1).await?.remove(0);
+    let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(
+        host.as_caller(&connection, Caller::Operations),
+    );
+    let channel = host.as_caller(&connection, Caller::Sensors);
     let run = run_id();
     for sensor in 0..SENSORS {
         client
@@ -487,11 +637,19 @@ pub async fn telemetry_query(spec: &LoadSpec, days: u32) -> Result<QueryRun, Str
     let first_second = 1_790_000_000i64;
     let clock = coldchain_store::ManualClock::at(first_second * 1000);
     let host = Host::start_with_clock(ServiceKind::Telemetry, Some(clock.clone())).await?;
-    let channel = host.channels(1).await?.remove(0);
+    let connection = host.channels(1).await?.remove(0);
+    let mut operations = telemetry::telemetry_service_client::TelemetryServiceClient::new(
+        host.as_caller(&connection, Caller::Operations),
+    );
+    let mut sensors = telemetry::telemetry_service_client::TelemetryServiceClient::new(
+        host.as_caller(&connection, Caller::Sensors),
+    );
+    // The site's warehouse system reads the history.
+    let channel = host.as_caller(&connection, Caller::Warehouse);
     let mut client =
         telemetry::telemetry_service_client::TelemetryServiceClient::new(channel.clone());
     let sensor = "Q0001".to_string();
-    client
+    operations
         .register_sensor(telemetry::RegisterSensorRequest {
             request_id: format!("bench-query-sensor-{}", run_id()),
             sensor_id: sensor.clone(),
@@ -522,7 +680,7 @@ pub async fn telemetry_query(spec: &LoadSpec, days: u32) -> Result<QueryRun, Str
             })
             .collect();
         clock.set((first_second + pushed + n) * 1000);
-        let summary = client
+        let summary = sensors
             .stream_readings(futures::stream::iter([telemetry::ReadingBatch {
                 readings,
             }]))
@@ -579,4 +737,43 @@ pub async fn telemetry_query(spec: &LoadSpec, days: u32) -> Result<QueryRun, Str
         buckets,
         readings: total as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bench_servers_authenticate_and_authorize_every_call() {
+        let host = Host::noop().await.unwrap();
+        let connection = host.channels(1).await.unwrap().remove(0);
+        let refused = bench::bench_service_client::BenchServiceClient::new(connection.clone())
+            .noop(bench::NoopRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        bench::bench_service_client::BenchServiceClient::new(
+            host.as_caller(&connection, Caller::Operations),
+        )
+        .noop(bench::NoopRequest::default())
+        .await
+        .unwrap();
+        host.stop().await;
+
+        let host = Host::start(ServiceKind::Inventory).await.unwrap();
+        let connection = host.channels(1).await.unwrap().remove(0);
+        let request = inventory::ListStockRequest::default();
+        let client = |caller| {
+            inventory::inventory_service_client::InventoryServiceClient::new(
+                host.as_caller(&connection, caller),
+            )
+        };
+        let denied = client(Caller::Sensors)
+            .list_stock(request.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        client(Caller::Warehouse).list_stock(request).await.unwrap();
+        host.stop().await;
+    }
 }

@@ -13,12 +13,30 @@ use coldchain_runtime::config::parse_duration;
 use serde_json::{Value, json};
 
 use super::format::{self, Table, or_dash, thousands, ts_short};
-use super::{CliError, GatewayOpts, RequestIdOpt, connect, print_json};
+use super::{CliError, GatewayOpts, RequestIdOpt, connect, connect_as, print_json};
 use crate::say;
 
-/// A client of the gateway.
-pub fn client(opts: &GatewayOpts) -> Result<NetworkServiceClient<Channel>, CliError> {
-    Ok(NetworkServiceClient::new(connect(&opts.endpoint()?)?))
+/// The `--as` flag of the gateway's commands: every one of them is an operations task
+/// (`sites` and `space` are open to other roles too, so they can be tried as those).
+#[derive(Args, Clone, Debug, Default)]
+pub struct CallerOpt {
+    /// Call as this credential of the keyring, e.g. customer-hunan-citrus-export
+    /// [default: operations].
+    #[arg(long = "as", value_name = "ID")]
+    pub id: Option<String>,
+}
+
+/// A client of the gateway, calling as `--as` or operations.
+pub fn client(
+    opts: &GatewayOpts,
+    caller: &CallerOpt,
+) -> Result<NetworkServiceClient<Channel>, CliError> {
+    let endpoint = opts.endpoint()?;
+    let channel = match &caller.id {
+        Some(id) => connect_as(&endpoint, id)?,
+        None => connect(&endpoint)?,
+    };
+    Ok(NetworkServiceClient::new(channel))
 }
 
 /// Runs a unary call, retrying UNAVAILABLE (every mutating call carries a request id).
@@ -53,6 +71,8 @@ fn warn_failures(failures: &[network::SiteError]) {
 pub struct SitesArgs {
     #[command(flatten)]
     gateway: GatewayOpts,
+    #[command(flatten)]
+    caller: CallerOpt,
     /// Only this site (repeat for more).
     #[arg(long = "site", value_name = "ID")]
     sites: Vec<String>,
@@ -81,7 +101,7 @@ pub async fn list_sites(
 }
 
 pub async fn sites(args: SitesArgs) -> Result<(), CliError> {
-    let client = client(&args.gateway)?;
+    let client = client(&args.gateway, &args.caller)?;
     let sites = list_sites(&client, args.sites).await?;
     if args.gateway.json {
         let sites: Vec<Value> = sites.iter().map(site_json).collect();
@@ -204,6 +224,8 @@ fn site_json(site: &network::Site) -> Value {
 pub struct StockArgs {
     #[command(flatten)]
     gateway: GatewayOpts,
+    #[command(flatten)]
+    caller: CallerOpt,
     /// The sku.
     sku: String,
     /// Only zones of this temperature class.
@@ -218,7 +240,7 @@ pub struct StockArgs {
 }
 
 pub async fn stock(args: StockArgs) -> Result<(), CliError> {
-    let client = client(&args.gateway)?;
+    let client = client(&args.gateway, &args.caller)?;
     let request = network::FindStockRequest {
         sku: args.sku.clone(),
         temperature_class: args.class.map_or(0, |c| c as i32),
@@ -359,6 +381,8 @@ pub fn find_stock_json(answer: &network::FindStockResponse) -> Value {
 pub struct SpaceArgs {
     #[command(flatten)]
     gateway: GatewayOpts,
+    #[command(flatten)]
+    caller: CallerOpt,
     /// The temperature class: FROZEN, CHILLED, PHARMA, COOL or AMBIENT.
     #[arg(long, value_name = "CLASS", value_parser = format::parse_class)]
     class: TemperatureClass,
@@ -377,7 +401,7 @@ pub struct SpaceArgs {
 }
 
 pub async fn space(args: SpaceArgs) -> Result<(), CliError> {
-    let client = client(&args.gateway)?;
+    let client = client(&args.gateway, &args.caller)?;
     let request = network::FindSpaceRequest {
         temperature_class: args.class as i32,
         pallets: args.pallets,
@@ -449,6 +473,8 @@ pub enum TransferCommand {
 pub struct TransferStartArgs {
     #[command(flatten)]
     gateway: GatewayOpts,
+    #[command(flatten)]
+    caller: CallerOpt,
     #[command(flatten)]
     request_id: RequestIdOpt,
     /// The site the goods leave.
@@ -532,6 +558,8 @@ pub struct TransferReceiveArgs {
     #[command(flatten)]
     gateway: GatewayOpts,
     #[command(flatten)]
+    caller: CallerOpt,
+    #[command(flatten)]
     request_id: RequestIdOpt,
     /// The transfer.
     transfer_id: String,
@@ -541,6 +569,8 @@ pub struct TransferReceiveArgs {
 pub struct TransferShowArgs {
     #[command(flatten)]
     gateway: GatewayOpts,
+    #[command(flatten)]
+    caller: CallerOpt,
     /// The transfer.
     transfer_id: String,
 }
@@ -549,6 +579,8 @@ pub struct TransferShowArgs {
 pub struct TransferListArgs {
     #[command(flatten)]
     gateway: GatewayOpts,
+    #[command(flatten)]
+    caller: CallerOpt,
     /// Only transfers in this state (repeat for more): REQUESTED, IN_TRANSIT, RECEIVING,
     /// COMPLETED, FAILED.
     #[arg(long = "state", value_name = "STATE", value_parser = format::parse_transfer_state)]
@@ -567,7 +599,7 @@ pub struct TransferListArgs {
 pub async fn transfer(command: TransferCommand) -> Result<(), CliError> {
     match command {
         TransferCommand::Start(args) => {
-            let client = client(&args.gateway)?;
+            let client = client(&args.gateway, &args.caller)?;
             let request_id = args.request_id.get();
             let request = network::StartTransferRequest {
                 request_id: request_id.clone(),
@@ -585,7 +617,7 @@ pub async fn transfer(command: TransferCommand) -> Result<(), CliError> {
             print_transfer(&transfer, args.gateway.json);
         }
         TransferCommand::Receive(args) => {
-            let client = client(&args.gateway)?;
+            let client = client(&args.gateway, &args.caller)?;
             let request_id = args.request_id.get();
             let request = network::ReceiveTransferRequest {
                 request_id: request_id.clone(),
@@ -596,7 +628,7 @@ pub async fn transfer(command: TransferCommand) -> Result<(), CliError> {
             print_transfer(&transfer, args.gateway.json);
         }
         TransferCommand::Show(args) => {
-            let client = client(&args.gateway)?;
+            let client = client(&args.gateway, &args.caller)?;
             let request = network::GetTransferRequest {
                 transfer_id: args.transfer_id.clone(),
             };
@@ -604,7 +636,7 @@ pub async fn transfer(command: TransferCommand) -> Result<(), CliError> {
             print_transfer(&transfer, args.gateway.json);
         }
         TransferCommand::List(args) => {
-            let client = client(&args.gateway)?;
+            let client = client(&args.gateway, &args.caller)?;
             let mut transfers = Vec::new();
             let mut page_token = String::new();
             let mut more = false;
@@ -737,6 +769,8 @@ pub fn print_transfer(t: &network::Transfer, as_json: bool) {
 pub struct AlarmsArgs {
     #[command(flatten)]
     gateway: GatewayOpts,
+    #[command(flatten)]
+    caller: CallerOpt,
     /// Only this site (repeat for more).
     #[arg(long = "site", value_name = "ID")]
     sites: Vec<String>,
@@ -781,7 +815,7 @@ fn parse_cursor(text: &str) -> Result<(String, u64), String> {
 }
 
 pub async fn alarms(args: AlarmsArgs) -> Result<(), CliError> {
-    let client = client(&args.gateway)?;
+    let client = client(&args.gateway, &args.caller)?;
     if args.watch {
         return watch_alarms(client, &args).await;
     }

@@ -229,27 +229,48 @@ pub fn connect_as(endpoint: &str, id: &str) -> Result<Channel, CliError> {
 pub const KEYRING_VAR: &str = "COLDCHAIN_KEYRING";
 
 /// The CLI's client options, calling as `id`: the key of `client_key_file` if the config
-/// names one, else `id`'s key from the keyring.
+/// names one, else `id`'s key from the keyring. Without either it calls with no key (a
+/// server run with `insecure_no_auth` accepts that) and says so on stderr.
 pub fn caller(id: &str) -> Result<ClientOptions, CliError> {
+    let (config, env, mut options) = transport()?;
+    if options.key.is_none() {
+        let keyring = match env.get(KEYRING_VAR).filter(|v| !v.trim().is_empty()) {
+            Some(dir) => crate::credentials::Keyring::at(dir),
+            None => crate::credentials::Keyring::dev(&config.data_dir),
+        };
+        match keyring.key(id) {
+            Ok(key) => options.key = Some(key),
+            Err(problem) => eprintln!(
+                "coldchain: calling without an api key ({problem}); set {KEYRING_VAR} to a \
+                 keyring holding keys/{id}.key, or COLDCHAIN_CLIENT_KEY_FILE"
+            ),
+        }
+    }
+    Ok(options)
+}
+
+/// The CLI's client options with TLS from the configuration and no key lookup beyond
+/// `client_key_file`: for health checks, which need no credentials.
+pub fn transport() -> Result<
+    (
+        coldchain_runtime::config::Config,
+        std::collections::BTreeMap<String, String>,
+        ClientOptions,
+    ),
+    CliError,
+> {
     use coldchain_runtime::config::Config;
     let env = Config::env_from_process();
     let config = Config::load(Config::file_from_env(&env).as_deref(), &env)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let security = coldchain_runtime::security::client_options(&config)
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    let keyring = match env.get(KEYRING_VAR).filter(|v| !v.trim().is_empty()) {
-        Some(dir) => crate::credentials::Keyring::at(dir),
-        None => crate::credentials::Keyring::dev(&config.data_dir),
-    };
-    let key = match security.key {
-        Some(key) => Some(key),
-        None => keyring.key(id).ok(),
-    };
-    Ok(ClientOptions {
+    let options = ClientOptions {
         tls: security.tls,
-        key,
+        key: security.key,
         ..client_options()
-    })
+    };
+    Ok((config, env, options))
 }
 
 /// A unary request with the CLI's deadline.

@@ -1,6 +1,11 @@
 //! Commands that talk to one site's services directly, through the endpoints of the network
 //! file: `hold`, `confirm`, `cancel`, `bookings` (booking), `ack`, `readings` (telemetry),
 //! `ledger` (inventory).
+//!
+//! Each calls as the role that does that work (`--as` names another credential): `hold` as
+//! the customer's booking client, `confirm` as the booking's own customer (the only roles
+//! the booking service lets book and confirm), `ledger` as the site's warehouse system, the
+//! rest as operations.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +26,8 @@ use serde_json::json;
 
 use super::format::{self, Table, or_dash, thousands, ts_short};
 use super::gateway::{call, retryable};
-use super::{CliError, RequestIdOpt, SiteOpts, client_options, connect, print_json};
+use super::{CliError, RequestIdOpt, SiteOpts, client_options, connect_as, print_json};
+use crate::credentials::{self, OPERATIONS};
 use crate::say;
 
 // ------------------------------------------------------------------ bookings
@@ -57,6 +63,10 @@ pub struct HoldArgs {
     /// The customer's own reference (purchase order, shipment number).
     #[arg(long, value_name = "TEXT")]
     reference: Option<String>,
+    /// Call as this credential of the keyring [default: customer-<CUSTOMER>, the
+    /// customer's booking client].
+    #[arg(long = "as", value_name = "ID")]
+    caller: Option<String>,
 }
 
 #[derive(Args)]
@@ -67,6 +77,10 @@ pub struct ConfirmArgs {
     request_id: RequestIdOpt,
     /// The booking.
     booking_id: String,
+    /// Call as this credential of the keyring [default: customer-<CUSTOMER>, the booking
+    /// client of the booking's own customer].
+    #[arg(long = "as", value_name = "ID")]
+    caller: Option<String>,
 }
 
 #[derive(Args)]
@@ -80,6 +94,10 @@ pub struct CancelArgs {
     /// Why it is cancelled.
     #[arg(long, value_name = "TEXT")]
     reason: String,
+    /// Call as this credential of the keyring, e.g. the customer's booking client
+    /// customer-<C> [default: operations].
+    #[arg(long = "as", value_name = "ID")]
+    caller: Option<String>,
 }
 
 #[derive(Args)]
@@ -105,17 +123,28 @@ pub struct BookingsArgs {
     /// At most this many bookings.
     #[arg(long, value_name = "N", default_value_t = 100)]
     limit: usize,
+    /// Call as this credential of the keyring; a booking client sees only its own
+    /// customer's bookings [default: operations].
+    #[arg(long = "as", value_name = "ID")]
+    caller: Option<String>,
 }
 
+/// A client of the site's booking service, calling as the credential `id`.
 fn booking_client(
     opts: &SiteOpts,
+    id: &str,
 ) -> Result<BookingServiceClient<coldchain_runtime::client::Channel>, CliError> {
     let (_, endpoint) = opts.resolve(ServiceKind::Booking)?;
-    Ok(BookingServiceClient::new(connect(&endpoint)?))
+    Ok(BookingServiceClient::new(connect_as(&endpoint, id)?))
 }
 
 pub async fn hold(args: HoldArgs) -> Result<(), CliError> {
-    let client = booking_client(&args.site)?;
+    // Only the customer's own booking client may hold space for it.
+    let caller = args
+        .caller
+        .clone()
+        .unwrap_or_else(|| credentials::customer(&args.customer));
+    let client = booking_client(&args.site, &caller)?;
     let request_id = args.request_id.get();
     let space = match (&args.class, &args.zone) {
         (_, Some(zone)) => booking::hold_space_request::Space::ZoneId(zone.clone()),
@@ -139,7 +168,20 @@ pub async fn hold(args: HoldArgs) -> Result<(), CliError> {
 }
 
 pub async fn confirm(args: ConfirmArgs) -> Result<(), CliError> {
-    let client = booking_client(&args.site)?;
+    // Only the booking's own customer confirms it: without --as, ask (as operations) whose
+    // booking it is, then call as that customer's booking client.
+    let caller = match &args.caller {
+        Some(id) => id.clone(),
+        None => {
+            let lookup = booking_client(&args.site, OPERATIONS)?;
+            let request = booking::GetBookingRequest {
+                booking_id: args.booking_id.clone(),
+            };
+            let booking = call!(lookup, get_booking, request)?;
+            credentials::customer(&booking.customer_id)
+        }
+    };
+    let client = booking_client(&args.site, &caller)?;
     let request_id = args.request_id.get();
     let request = booking::ConfirmBookingRequest {
         request_id: request_id.clone(),
@@ -152,7 +194,7 @@ pub async fn confirm(args: ConfirmArgs) -> Result<(), CliError> {
 }
 
 pub async fn cancel(args: CancelArgs) -> Result<(), CliError> {
-    let client = booking_client(&args.site)?;
+    let client = booking_client(&args.site, args.caller.as_deref().unwrap_or(OPERATIONS))?;
     let request_id = args.request_id.get();
     let request = booking::CancelBookingRequest {
         request_id: request_id.clone(),
@@ -166,7 +208,7 @@ pub async fn cancel(args: CancelArgs) -> Result<(), CliError> {
 }
 
 pub async fn bookings(args: BookingsArgs) -> Result<(), CliError> {
-    let client = booking_client(&args.site)?;
+    let client = booking_client(&args.site, args.caller.as_deref().unwrap_or(OPERATIONS))?;
     let mut bookings = Vec::new();
     let mut page_token = String::new();
     let mut more = false;
@@ -300,11 +342,16 @@ pub struct AckArgs {
     /// What was done or found.
     #[arg(long, value_name = "TEXT", default_value = "")]
     note: String,
+    /// Call as this credential of the keyring [default: operations, the only role that
+    /// acknowledges alarms].
+    #[arg(long = "as", value_name = "ID")]
+    caller: Option<String>,
 }
 
 pub async fn ack(args: AckArgs) -> Result<(), CliError> {
     let (_, endpoint) = args.site.resolve(ServiceKind::Telemetry)?;
-    let client = TelemetryServiceClient::new(connect(&endpoint)?);
+    let caller = args.caller.as_deref().unwrap_or(OPERATIONS);
+    let client = TelemetryServiceClient::new(connect_as(&endpoint, caller)?);
     let request_id = args.request_id.get();
     let request = telemetry::AcknowledgeAlarmRequest {
         request_id: request_id.clone(),
@@ -364,6 +411,10 @@ pub struct ReadingsArgs {
     /// Bucket width, e.g. 1m, 15m, 1h [default: about 60 buckets over the range].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     bucket: Option<Duration>,
+    /// Call as this credential of the keyring, e.g. <SITE>-warehouse [default:
+    /// operations].
+    #[arg(long = "as", value_name = "ID")]
+    caller: Option<String>,
 }
 
 /// Parses a point in time; bare dates and local date-times are in `tz`. With `end`, a bare
@@ -448,7 +499,8 @@ pub async fn readings(args: ReadingsArgs) -> Result<(), CliError> {
     }
     let span = (end - start).to_std().unwrap_or_default();
     let bucket = args.bucket.unwrap_or_else(|| auto_bucket(span, 60));
-    let client = TelemetryServiceClient::new(connect(&endpoint)?);
+    let caller = args.caller.as_deref().unwrap_or(OPERATIONS);
+    let client = TelemetryServiceClient::new(connect_as(&endpoint, caller)?);
     let request = telemetry::QueryReadingsRequest {
         sensor_id: args.sensor_id.clone(),
         start_time: Some(format::timestamp(start)),
@@ -581,6 +633,10 @@ pub struct LedgerArgs {
     /// Follow: stop after this long, e.g. 30s or 5m.
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     for_: Option<Duration>,
+    /// Call as this credential of the keyring, e.g. operations [default: <SITE>-warehouse,
+    /// the site's warehouse system].
+    #[arg(long = "as", value_name = "ID")]
+    caller: Option<String>,
 }
 
 /// How long a non-following read waits for the next message before it counts as caught up.
@@ -588,7 +644,11 @@ const LEDGER_IDLE: Duration = Duration::from_secs(2);
 
 pub async fn ledger(args: LedgerArgs) -> Result<(), CliError> {
     let (site, endpoint) = args.site.resolve(ServiceKind::Inventory)?;
-    let client = InventoryServiceClient::new(connect(&endpoint)?);
+    let caller = args
+        .caller
+        .clone()
+        .unwrap_or_else(|| credentials::warehouse(&site.id));
+    let client = InventoryServiceClient::new(connect_as(&endpoint, &caller)?);
     let started = Instant::now();
     let deadline = args.for_.map(|d| started + d);
     let mut next = args.from.max(1);
