@@ -90,7 +90,12 @@ impl Api {
         let Some((credential, customer)) = bound_customer(request) else {
             return Ok(());
         };
-        if coldchain_runtime::validate::check_id(booking_id, coldchain_runtime::validate::MAX_ID_LEN).is_err() {
+        if coldchain_runtime::validate::check_id(
+            booking_id,
+            coldchain_runtime::validate::MAX_ID_LEN,
+        )
+        .is_err()
+        {
             // Malformed: the handler answers INVALID_ARGUMENT, naming the field.
             return Ok(());
         }
