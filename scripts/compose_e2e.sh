@@ -4,20 +4,31 @@
 #   scripts/compose_e2e.sh
 #
 # 1. build the image without pulling (deploy/docker/build-local.sh), check the generated
-#    files are current, `up -d`, wait until all 25 containers are healthy;
-# 2. the demo's flows through the gateway (`coldchain demo`; see the TODO below);
-# 3. SIGKILL one site's inventory container in the middle of a load of movements: the other
+#    files are current, make fresh secrets (a CA, a certificate per container, a keyring) in a
+#    directory of this run, `up -d`, wait until all 25 containers are healthy;
+# 2. TLS and authentication from outside: the published gateway port refuses plaintext, a
+#    call without a key (or with a forged one) is UNAUTHENTICATED, a key of the wrong role
+#    PERMISSION_DENIED, the right key over TLS is served; likewise at a site service;
+# 3. the demo's flows through the gateway (`coldchain demo`, as the roles of the keyring) and
+#    from Python grpcio;
+# 4. SIGKILL one site's inventory container in the middle of a load of movements: the other
 #    sites keep answering; after it restarts every acknowledged movement is there; then a
 #    crash of its process (SIGKILL from the host) is restarted by the restart policy;
-# 4. cut one warehouse off the backbone network for 30 s: the gateway reports it unavailable
+# 5. cut one warehouse off the backbone network for 30 s: the gateway reports it unavailable
 #    within its deadline and answers for the others, the site keeps serving its local
 #    clients, and after reconnection the gateway's views and alarm stream recover;
-# 5. `down` (keeping volumes) and `up` again: the data is still there;
-# 6. `down -v`: no container, network or volume left.
+# 6. `down` (keeping volumes) and `up` again: the data is still there;
+# 7. `down -v`: no container, network or volume left.
 #
 # The Docker engine is REQUIRED: without `docker`, a running engine or a compose tool this
 # script fails; it never skips. Every wait has a timeout, the whole run a budget, and an EXIT
 # trap removes everything it started (`down -v`), whatever happens.
+#
+# The secrets are made fresh for each run in its own temporary directory (SECRETS_DIR points
+# the compose file at it), never in deploy/secrets: a run must not replace the CA and keys of
+# a deployment someone is running from this checkout, nor reuse stale ones. They are given to
+# the image's user (chown 10001:10001, as the README says), so the script runs as root (it
+# also signals a container's process from the host).
 #
 # A check whose service still answers UNIMPLEMENTED is PENDING: the run goes on with the other
 # checks and then fails, listing them, unless COMPOSE_E2E_ALLOW_PENDING=1 (a stop-gap while the
@@ -105,13 +116,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+secrets=$work/secrets
+export SECRETS_DIR=$secrets
+# How a client outside the containers reaches them: TLS trusting the run's CA, keys from its
+# keyring (for `coldchain` on this host and, mounted, in a container).
+client_env=(COLDCHAIN_TLS_CA="$secrets/tls/ca.pem" COLDCHAIN_KEYRING="$secrets/keyring")
+in_container=/etc/coldchain/secrets
+client_docker=(-v "$secrets:$in_container:ro" -e "COLDCHAIN_TLS_CA=$in_container/tls/ca.pem"
+               -e "COLDCHAIN_KEYRING=$in_container/keyring")
+
 # Every check that calls our servers from outside goes through deploy/docker/e2e.py (Python
-# grpcio with stubs generated from proto/). Exit 3 means PENDING (UNIMPLEMENTED).
+# grpcio with stubs generated from proto/, over TLS with the run's keys). Exit 3 means
+# PENDING (UNIMPLEMENTED).
 py() {
     local limit=$1 name=$2
     shift 2
     local rc=0
-    timeout "$limit" python3 deploy/docker/e2e.py --stubs "$work/stubs" --project "$project" \
+    timeout "$limit" python3 deploy/docker/e2e.py --stubs "$work/stubs" --secrets "$secrets" --project "$project" \
         --network deploy/network.toml --run "$run_id" --gateway "$gateway" "$@" || rc=$?
     case $rc in
         0) ;;
@@ -158,7 +179,7 @@ timeout 60 python3 -m grpc_tools.protoc -Iproto --python_out="$work/stubs" --grp
 COMPOSE_TIMEOUT=120 compose down -v --remove-orphans >/dev/null 2>&1 || true
 
 # --- 1. Build, check, up, healthy -------------------------------------------------------------
-step "1. build the image (no pull), up, wait until every container is healthy"
+step "1. build the image (no pull), make the secrets, up, wait until every container is healthy"
 t0=$(date +%s)
 coldchain=${COMPOSE_E2E_BINARY:-target/release/coldchain}
 if [ -n "${COMPOSE_E2E_BINARY:-}" ]; then
@@ -170,6 +191,13 @@ timeout 1200 "${build[@]}" >"$work/build.log" 2>&1 \
     || { tail -40 "$work/build.log" >&2; fail "image build failed"; }
 say "image built in $(($(date +%s) - t0)) s: $(tail -1 "$work/build.log")"
 timeout 30 "$coldchain" compose --check || fail "deploy/ is stale: run 'cargo run --release -- compose'"
+[ "$(id -u)" = 0 ] || fail "the secrets must be given to the image's user 10001 (chown): run as root"
+t0=$(date +%s)
+timeout 60 "$coldchain" certs --out "$secrets/tls" >"$work/secrets.log" 2>&1 \
+    && timeout 60 "$coldchain" credentials keyring --out "$secrets/keyring" >>"$work/secrets.log" 2>&1 \
+    || { cat "$work/secrets.log" >&2; fail "cannot make the secrets"; }
+chown -R 10001:10001 "$secrets"
+say "fresh secrets in $(($(date +%s) - t0)) s: $(ls "$secrets/tls" | grep -c '\.pem$') certificates, $(ls "$secrets/keyring/keys" | wc -l) keys"
 services=$(compose config --services | wc -l)
 timeout 60 "${compose_tool[@]}" -p "$project" -f deploy/compose.yaml -f deploy/compose.sites.yaml config -q \
     || fail "deploy/compose.sites.yaml does not merge with deploy/compose.yaml"
@@ -191,18 +219,32 @@ memory() { # label: the memory of every container, summarised
 memory "when healthy"
 published=$(docker ps "${project_filter[@]}" --format '{{.Ports}}' | grep -c -- '->' || true)
 [ "$published" -eq 1 ] || fail "$published containers publish ports; only the gateway should"
-timeout 10 "$coldchain" healthcheck "$gateway" >/dev/null || fail "the gateway is not SERVING on $gateway"
-say "only the gateway is published, on $gateway, and SERVING"
+timeout 10 env "${client_env[@]}" "$coldchain" healthcheck "$gateway" >/dev/null \
+    || fail "the gateway is not SERVING over TLS on $gateway"
+say "only the gateway is published, on $gateway, and SERVING over TLS"
 within_budget
 
-# --- 2. The demo ------------------------------------------------------------------------------
-step "2. the demo's flows through the gateway"
+# --- 2. TLS and authentication ----------------------------------------------------------------
+step "2. TLS and authentication: plaintext refused, no key refused, the right key served"
+# Our own client without the CA speaks plaintext to the TLS port: it must not get an answer.
+if out=$(timeout 10 env -u COLDCHAIN_TLS_CA "$coldchain" healthcheck "$gateway" 2>&1); then
+    fail "a plaintext healthcheck of the gateway succeeded: $out"
+fi
+say "ok: coldchain healthcheck without TLS is refused ($out)"
+# Inside a container the healthcheck is the compose one: the container's TLS environment.
+timeout 10 docker exec "$(container_of gateway)" coldchain healthcheck 127.0.0.1:50051 >/dev/null \
+    || fail "the gateway's own healthcheck (TLS from its environment) fails"
+py 60 "TLS and authentication" security --site la-vientiane --other vn-hanoi
+within_budget
+
+# --- 3. The demo ------------------------------------------------------------------------------
+step "3. the demo's flows through the gateway"
 if timeout 10 "$coldchain" demo --help 2>/dev/null | grep -q -- '--gateway'; then
     # The demo calls the gateway and the site services, so it runs inside the deployment's
     # network, reading the image's network file (endpoints at container names), as the README
     # tells users to.
     timeout 300 docker run --rm --label "com.docker.compose.project=$project" \
-        --network "${project}_backbone" coldchain:latest \
+        --network "${project}_backbone" "${client_docker[@]}" coldchain:latest \
         demo --network /etc/coldchain/network.compose.toml --run-id "e2e$run_id" --json \
         >"$work/demo.json" 2>"$work/demo.err" \
         || { tail -30 "$work/demo.err" >&2; head -c 4000 "$work/demo.json" >&2; fail "coldchain demo failed"; }
@@ -240,19 +282,19 @@ fi
 py 120 "demo flows through the gateway (grpcio)" flows --source la-vientiane --destination cn-huaihua-park
 within_budget
 
-# --- 3. SIGKILL under load --------------------------------------------------------------------
+# --- 4. SIGKILL under load --------------------------------------------------------------------
 victim_site=la-vientiane
 victim=inventory-$victim_site
-step "3. SIGKILL $victim in the middle of a load of RecordMovements"
-python3 deploy/docker/e2e.py --stubs "$work/stubs" --project "$project" --network deploy/network.toml \
-    --run "$run_id" load --site "$victim_site" --sku "KILL-$run_id" --log "$work/load.log" \
+step "4. SIGKILL $victim in the middle of a load of RecordMovements"
+python3 deploy/docker/e2e.py --stubs "$work/stubs" --secrets "$secrets" --project "$project" \
+    --network deploy/network.toml --run "$run_id" load --site "$victim_site" --sku "KILL-$run_id" --log "$work/load.log" \
     --stop "$work/stop" --workers 2 >"$work/load.out" 2>&1 &
 load_pid=$!
 wait_acked() { # at least N acknowledged, within S seconds
     local deadline=$(($(date +%s) + $2)) n=0
     while :; do
-        n=$(timeout 20 python3 deploy/docker/e2e.py --stubs "$work/stubs" --project "$project" \
-            --network deploy/network.toml load-progress --log "$work/load.log" 2>/dev/null | head -1 || true)
+        n=$(timeout 20 python3 deploy/docker/e2e.py --stubs "$work/stubs" --secrets "$secrets" \
+            --project "$project" --network deploy/network.toml load-progress --log "$work/load.log" 2>/dev/null | head -1 || true)
         [ "${n:-0}" -ge "$1" ] 2>/dev/null && { echo "$n"; return 0; }
         if grep -q UNIMPLEMENTED "$work/load.log" 2>/dev/null; then echo unimplemented; return 0; fi
         [ "$(date +%s)" -lt "$deadline" ] || fail "fewer than $1 movements acknowledged in $2 s (have ${n:-0}; $(tail -2 "$work/load.log" 2>/dev/null))"
@@ -302,9 +344,9 @@ else
 fi
 within_budget
 
-# --- 4. A warehouse cut off -------------------------------------------------------------------
+# --- 5. A warehouse cut off -------------------------------------------------------------------
 cut_site=vn-hanoi
-step "4. cut $cut_site off the backbone for 30 s"
+step "5. cut $cut_site off the backbone for 30 s"
 disconnect=""
 reconnect=""
 for kind in inventory telemetry booking; do
@@ -323,10 +365,10 @@ for kind in inventory telemetry booking; do
 done
 within_budget
 
-# --- 5. down (keeping volumes) and up ---------------------------------------------------------
-step "5. down (volumes kept) and up again: the data is still there"
-snapshot() { timeout 60 python3 deploy/docker/e2e.py --stubs "$work/stubs" --project "$project" \
-    --network deploy/network.toml snapshot --site "$1" --sku "$2"; }
+# --- 6. down (keeping volumes) and up ---------------------------------------------------------
+step "6. down (volumes kept) and up again: the data is still there"
+snapshot() { timeout 60 python3 deploy/docker/e2e.py --stubs "$work/stubs" --secrets "$secrets" \
+    --project "$project" --network deploy/network.toml snapshot --site "$1" --sku "$2"; }
 before_kill=$(snapshot "$victim_site" "KILL-$run_id") || fail "snapshot of $victim_site"
 before_local=$(snapshot "$cut_site" "LOCAL-$run_id") || fail "snapshot of $cut_site"
 compose down >/dev/null 2>&1 || fail "compose down failed"
@@ -345,8 +387,8 @@ after_local=$(snapshot "$cut_site" "LOCAL-$run_id") || fail "snapshot of $cut_si
 say "data kept: $victim_site $after_kill, $cut_site $after_local"
 within_budget
 
-# --- 6. down -v -------------------------------------------------------------------------------
-step "6. down -v"
+# --- 7. down -v -------------------------------------------------------------------------------
+step "7. down -v"
 compose down -v >/dev/null 2>&1 || fail "compose down -v failed"
 left=$( (docker ps -aq "${project_filter[@]}"; docker network ls -q "${project_filter[@]}"; docker volume ls -q "${project_filter[@]}") | wc -l)
 [ "$left" -eq 0 ] || fail "$left containers, networks or volumes left after down -v"

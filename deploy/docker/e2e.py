@@ -7,6 +7,13 @@ Site services are not published on the host; they are reached at their container
 on the site's own network (`docker inspect`), as the site's local clients would. The gateway is
 reached on its published port.
 
+Every call goes over TLS, trusting the deployment's CA (`--secrets DIR`: `tls/ca.pem`), and
+carries the API key of the role that may make it (`keyring/keys/<id>.key`, sent as
+`authorization: Bearer <key>`): operations for the gateway's views and transfers, a site's
+warehouse for its movements, its sensor gateway for readings. A site service is reached by IP
+address, so its certificate is checked against its container name. Health checks are open and
+are called without a key.
+
 Every command prints what it checked and exits 0 when every check passed, 1 when one failed,
 and 3 (PENDING) when a service answered UNIMPLEMENTED: the feature is not built yet. Nothing
 here skips silently.
@@ -124,9 +131,51 @@ class Deployment:
                 return f"{net['IPAddress']}:{PORTS[(site, kind)]}"
         raise Failed(f"{service} has no address on its site network ({sorted(networks)})")
 
+    def channel(self, site, kind, caller):
+        """A TLS channel to a site service, its certificate checked against its container name."""
+        return channel(self.address(site, kind), caller, host=f"{kind}-{site}")
 
-def channel(address):
-    return grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
+
+SECRETS = None  # the deployment's secrets directory on this host (--secrets)
+
+
+def key(caller):
+    """The API key of the credential `caller` (e.g. operations, la-vientiane-warehouse)."""
+    with open(os.path.join(SECRETS, "keyring", "keys", f"{caller}.key")) as f:
+        return f.read().strip()
+
+
+def ca():
+    with open(os.path.join(SECRETS, "tls", "ca.pem"), "rb") as f:
+        return f.read()
+
+
+OPERATIONS = "operations"
+
+
+def warehouse(site):
+    return f"{site}-warehouse"
+
+
+def sensors(site):
+    return f"{site}-sensors"
+
+
+def channel(address, caller, host=None, api_key=None):
+    """A TLS channel trusting the deployment's CA, calling as `caller` (a credential id; None
+    sends no key). `host` is the name the server's certificate must carry when `address` is an
+    IP address (a container's name); `api_key` replaces the caller's key (to test refusals)."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca())
+    if api_key is None and caller is not None:
+        api_key = key(caller)
+    if api_key is not None:
+        # Sends `authorization: Bearer <key>` with every call on the channel.
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(api_key))
+    options = [("grpc.enable_retries", 0)]
+    if host is not None:
+        options.append(("grpc.ssl_target_name_override", host))
+    return grpc.secure_channel(address, credentials, options=options)
 
 
 def today():
@@ -188,7 +237,7 @@ def ledger(stub, head_timeout=10):
 def cmd_flows(args, dep):
     """The demo's flows through the gateway, until `coldchain demo` exists (TODO in the script)."""
     run = args.run
-    gateway = net_grpc.NetworkServiceStub(channel(args.gateway))
+    gateway = net_grpc.NetworkServiceStub(channel(args.gateway, OPERATIONS))
     # 1. Every site listed, every endpoint SERVING.
     deadline = time.time() + 60
     while True:
@@ -208,7 +257,7 @@ def cmd_flows(args, dep):
     # 2. A receipt at a warehouse, found through the gateway.
     source, destination = args.source, args.destination
     sku, lot = f"BANANA-{run}", f"LOT-{run}"
-    inv = inv_grpc.InventoryServiceStub(channel(dep.address(source, "inventory")))
+    inv = inv_grpc.InventoryServiceStub(dep.channel(source, "inventory", warehouse(source)))
     call("InventoryService/RecordMovements", inv.RecordMovements,
          inv_pb2.RecordMovementsRequest(request_id=f"flows-{run}-receipt",
                                         movements=[receipt(sku, lot, 120, zone="cool-a")]), timeout=10)
@@ -237,7 +286,7 @@ def cmd_flows(args, dep):
     received = call("NetworkService/ReceiveTransfer", gateway.ReceiveTransfer, net_pb2.ReceiveTransferRequest(
         request_id=f"flows-{run}-receive", transfer_id=f"TR-{run}"), timeout=15)
     check(received.state == net_pb2.TRANSFER_STATE_COMPLETED, f"ReceiveTransfer TR-{run}: COMPLETED")
-    dest = inv_grpc.InventoryServiceStub(channel(dep.address(destination, "inventory")))
+    dest = inv_grpc.InventoryServiceStub(dep.channel(destination, "inventory", warehouse(destination)))
     check(stock_on_hand(dest, sku) == 40, f"{destination}: 40 on hand after the transfer arrived")
 
 
@@ -255,15 +304,15 @@ def cmd_load(args, dep):
             movements=[receipt(args.sku, f"LOT-{n % 3}", qty), receipt(args.sku, f"LOT-{n % 3}", qty)]), 2 * qty
 
     def worker():
-        address, stub = None, None
+        stub = None
         while not os.path.exists(stop):
             with lock:
                 n = next(counter)
             req, qty = request(n)
             if stub is None:
                 try:
-                    address = dep.address(args.site, "inventory")
-                    stub = inv_grpc.InventoryServiceStub(channel(address))
+                    stub = inv_grpc.InventoryServiceStub(
+                        dep.channel(args.site, "inventory", warehouse(args.site)))
                 except (Failed, subprocess.CalledProcessError):
                     log.write(json.dumps({"id": req.request_id, "n": n, "qty": qty, "ok": False,
                                           "code": "NO_ADDRESS"}) + "\n")
@@ -311,7 +360,7 @@ def cmd_verify_load(args, dep):
     acked = {r["id"]: r for r in records if r["ok"]}
     failed = {r["id"]: r for r in records if not r["ok"] and r["id"] not in acked}
     check(acked, f"{len(acked)} RecordMovements acknowledged, {len(failed)} failed while the container was down")
-    stub = inv_grpc.InventoryServiceStub(channel(dep.address(args.site, "inventory")))
+    stub = inv_grpc.InventoryServiceStub(dep.channel(args.site, "inventory", warehouse(args.site)))
     entries = ledger(stub)
     by_request = {}
     for e in entries:
@@ -345,24 +394,25 @@ def cmd_sites_answer(args, dep):
             continue
         started = time.time()
         for kind in ("inventory", "telemetry", "booking"):
-            health = health_grpc.HealthStub(channel(dep.address(site, kind)))
+            health = health_grpc.HealthStub(dep.channel(site, kind, None))  # open: no key
             status = health.Check(health_pb2.HealthCheckRequest(), timeout=3).status
             if status != health_pb2.HealthCheckResponse.SERVING:
                 raise Failed(f"{kind}-{site}: health {status}")
-        inv = inv_grpc.InventoryServiceStub(channel(dep.address(site, "inventory")))
+        inv = inv_grpc.InventoryServiceStub(dep.channel(site, "inventory", OPERATIONS))
         stock_on_hand(inv, f"NOTHING-{args.run}")
         say(f"ok: {site} answers (3 services SERVING, GetStock) in {time.time() - started:.2f} s")
 
 
 def cmd_snapshot(args, dep):
     """Prints on hand of a sku and the ledger head at a site, as JSON."""
-    stub = inv_grpc.InventoryServiceStub(channel(dep.address(args.site, "inventory")))
+    stub = inv_grpc.InventoryServiceStub(dep.channel(args.site, "inventory", OPERATIONS))
     print(json.dumps({"on_hand": stock_on_hand(stub, args.sku), "head": len(ledger(stub))}))
 
 
 def excursion(dep, site, sensor, run):
     """Registers a sensor in chilled-a and pushes readings above its limit: an excursion alarm."""
-    tel = tel_grpc.TelemetryServiceStub(channel(dep.address(site, "telemetry")))
+    tel = tel_grpc.TelemetryServiceStub(dep.channel(site, "telemetry", OPERATIONS))
+    sensor_gateway = tel_grpc.TelemetryServiceStub(dep.channel(site, "telemetry", sensors(site)))
     from google.protobuf.duration_pb2 import Duration
 
     call("TelemetryService/RegisterSensor", tel.RegisterSensor, tel_pb2.RegisterSensorRequest(
@@ -371,7 +421,7 @@ def excursion(dep, site, sensor, run):
     now = dt.datetime.now(dt.timezone.utc)
     readings = [tel_pb2.Reading(sensor_id=sensor, time=ts(now - dt.timedelta(seconds=s)), celsius=9.5)
                 for s in (30, 20, 10, 0)]
-    summary = call("TelemetryService/PushReadings", tel.PushReadings, tel_pb2.PushReadingsRequest(
+    summary = call("TelemetryService/PushReadings", sensor_gateway.PushReadings, tel_pb2.PushReadingsRequest(
         request_id=f"push-{run}-{sensor}", readings=readings), timeout=5)
     if summary.accepted != len(readings):
         raise Failed(f"{site} PushReadings: {summary}")
@@ -387,7 +437,7 @@ def excursion(dep, site, sensor, run):
 
 def site_feed(dep, site):
     """The site's own alarm feed, sequence 1 to head: the ground truth for the gateway's."""
-    tel = tel_grpc.TelemetryServiceStub(channel(dep.address(site, "telemetry")))
+    tel = tel_grpc.TelemetryServiceStub(dep.channel(site, "telemetry", OPERATIONS))
     events = []
     stream = call("TelemetryService/WatchAlarms", tel.WatchAlarms,
                   tel_pb2.WatchAlarmsRequest(from_sequence=1), timeout=10)
@@ -406,7 +456,7 @@ class AlarmWatcher(threading.Thread):
 
     def __init__(self, gateway_address):
         super().__init__(daemon=True)
-        self.stub = net_grpc.NetworkServiceStub(channel(gateway_address))
+        self.stub = net_grpc.NetworkServiceStub(channel(gateway_address, OPERATIONS))
         self.events = []  # (site, sequence, alarm_id, kind)
         self.status = []  # (time, site, connected)
         self.error = None
@@ -472,7 +522,7 @@ def cmd_partition(args, dep):
     keeps serving its local clients, and after reconnection the gateway's views and its merged
     alarm stream recover with no alarm event lost or repeated. Checks that need a service still
     answering UNIMPLEMENTED are reported PENDING at the end; every other check still runs."""
-    gateway = net_grpc.NetworkServiceStub(channel(args.gateway))
+    gateway = net_grpc.NetworkServiceStub(channel(args.gateway, OPERATIONS))
     site, other = args.site, args.other
     pending = []
 
@@ -526,13 +576,13 @@ def cmd_partition(args, dep):
     if result:
         check(result[0], f"during ({time.time() - cut:.1f} s after the cut): " + result[1])
     # The site keeps serving its local clients over its own LAN.
-    inv = inv_grpc.InventoryServiceStub(channel(dep.address(site, "inventory")))
+    inv = inv_grpc.InventoryServiceStub(dep.channel(site, "inventory", warehouse(site)))
     call("InventoryService/RecordMovements", inv.RecordMovements, inv_pb2.RecordMovementsRequest(
         request_id=f"part-{args.run}", movements=[receipt(f"LOCAL-{args.run}", "L1", 5)]), timeout=5)
     check(stock_on_hand(inv, f"LOCAL-{args.run}") == 5, f"during: {site} records a receipt from a local client")
     for s in args.sites:
         if s != site:
-            health = health_grpc.HealthStub(channel(dep.address(s, "inventory")))
+            health = health_grpc.HealthStub(dep.channel(s, "inventory", None))
             status = health.Check(health_pb2.HealthCheckRequest(), timeout=3).status
             check(status == health_pb2.HealthCheckResponse.SERVING, f"during: inventory-{s} answers SERVING")
     during = optional(excursion, dep, site, f"E2E-{args.run}-DURING", args.run)
@@ -586,7 +636,63 @@ def cmd_partition(args, dep):
         raise Pending("; ".join(pending))
 
 
+def refused(what, fn, request, expect):
+    """Calls `fn`; the call must fail with one of the status codes `expect`."""
+    try:
+        fn(request, timeout=10)
+    except grpc.RpcError as err:
+        check(err.code() in expect, f"{what}: {err.code().name} ({err.details()})")
+        return
+    raise Failed(f"{what}: the call succeeded")
+
+
+def cmd_security(args, dep):
+    """TLS and authentication as a client outside the deployment sees them: the gateway's
+    published port refuses plaintext, a call without a key or with a forged one is
+    UNAUTHENTICATED, a key of the wrong role is PERMISSION_DENIED, the right key is served;
+    likewise at a site service, where the warehouse of another site is refused."""
+    site, other = args.site, args.other
+    sites = net_pb2.ListSitesRequest()
+    plaintext = net_grpc.NetworkServiceStub(
+        grpc.insecure_channel(args.gateway, options=[("grpc.enable_retries", 0)]))
+    # A TLS server answers a plaintext HTTP/2 preface by closing the connection.
+    refused("gateway, plaintext (no TLS)", plaintext.ListSites, sites, {grpc.StatusCode.UNAVAILABLE})
+    anonymous = net_grpc.NetworkServiceStub(channel(args.gateway, None))
+    refused("gateway over TLS without a key: ListSites", anonymous.ListSites, sites,
+            {grpc.StatusCode.UNAUTHENTICATED})
+    real = key(OPERATIONS)
+    forged = real[:-1] + ("A" if real[-1] != "A" else "B")
+    impostor = net_grpc.NetworkServiceStub(channel(args.gateway, None, api_key=forged))
+    refused("gateway over TLS with a forged operations key: ListSites", impostor.ListSites, sites,
+            {grpc.StatusCode.UNAUTHENTICATED})
+    wms = net_grpc.NetworkServiceStub(channel(args.gateway, warehouse(site)))
+    refused(f"gateway as {warehouse(site)}: FindStock (operations only)", wms.FindStock,
+            net_pb2.FindStockRequest(sku="ANY"), {grpc.StatusCode.PERMISSION_DENIED})
+    gateway = net_grpc.NetworkServiceStub(channel(args.gateway, OPERATIONS))
+    listed = gateway.ListSites(sites, timeout=10).sites
+    check(len(listed) == len(args.sites), f"gateway over TLS as operations: ListSites lists {len(listed)} sites")
+    listed = wms.ListSites(sites, timeout=10).sites
+    check(len(listed) == len(args.sites), f"gateway over TLS as {warehouse(site)}: ListSites allowed")
+
+    movement = inv_pb2.RecordMovementsRequest(
+        request_id=f"security-{args.run}", movements=[receipt(f"SEC-{args.run}", "L1", 1)])
+    anonymous = inv_grpc.InventoryServiceStub(dep.channel(site, "inventory", None))
+    refused(f"inventory-{site} without a key: RecordMovements", anonymous.RecordMovements, movement,
+            {grpc.StatusCode.UNAUTHENTICATED})
+    foreign = inv_grpc.InventoryServiceStub(dep.channel(site, "inventory", warehouse(other)))
+    refused(f"inventory-{site} as {warehouse(other)}: RecordMovements", foreign.RecordMovements, movement,
+            {grpc.StatusCode.PERMISSION_DENIED})
+    own = inv_grpc.InventoryServiceStub(dep.channel(site, "inventory", warehouse(site)))
+    own.RecordMovements(movement, timeout=10)
+    check(stock_on_hand(own, f"SEC-{args.run}") == 1,
+          f"inventory-{site} as {warehouse(site)}: RecordMovements applied")
+    health = health_grpc.HealthStub(dep.channel(site, "inventory", None))
+    status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+    check(status == health_pb2.HealthCheckResponse.SERVING, f"inventory-{site}: health is open (no key)")
+
+
 COMMANDS = {
+    "security": cmd_security,
     "flows": cmd_flows,
     "load": cmd_load,
     "load-progress": cmd_load_progress,
@@ -600,6 +706,7 @@ COMMANDS = {
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stubs", required=True)
+    parser.add_argument("--secrets", required=True, help="tls/ca.pem and keyring/keys/<id>.key")
     parser.add_argument("--project", required=True)
     parser.add_argument("--network", required=True, help="deploy/network.toml")
     parser.add_argument("--run", default=str(int(time.time())))
@@ -622,6 +729,8 @@ def main():
     parser.add_argument("--reconnect")
     args = parser.parse_args()
     load_stubs(args.stubs)
+    global SECRETS
+    SECRETS = args.secrets
     network = load_network(args.network)
     args.sites = [s["id"] for s in network["site"]]
     dep = Deployment(args.project)

@@ -26,6 +26,16 @@
 //! the sites and the hub (every container). Cutting a site off the backbone leaves it working
 //! for its local clients, as a warehouse whose cross-border link is down.
 //!
+//! Every container serves TLS and authenticates its callers. The secrets are not in the image
+//! and not in these files: `deploy/secrets/` (never committed) holds `tls/` (`coldchain certs`:
+//! the CA and a certificate per container, named as the container) and `keyring/` (`coldchain
+//! credentials keyring`: the credentials file and a key per role). It is bind-mounted read-only
+//! at `/etc/coldchain/secrets` into every container, which finds its own files there by name:
+//! its certificate and key, the CA it trusts when it calls others, the credentials file its
+//! server accepts, and (every service that calls others: not booking) its `service-<kind>` key.
+//! The image runs as uid 10001 and the key files are 0600, so the directory is given to that
+//! uid (`chown -R 10001:10001`) rather than opened to everyone.
+//!
 //! Memory limits are `deploy.resources.limits.memory`, honoured by swarm, by Compose v2 and
 //! by docker-compose 1.29 (which turns them into container limits without
 //! `--compatibility`). `mem_limit` is not written: the stack loader refuses it.
@@ -41,6 +51,7 @@ use std::process::ExitCode;
 use clap::Args;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 
+use crate::credentials::Keyring;
 use crate::say;
 
 /// Exit code of `--check` when a file differs (and of a failed write).
@@ -90,6 +101,11 @@ pub struct Options {
     pub gateway_memory: String,
     /// `COLDCHAIN_SLED_CACHE_BYTES` of every container.
     pub sled_cache: String,
+    /// Where every container finds the secrets directory (mounted read-only).
+    pub secrets_in_container: String,
+    /// The secrets directory on the host, relative to the directory of the compose file,
+    /// unless `SECRETS_DIR` names another.
+    pub secrets_on_host: String,
 }
 
 impl Default for Options {
@@ -103,6 +119,8 @@ impl Default for Options {
             site_memory: "256M".into(),
             gateway_memory: "256M".into(),
             sled_cache: "16MiB".into(),
+            secrets_in_container: "/etc/coldchain/secrets".into(),
+            secrets_on_host: "./secrets".into(),
         }
     }
 }
@@ -154,6 +172,52 @@ pub const GATEWAY: &str = "gateway";
 /// The variable that moves the gateway's port on the host (compose interpolation only; not a
 /// `COLDCHAIN_*` name, which the binary would reject as unknown configuration).
 pub const PUBLISH_VAR: &str = "GATEWAY_HOST_PORT";
+
+/// The variable that moves the secrets directory on the host (compose interpolation only,
+/// like [`PUBLISH_VAR`]); `scripts/compose_e2e.sh` points it at fresh secrets of its own.
+pub const SECRETS_VAR: &str = "SECRETS_DIR";
+/// The uid (and gid) the image runs as: the secrets must be readable by it.
+pub const IMAGE_UID: u32 = 10001;
+
+/// The credential a container calls other services with; `None` for booking, which calls
+/// nobody (a key it never sends is only one more secret to leak).
+fn caller_credential(kind: ServiceKind) -> Option<String> {
+    match kind {
+        ServiceKind::Booking => None,
+        ServiceKind::Inventory | ServiceKind::Telemetry | ServiceKind::Gateway => {
+            Some(crate::credentials::service(kind))
+        }
+    }
+}
+
+/// The security settings of one container: `(variable, path in the container)`.
+fn security_env(container: &str, kind: ServiceKind, options: &Options) -> Vec<(String, String)> {
+    let secrets = Path::new(&options.secrets_in_container);
+    let keyring = Keyring::at(secrets.join("keyring"));
+    let tls = secrets.join("tls");
+    let path = |p: PathBuf| p.display().to_string();
+    let mut env = vec![(
+        "COLDCHAIN_AUTH_FILE".to_owned(),
+        path(keyring.credentials_file()),
+    )];
+    if let Some(id) = caller_credential(kind) {
+        env.push((
+            "COLDCHAIN_CLIENT_KEY_FILE".to_owned(),
+            path(keyring.key_file(&id)),
+        ));
+    }
+    // The file names `coldchain certs` gives: the container's name (its host name).
+    env.push((
+        "COLDCHAIN_TLS_CERT".to_owned(),
+        path(tls.join(format!("{container}.pem"))),
+    ));
+    env.push((
+        "COLDCHAIN_TLS_KEY".to_owned(),
+        path(tls.join(format!("{container}.key"))),
+    ));
+    env.push(("COLDCHAIN_TLS_CA".to_owned(), path(tls.join("ca.pem"))));
+    env
+}
 
 /// The services a site service calls, which it waits for at startup (compose only).
 fn dependencies(kind: ServiceKind) -> &'static [ServiceKind] {
@@ -252,26 +316,47 @@ fn header(out: &mut String, options: &Options, target: Target) {
          # `cargo run --release -- compose` (a test fails when this file is stale).",
         options.source_name
     );
+    let secrets = &options.secrets_in_container;
     match target {
-        Target::Compose => out.push_str(
-            "#\n\
-             # For `docker compose` and `docker-compose` (1.27+; no `version` key: the Compose Specification).\n\
-             #   deploy/docker/build-local.sh     # offline; or: docker build -f deploy/Dockerfile -t coldchain:latest .\n\
-             #   docker-compose -f deploy/compose.yaml up -d\n\
-             #   docker run --rm --network coldchain_backbone coldchain:latest demo --network /etc/coldchain/network.compose.toml\n\
-             # The project name is `coldchain` (deploy/.env). Only the gateway is published on the host, on\n\
-             # port 50051 (GATEWAY_HOST_PORT=60051 moves it); adding `-f deploy/compose.sites.yaml` also\n\
-             # publishes every site service on 127.0.0.1. For swarm use deploy/stack.yaml (the stack loader\n\
-             # refuses depends_on conditions).\n",
-        ),
-        Target::Stack => out.push_str(
-            "#\n\
-             # For `docker stack deploy` (swarm). The same services as deploy/compose.yaml, without\n\
-             # depends_on/restart/build (swarm does not support them) and with deploy.restart_policy and\n\
-             # placement: each site's tasks run on the node labelled for that site, where its volumes live.\n\
-             #   docker node update --label-add coldchain.hub=true --label-add coldchain.site.<id>=true NODE\n\
-             #   docker stack deploy --resolve-image never -c deploy/stack.yaml coldchain\n",
-        ),
+        Target::Compose => {
+            let _ = write!(
+                out,
+                "#\n\
+                 # For `docker compose` and `docker-compose` (1.27+; no `version` key: the Compose Specification).\n\
+                 #   deploy/docker/build-local.sh     # offline; or: docker build -f deploy/Dockerfile -t coldchain:latest .\n\
+                 #   coldchain certs --out deploy/secrets/tls                    # once: a CA, a certificate per container\n\
+                 #   coldchain credentials keyring --out deploy/secrets/keyring  # once: credentials, a key per role\n\
+                 #   chown -R {IMAGE_UID}:{IMAGE_UID} deploy/secrets                         # the image's user reads them (keys stay 0600)\n\
+                 #   docker-compose -f deploy/compose.yaml up -d\n\
+                 #   docker run --rm --network coldchain_backbone -v \"$PWD/deploy/secrets:{secrets}:ro\" \\\n\
+                 #     -e COLDCHAIN_KEYRING={secrets}/keyring -e COLDCHAIN_TLS_CA={secrets}/tls/ca.pem \\\n\
+                 #     coldchain:latest demo --network {network}\n\
+                 # Every server speaks TLS only and authenticates every call (API keys; health checks are open).\n\
+                 # deploy/secrets ({SECRETS_VAR}=DIR names another) is mounted read-only at {secrets}; each\n\
+                 # container reads its own certificate and key, the CA, the credentials file and, if it calls\n\
+                 # other services, its service key. Mutual TLS: add COLDCHAIN_TLS_CLIENT_CA: \"{secrets}/tls/ca.pem\"\n\
+                 # to every service's environment; clients then also need COLDCHAIN_TLS_CERT/_KEY (tls/client.pem/.key).\n\
+                 # The project name is `coldchain` (deploy/.env). Only the gateway is published on the host, on\n\
+                 # port 50051 (GATEWAY_HOST_PORT=60051 moves it); adding `-f deploy/compose.sites.yaml` also\n\
+                 # publishes every site service on 127.0.0.1. For swarm use deploy/stack.yaml (the stack loader\n\
+                 # refuses depends_on conditions).\n",
+                network = options.network_file_in_image,
+            );
+        }
+        Target::Stack => {
+            let _ = write!(
+                out,
+                "#\n\
+                 # For `docker stack deploy` (swarm). The same services as deploy/compose.yaml, without\n\
+                 # depends_on/restart/build (swarm does not support them) and with deploy.restart_policy and\n\
+                 # placement: each site's tasks run on the node labelled for that site, where its volumes live.\n\
+                 #   docker node update --label-add coldchain.hub=true --label-add coldchain.site.<id>=true NODE\n\
+                 #   docker stack deploy --resolve-image never -c deploy/stack.yaml coldchain\n\
+                 # The same TLS, credentials and secrets directory as deploy/compose.yaml (see there how to make\n\
+                 # it): the docker CLI resolves ./secrets against deploy/ ({SECRETS_VAR}=DIR names another), and\n\
+                 # every node that runs a task needs the directory at that path, owned by {IMAGE_UID}:{IMAGE_UID}.\n",
+            );
+        }
     }
 }
 
@@ -357,8 +442,19 @@ fn render_service(out: &mut String, c: &Container<'_>, options: &Options, target
     for (name, value) in env {
         let _ = writeln!(out, "      {name}: {}", q(value));
     }
+    for (name, value) in security_env(&c.name, c.kind, options) {
+        let _ = writeln!(out, "      {name}: {}", q(&value));
+    }
     out.push_str("    volumes:\n");
     let _ = writeln!(out, "      - {}:/data", volume_name(&c.name));
+    let _ = writeln!(
+        out,
+        "      - {}",
+        q(&format!(
+            "${{{SECRETS_VAR}:-{}}}:{}:ro",
+            options.secrets_on_host, options.secrets_in_container
+        ))
+    );
     out.push_str("    networks:\n");
     for network in &c.networks {
         let _ = writeln!(out, "      - {network}");
@@ -785,6 +881,94 @@ mod tests {
         let gateway = service_block(yaml, "gateway");
         assert_eq!(gateway.matches("condition: service_healthy").count(), 24);
         assert!(gateway.contains("    networks:\n      - backbone\n    ports:"));
+    }
+
+    /// Every container serves TLS with its own certificate, trusts the CA, authenticates with
+    /// the keyring's credentials file, and (unless it calls nobody) calls as its service.
+    #[test]
+    fn every_container_has_tls_credentials_and_its_own_identity() {
+        let (network, generated) = shipped();
+        for yaml in [&generated.compose, &generated.stack] {
+            assert_eq!(
+                yaml.matches("      - \"${SECRETS_DIR:-./secrets}:/etc/coldchain/secrets:ro\"\n")
+                    .count(),
+                25
+            );
+            assert_eq!(
+                yaml.matches("      COLDCHAIN_AUTH_FILE: \"/etc/coldchain/secrets/keyring/credentials.toml\"\n")
+                    .count(),
+                25
+            );
+            assert_eq!(
+                yaml.matches("      COLDCHAIN_TLS_CA: \"/etc/coldchain/secrets/tls/ca.pem\"\n")
+                    .count(),
+                25
+            );
+            // Booking calls nobody: 8 inventories, 8 telemetries and the gateway have a key.
+            assert_eq!(yaml.matches("COLDCHAIN_CLIENT_KEY_FILE").count(), 17);
+            assert!(!yaml.contains("INSECURE_NO_AUTH"));
+            for site in &network.sites {
+                for kind in ServiceKind::SITE_SERVICES {
+                    let name = service_name(site, kind);
+                    let block = service_block(yaml, &name);
+                    assert!(block.contains(&format!(
+                        "      COLDCHAIN_TLS_CERT: \"/etc/coldchain/secrets/tls/{name}.pem\"\n      \
+                         COLDCHAIN_TLS_KEY: \"/etc/coldchain/secrets/tls/{name}.key\"\n"
+                    )));
+                    let key = format!(
+                        "      COLDCHAIN_CLIENT_KEY_FILE: \"/etc/coldchain/secrets/keyring/keys/service-{}.key\"\n",
+                        kind.as_str()
+                    );
+                    assert_eq!(block.contains(&key), kind != ServiceKind::Booking, "{name}");
+                }
+            }
+            let gateway = service_block(yaml, "gateway");
+            assert!(gateway.contains("/etc/coldchain/secrets/keyring/keys/service-gateway.key"));
+            assert!(gateway.contains("/etc/coldchain/secrets/tls/gateway.pem"));
+            assert!(gateway.contains("/etc/coldchain/secrets/tls/gateway.key"));
+        }
+    }
+
+    /// The files the containers are told to read are the ones `coldchain credentials
+    /// keyring` makes, and each service key belongs to that service.
+    #[test]
+    fn the_keyring_paths_exist_in_a_real_keyring() {
+        use coldchain_runtime::auth::{Credentials, Role};
+        let (network, generated) = shipped();
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::at(dir.path().join("keyring"));
+        keyring.ensure(&network).unwrap();
+        let credentials = Credentials::load(&keyring.credentials_file(), &network).unwrap();
+        let inside = "/etc/coldchain/secrets/";
+        let mut key_files = 0;
+        for line in generated.compose.lines() {
+            let Some((name, value)) = line.trim().split_once(": ") else {
+                continue;
+            };
+            let value = value.trim_matches('"');
+            let Some(relative) = value.strip_prefix(inside) else {
+                continue;
+            };
+            if !relative.starts_with("keyring/") {
+                continue;
+            }
+            let on_host = dir.path().join(relative);
+            assert!(on_host.is_file(), "{name}: {} is not in the keyring", value);
+            if name == "COLDCHAIN_CLIENT_KEY_FILE" {
+                key_files += 1;
+                let key = coldchain_runtime::auth::ApiKey::from_file(&on_host).unwrap();
+                let role = credentials
+                    .authenticate(Some(&key.header_value()))
+                    .unwrap()
+                    .role;
+                let Role::Service(kind) = role else {
+                    panic!("{value}: {role} is not a service credential");
+                };
+                assert_eq!(key.id(), crate::credentials::service(kind));
+                assert!(value.ends_with(&format!("/{}.key", key.id())));
+            }
+        }
+        assert_eq!(key_files, 17);
     }
 
     #[test]
