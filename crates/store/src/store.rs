@@ -350,7 +350,14 @@ impl Store {
 
     fn is_expired(&self, recorded_at_ms: i64) -> bool {
         let retention = self.inner.options.idempotency_retention.as_millis() as i64;
-        self.inner.options.clock.now_millis() - recorded_at_ms >= retention
+        // Saturating: the time comes from a stored record, and a corrupt one far in the past
+        // must read as expired, not overflow.
+        self.inner
+            .options
+            .clock
+            .now_millis()
+            .saturating_sub(recorded_at_ms)
+            >= retention
     }
 
     /// Forgets request_ids older than the retention. Returns how many were removed.
