@@ -219,6 +219,8 @@ const GIB: u64 = 1024 * MIB;
 
 /// The least idempotency retention DESIGN.md allows.
 pub const MIN_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// The most: ten years keeps every time computation far from overflowing.
+pub const MAX_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 /// What a field holds, which decides how its text is read and which TOML types it accepts.
 #[derive(Clone, Copy)]
@@ -499,6 +501,9 @@ impl Config {
                     _ => {
                         if d < MIN_IDEMPOTENCY_RETENTION {
                             return Err(format!("must be at least 24h, got {text:?}"));
+                        }
+                        if d > MAX_IDEMPOTENCY_RETENTION {
+                            return Err(format!("must be at most 3650d, got {text:?}"));
                         }
                         self.idempotency_retention = d;
                     }
@@ -944,6 +949,12 @@ mod tests {
         }
         let err = load_str(None, &[("COLDCHAIN_INSECURE_NO_AUTH", "yes")]).unwrap_err();
         assert!(err.mentions("expected true or false"), "{err}");
+        let err = load_str(
+            None,
+            &[("COLDCHAIN_IDEMPOTENCY_RETENTION", "10000000000000000s")],
+        )
+        .unwrap_err();
+        assert!(err.mentions("must be at most 3650d"), "{err}");
     }
 
     #[test]

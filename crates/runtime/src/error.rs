@@ -193,6 +193,15 @@ impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Closed => ServiceError::unavailable("the service is shutting down"),
+            StoreError::Corrupt(detail) => {
+                tracing::error!(%detail, "corrupt stored data");
+                ServiceError {
+                    code: Code::DataLoss,
+                    message: format!("stored data needed for this request is corrupt: {detail}"),
+                    field_violations: Vec::new(),
+                    precondition_violations: Vec::new(),
+                }
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ServiceError::internal(other.to_string())
@@ -252,5 +261,12 @@ mod tests {
     fn a_closed_store_is_unavailable_not_internal() {
         let error: ServiceError = StoreError::Closed.into();
         assert_eq!(error.code, Code::Unavailable);
+    }
+
+    #[test]
+    fn corrupt_stored_data_is_data_loss() {
+        let error: ServiceError = StoreError::Corrupt("booking b-1: bad bytes".into()).into();
+        assert_eq!(error.code, Code::DataLoss);
+        assert!(error.message.contains("booking b-1"), "{}", error.message);
     }
 }

@@ -362,8 +362,14 @@ impl Store {
 
     /// Forgets request_ids older than the retention. Returns how many were removed.
     pub async fn sweep_expired_requests(&self) -> Result<usize, StoreError> {
-        let retention = self.inner.options.idempotency_retention.as_millis() as i64;
-        let cutoff = self.inner.options.clock.now_millis() - retention;
+        let retention =
+            i64::try_from(self.inner.options.idempotency_retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = self
+            .inner
+            .options
+            .clock
+            .now_millis()
+            .saturating_sub(retention);
         let (removed, generation) = {
             let mut writer = self.inner.commit.lock();
             if writer.stopping {
@@ -372,7 +378,14 @@ impl Store {
             let mut removed = 0;
             // Records still staged are seconds old: the applied ones are all that can expire.
             for entry in self.scan_prefix(&REQUESTS_BY_TIME, &[]) {
-                let ((recorded_at_ms, request_id), ()) = entry?;
+                // One corrupt index entry must not stop every later sweep: report it and go on.
+                let ((recorded_at_ms, request_id), ()) = match entry {
+                    Ok(entry) => entry,
+                    Err(error) => {
+                        tracing::warn!(%error, "skipping a corrupt request-expiry entry");
+                        continue;
+                    }
+                };
                 if recorded_at_ms > cutoff {
                     break;
                 }

@@ -87,7 +87,18 @@ pub fn encode_row(record: &WindowRecord, open: &[u8]) -> Vec<u8> {
 
 /// Reads a stored row: the record (only it is decoded) and the open part's bytes.
 pub fn decode_row(row: &[u8]) -> Result<(WindowRecord, &[u8]), CodecError> {
-    postcard::take_from_bytes(row).map_err(|e| CodecError(format!("window summary: {e}")))
+    let (record, open): (WindowRecord, &[u8]) =
+        postcard::take_from_bytes(row).map_err(|e| CodecError(format!("window summary: {e}")))?;
+    // Timestamps are whole milliseconds and strictly increasing within a window, so a window
+    // holds at most WINDOW_MS readings in at most as many parts. A larger count is corrupt,
+    // and trusting it would mean billions of part lookups for one query.
+    if i64::from(record.count) > WINDOW_MS || i64::from(record.parts) > WINDOW_MS {
+        return Err(CodecError(format!(
+            "window summary: {} readings in {} parts cannot fit one window",
+            record.count, record.parts
+        )));
+    }
+    Ok((record, open))
 }
 
 /// Where a sensor's windows live.
