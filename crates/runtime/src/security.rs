@@ -12,6 +12,9 @@ use crate::client::ClientOptions;
 use crate::config::{Config, ConfigErrors};
 use crate::network::NetworkConfig;
 
+/// How long a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the servers of this process enforce.
 #[derive(Clone, Default)]
 pub struct Security {
@@ -53,7 +56,11 @@ impl Security {
         );
         errors.into_result(())?;
         let server_tls = identity.map(|identity| {
-            let tls = ServerTlsConfig::new().identity(identity);
+            // A peer that opens a connection and never finishes the handshake must not hold
+            // it (and its task) forever.
+            let tls = ServerTlsConfig::new()
+                .identity(identity)
+                .timeout(TLS_HANDSHAKE_TIMEOUT);
             match client_ca {
                 Some(ca) => tls.client_ca_root(Certificate::from_pem(ca)),
                 None => tls,
