@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use coldchain_store::{Identity, Store, StoreError, StoreOptions, Table, fingerprint, system_clock};
+use coldchain_store::{
+    Identity, Store, StoreError, StoreOptions, Table, fingerprint, system_clock,
+};
 
 const POSITIONS: Table<(String, String), u64> = Table::new("positions");
 const WRITERS: usize = 64;
