@@ -23,7 +23,9 @@ use std::process::ExitCode;
 
 /// sled copies a tree node on every change: the profile of a durable write spent a fifth
 /// of its time in glibc's malloc and free (consolidating fragmented large blocks).
-/// mimalloc's size-class pages serve that pattern far more cheaply.
+/// mimalloc's size-class pages serve that pattern far more cheaply. It is built without
+/// transparent huge pages (`no_thp`): with them the idle dev network's 25 servers took
+/// 210 MiB resident instead of 47 MiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
