@@ -341,8 +341,9 @@ impl Credentials {
             .or_else(|| text.strip_prefix("bearer "))
             .ok_or(Refusal::Unauthenticated)?;
         let key = ApiKey::parse(token).map_err(|_| Refusal::Unauthenticated)?;
-        let entry = self.by_id.get(&key.id).ok_or(Refusal::Unauthenticated)?;
+        // Hash before the lookup, so an unknown id costs the same time as a wrong secret.
         let presented: [u8; 32] = Sha256::digest(key.secret.as_bytes()).into();
+        let entry = self.by_id.get(&key.id).ok_or(Refusal::Unauthenticated)?;
         // Compare every byte whatever the first difference, so timing does not tell how
         // much of a guess was right.
         let difference = presented
