@@ -6,139 +6,18 @@
 
 mod common;
 
-use std::future::Future;
-
 use coldchain_proto::booking::v1 as pb;
 use coldchain_proto::booking::v1::booking_service_client::BookingServiceClient;
 use coldchain_proto::common::v1 as cpb;
+use coldchain_testkit::table::*;
 use common::*;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
 type Client = BookingServiceClient<Channel>;
 
 // ---------------------------------------------------------------------------------------------
 // The table machinery
-
-struct Row<R> {
-    name: String,
-    mutate: Box<dyn Fn(&mut R)>,
-    code: Code,
-    fields: Vec<String>,
-}
-
-/// A row answered with INVALID_ARGUMENT naming exactly `fields`.
-fn invalid<R>(
-    name: impl Into<String>,
-    fields: &[&str],
-    mutate: impl Fn(&mut R) + 'static,
-) -> Row<R> {
-    Row {
-        name: name.into(),
-        mutate: Box::new(mutate),
-        code: Code::InvalidArgument,
-        fields: fields.iter().map(|f| f.to_string()).collect(),
-    }
-}
-
-/// A row answered with another code, without field violations.
-fn refused<R>(name: impl Into<String>, code: Code, mutate: impl Fn(&mut R) + 'static) -> Row<R> {
-    Row {
-        name: name.into(),
-        mutate: Box::new(mutate),
-        code,
-        fields: Vec::new(),
-    }
-}
-
-/// The malformed forms of a present identifier (1 to 128 bytes of UTF-8, no control
-/// characters, no surrounding whitespace). The long one is 129 bytes in 65 characters, so a
-/// check that counted characters would let it through.
-fn malformed_ids() -> Vec<(&'static str, String)> {
-    vec![
-        ("129 bytes", format!("{}x", "é".repeat(64))),
-        ("a control character", "a\u{7}b".into()),
-        ("leading whitespace", " a".into()),
-        ("trailing whitespace", "a ".into()),
-    ]
-}
-
-/// Rows for an identifier field `field` set by `set`: its malformed forms, and empty when
-/// it is required.
-fn id_rows<R: 'static>(
-    field: &'static str,
-    required: bool,
-    set: fn(&mut R, String),
-) -> Vec<Row<R>> {
-    let mut forms = malformed_ids();
-    if required {
-        forms.insert(0, ("empty", String::new()));
-    }
-    forms
-        .into_iter()
-        .map(|(form, value)| {
-            invalid(format!("{field} {form}"), &[field], move |r| {
-                set(r, value.clone())
-            })
-        })
-        .collect()
-}
-
-/// Free text over `max` bytes that is under `max` characters.
-fn over_bytes(max: usize) -> String {
-    format!("{}x", "é".repeat(max / 2))
-}
-
-fn fields(status: &Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
-
-/// Sends every row's request through `call` and checks the answer. Returns the row count.
-async fn check_table<R, T, F, Fut>(rpc: &str, base: &R, rows: Vec<Row<R>>, mut call: F) -> usize
-where
-    R: Clone,
-    T: std::fmt::Debug,
-    F: FnMut(R) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-{
-    let count = rows.len();
-    for row in rows {
-        let mut request = base.clone();
-        (row.mutate)(&mut request);
-        let status = match call(request).await {
-            Ok(response) => panic!(
-                "{rpc} / {}: accepted: {:?}",
-                row.name,
-                response.into_inner()
-            ),
-            Err(status) => status,
-        };
-        assert_eq!(status.code(), row.code, "{rpc} / {}: {status:?}", row.name);
-        let mut got = fields(&status);
-        got.sort();
-        let mut want = row.fields.clone();
-        want.sort();
-        assert_eq!(got, want, "{rpc} / {}: {}", row.name, status.message());
-    }
-    eprintln!("{rpc}: {count} rows");
-    count
-}
-
-/// A genuine page token with one hex digit changed.
-fn flip(token: &str, index: usize) -> String {
-    token
-        .char_indices()
-        .map(|(i, c)| match (i == index, c) {
-            (false, c) => c,
-            (true, '0') => '1',
-            (true, _) => '0',
-        })
-        .collect()
-}
 
 fn ymd(year: i32, month: i32, day: i32) -> Option<cpb::Date> {
     Some(cpb::Date { year, month, day })
