@@ -150,3 +150,85 @@ pub fn tampered_tokens(token: &str, other_query: &str) -> Vec<(&'static str, Str
         ("token of another query", other_query.to_string()),
     ]
 }
+
+/// A calendar date as the contracts carry it.
+pub fn ymd(year: i32, month: i32, day: i32) -> Option<coldchain_proto::common::v1::Date> {
+    Some(coldchain_proto::common::v1::Date { year, month, day })
+}
+
+/// Dates that are not valid proleptic Gregorian days of years 1 to 9999.
+pub fn bad_dates() -> Vec<(&'static str, Option<coldchain_proto::common::v1::Date>)> {
+    vec![
+        ("month 13", ymd(2030, 13, 1)),
+        ("month 0", ymd(2030, 0, 5)),
+        ("february 30", ymd(2030, 2, 30)),
+        ("february 29 of a common year", ymd(2031, 2, 29)),
+        ("day 0", ymd(2030, 6, 0)),
+        ("day 32", ymd(2030, 7, 32)),
+        ("negative day", ymd(2030, 12, -1)),
+        ("year 0", ymd(0, 6, 1)),
+        ("year 10000", ymd(10000, 6, 1)),
+    ]
+}
+
+/// The `first_day` and `last_day` of a request.
+pub type DayRange<'a> = (
+    &'a mut Option<coldchain_proto::common::v1::Date>,
+    &'a mut Option<coldchain_proto::common::v1::Date>,
+);
+
+/// Rows for a `first_day`/`last_day` pair reached through `range`: each day missing (when
+/// `required`) and each day invalid. Rules about the span itself (reversed, too long, in the
+/// past) depend on the RPC and stay with its table.
+pub fn day_range_rows<R: 'static>(
+    required: bool,
+    range: for<'a> fn(&'a mut R) -> DayRange<'a>,
+) -> Vec<Row<R>> {
+    let mut rows = Vec::new();
+    if required {
+        rows.push(invalid("no first_day", &["first_day"], move |r: &mut R| {
+            *range(r).0 = None
+        }));
+        rows.push(invalid("no last_day", &["last_day"], move |r: &mut R| {
+            *range(r).1 = None
+        }));
+    }
+    for (name, day) in bad_dates() {
+        rows.push(invalid(
+            format!("first_day {name}"),
+            &["first_day"],
+            move |r: &mut R| *range(r).0 = day,
+        ));
+        rows.push(invalid(
+            format!("last_day {name}"),
+            &["last_day"],
+            move |r: &mut R| *range(r).1 = day,
+        ));
+    }
+    rows
+}
+
+/// Rows for a repeated enum filter `field` set by `set`: the `_UNSPECIFIED` zero,
+/// `first_unknown` (one past the last value), and an unknown value after a valid one (the
+/// violation names its index).
+pub fn enum_list_rows<R: 'static>(
+    field: &'static str,
+    first_unknown: i32,
+    set: fn(&mut R, Vec<i32>),
+) -> Vec<Row<R>> {
+    [
+        (vec![0], 0),
+        (vec![first_unknown], 0),
+        (vec![1, -1], 1),
+        (vec![1, 999], 1),
+    ]
+    .into_iter()
+    .map(|(values, index)| {
+        invalid(
+            format!("{field} {values:?}"),
+            &[format!("{field}[{index}]")],
+            move |r: &mut R| set(r, values.clone()),
+        )
+    })
+    .collect()
+}

@@ -61,24 +61,6 @@ fn token_rows<R: 'static>(
         .collect()
 }
 
-fn ymd(year: i32, month: i32, day: i32) -> Option<cc::Date> {
-    Some(date(year, month, day))
-}
-
-/// Dates that are not valid proleptic Gregorian days of years 1 to 9999.
-fn bad_dates() -> Vec<(&'static str, Option<cc::Date>)> {
-    vec![
-        ("month 13", ymd(2030, 13, 1)),
-        ("month 0", ymd(2030, 0, 5)),
-        ("february 30", ymd(2030, 2, 30)),
-        ("february 29 of a common year", ymd(2031, 2, 29)),
-        ("day 0", ymd(2030, 6, 0)),
-        ("day 32", ymd(2030, 7, 32)),
-        ("year 0", ymd(0, 6, 1)),
-        ("year 10000", ymd(10000, 6, 1)),
-    ]
-}
-
 /// Every transfer id the gateway has.
 async fn transfer_ids(g: &mut Gateway) -> Vec<String> {
     g.list_transfers(pb::ListTransfersRequest {
@@ -409,17 +391,7 @@ async fn list_transfers_rules() {
     .await
     .expect("the genuine token is accepted");
     let mut rows: Vec<Row<Req>> = Vec::new();
-    for (states, field) in [
-        (vec![0], "states[0]"),
-        (vec![6], "states[0]"),
-        (vec![1, -1], "states[1]"),
-    ] {
-        rows.push(invalid(
-            format!("states {states:?}"),
-            &[field],
-            move |r: &mut Req| r.states = states.clone(),
-        ));
-    }
+    rows.extend(enum_list_rows("states", 6, |r: &mut Req, v| r.states = v));
     rows.extend(id_rows("source_site_id", false, |r: &mut Req, v| {
         r.source_site_id = v
     }));
@@ -602,24 +574,9 @@ async fn find_space_rules() {
             move |r: &mut Req| r.pallets = pallets,
         ));
     }
-    rows.push(invalid("no first_day", &["first_day"], |r: &mut Req| {
-        r.first_day = None
+    rows.extend(day_range_rows(true, |r: &mut Req| {
+        (&mut r.first_day, &mut r.last_day)
     }));
-    rows.push(invalid("no last_day", &["last_day"], |r: &mut Req| {
-        r.last_day = None
-    }));
-    for (name, day) in bad_dates() {
-        rows.push(invalid(
-            format!("first_day {name}"),
-            &["first_day"],
-            move |r: &mut Req| r.first_day = day,
-        ));
-        rows.push(invalid(
-            format!("last_day {name}"),
-            &["last_day"],
-            move |r: &mut Req| r.last_day = day,
-        ));
-    }
     rows.push(invalid("reversed", &["last_day"], |r: &mut Req| {
         std::mem::swap(&mut r.first_day, &mut r.last_day)
     }));
@@ -702,28 +659,8 @@ async fn list_alarms_rules() {
     .await
     .expect("the genuine token is accepted");
     let mut rows = site_id_rows(|r: &mut Req| &mut r.site_ids);
-    for (states, field) in [
-        (vec![0], "states[0]"),
-        (vec![5], "states[0]"),
-        (vec![1, 999], "states[1]"),
-    ] {
-        rows.push(invalid(
-            format!("states {states:?}"),
-            &[field],
-            move |r: &mut Req| r.states = states.clone(),
-        ));
-    }
-    for (kinds, field) in [
-        (vec![0], "kinds[0]"),
-        (vec![4], "kinds[0]"),
-        (vec![1, -1], "kinds[1]"),
-    ] {
-        rows.push(invalid(
-            format!("kinds {kinds:?}"),
-            &[field],
-            move |r: &mut Req| r.kinds = kinds.clone(),
-        ));
-    }
+    rows.extend(enum_list_rows("states", 5, |r: &mut Req, v| r.states = v));
+    rows.extend(enum_list_rows("kinds", 4, |r: &mut Req, v| r.kinds = v));
     for size in [-1, i32::MIN] {
         rows.push(invalid(
             format!("page_size {size}"),

@@ -676,17 +676,9 @@ async fn list_sensors_rules() {
         .expect("the genuine token is accepted");
     let mut rows: Vec<Row<Req>> = Vec::new();
     rows.extend(id_rows("zone_id", false, |r: &mut Req, v| r.zone_id = v));
-    for (statuses, field) in [
-        (vec![0], "statuses[0]"),
-        (vec![999], "statuses[0]"),
-        (vec![1, -1], "statuses[1]"),
-    ] {
-        rows.push(invalid(
-            format!("statuses {statuses:?}"),
-            &[field],
-            move |r: &mut Req| r.statuses = statuses.clone(),
-        ));
-    }
+    rows.extend(enum_list_rows("statuses", 999, |r: &mut Req, v| {
+        r.statuses = v
+    }));
     rows.push(invalid("page_size -1", &["page_size"], |r: &mut Req| {
         r.page_size = -1
     }));
@@ -937,28 +929,8 @@ async fn list_alarms_rules() {
         r.sensor_id = v
     }));
     rows.extend(id_rows("zone_id", false, |r: &mut Req, v| r.zone_id = v));
-    for (states, field) in [
-        (vec![0], "states[0]"),
-        (vec![5], "states[0]"),
-        (vec![1, 999], "states[1]"),
-    ] {
-        rows.push(invalid(
-            format!("states {states:?}"),
-            &[field],
-            move |r: &mut Req| r.states = states.clone(),
-        ));
-    }
-    for (kinds, field) in [
-        (vec![0], "kinds[0]"),
-        (vec![4], "kinds[0]"),
-        (vec![1, -1], "kinds[1]"),
-    ] {
-        rows.push(invalid(
-            format!("kinds {kinds:?}"),
-            &[field],
-            move |r: &mut Req| r.kinds = kinds.clone(),
-        ));
-    }
+    rows.extend(enum_list_rows("states", 5, |r: &mut Req, v| r.states = v));
+    rows.extend(enum_list_rows("kinds", 4, |r: &mut Req, v| r.kinds = v));
     rows.push(invalid("page_size -1", &["page_size"], |r: &mut Req| {
         r.page_size = -1
     }));
