@@ -89,6 +89,7 @@ impl ServiceContext {
                 cache_bytes: self.config.sled_cache_bytes,
                 idempotency_retention: self.config.idempotency_retention,
                 clock: self.clock.clone(),
+                ..StoreOptions::default()
             },
         )
     }

@@ -39,6 +39,7 @@ fn main() {
             cache_bytes: 64 << 20,
             idempotency_retention: std::time::Duration::from_secs(48 * 3600),
             clock: system_clock(),
+            ..StoreOptions::default()
         },
     )
     .expect("open");

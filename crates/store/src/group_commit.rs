@@ -1,28 +1,32 @@
-//! Group commit: writers stage their changes, one committer thread per database applies
-//! everything staged as ONE atomic sled batch, flushes once, and wakes every writer whose
-//! changes that flush covered.
+//! Group commit: writers stage their changes, and two threads per database make each
+//! generation of staged changes durable, then visible, then acknowledged.
 //!
-//! Why writers do not apply their own batches: sled 0.34's `flush()` holds its global
-//! concurrency-control lock in read mode for the whole fsync, and `apply_batch` needs it in
-//! write mode, so a batch applied by a writer waits for any flush in progress: writes and
-//! flushes would alternate one by one. Here writers only stage (under the database's
-//! writer lock, never across I/O), and the committer alternates "apply everything staged"
-//! and "flush": each flush covers every writer that staged while the previous one ran.
+//! - The log thread takes everything staged as one generation, appends it to the
+//!   write-ahead log ([`crate::wal`]) and syncs it: from then on it survives a crash.
+//! - The apply thread applies each logged generation to sled, in order ([`wal::apply`]),
+//!   then wakes every writer of that generation, so an acknowledged write is visible to
+//!   the next read. A reader outside a write sees each key's latest applied value; a read
+//!   of several keys that must agree with each other runs under the writer lock
+//!   (`Store::read_locked`), as it always had to: a sled scan was never a snapshot.
+//!
+//! The two run side by side: generation N is applied while N+1 is being synced. sled is
+//! never flushed on this path; the apply thread flushes it only to retire a full log
+//! segment (a checkpoint) and on shutdown. See `wal` for why sled's flush is avoided.
 //!
 //! Staged changes stay visible to later writers through the shared overlay until they are
-//! applied, so a check-then-act rule sees every earlier write, applied or not. Readers
-//! outside a write see only applied state, which is never less than what was acknowledged.
-//!
-//! The committer uses sled's blocking `flush()` from its own thread: `flush_async` was
-//! seen to hang on this machine with several concurrent callers.
+//! applied, so a check-then-act rule sees every earlier write, applied or not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
 use crate::StoreError;
+use crate::wal::{self, Change, ClosedSegment, WalWriter};
 
 /// A staged value: the generation that staged it last, and the value (`None` = deleted).
 pub(crate) type Staged = (u64, Option<Vec<u8>>);
@@ -32,109 +36,166 @@ pub(crate) type Staged = (u64, Option<Vec<u8>>);
 pub(crate) struct WriterState {
     /// The sequence the next ledger entry gets.
     pub next_sequence: u64,
-    /// The generation the changes staged now will be applied and flushed as.
+    /// The generation the changes staged now will be logged and applied as.
     pub generation: u64,
-    /// The combined batch of `generation`.
-    pub batch: sled::Batch,
-    /// True when `batch` holds something (sled's Batch cannot tell).
-    pub batch_dirty: bool,
-    /// The highest ledger sequence staged in `batch`.
+    /// The changes of `generation`, in the order they were staged.
+    pub changes: Vec<Change>,
+    /// The highest ledger sequence staged in `changes`.
     pub batch_last_sequence: Option<u64>,
     /// Staged changes of this and earlier, not yet applied, generations, by raw key.
     pub overlay: BTreeMap<Vec<u8>, Staged>,
-    /// A flush was asked for even though nothing is staged.
+    /// A commit was asked for even though nothing is staged.
     pub flush_requested: bool,
-    /// No more writes: the committer drains and stops.
-    pub stopping: bool,
 }
 
 impl WriterState {
-    pub(crate) fn new(next_sequence: u64) -> Self {
+    pub(crate) fn new(next_sequence: u64, generation: u64) -> Self {
         Self {
             next_sequence,
-            generation: 1,
-            batch: sled::Batch::default(),
-            batch_dirty: false,
+            generation,
+            changes: Vec::new(),
             batch_last_sequence: None,
             overlay: BTreeMap::new(),
             flush_requested: false,
-            stopping: false,
         }
     }
 
     /// Stages one change into the current generation.
     pub(crate) fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        match &value {
-            Some(value) => self.batch.insert(key.clone(), value.clone()),
-            None => self.batch.remove(key.clone()),
-        }
-        self.batch_dirty = true;
+        self.changes.push((key.clone(), value.clone()));
         self.overlay.insert(key, (self.generation, value));
+    }
+
+    /// True when the current generation holds changes.
+    pub(crate) fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
     }
 }
 
-/// What the committer has made durable so far.
+/// What the group commit has made durable and visible so far.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Committed {
-    /// Every generation up to and including this one is applied and flushed.
+    /// Every generation up to and including this one is logged and applied.
     pub through: u64,
-    /// Set once applying or flushing failed: later writes cannot become durable.
+    /// Set once logging or applying failed: later writes cannot become durable.
     pub failure: Option<String>,
 }
 
-/// The writer lock and the committer thread of one database.
+/// One logged generation on its way to sled.
+struct Logged {
+    generation: u64,
+    changes: Vec<Change>,
+    last_sequence: Option<u64>,
+    /// A log segment the log thread closed before this generation.
+    closed: Option<ClosedSegment>,
+}
+
+/// The writer lock and the two threads of one database.
 pub(crate) struct GroupCommit {
     shared: Arc<Shared>,
     committed: watch::Receiver<Committed>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct Shared {
-    writer: Mutex<WriterState>,
+    /// An async lock: a writer waiting for it yields its runtime thread to other tasks
+    /// instead of putting the thread to sleep (with two cores, a sleeping runtime thread
+    /// is half the server). The log and apply threads take it with `blocking_lock`.
+    writer: tokio::sync::Mutex<WriterState>,
+    /// Set when something was staged (or a commit requested) since the log thread last
+    /// looked; the log thread sleeps on `wake` until it is.
+    kicked: Mutex<bool>,
     wake: Condvar,
+    /// No more writes: the threads drain and stop. Checked by writers under the writer
+    /// lock, set before the log thread takes its last generation under that lock.
+    stopping: AtomicBool,
+    committed: watch::Sender<Committed>,
+}
+
+impl Shared {
+    /// Records a failure: no later generation can become durable, so writes stop.
+    fn fail(&self, what: &str, error: &StoreError) {
+        tracing::error!(%error, "{what} failed: the database can no longer make writes durable");
+        self.committed.send_modify(|c| {
+            c.failure.get_or_insert_with(|| format!("{what}: {error}"));
+        });
+        self.stopping.store(true, Ordering::SeqCst);
+        self.kick();
+    }
+
+    /// Wakes the log thread.
+    fn kick(&self) {
+        *lock(&self.kicked) = true;
+        self.wake.notify_one();
+    }
+}
+
+/// Where the threads of one database write.
+pub(crate) struct Target {
+    pub db: sled::Db,
+    pub data: sled::Tree,
+    pub wal_dir: PathBuf,
+    /// See `StoreOptions::wal_segment_bytes`.
+    pub segment_bytes: u64,
+    /// The last generation applied before this start (after recovery).
+    pub applied: u64,
 }
 
 impl GroupCommit {
-    /// Starts the committer of `data` (a tree of `db`).
+    /// Starts the log and apply threads of `target`.
     pub(crate) fn start(
-        db: sled::Db,
-        data: sled::Tree,
+        target: Target,
         next_sequence: u64,
         name: &str,
         committed: watch::Sender<Committed>,
         sequence: watch::Sender<u64>,
     ) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
-            writer: Mutex::new(WriterState::new(next_sequence)),
-            wake: Condvar::new(),
-        });
         let receiver = committed.subscribe();
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("commit-{name}"))
-            .spawn(move || committer(db, data, thread_shared, committed, sequence))?;
+        let shared = Arc::new(Shared {
+            writer: tokio::sync::Mutex::new(WriterState::new(next_sequence, target.applied + 1)),
+            kicked: Mutex::new(false),
+            wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            committed,
+        });
+        let (logged_tx, logged_rx) = mpsc::channel();
+        let writer = WalWriter::new(&target.wal_dir, target.segment_bytes);
+        let log_shared = shared.clone();
+        let log = std::thread::Builder::new()
+            .name(format!("wal-{name}"))
+            .spawn(move || log_thread(writer, log_shared, logged_tx))?;
+        let apply_shared = shared.clone();
+        let apply = std::thread::Builder::new()
+            .name(format!("apply-{name}"))
+            .spawn(move || apply_thread(target, apply_shared, logged_rx, sequence))?;
         Ok(Self {
             shared,
             committed: receiver,
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(vec![log, apply]),
         })
     }
 
     /// The writer lock. Held only while a write stages its changes, never across I/O.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, WriterState> {
-        lock(&self.shared.writer)
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, WriterState> {
+        self.shared.writer.lock().await
     }
 
-    /// Wakes the committer: something was staged (or a flush was requested).
+    /// True once the store is closing (or failed): no write may stage any more. Checked
+    /// under the writer lock.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Wakes the log thread: something was staged (or a commit was requested).
     pub(crate) fn notify(&self) {
-        self.shared.wake.notify_one();
+        self.shared.kick();
     }
 
-    /// The generation that covers everything staged so far; asks for a flush even when
+    /// The generation that covers everything staged so far; asks for a commit even when
     /// nothing is staged, so the caller can wait for earlier generations too.
-    pub(crate) fn request_flush(&self) -> Result<u64, StoreError> {
-        let mut writer = self.lock();
-        if writer.stopping {
+    pub(crate) async fn request_flush(&self) -> Result<u64, StoreError> {
+        let mut writer = self.lock().await;
+        if self.is_stopping() {
             return Err(StoreError::Closed);
         }
         writer.flush_requested = true;
@@ -144,7 +205,7 @@ impl GroupCommit {
         Ok(generation)
     }
 
-    /// Waits until `generation` is applied and on disk.
+    /// Waits until `generation` is logged, synced and applied.
     pub(crate) async fn wait(&self, generation: u64) -> Result<(), StoreError> {
         let mut rx = self.committed.clone();
         let state = rx
@@ -157,11 +218,13 @@ impl GroupCommit {
         }
     }
 
-    /// Commits what is staged, stops the thread, and refuses later writes.
+    /// Commits what is staged, flushes sled, retires the log, stops the threads, and
+    /// refuses later writes.
     pub(crate) fn stop(&self) {
-        self.lock().stopping = true;
-        self.notify();
-        if let Some(thread) = lock(&self.thread).take() {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.kick();
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for thread in threads {
             let _ = thread.join();
         }
     }
@@ -181,71 +244,144 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn committer(
-    db: sled::Db,
-    data: sled::Tree,
-    shared: Arc<Shared>,
-    tx: watch::Sender<Committed>,
-    sequence_tx: watch::Sender<u64>,
-) {
+/// Takes each generation staged, logs and syncs it, and hands it to the apply thread.
+fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<Logged>) {
     loop {
-        let (generation, batch, dirty, last_sequence, stopping) = {
-            let mut writer = lock(&shared.writer);
-            while !writer.batch_dirty && !writer.flush_requested && !writer.stopping {
-                writer = shared
+        {
+            let mut kicked = lock(&shared.kicked);
+            while !*kicked {
+                kicked = shared
                     .wake
-                    .wait(writer)
+                    .wait(kicked)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
-            let generation = writer.generation;
-            writer.generation += 1;
-            writer.flush_requested = false;
-            let batch = std::mem::take(&mut writer.batch);
-            let dirty = std::mem::replace(&mut writer.batch_dirty, false);
+            *kicked = false;
+        }
+        // Read before taking the lock: a writer that stages after this take saw it set.
+        let stopping = shared.stopping.load(Ordering::SeqCst);
+        let (generation, changes, last_sequence) = {
+            let mut state = shared.writer.blocking_lock();
+            if !state.has_changes() && !state.flush_requested && !stopping {
+                continue;
+            }
+            let generation = state.generation;
+            state.generation += 1;
+            state.flush_requested = false;
             (
                 generation,
-                batch,
-                dirty,
-                writer.batch_last_sequence.take(),
-                writer.stopping,
+                std::mem::take(&mut state.changes),
+                state.batch_last_sequence.take(),
             )
         };
-        let outcome = (|| {
-            if dirty {
-                data.apply_batch(batch)?;
-            }
-            // The staged values are in the tree now: stop serving them from the overlay
-            // (unless a later generation staged the same key again).
-            lock(&shared.writer)
-                .overlay
-                .retain(|_, (staged_by, _)| *staged_by != generation);
-            db.flush()
-        })();
-        match outcome {
-            Ok(_) => {
-                // The ledger mark first: a writer woken by `through` must find its own
-                // entries in the change feed.
-                if let Some(sequence) = last_sequence {
-                    sequence_tx.send_if_modified(|durable| {
-                        let moved = sequence > *durable;
-                        *durable = (*durable).max(sequence);
-                        moved
-                    });
+        let mut closed = None;
+        if !changes.is_empty() {
+            match writer.append(generation, &changes) {
+                Ok(segment) => closed = segment,
+                Err(error) => {
+                    shared.fail("writing the write-ahead log", &error);
+                    return;
                 }
-                tx.send_modify(|c| c.through = generation);
             }
-            Err(error) => {
-                tracing::error!(%error, "commit failed: the database can no longer make writes durable");
-                tx.send_modify(|c| c.failure = Some(error.to_string()));
-                lock(&shared.writer).stopping = true;
-                return;
-            }
+        }
+        let next = Logged {
+            generation,
+            changes,
+            last_sequence,
+            closed,
+        };
+        if logged.send(next).is_err() {
+            // The apply thread stopped after a failure it reported.
+            return;
         }
         if stopping {
-            let writer = lock(&shared.writer);
-            if !writer.batch_dirty {
-                return;
+            // Shutdown: the open segment is retired too, once its generations are applied
+            // and sled has flushed them.
+            if let Some(current) = writer.close_current() {
+                let _ = logged.send(Logged {
+                    generation,
+                    changes: Vec::new(),
+                    last_sequence: None,
+                    closed: Some(current),
+                });
             }
+            return;
         }
     }
+}
+
+/// Applies each logged generation to sled, in order, and acknowledges it; retires log
+/// segments once sled has flushed what they hold.
+fn apply_thread(
+    target: Target,
+    shared: Arc<Shared>,
+    logged: mpsc::Receiver<Logged>,
+    sequence_tx: watch::Sender<u64>,
+) {
+    let Target {
+        db,
+        data,
+        wal_dir,
+        mut applied,
+        ..
+    } = target;
+    let mut retiring: VecDeque<ClosedSegment> = VecDeque::new();
+    for next in logged {
+        let Logged {
+            generation,
+            changes,
+            last_sequence,
+            closed,
+        } = next;
+        if !changes.is_empty() {
+            if let Err(error) = wal::apply(&data, generation, changes) {
+                shared.fail("applying a logged generation", &error);
+                return;
+            }
+            applied = generation;
+        }
+        // The staged values are in the tree now: stop serving them from the overlay
+        // (unless a later generation staged the same key again).
+        shared
+            .writer
+            .blocking_lock()
+            .overlay
+            .retain(|_, (staged_by, _)| *staged_by != generation);
+        // The ledger mark first: a writer woken by `through` must find its own entries in
+        // the change feed.
+        if let Some(sequence) = last_sequence {
+            sequence_tx.send_if_modified(|durable| {
+                let moved = sequence > *durable;
+                *durable = (*durable).max(sequence);
+                moved
+            });
+        }
+        shared.committed.send_modify(|c| c.through = generation);
+        retiring.extend(closed);
+        if retiring
+            .front()
+            .is_some_and(|segment| segment.last_generation <= applied)
+            && let Err(error) = checkpoint(&db, &wal_dir, &mut retiring, applied)
+        {
+            shared.fail("checkpointing the write-ahead log", &error);
+            return;
+        }
+    }
+}
+
+/// Flushes sled, then deletes the closed segments whose generations it now holds.
+fn checkpoint(
+    db: &sled::Db,
+    wal_dir: &std::path::Path,
+    retiring: &mut VecDeque<ClosedSegment>,
+    applied: u64,
+) -> Result<(), StoreError> {
+    db.flush()?;
+    while let Some(segment) = retiring.front() {
+        if segment.last_generation > applied {
+            break;
+        }
+        std::fs::remove_file(&segment.path)?;
+        retiring.pop_front();
+    }
+    wal::sync_dir(wal_dir)
 }

@@ -4,15 +4,18 @@
 //! table and the append-only ledger.
 //!
 //! A write goes through [`Store::write`]: under the database's writer lock the closure reads
-//! current state and stages changes in a [`WriteTx`]; the store appends the ledger entries
-//! it staged (assigning gap-free sequence numbers), records the idempotent response, applies
-//! everything as one atomic sled batch, releases the lock and waits for the group commit.
-//! Only then does the caller get its answer: acknowledged means durable.
+//! current state (sled, plus everything staged and not yet applied) and stages changes in a
+//! [`WriteTx`]; the store appends the ledger entries it staged (assigning gap-free sequence
+//! numbers), records the idempotent response, adds it all to the group commit's current
+//! generation, releases the lock and waits. The generation is appended to the write-ahead
+//! log and synced, then applied to sled; a crash keeps all of a write or none of it. Only
+//! then does the caller get its answer: acknowledged means durable.
 
 pub mod clock;
 mod group_commit;
 pub mod keys;
 pub mod table;
+mod wal;
 
 mod store;
 

@@ -13,16 +13,24 @@ use tokio::sync::watch;
 
 use crate::StoreError;
 use crate::clock::{SharedClock, system_clock};
-use crate::group_commit::{Committed, GroupCommit, Staged};
+use crate::group_commit::{Committed, GroupCommit, Staged, Target};
 use crate::keys::KeyCodec;
 use crate::table::{Table, Value};
+use crate::wal;
 
 /// The on-disk format this binary writes. A database with a newer version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: writes are durable in the write-ahead log (`wal/`) before sled has them, so a
+/// binary that ignores the log must not open the database. A version 1 database is
+/// upgraded when opened.
+pub const FORMAT_VERSION: u32 = 2;
 
 const META_FORMAT: &[u8] = b"format_version";
 const META_SITE: &[u8] = b"site";
 const META_SERVICE: &[u8] = b"service";
+
+/// The write-ahead log's directory, inside the database's.
+const WAL_DIR: &str = "wal";
 
 /// Ledger entries: sequence → the service's encoded entry.
 const LEDGER_PREFIX: &[u8] = b"_ledger/";
@@ -49,6 +57,9 @@ pub struct StoreOptions {
     pub idempotency_retention: Duration,
     /// The clock used for idempotency expiry.
     pub clock: SharedClock,
+    /// Size at which a write-ahead log segment is closed; sled is flushed and the segment
+    /// deleted once its writes are applied. Bounds the log replayed after a crash.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +68,7 @@ impl Default for StoreOptions {
             cache_bytes: 8 * 1024 * 1024,
             idempotency_retention: Duration::from_secs(48 * 3600),
             clock: system_clock(),
+            wal_segment_bytes: 32 << 20,
         }
     }
 }
@@ -166,6 +178,9 @@ impl Store {
             })?;
         check_identity(&db, path, identity)?;
         let data = db.open_tree("data")?;
+        // Generations a crash left in the write-ahead log but not in sled's files.
+        let wal_dir = path.join(WAL_DIR);
+        let applied = wal::recover(&db, &data, &wal_dir)?;
         let next_sequence = match data.scan_prefix(LEDGER_PREFIX).keys().next_back() {
             Some(key) => decode_sequence(&key?)? + 1,
             None => 1,
@@ -173,8 +188,13 @@ impl Store {
         let (committed_tx, _) = watch::channel(Committed::default());
         let (sequence_tx, durable_sequence) = watch::channel(next_sequence - 1);
         let commit = GroupCommit::start(
-            db.clone(),
-            data.clone(),
+            Target {
+                db: db.clone(),
+                data: data.clone(),
+                wal_dir,
+                segment_bytes: options.wal_segment_bytes,
+                applied,
+            },
             next_sequence,
             &format!("{}-{}", identity.site, identity.service),
             committed_tx,
@@ -220,20 +240,9 @@ impl Store {
         T: prost::Message + Default,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
     {
-        if let Some(request) = request
-            && let Some(value) = self.replay(request, None)?
-        {
-            // The first call's changes are applied; a flush may still be pending.
-            let generation = self.inner.commit.request_flush()?;
-            self.inner.commit.wait(generation).await?;
-            return Ok(Written {
-                value,
-                replayed: true,
-            });
-        }
         let staging = {
-            let mut writer = self.inner.commit.lock();
-            if writer.stopping {
+            let mut writer = self.inner.commit.lock().await;
+            if self.inner.commit.is_stopping() {
                 return Err(WriteError::Store(StoreError::Closed));
             }
             // Checked again under the lock, staged changes included: a concurrent call
@@ -277,7 +286,7 @@ impl Store {
                     writer.batch_last_sequence = Some(sequence);
                     writer.next_sequence = sequence + 1;
                 }
-                if !writer.batch_dirty {
+                if !writer.has_changes() {
                     // Nothing to apply (a write that changed nothing): the generation must
                     // still commit, or its writer would wait for it forever.
                     writer.flush_requested = true;
@@ -290,7 +299,7 @@ impl Store {
             Staging::Staged(value, generation) => (value, generation, false),
         };
         if replayed {
-            self.inner.commit.request_flush()?;
+            self.inner.commit.request_flush().await?;
         } else {
             self.inner.commit.notify();
         }
@@ -300,8 +309,8 @@ impl Store {
 
     /// Runs `f` under the writer lock on a view that changes nothing: a read of several
     /// rows that is consistent with itself (no write lands in between), without a flush.
-    pub fn read_locked<R>(&self, f: impl FnOnce(&WriteTx<'_>) -> R) -> R {
-        let writer = self.inner.commit.lock();
+    pub async fn read_locked<R>(&self, f: impl FnOnce(&WriteTx<'_>) -> R) -> R {
+        let writer = self.inner.commit.lock().await;
         let tx = WriteTx {
             tree: &self.inner.data,
             shared: &writer.overlay,
@@ -371,8 +380,8 @@ impl Store {
             .now_millis()
             .saturating_sub(retention);
         let (removed, generation) = {
-            let mut writer = self.inner.commit.lock();
-            if writer.stopping {
+            let mut writer = self.inner.commit.lock().await;
+            if self.inner.commit.is_stopping() {
                 return Err(StoreError::Closed);
             }
             let mut removed = 0;
@@ -396,7 +405,7 @@ impl Store {
                 writer.stage(REQUESTS.raw_key(&request_id), None);
                 removed += 1;
             }
-            if !writer.batch_dirty {
+            if !writer.has_changes() {
                 writer.flush_requested = true;
             }
             (removed, writer.generation)
@@ -494,7 +503,7 @@ impl Store {
 
     /// Waits until every applied write is on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let generation = self.inner.commit.request_flush()?;
+        let generation = self.inner.commit.request_flush().await?;
         self.inner.commit.wait(generation).await
     }
 
@@ -577,6 +586,12 @@ fn check_identity(db: &sled::Db, path: &Path, identity: &Identity) -> Result<(),
                     identity.site,
                     identity.service
                 )));
+            }
+            if version < FORMAT_VERSION {
+                // Every older format is readable as is; from now on only a binary that
+                // knows this format may open it.
+                meta.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
             }
             Ok(())
         }

@@ -175,7 +175,7 @@ impl Bookings {
         &self,
         f: impl FnOnce(&WriteTx<'_>) -> Result<R, ServiceError>,
     ) -> Result<R, ServiceError> {
-        self.store.read_locked(f)
+        self.store.read_locked(f).await
     }
 
     /// Holds space: lapses every due booking, picks the zone, checks room on every day and
