@@ -4,7 +4,8 @@
 //! - The log thread takes everything staged as one generation, appends it to the
 //!   write-ahead log ([`crate::wal`]) and syncs it: from then on it survives a crash.
 //! - The apply thread applies each logged generation to sled, in order ([`wal::apply`]),
-//!   then wakes every writer of that generation, so an acknowledged write is visible to
+//!   then wakes the writers of that generation (and only those), so an acknowledged
+//!   write is visible to
 //!   the next read. A reader outside a write sees each key's latest applied value; a read
 //!   of several keys that must agree with each other runs under the writer lock
 //!   (`Store::read_locked`), as it always had to: a sled scan was never a snapshot.
@@ -17,13 +18,12 @@
 //! applied, so a check-then-act rule sees every earlier write, applied or not.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, mpsc};
 use std::thread::JoinHandle;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::StoreError;
 use crate::wal::{self, Change, ClosedSegment, WalWriter};
@@ -31,54 +31,64 @@ use crate::wal::{self, Change, ClosedSegment, WalWriter};
 /// A staged value: the generation that staged it last, and the value (`None` = deleted).
 pub(crate) type Staged = (u64, Option<Vec<u8>>);
 
-/// Everything staged but not yet applied, plus the writer's own counters. Lives behind
-/// the database's writer lock.
+/// What a write sees and changes under the writer lock.
 pub(crate) struct WriterState {
     /// The sequence the next ledger entry gets.
     pub next_sequence: u64,
-    /// The generation the changes staged now will be logged and applied as.
-    pub generation: u64,
-    /// The changes of `generation`, in the order they were staged.
-    pub changes: Vec<Change>,
-    /// The highest ledger sequence staged in `changes`.
-    pub batch_last_sequence: Option<u64>,
-    /// Staged changes of this and earlier, not yet applied, generations, by raw key.
+    /// Staged changes of generations not yet applied, by raw key.
     pub overlay: BTreeMap<Vec<u8>, Staged>,
-    /// A commit was asked for even though nothing is staged.
-    pub flush_requested: bool,
+    /// Entries of generations up to this one have been dropped from `overlay`.
+    pruned_through: u64,
 }
 
-impl WriterState {
-    pub(crate) fn new(next_sequence: u64, generation: u64) -> Self {
-        Self {
-            next_sequence,
-            generation,
-            changes: Vec::new(),
-            batch_last_sequence: None,
-            overlay: BTreeMap::new(),
-            flush_requested: false,
+/// The end of one generation: logged, synced and applied, or failed. Each writer waits
+/// on its own generation's, so finishing a generation wakes only its writers.
+pub(crate) struct Commit {
+    done: Arc<Done>,
+}
+
+#[derive(Default)]
+struct Done {
+    outcome: OnceLock<Result<(), String>>,
+    notify: Notify,
+}
+
+impl Done {
+    fn finish(&self, outcome: Result<(), String>) {
+        let _ = self.outcome.set(outcome);
+        self.notify.notify_waiters();
+    }
+}
+
+impl Commit {
+    /// Waits until the generation is durable and applied.
+    pub(crate) async fn wait(self) -> Result<(), StoreError> {
+        loop {
+            let notified = self.done.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a finish between the two is not missed.
+            notified.as_mut().enable();
+            if let Some(outcome) = self.done.outcome.get() {
+                return outcome.clone().map_err(StoreError::Flush);
+            }
+            notified.await;
         }
     }
-
-    /// Stages one change into the current generation.
-    pub(crate) fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        self.changes.push((key.clone(), value.clone()));
-        self.overlay.insert(key, (self.generation, value));
-    }
-
-    /// True when the current generation holds changes.
-    pub(crate) fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
-    }
 }
 
-/// What the group commit has made durable and visible so far.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Committed {
-    /// Every generation up to and including this one is logged and applied.
-    pub through: u64,
-    /// Set once logging or applying failed: later writes cannot become durable.
-    pub failure: Option<String>,
+/// The generation being gathered for the log thread. Behind its own short lock, so the
+/// log thread never queues behind writers for the writer lock.
+struct Pending {
+    /// The generation the changes gathered now will be logged and applied as.
+    generation: u64,
+    /// Its changes, in the order they were staged.
+    changes: Vec<Change>,
+    /// The highest ledger sequence in `changes`.
+    last_sequence: Option<u64>,
+    /// Someone waits for this generation even though it may hold no change.
+    flush_requested: bool,
+    /// Finished when this generation is.
+    done: Arc<Done>,
 }
 
 /// One logged generation on its way to sled.
@@ -86,6 +96,7 @@ struct Logged {
     generation: u64,
     changes: Vec<Change>,
     last_sequence: Option<u64>,
+    done: Arc<Done>,
     /// A log segment the log thread closed before this generation.
     closed: Option<ClosedSegment>,
 }
@@ -93,40 +104,49 @@ struct Logged {
 /// The writer lock and the two threads of one database.
 pub(crate) struct GroupCommit {
     shared: Arc<Shared>,
-    committed: watch::Receiver<Committed>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct Shared {
     /// An async lock: a writer waiting for it yields its runtime thread to other tasks
     /// instead of putting the thread to sleep (with two cores, a sleeping runtime thread
-    /// is half the server). The log and apply threads take it with `blocking_lock`.
+    /// is half the server). The log and apply threads never take it.
     writer: tokio::sync::Mutex<WriterState>,
-    /// Set when something was staged (or a commit requested) since the log thread last
-    /// looked; the log thread sleeps on `wake` until it is.
-    kicked: Mutex<bool>,
+    pending: Mutex<Pending>,
+    /// Signalled when `pending` has work or the store stops.
     wake: Condvar,
-    /// No more writes: the threads drain and stop. Checked by writers under the writer
-    /// lock, set before the log thread takes its last generation under that lock.
+    /// No more writes: the threads drain and stop. Read by the log thread and by writers
+    /// under the `pending` lock, so no write stages after the log thread's last take.
     stopping: AtomicBool,
-    committed: watch::Sender<Committed>,
+    /// The last generation applied to sled; writers drop older entries from the overlay.
+    applied_through: AtomicU64,
+    /// Why writes can no longer become durable, once logging or applying failed.
+    failure: OnceLock<String>,
 }
 
 impl Shared {
-    /// Records a failure: no later generation can become durable, so writes stop.
-    fn fail(&self, what: &str, error: &StoreError) {
+    /// Records a failure and stops: the generation being gathered fails with it (nothing
+    /// will log it), and so does every later write.
+    fn fail(&self, what: &str, error: &StoreError) -> String {
         tracing::error!(%error, "{what} failed: the database can no longer make writes durable");
-        self.committed.send_modify(|c| {
-            c.failure.get_or_insert_with(|| format!("{what}: {error}"));
-        });
+        let message = self
+            .failure
+            .get_or_init(|| format!("{what}: {error}"))
+            .clone();
+        let pending = lock(&self.pending);
         self.stopping.store(true, Ordering::SeqCst);
-        self.kick();
+        pending.done.finish(Err(message.clone()));
+        drop(pending);
+        self.wake.notify_all();
+        message
     }
 
-    /// Wakes the log thread.
-    fn kick(&self) {
-        *lock(&self.kicked) = true;
-        self.wake.notify_one();
+    fn stop(&self) {
+        {
+            let _pending = lock(&self.pending);
+            self.stopping.store(true, Ordering::SeqCst);
+        }
+        self.wake.notify_all();
     }
 }
 
@@ -147,16 +167,25 @@ impl GroupCommit {
         target: Target,
         next_sequence: u64,
         name: &str,
-        committed: watch::Sender<Committed>,
         sequence: watch::Sender<u64>,
     ) -> std::io::Result<Self> {
-        let receiver = committed.subscribe();
         let shared = Arc::new(Shared {
-            writer: tokio::sync::Mutex::new(WriterState::new(next_sequence, target.applied + 1)),
-            kicked: Mutex::new(false),
+            writer: tokio::sync::Mutex::new(WriterState {
+                next_sequence,
+                overlay: BTreeMap::new(),
+                pruned_through: target.applied,
+            }),
+            pending: Mutex::new(Pending {
+                generation: target.applied + 1,
+                changes: Vec::new(),
+                last_sequence: None,
+                flush_requested: false,
+                done: Arc::default(),
+            }),
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
-            committed,
+            applied_through: AtomicU64::new(target.applied),
+            failure: OnceLock::new(),
         });
         let (logged_tx, logged_rx) = mpsc::channel();
         let writer = WalWriter::new(&target.wal_dir, target.segment_bytes);
@@ -170,59 +199,85 @@ impl GroupCommit {
             .spawn(move || apply_thread(target, apply_shared, logged_rx, sequence))?;
         Ok(Self {
             shared,
-            committed: receiver,
             threads: Mutex::new(vec![log, apply]),
         })
     }
 
-    /// The writer lock. Held only while a write stages its changes, never across I/O.
+    /// The writer lock. Held only while a write reads and stages, never across I/O. The
+    /// overlay it guards holds only generations not yet applied.
     pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, WriterState> {
-        self.shared.writer.lock().await
+        let mut writer = self.shared.writer.lock().await;
+        let applied = self.shared.applied_through.load(Ordering::Acquire);
+        if applied > writer.pruned_through {
+            // Those values are in sled now (unless a later generation staged the key again).
+            writer
+                .overlay
+                .retain(|_, (staged_by, _)| *staged_by > applied);
+            writer.pruned_through = applied;
+        }
+        writer
     }
 
-    /// True once the store is closing (or failed): no write may stage any more. Checked
-    /// under the writer lock.
+    /// Adds one write's changes to the generation being gathered (and to the overlay, so
+    /// later writers see them). The returned commit ends when they are durable; a write
+    /// with no changes gets one too. `writer` is the caller's writer lock.
+    pub(crate) fn stage(
+        &self,
+        writer: &mut WriterState,
+        changes: Vec<Change>,
+        last_sequence: Option<u64>,
+    ) -> Result<Commit, StoreError> {
+        let mut pending = self.pending()?;
+        let generation = pending.generation;
+        if changes.is_empty() {
+            pending.flush_requested = true;
+        }
+        for (key, value) in changes {
+            writer
+                .overlay
+                .insert(key.clone(), (generation, value.clone()));
+            pending.changes.push((key, value));
+        }
+        if last_sequence.is_some() {
+            pending.last_sequence = last_sequence;
+        }
+        let done = pending.done.clone();
+        drop(pending);
+        self.shared.wake.notify_one();
+        Ok(Commit { done })
+    }
+
+    /// A commit that ends once everything staged so far is durable.
+    pub(crate) fn request_flush(&self) -> Result<Commit, StoreError> {
+        let mut pending = self.pending()?;
+        pending.flush_requested = true;
+        let done = pending.done.clone();
+        drop(pending);
+        self.shared.wake.notify_one();
+        Ok(Commit { done })
+    }
+
+    /// The generation being gathered, unless the store is closing.
+    fn pending(&self) -> Result<MutexGuard<'_, Pending>, StoreError> {
+        let pending = lock(&self.shared.pending);
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Err(match self.shared.failure.get() {
+                Some(message) => StoreError::Flush(message.clone()),
+                None => StoreError::Closed,
+            });
+        }
+        Ok(pending)
+    }
+
+    /// True once the store is closing (or failed).
     pub(crate) fn is_stopping(&self) -> bool {
         self.shared.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Wakes the log thread: something was staged (or a commit was requested).
-    pub(crate) fn notify(&self) {
-        self.shared.kick();
-    }
-
-    /// The generation that covers everything staged so far; asks for a commit even when
-    /// nothing is staged, so the caller can wait for earlier generations too.
-    pub(crate) async fn request_flush(&self) -> Result<u64, StoreError> {
-        let mut writer = self.lock().await;
-        if self.is_stopping() {
-            return Err(StoreError::Closed);
-        }
-        writer.flush_requested = true;
-        let generation = writer.generation;
-        drop(writer);
-        self.notify();
-        Ok(generation)
-    }
-
-    /// Waits until `generation` is logged, synced and applied.
-    pub(crate) async fn wait(&self, generation: u64) -> Result<(), StoreError> {
-        let mut rx = self.committed.clone();
-        let state = rx
-            .wait_for(|c| c.through >= generation || c.failure.is_some())
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        match &state.failure {
-            Some(message) if state.through < generation => Err(StoreError::Flush(message.clone())),
-            _ => Ok(()),
-        }
     }
 
     /// Commits what is staged, flushes sled, retires the log, stops the threads, and
     /// refuses later writes.
     pub(crate) fn stop(&self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.kick();
+        self.shared.stop();
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             let _ = thread.join();
@@ -237,8 +292,8 @@ impl Drop for GroupCommit {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Staging happens only after a write's closure succeeded, in code that does not panic
-    // halfway, so the state behind a poisoned lock is consistent.
+    // Nothing panics while holding these locks halfway through a change, so the state
+    // behind a poisoned lock is consistent.
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -247,30 +302,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Takes each generation staged, logs and syncs it, and hands it to the apply thread.
 fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<Logged>) {
     loop {
-        {
-            let mut kicked = lock(&shared.kicked);
-            while !*kicked {
-                kicked = shared
+        let (generation, changes, last_sequence, done, stopping) = {
+            let mut pending = lock(&shared.pending);
+            while !shared.stopping.load(Ordering::SeqCst)
+                && !pending.flush_requested
+                && pending.changes.is_empty()
+            {
+                pending = shared
                     .wake
-                    .wait(kicked)
+                    .wait(pending)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
-            *kicked = false;
-        }
-        // Read before taking the lock: a writer that stages after this take saw it set.
-        let stopping = shared.stopping.load(Ordering::SeqCst);
-        let (generation, changes, last_sequence) = {
-            let mut state = shared.writer.blocking_lock();
-            if !state.has_changes() && !state.flush_requested && !stopping {
-                continue;
-            }
-            let generation = state.generation;
-            state.generation += 1;
-            state.flush_requested = false;
+            // Read under the lock: a write that stages after this take sees it set.
+            let stopping = shared.stopping.load(Ordering::SeqCst);
+            let generation = pending.generation;
+            pending.generation += 1;
+            pending.flush_requested = false;
             (
                 generation,
-                std::mem::take(&mut state.changes),
-                state.batch_last_sequence.take(),
+                std::mem::take(&mut pending.changes),
+                pending.last_sequence.take(),
+                std::mem::take(&mut pending.done),
+                stopping,
             )
         };
         let mut closed = None;
@@ -278,7 +331,8 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
             match writer.append(generation, &changes) {
                 Ok(segment) => closed = segment,
                 Err(error) => {
-                    shared.fail("writing the write-ahead log", &error);
+                    let message = shared.fail("writing the write-ahead log", &error);
+                    done.finish(Err(message));
                     return;
                 }
             }
@@ -287,10 +341,13 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
             generation,
             changes,
             last_sequence,
+            done,
             closed,
         };
-        if logged.send(next).is_err() {
-            // The apply thread stopped after a failure it reported.
+        if let Err(mpsc::SendError(unsent)) = logged.send(next) {
+            // The apply thread stopped after a failure it recorded.
+            let message = shared.failure.get().cloned().unwrap_or_default();
+            unsent.done.finish(Err(message));
             return;
         }
         if stopping {
@@ -301,6 +358,7 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
                     generation,
                     changes: Vec::new(),
                     last_sequence: None,
+                    done: Arc::default(),
                     closed: Some(current),
                 });
             }
@@ -309,8 +367,9 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
     }
 }
 
-/// Applies each logged generation to sled, in order, and acknowledges it; retires log
-/// segments once sled has flushed what they hold.
+/// Applies each logged generation to sled, in order, and finishes it; retires log
+/// segments once sled has flushed what they hold. After a failure it fails every
+/// generation still coming.
 fn apply_thread(
     target: Target,
     shared: Arc<Shared>,
@@ -325,29 +384,34 @@ fn apply_thread(
         ..
     } = target;
     let mut retiring: VecDeque<ClosedSegment> = VecDeque::new();
+    let mut failed: Option<String> = None;
     for next in logged {
         let Logged {
             generation,
             changes,
             last_sequence,
+            done,
             closed,
         } = next;
+        if let Some(message) = &failed {
+            done.finish(Err(message.clone()));
+            continue;
+        }
         if !changes.is_empty() {
             if let Err(error) = wal::apply(&data, generation, changes) {
-                shared.fail("applying a logged generation", &error);
-                return;
+                let message = shared.fail("applying a logged generation", &error);
+                done.finish(Err(message.clone()));
+                failed = Some(message);
+                continue;
             }
             applied = generation;
         }
-        // The staged values are in the tree now: stop serving them from the overlay
-        // (unless a later generation staged the same key again).
+        // The values are in the tree now: writers may drop them from the overlay.
         shared
-            .writer
-            .blocking_lock()
-            .overlay
-            .retain(|_, (staged_by, _)| *staged_by != generation);
-        // The ledger mark first: a writer woken by `through` must find its own entries in
-        // the change feed.
+            .applied_through
+            .fetch_max(generation, Ordering::Release);
+        // The ledger mark first: a writer woken next must find its own entries in the
+        // change feed.
         if let Some(sequence) = last_sequence {
             sequence_tx.send_if_modified(|durable| {
                 let moved = sequence > *durable;
@@ -355,15 +419,14 @@ fn apply_thread(
                 moved
             });
         }
-        shared.committed.send_modify(|c| c.through = generation);
+        done.finish(Ok(()));
         retiring.extend(closed);
         if retiring
             .front()
             .is_some_and(|segment| segment.last_generation <= applied)
             && let Err(error) = checkpoint(&db, &wal_dir, &mut retiring, applied)
         {
-            shared.fail("checkpointing the write-ahead log", &error);
-            return;
+            failed = Some(shared.fail("checkpointing the write-ahead log", &error));
         }
     }
 }
@@ -371,7 +434,7 @@ fn apply_thread(
 /// Flushes sled, then deletes the closed segments whose generations it now holds.
 fn checkpoint(
     db: &sled::Db,
-    wal_dir: &std::path::Path,
+    wal_dir: &Path,
     retiring: &mut VecDeque<ClosedSegment>,
     applied: u64,
 ) -> Result<(), StoreError> {

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::StoreError;
 use crate::clock::{SharedClock, system_clock};
-use crate::group_commit::{Committed, GroupCommit, Staged, Target};
+use crate::group_commit::{Commit, GroupCommit, Staged, Target};
 use crate::keys::KeyCodec;
 use crate::table::{Table, Value};
 use crate::wal;
@@ -133,8 +133,8 @@ pub enum WriteError<E> {
 /// What a write did under the writer lock: found an earlier answer, or staged its changes
 /// into a generation of the group commit.
 enum Staging<T> {
-    Replayed(T, u64),
-    Staged(T, u64),
+    Replayed(T, Commit),
+    Staged(T, Commit),
 }
 
 struct Inner {
@@ -185,7 +185,6 @@ impl Store {
             Some(key) => decode_sequence(&key?)? + 1,
             None => 1,
         };
-        let (committed_tx, _) = watch::channel(Committed::default());
         let (sequence_tx, durable_sequence) = watch::channel(next_sequence - 1);
         let commit = GroupCommit::start(
             Target {
@@ -197,7 +196,6 @@ impl Store {
             },
             next_sequence,
             &format!("{}-{}", identity.site, identity.service),
-            committed_tx,
             sequence_tx,
         )?;
         Ok(Self {
@@ -245,12 +243,13 @@ impl Store {
             if self.inner.commit.is_stopping() {
                 return Err(WriteError::Store(StoreError::Closed));
             }
-            // Checked again under the lock, staged changes included: a concurrent call
-            // with the same id may have staged since the check above.
+            // Checked under the lock, staged changes included: a concurrent call with the
+            // same id may have staged and not be applied yet.
             if let Some(request) = request
                 && let Some(value) = self.replay(request, Some(&writer.overlay))?
             {
-                Staging::Replayed(value, writer.generation)
+                // The first call's generation may still be on its way to disk.
+                Staging::Replayed(value, self.inner.commit.request_flush()?)
             } else {
                 let now_ms = self.inner.options.clock.now_millis();
                 let mut tx = WriteTx {
@@ -278,32 +277,28 @@ impl Store {
                 let WriteTx {
                     overlay, ledger, ..
                 } = tx;
-                for (key, value) in overlay {
-                    writer.stage(key, value);
-                }
-                for (sequence, bytes) in ledger {
-                    writer.stage(ledger_key(sequence), Some(bytes));
-                    writer.batch_last_sequence = Some(sequence);
+                let last_sequence = ledger.last().map(|(sequence, _)| *sequence);
+                let mut changes: Vec<_> = overlay.into_iter().collect();
+                changes.extend(
+                    ledger
+                        .into_iter()
+                        .map(|(sequence, bytes)| (ledger_key(sequence), Some(bytes))),
+                );
+                let commit = self
+                    .inner
+                    .commit
+                    .stage(&mut writer, changes, last_sequence)?;
+                if let Some(sequence) = last_sequence {
                     writer.next_sequence = sequence + 1;
                 }
-                if !writer.has_changes() {
-                    // Nothing to apply (a write that changed nothing): the generation must
-                    // still commit, or its writer would wait for it forever.
-                    writer.flush_requested = true;
-                }
-                Staging::Staged(value, writer.generation)
+                Staging::Staged(value, commit)
             }
         };
-        let (value, generation, replayed) = match staging {
-            Staging::Replayed(value, generation) => (value, generation, true),
-            Staging::Staged(value, generation) => (value, generation, false),
+        let (value, commit, replayed) = match staging {
+            Staging::Replayed(value, commit) => (value, commit, true),
+            Staging::Staged(value, commit) => (value, commit, false),
         };
-        if replayed {
-            self.inner.commit.request_flush().await?;
-        } else {
-            self.inner.commit.notify();
-        }
-        self.inner.commit.wait(generation).await?;
+        commit.wait().await?;
         Ok(Written { value, replayed })
     }
 
@@ -379,12 +374,12 @@ impl Store {
             .clock
             .now_millis()
             .saturating_sub(retention);
-        let (removed, generation) = {
+        let (removed, commit) = {
             let mut writer = self.inner.commit.lock().await;
             if self.inner.commit.is_stopping() {
                 return Err(StoreError::Closed);
             }
-            let mut removed = 0;
+            let mut changes = Vec::new();
             // Records still staged are seconds old: the applied ones are all that can expire.
             for entry in self.scan_prefix(&REQUESTS_BY_TIME, &[]) {
                 // One corrupt index entry must not stop every later sweep: report it and go on.
@@ -398,20 +393,21 @@ impl Store {
                 if recorded_at_ms > cutoff {
                     break;
                 }
-                writer.stage(
-                    REQUESTS_BY_TIME.raw_key(&(recorded_at_ms, request_id.clone())),
-                    None,
-                );
-                writer.stage(REQUESTS.raw_key(&request_id), None);
-                removed += 1;
+                let index_key = REQUESTS_BY_TIME.raw_key(&(recorded_at_ms, request_id.clone()));
+                if writer.overlay.contains_key(&index_key) {
+                    // An earlier sweep's removal, not applied yet.
+                    continue;
+                }
+                changes.push((index_key, None));
+                changes.push((REQUESTS.raw_key(&request_id), None));
             }
-            if !writer.has_changes() {
-                writer.flush_requested = true;
-            }
-            (removed, writer.generation)
+            let removed = changes.len() / 2;
+            (
+                removed,
+                self.inner.commit.stage(&mut writer, changes, None)?,
+            )
         };
-        self.inner.commit.notify();
-        self.inner.commit.wait(generation).await?;
+        commit.wait().await?;
         Ok(removed)
     }
 
@@ -503,8 +499,7 @@ impl Store {
 
     /// Waits until every applied write is on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let generation = self.inner.commit.request_flush().await?;
-        self.inner.commit.wait(generation).await
+        self.inner.commit.request_flush()?.wait().await
     }
 
     /// Flushes and stops the flusher. Called on shutdown; later writes fail with `Closed`.
