@@ -22,8 +22,8 @@ mod store;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use keys::{KeyCodec, KeyPart, Prefix};
 pub use store::{
-    FORMAT_VERSION, Identity, LedgerRecord, RequestFingerprint, Store, StoreOptions, WriteError,
-    WriteTx, Written, fingerprint,
+    FORMAT_VERSION, Identity, LedgerRecord, RequestFingerprint, SWEEP_BATCH, Store, StoreOptions,
+    WriteError, WriteTx, Written, fingerprint,
 };
 pub use table::{Table, Value};
 

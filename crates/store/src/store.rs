@@ -38,6 +38,8 @@ const LEDGER_PREFIX: &[u8] = b"_ledger/";
 const REQUESTS: Table<String, RequestRecord> = Table::new("_requests");
 /// Expiry index of idempotency records: (recorded at, request_id).
 const REQUESTS_BY_TIME: Table<(i64, String), ()> = Table::new("_requests_by_time");
+/// Request ids forgotten per generation of a sweep.
+pub const SWEEP_BATCH: usize = 4096;
 
 /// Whose data a database holds. A database refuses to open as anyone else's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,6 +367,10 @@ impl Store {
     }
 
     /// Forgets request_ids older than the retention. Returns how many were removed.
+    ///
+    /// In generations of at most [`SWEEP_BATCH`] records, each committed before the next is
+    /// gathered: the writer lock is held for one batch at a time, and a generation stays
+    /// far below the write-ahead log's record limit however much has expired.
     pub async fn sweep_expired_requests(&self) -> Result<usize, StoreError> {
         let retention =
             i64::try_from(self.inner.options.idempotency_retention.as_millis()).unwrap_or(i64::MAX);
@@ -374,41 +380,46 @@ impl Store {
             .clock
             .now_millis()
             .saturating_sub(retention);
-        let (removed, commit) = {
-            let mut writer = self.inner.commit.lock().await;
-            if self.inner.commit.is_stopping() {
-                return Err(StoreError::Closed);
-            }
-            let mut changes = Vec::new();
-            // Records still staged are seconds old: the applied ones are all that can expire.
-            for entry in self.scan_prefix(&REQUESTS_BY_TIME, &[]) {
-                // One corrupt index entry must not stop every later sweep: report it and go on.
-                let ((recorded_at_ms, request_id), ()) = match entry {
-                    Ok(entry) => entry,
-                    Err(error) => {
-                        tracing::warn!(%error, "skipping a corrupt request-expiry entry");
+        let mut removed = 0;
+        loop {
+            let (batch, commit) = {
+                let mut writer = self.inner.commit.lock().await;
+                if self.inner.commit.is_stopping() {
+                    return Err(StoreError::Closed);
+                }
+                let mut changes = Vec::new();
+                // Records still staged are seconds old: the applied ones are all that can
+                // expire.
+                for entry in self.scan_prefix(&REQUESTS_BY_TIME, &[]) {
+                    // One corrupt index entry must not stop every later sweep: report it and
+                    // go on.
+                    let ((recorded_at_ms, request_id), ()) = match entry {
+                        Ok(entry) => entry,
+                        Err(error) => {
+                            tracing::warn!(%error, "skipping a corrupt request-expiry entry");
+                            continue;
+                        }
+                    };
+                    if recorded_at_ms > cutoff || changes.len() >= 2 * SWEEP_BATCH {
+                        break;
+                    }
+                    let index_key = REQUESTS_BY_TIME.raw_key(&(recorded_at_ms, request_id.clone()));
+                    if writer.overlay.contains_key(&index_key) {
+                        // A concurrent sweep's removal, not applied yet.
                         continue;
                     }
-                };
-                if recorded_at_ms > cutoff {
-                    break;
+                    changes.push((index_key, None));
+                    changes.push((REQUESTS.raw_key(&request_id), None));
                 }
-                let index_key = REQUESTS_BY_TIME.raw_key(&(recorded_at_ms, request_id.clone()));
-                if writer.overlay.contains_key(&index_key) {
-                    // An earlier sweep's removal, not applied yet.
-                    continue;
-                }
-                changes.push((index_key, None));
-                changes.push((REQUESTS.raw_key(&request_id), None));
+                let batch = changes.len() / 2;
+                (batch, self.inner.commit.stage(&mut writer, changes, None)?)
+            };
+            commit.wait().await?;
+            removed += batch;
+            if batch < SWEEP_BATCH {
+                return Ok(removed);
             }
-            let removed = changes.len() / 2;
-            (
-                removed,
-                self.inner.commit.stage(&mut writer, changes, None)?,
-            )
-        };
-        commit.wait().await?;
-        Ok(removed)
+        }
     }
 
     /// Reads one value.

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use coldchain_store::{
-    Identity, ManualClock, Store, StoreError, StoreOptions, Table, WriteError, fingerprint,
+    Identity, ManualClock, SWEEP_BATCH, Store, StoreError, StoreOptions, Table, Value, WriteError,
+    fingerprint,
 };
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -216,6 +217,46 @@ async fn request_ids_expire_after_the_retention() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_larger_than_one_generation_forgets_every_expired_id_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_800_000_000_000);
+    let options = StoreOptions {
+        idempotency_retention: Duration::from_secs(3600),
+        clock: clock.clone(),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &identity(), options).unwrap();
+    let expired = SWEEP_BATCH + 100;
+    let writers: Vec<_> = (0..32)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in (w..expired).step_by(32) {
+                    add(&store, Some(&format!("old-{i}")), "a", 1)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    clock.advance(Duration::from_secs(2 * 3600));
+    add(&store, Some("fresh"), "a", 1).await.unwrap();
+
+    assert_eq!(store.sweep_expired_requests().await.unwrap(), expired);
+    assert_eq!(store.sweep_expired_requests().await.unwrap(), 0);
+    let balance = |store: &Store| store.get(&BALANCES, &"a".to_string()).unwrap();
+    assert_eq!(balance(&store), Some(expired as i64 + 1));
+    // The fresh id is still remembered: its retry changes nothing. An expired one is new.
+    add(&store, Some("fresh"), "a", 1).await.unwrap();
+    assert_eq!(balance(&store), Some(expired as i64 + 1));
+    add(&store, Some("old-0"), "a", 1).await.unwrap();
+    assert_eq!(balance(&store), Some(expired as i64 + 2));
+}
+
 #[tokio::test]
 async fn ledger_scans_from_a_sequence_and_wakes_subscribers() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,6 +314,64 @@ async fn a_newer_format_is_refused() {
         .err()
         .unwrap();
     assert!(error.to_string().contains("format version 99"), "{error}");
+}
+
+#[tokio::test]
+async fn a_version_1_database_opens_and_is_marked_with_the_current_format() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let meta = db.open_tree("_meta").unwrap();
+        meta.insert("format_version", &1u32.to_be_bytes()).unwrap();
+        meta.insert("site", "la-vientiane").unwrap();
+        meta.insert("service", "inventory").unwrap();
+        db.open_tree("data")
+            .unwrap()
+            .insert(BALANCES.raw_key(&"a".to_string()), 7i64.to_bytes().unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    {
+        let store = open(dir.path());
+        assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(7));
+        add(&store, None, "a", 1).await.unwrap();
+        store.close();
+    }
+    let db = sled::open(dir.path()).unwrap();
+    let version = db
+        .open_tree("_meta")
+        .unwrap()
+        .get("format_version")
+        .unwrap();
+    assert_eq!(
+        version.as_deref(),
+        Some(&coldchain_store::FORMAT_VERSION.to_be_bytes()[..]),
+        "a binary that does not know the write-ahead log must not open it any more"
+    );
+}
+
+#[tokio::test]
+async fn full_log_segments_are_retired_while_writing_and_the_log_is_empty_after_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        wal_segment_bytes: 4 << 10,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &identity(), options).unwrap();
+    for i in 0..400 {
+        add(&store, Some(&format!("req-{i}")), "a", 1)
+            .await
+            .unwrap();
+    }
+    let segments = || std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+    // 400 writes are about 40 segments of 4 KiB: all but the one being written (and at
+    // most one closed but not yet retired) are gone.
+    assert!(segments() <= 2, "{} segments left", segments());
+    store.close();
+    assert_eq!(segments(), 0, "a clean close leaves nothing to replay");
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(400));
 }
 
 #[tokio::test]
