@@ -260,18 +260,24 @@ impl GroupCommit {
     /// The generation being gathered, unless the store is closing.
     fn pending(&self) -> Result<MutexGuard<'_, Pending>, StoreError> {
         let pending = lock(&self.shared.pending);
-        if self.shared.stopping.load(Ordering::SeqCst) {
-            return Err(match self.shared.failure.get() {
-                Some(message) => StoreError::Flush(message.clone()),
-                None => StoreError::Closed,
-            });
-        }
+        self.check_open()?;
         Ok(pending)
     }
 
-    /// True once the store is closing (or failed).
-    pub(crate) fn is_stopping(&self) -> bool {
-        self.shared.stopping.load(Ordering::SeqCst)
+    /// Why writes can no longer become durable, once logging or applying failed.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.shared.failure.get().cloned()
+    }
+
+    /// Refuses once the store is closing: with the failure that stopped it, if any.
+    pub(crate) fn check_open(&self) -> Result<(), StoreError> {
+        if !self.shared.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        Err(match self.failure() {
+            Some(message) => StoreError::Flush(message),
+            None => StoreError::Closed,
+        })
     }
 
     /// Commits what is staged, flushes sled, retires the log, stops the threads, and

@@ -242,9 +242,7 @@ impl Store {
     {
         let staging = {
             let mut writer = self.inner.commit.lock().await;
-            if self.inner.commit.is_stopping() {
-                return Err(WriteError::Store(StoreError::Closed));
-            }
+            self.inner.commit.check_open()?;
             // Checked under the lock, staged changes included: a concurrent call with the
             // same id may have staged and not be applied yet.
             if let Some(request) = request
@@ -384,9 +382,7 @@ impl Store {
         loop {
             let (batch, commit) = {
                 let mut writer = self.inner.commit.lock().await;
-                if self.inner.commit.is_stopping() {
-                    return Err(StoreError::Closed);
-                }
+                self.inner.commit.check_open()?;
                 let mut changes = Vec::new();
                 // Records still staged are seconds old: the applied ones are all that can
                 // expire.
@@ -502,8 +498,12 @@ impl Store {
         self.inner.durable_sequence.clone()
     }
 
-    /// Checks that the database answers: a read of its metadata.
+    /// Checks that the database answers (a read of its metadata) and can still make
+    /// writes durable.
     pub fn check(&self) -> Result<(), StoreError> {
+        if let Some(failure) = self.inner.commit.failure() {
+            return Err(StoreError::Flush(failure));
+        }
         self.inner.db.get(META_FORMAT)?;
         Ok(())
     }

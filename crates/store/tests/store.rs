@@ -375,6 +375,34 @@ async fn full_log_segments_are_retired_while_writing_and_the_log_is_empty_after_
 }
 
 #[tokio::test]
+async fn when_the_log_cannot_be_written_writes_fail_and_the_store_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        // Every record starts a new segment, so the next write must create a file.
+        wal_segment_bytes: 1,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &identity(), options).unwrap();
+    add(&store, Some("req-1"), "a", 1).await.unwrap();
+    assert!(store.check().is_ok());
+    std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
+    let failed = add(&store, Some("req-2"), "a", 1).await;
+    assert!(
+        matches!(failed, Err(WriteError::Store(StoreError::Flush(_)))),
+        "{failed:?}"
+    );
+    assert!(
+        matches!(store.check(), Err(StoreError::Flush(_))),
+        "health must see that writes can no longer be made durable"
+    );
+    let later = add(&store, Some("req-3"), "a", 1).await;
+    assert!(
+        matches!(later, Err(WriteError::Store(StoreError::Flush(_)))),
+        "{later:?}"
+    );
+}
+
+#[tokio::test]
 async fn corrupt_values_are_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
