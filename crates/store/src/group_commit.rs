@@ -5,10 +5,10 @@
 //!   write-ahead log ([`crate::wal`]) and syncs it: from then on it survives a crash.
 //! - The apply thread applies each logged generation to sled, in order ([`wal::apply`]),
 //!   then wakes the writers of that generation (and only those), so an acknowledged
-//!   write is visible to
-//!   the next read. A reader outside a write sees each key's latest applied value; a read
-//!   of several keys that must agree with each other runs under the writer lock
-//!   (`Store::read_locked`), as it always had to: a sled scan was never a snapshot.
+//!   write is visible to the next read. A reader outside a write sees each key's latest
+//!   applied value; a read of several keys that must agree with each other uses
+//!   `Store::read_locked`, which holds the writer lock and first waits for everything
+//!   staged to be applied (a sled scan alone was never a snapshot).
 //!
 //! The two run side by side: generation N is applied while N+1 is being synced. sled is
 //! never flushed on this path; the apply thread flushes it only to retire a full log

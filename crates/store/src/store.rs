@@ -303,9 +303,19 @@ impl Store {
     }
 
     /// Runs `f` under the writer lock on a view that changes nothing: a read of several
-    /// rows that is consistent with itself (no write lands in between), without a flush.
+    /// rows that is consistent with itself, whatever `f` reads through (its `WriteTx` or
+    /// the store's own scans), and holds only durable writes.
+    ///
+    /// Under the lock no write can stage; waiting first for everything already staged to
+    /// be logged and applied leaves sled still while `f` reads. That costs one commit of
+    /// the group commit when writes are pending, nothing when none are.
     pub async fn read_locked<R>(&self, f: impl FnOnce(&WriteTx<'_>) -> R) -> R {
         let writer = self.inner.commit.lock().await;
+        if let Ok(commit) = self.inner.commit.request_flush() {
+            // A failed store cannot commit any more: `f` then reads what was applied, and
+            // health already reports the failure.
+            let _ = commit.wait().await;
+        }
         let tx = WriteTx {
             tree: &self.inner.data,
             shared: &writer.overlay,
@@ -508,12 +518,14 @@ impl Store {
         Ok(())
     }
 
-    /// Waits until every applied write is on disk.
+    /// Waits until every write staged so far is durable (in the write-ahead log) and
+    /// applied.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner.commit.request_flush()?.wait().await
     }
 
-    /// Flushes and stops the flusher. Called on shutdown; later writes fail with `Closed`.
+    /// Commits what is staged, flushes sled (the log is then empty), and stops the commit
+    /// threads. Called on shutdown; later writes fail with `Closed`.
     pub fn close(&self) {
         self.inner.commit.stop();
     }

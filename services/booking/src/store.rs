@@ -170,7 +170,7 @@ impl Bookings {
     }
 
     /// Runs `f` under the writer lock without writing anything: a consistent read of
-    /// several rows (no write is half-seen), without waiting for a flush.
+    /// several rows (no write is half-seen) of durable state (see `Store::read_locked`).
     async fn locked_read<R>(
         &self,
         f: impl FnOnce(&WriteTx<'_>) -> Result<R, ServiceError>,
