@@ -229,8 +229,9 @@ impl Store {
     /// fingerprint is [`WriteError::RequestIdReused`]. `f` runs under the database's
     /// writer lock: it sees every earlier write (applied or still staged) and no concurrent
     /// one, so a check it makes still holds when its changes are applied. If `f` fails
-    /// nothing is changed. The call returns once the group commit has applied the changes
-    /// (with those of every writer staged alongside, as one atomic batch) and flushed them.
+    /// nothing is changed. The call returns once the group commit has synced the changes
+    /// to the write-ahead log (in one record with those of every writer staged alongside:
+    /// a crash keeps all of them or none) and applied them to sled.
     pub async fn write<T, E, F>(
         &self,
         request: Option<&RequestFingerprint>,
