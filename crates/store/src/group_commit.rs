@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{Notify, watch};
 
 use crate::StoreError;
+use crate::records::{LedgerBlock, RecordedRequests};
 use crate::wal::{self, Change, ClosedSegment, WalWriter};
 
 /// A staged value: the generation that staged it last, and the value (`None` = deleted).
@@ -76,6 +77,17 @@ impl Commit {
     }
 }
 
+/// What one write adds to a generation.
+#[derive(Default)]
+pub(crate) struct WriteSet {
+    /// Puts and deletes, by raw key.
+    pub changes: Vec<Change>,
+    /// Ledger entries with their sequences, continuing the ledger.
+    pub ledger: Vec<(u64, Vec<u8>)>,
+    /// The request id it records, and when.
+    pub request: Option<(String, i64)>,
+}
+
 /// The generation being gathered for the log thread. Behind its own short lock, so the
 /// log thread never queues behind writers for the writer lock.
 struct Pending {
@@ -83,8 +95,10 @@ struct Pending {
     generation: u64,
     /// Its changes, in the order they were staged.
     changes: Vec<Change>,
-    /// The highest ledger sequence in `changes`.
-    last_sequence: Option<u64>,
+    /// Its ledger entries, as one block (see `records`).
+    ledger: Option<LedgerBlock>,
+    /// The request ids it records, as one expiry entry (see `records`).
+    requests: RecordedRequests,
     /// Someone waits for this generation even though it may hold no change.
     flush_requested: bool,
     /// Finished when this generation is.
@@ -178,7 +192,8 @@ impl GroupCommit {
             pending: Mutex::new(Pending {
                 generation: target.applied + 1,
                 changes: Vec::new(),
-                last_sequence: None,
+                ledger: None,
+                requests: RecordedRequests::default(),
                 flush_requested: false,
                 done: Arc::default(),
             }),
@@ -218,18 +233,32 @@ impl GroupCommit {
         writer
     }
 
-    /// Adds one write's changes to the generation being gathered (and to the overlay, so
-    /// later writers see them). The returned commit ends when they are durable; a write
-    /// with no changes gets one too. `writer` is the caller's writer lock.
+    /// Adds one write to the generation being gathered: its changes (also to the overlay,
+    /// so later writers see them), its ledger entries and its request id. The returned
+    /// commit ends when they are durable; a write with no changes gets one too. `writer` is
+    /// the caller's writer lock, which hands out ledger sequences in staging order.
     pub(crate) fn stage(
         &self,
         writer: &mut WriterState,
-        changes: Vec<Change>,
-        last_sequence: Option<u64>,
+        write: WriteSet,
     ) -> Result<Commit, StoreError> {
+        let WriteSet {
+            changes,
+            ledger,
+            request,
+        } = write;
         let mut pending = self.pending()?;
         let generation = pending.generation;
-        if changes.is_empty() {
+        // Checked before anything is staged: a refused write must stage nothing.
+        if let (Some((first, _)), Some(block)) = (ledger.first(), &pending.ledger)
+            && *first != block.next_sequence()
+        {
+            return Err(StoreError::Encode(format!(
+                "ledger entry {first} staged after {}: sequences must be contiguous",
+                block.next_sequence()
+            )));
+        }
+        if changes.is_empty() && ledger.is_empty() && request.is_none() {
             pending.flush_requested = true;
         }
         for (key, value) in changes {
@@ -238,8 +267,14 @@ impl GroupCommit {
                 .insert(key.clone(), (generation, value.clone()));
             pending.changes.push((key, value));
         }
-        if last_sequence.is_some() {
-            pending.last_sequence = last_sequence;
+        for (sequence, entry) in ledger {
+            pending
+                .ledger
+                .get_or_insert_with(|| LedgerBlock::new(sequence))
+                .push(&entry)?;
+        }
+        if let Some((request_id, recorded_at_ms)) = request {
+            pending.requests.push(request_id, recorded_at_ms);
         }
         let done = pending.done.clone();
         drop(pending);
@@ -308,11 +343,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Takes each generation staged, logs and syncs it, and hands it to the apply thread.
 fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<Logged>) {
     loop {
-        let (generation, changes, last_sequence, done, stopping) = {
+        let (generation, mut changes, ledger, requests, done, stopping) = {
             let mut pending = lock(&shared.pending);
             while !shared.stopping.load(Ordering::SeqCst)
                 && !pending.flush_requested
                 && pending.changes.is_empty()
+                && pending.ledger.is_none()
             {
                 pending = shared
                     .wake
@@ -327,11 +363,22 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
             (
                 generation,
                 std::mem::take(&mut pending.changes),
-                pending.last_sequence.take(),
+                pending.ledger.take(),
+                std::mem::take(&mut pending.requests),
                 std::mem::take(&mut pending.done),
                 stopping,
             )
         };
+        let last_sequence = ledger.as_ref().and_then(LedgerBlock::last_sequence);
+        changes.extend(ledger.and_then(LedgerBlock::into_change));
+        match requests.into_change() {
+            Ok(change) => changes.extend(change),
+            Err(error) => {
+                let message = shared.fail("recording request ids", &error);
+                done.finish(Err(message));
+                return;
+            }
+        }
         let mut closed = None;
         if !changes.is_empty() {
             match writer.append(generation, &changes) {

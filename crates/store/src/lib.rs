@@ -14,6 +14,7 @@
 pub mod clock;
 mod group_commit;
 pub mod keys;
+mod records;
 pub mod table;
 mod wal;
 

@@ -13,17 +13,19 @@ use tokio::sync::watch;
 
 use crate::StoreError;
 use crate::clock::{SharedClock, system_clock};
-use crate::group_commit::{Commit, GroupCommit, Staged, Target};
+use crate::group_commit::{Commit, GroupCommit, Staged, Target, WriteSet};
 use crate::keys::KeyCodec;
+use crate::records::{self, LEDGER_BLOCKS, REQUEST_EXPIRY};
 use crate::table::{Table, Value};
 use crate::wal;
 
 /// The on-disk format this binary writes. A database with a newer version is refused.
 ///
 /// 2: writes are durable in the write-ahead log (`wal/`) before sled has them, so a
-/// binary that ignores the log must not open the database. A version 1 database is
-/// upgraded when opened.
-pub const FORMAT_VERSION: u32 = 2;
+/// binary that ignores the log must not open the database.
+/// 3: the ledger and the request expiry index are kept one key per generation (see
+/// `records`). Versions 1 and 2 are upgraded when opened.
+pub const FORMAT_VERSION: u32 = 3;
 
 const META_FORMAT: &[u8] = b"format_version";
 const META_SITE: &[u8] = b"site";
@@ -32,13 +34,11 @@ const META_SERVICE: &[u8] = b"service";
 /// The write-ahead log's directory, inside the database's.
 const WAL_DIR: &str = "wal";
 
-/// Ledger entries: sequence → the service's encoded entry.
-const LEDGER_PREFIX: &[u8] = b"_ledger/";
-/// Idempotency records: request_id → fingerprint, time, stored response.
+/// Idempotency records: request_id → fingerprint, time, stored response. Their expiry
+/// index is `records::REQUEST_EXPIRY`.
 const REQUESTS: Table<String, RequestRecord> = Table::new("_requests");
-/// Expiry index of idempotency records: (recorded at, request_id).
-const REQUESTS_BY_TIME: Table<(i64, String), ()> = Table::new("_requests_by_time");
-/// Request ids forgotten per generation of a sweep.
+/// Request ids forgotten per generation of a sweep (a sweep takes whole expiry entries, so
+/// a generation may hold a few more).
 pub const SWEEP_BATCH: usize = 4096;
 
 /// Whose data a database holds. A database refuses to open as anyone else's.
@@ -183,8 +183,13 @@ impl Store {
         // Generations a crash left in the write-ahead log but not in sled's files.
         let wal_dir = path.join(WAL_DIR);
         let applied = wal::recover(&db, &data, &wal_dir)?;
-        let next_sequence = match data.scan_prefix(LEDGER_PREFIX).keys().next_back() {
-            Some(key) => decode_sequence(&key?)? + 1,
+        records::upgrade_legacy(&db, &data)?;
+        let next_sequence = match data.scan_prefix(LEDGER_BLOCKS).next_back() {
+            Some(block) => {
+                let (key, value) = block?;
+                let entries = records::decode_block(&value)?.len() as u64;
+                records::decode_block_key(&key)? + entries
+            }
             None => 1,
         };
         let (sequence_tx, durable_sequence) = watch::channel(next_sequence - 1);
@@ -269,29 +274,20 @@ impl Store {
                         response: value.encode_to_vec(),
                     };
                     tx.put(&REQUESTS, &request.request_id, &record)?;
-                    tx.put(
-                        &REQUESTS_BY_TIME,
-                        &(now_ms, request.request_id.clone()),
-                        &(),
-                    )?;
                 }
                 let WriteTx {
                     overlay, ledger, ..
                 } = tx;
-                let last_sequence = ledger.last().map(|(sequence, _)| *sequence);
-                let mut changes: Vec<_> = overlay.into_iter().collect();
-                changes.extend(
-                    ledger
-                        .into_iter()
-                        .map(|(sequence, bytes)| (ledger_key(sequence), Some(bytes))),
-                );
-                let commit = self
-                    .inner
-                    .commit
-                    .stage(&mut writer, changes, last_sequence)?;
-                if let Some(sequence) = last_sequence {
-                    writer.next_sequence = sequence + 1;
-                }
+                let next_sequence = ledger
+                    .last()
+                    .map_or(writer.next_sequence, |(sequence, _)| sequence + 1);
+                let write = WriteSet {
+                    changes: overlay.into_iter().collect(),
+                    ledger,
+                    request: request.map(|request| (request.request_id.clone(), now_ms)),
+                };
+                let commit = self.inner.commit.stage(&mut writer, write)?;
+                writer.next_sequence = next_sequence;
                 Staging::Staged(value, commit)
             }
         };
@@ -377,7 +373,7 @@ impl Store {
 
     /// Forgets request_ids older than the retention. Returns how many were removed.
     ///
-    /// In generations of at most [`SWEEP_BATCH`] records, each committed before the next is
+    /// In generations of about [`SWEEP_BATCH`] records, each committed before the next is
     /// gathered: the writer lock is held for one batch at a time, and a generation stays
     /// far below the write-ahead log's record limit however much has expired.
     pub async fn sweep_expired_requests(&self) -> Result<usize, StoreError> {
@@ -391,39 +387,63 @@ impl Store {
             .saturating_sub(retention);
         let mut removed = 0;
         loop {
-            let (batch, commit) = {
+            let (batch, more, commit) = {
                 let mut writer = self.inner.commit.lock().await;
                 self.inner.commit.check_open()?;
                 let mut changes = Vec::new();
-                // Records still staged are seconds old: the applied ones are all that can
-                // expire.
-                for entry in self.scan_prefix(&REQUESTS_BY_TIME, &[]) {
+                let mut batch = 0;
+                let mut more = false;
+                // Entries still being committed are seconds old: the applied ones are all
+                // that can expire.
+                for entry in self.scan_prefix(&REQUEST_EXPIRY, &[]) {
                     // One corrupt index entry must not stop every later sweep: report it and
                     // go on.
-                    let ((recorded_at_ms, request_id), ()) = match entry {
+                    let ((newest_ms, first_id), request_ids) = match entry {
                         Ok(entry) => entry,
                         Err(error) => {
                             tracing::warn!(%error, "skipping a corrupt request-expiry entry");
                             continue;
                         }
                     };
-                    if recorded_at_ms > cutoff || changes.len() >= 2 * SWEEP_BATCH {
+                    if newest_ms > cutoff {
                         break;
                     }
-                    let index_key = REQUESTS_BY_TIME.raw_key(&(recorded_at_ms, request_id.clone()));
+                    if batch >= SWEEP_BATCH {
+                        more = true;
+                        break;
+                    }
+                    let index_key = REQUEST_EXPIRY.raw_key(&(newest_ms, first_id));
                     if writer.overlay.contains_key(&index_key) {
                         // A concurrent sweep's removal, not applied yet.
                         continue;
                     }
                     changes.push((index_key, None));
-                    changes.push((REQUESTS.raw_key(&request_id), None));
+                    for request_id in request_ids {
+                        let key = REQUESTS.raw_key(&request_id);
+                        // An id used again after it expired has a newer record, which is
+                        // not this entry's to forget.
+                        let current =
+                            view_get(&self.inner.data, &writer.overlay, &BTreeMap::new(), &key)?;
+                        let expired = match current.map(|bytes| RequestRecord::from_bytes(&bytes)) {
+                            Some(Ok(record)) => record.recorded_at_ms <= cutoff,
+                            Some(Err(_)) => true,
+                            None => false,
+                        };
+                        if expired {
+                            changes.push((key, None));
+                            batch += 1;
+                        }
+                    }
                 }
-                let batch = changes.len() / 2;
-                (batch, self.inner.commit.stage(&mut writer, changes, None)?)
+                let write = WriteSet {
+                    changes,
+                    ..WriteSet::default()
+                };
+                (batch, more, self.inner.commit.stage(&mut writer, write)?)
             };
             commit.wait().await?;
             removed += batch;
-            if batch < SWEEP_BATCH {
+            if !more {
                 return Ok(removed);
             }
         }
@@ -481,20 +501,42 @@ impl Store {
     /// Up to `limit` durable ledger entries with sequence ≥ `from`, in order.
     pub fn ledger_from(&self, from: u64, limit: usize) -> Result<Vec<LedgerRecord>, StoreError> {
         let durable = self.durable_sequence();
+        let from = from.max(1);
         let mut out = Vec::new();
-        if from > durable {
+        if from > durable || limit == 0 {
             return Ok(out);
         }
-        let mut start = LEDGER_PREFIX.to_vec();
-        start.extend_from_slice(&from.to_be_bytes());
-        let mut end = LEDGER_PREFIX.to_vec();
-        end.extend_from_slice(&durable.to_be_bytes());
-        for entry in self.inner.data.range(start..=end).take(limit) {
-            let (key, value) = entry?;
-            out.push(LedgerRecord {
-                sequence: decode_sequence(&key)?,
-                bytes: value.to_vec(),
-            });
+        // The block holding `from` is the last one starting at or before it.
+        let start = match self
+            .inner
+            .data
+            .range(LEDGER_BLOCKS.to_vec()..=records::ledger_block_key(from))
+            .keys()
+            .next_back()
+        {
+            Some(key) => key?.to_vec(),
+            None => LEDGER_BLOCKS.to_vec(),
+        };
+        for block in self.inner.data.range(start..) {
+            let (key, value) = block?;
+            if !key.starts_with(LEDGER_BLOCKS) {
+                break;
+            }
+            let first = records::decode_block_key(&key)?;
+            for (sequence, bytes) in (first..).zip(records::decode_block(&value)?) {
+                if sequence > durable {
+                    return Ok(out);
+                }
+                if sequence >= from {
+                    out.push(LedgerRecord {
+                        sequence,
+                        bytes: bytes.to_vec(),
+                    });
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -540,12 +582,6 @@ fn decode_entry<K: KeyCodec, V: Value>(
     Ok((table.decode_key(&key)?, V::from_bytes(&value)?))
 }
 
-fn ledger_key(sequence: u64) -> Vec<u8> {
-    let mut key = LEDGER_PREFIX.to_vec();
-    key.extend_from_slice(&sequence.to_be_bytes());
-    key
-}
-
 /// Reads a raw key through the write's own changes, then the staged ones, then the tree.
 fn view_get(
     tree: &sled::Tree,
@@ -560,13 +596,6 @@ fn view_get(
         return Ok(value.clone());
     }
     Ok(tree.get(raw)?.map(|v| v.to_vec()))
-}
-
-fn decode_sequence(key: &[u8]) -> Result<u64, StoreError> {
-    key.strip_prefix(LEDGER_PREFIX)
-        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| StoreError::Corrupt("malformed ledger key".into()))
 }
 
 fn check_identity(db: &sled::Db, path: &Path, identity: &Identity) -> Result<(), StoreError> {

@@ -6,10 +6,10 @@
 //! plus `fdatasync` 0.13 ms, and applying the next generation can run while the log syncs.
 //!
 //! A record holds every change of one generation (the absolute new value of each key, or
-//! its deletion), so replaying it is the same as applying it. Every applied generation also
-//! writes its number under [`APPLIED_KEY`] in the same atomic sled batch: after a crash,
-//! sled recovers some prefix of the applied batches, that key says which, and recovery
-//! replays the logged generations after it, in order. Once sled has flushed a segment's
+//! its deletion), so replaying it is the same as applying it. Every applied generation
+//! writes its number under [`APPLIED_KEY`] after its changes (see [`apply`]): after a
+//! crash, sled recovers some prefix of the inserts, that key says which generations are
+//! whole, and recovery replays the logged generations after it, in order. Once sled has flushed a segment's
 //! generations, the segment is deleted: the log only holds what sled may not have on disk.
 //!
 //! Segment files are `<first generation, 20 digits>.log` in the log's directory. A record is

@@ -222,27 +222,55 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Two writes one after the other, one ledger entry each: two generations, so two blocks.
+async fn two_ledger_blocks(store: &Store) {
+    for _ in 0..2 {
+        store
+            .write::<Reply, String, _>(None, |tx| {
+                tx.append_ledger(|seq| seq.to_be_bytes().to_vec());
+                Ok(Reply::default())
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn block_key(first: u64) -> Vec<u8> {
+    let mut key = b"_ledger_blocks/".to_vec();
+    key.extend_from_slice(&first.to_be_bytes());
+    key
+}
+
 #[tokio::test]
 async fn a_malformed_ledger_key_is_an_error_for_ledger_reads() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store
-        .write::<Reply, String, _>(None, |tx| {
-            tx.append_ledger(|seq| seq.to_be_bytes().to_vec());
-            tx.append_ledger(|seq| seq.to_be_bytes().to_vec());
-            Ok(Reply::default())
-        })
-        .await
-        .unwrap();
-    // Nine bytes of sequence: sorts between entries 1 and 2.
-    let mut key = b"_ledger/".to_vec();
-    key.extend_from_slice(&1u64.to_be_bytes());
+    two_ledger_blocks(&store).await;
+    // Nine bytes of sequence: sorts between the blocks of entries 1 and 2.
+    let mut key = block_key(1);
     key.push(0);
     tamper(store, "data", &[(key, b"x".to_vec())]);
     let store = open(dir.path());
     assert!(corrupt(store.ledger_from(1, 10)));
-    // A read that stops before the bad key is unaffected.
+    // A read that stops before the bad key is unaffected, and so is one after it.
     assert_eq!(store.ledger_from(1, 1).unwrap().len(), 1);
+    assert_eq!(store.ledger_from(2, 10).unwrap()[0].sequence, 2);
+}
+
+#[tokio::test]
+async fn a_damaged_ledger_block_is_an_error_for_ledger_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    two_ledger_blocks(&store).await;
+    // An entry that claims five bytes and has two.
+    tamper(
+        store,
+        "data",
+        &[(block_key(1), b"\x05\x00\x00\x00ab".to_vec())],
+    );
+    let store = open(dir.path());
+    assert!(corrupt(store.ledger_from(1, 10)));
+    assert_eq!(store.ledger_from(2, 10).unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -250,6 +278,20 @@ async fn a_store_whose_ledger_position_is_unreadable_refuses_to_open() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     // The last ledger key is where numbering resumes: three bytes cannot be a sequence.
+    tamper(
+        store,
+        "data",
+        &[(b"_ledger_blocks/\x01\x02\x03".to_vec(), Vec::new())],
+    );
+    let opened = Store::open(dir.path(), &identity(), StoreOptions::default());
+    assert!(corrupt(opened.map(|_| ())));
+}
+
+#[tokio::test]
+async fn a_malformed_format_2_ledger_key_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Format 2's ledger is moved into blocks on open: a key that is no sequence stops it.
     tamper(
         store,
         "data",

@@ -505,3 +505,131 @@ async fn writes_after_close_fail_cleanly() {
         Err(WriteError::Store(StoreError::Closed))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_used_again_after_it_expired_keeps_its_new_record_through_the_old_ones_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_800_000_000_000);
+    let options = StoreOptions {
+        idempotency_retention: Duration::from_secs(3600),
+        clock: clock.clone(),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &identity(), options).unwrap();
+    add(&store, Some("req-1"), "a", 1).await.unwrap();
+    clock.advance(Duration::from_secs(2 * 3600));
+    // Expired: the id is new again, and gets a new record.
+    add(&store, Some("req-1"), "a", 1).await.unwrap();
+    // The first record's expiry entry is due; the record under the id now is not.
+    assert_eq!(store.sweep_expired_requests().await.unwrap(), 0);
+    add(&store, Some("req-1"), "a", 1).await.unwrap();
+    assert_eq!(
+        store.get(&BALANCES, &"a".to_string()).unwrap(),
+        Some(2),
+        "the retry of the second use must replay"
+    );
+}
+
+/// Rewrites a closed format 3 database into format 2's layout: one key per ledger entry
+/// and per request-expiry record.
+fn downgrade_to_format_2(path: &std::path::Path) {
+    const BLOCKS: &[u8] = b"_ledger_blocks/";
+    const EXPIRY: Table<(i64, String), Vec<String>> = Table::new("_request_expiry");
+    const LEGACY_EXPIRY: Table<(i64, String), ()> = Table::new("_requests_by_time");
+    let db = sled::open(path).unwrap();
+    let data = db.open_tree("data").unwrap();
+    for block in data.scan_prefix(BLOCKS) {
+        let (key, value) = block.unwrap();
+        let mut sequence = u64::from_be_bytes(key[BLOCKS.len()..].try_into().unwrap());
+        let mut rest = &value[..];
+        while !rest.is_empty() {
+            let length = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            let mut legacy = b"_ledger/".to_vec();
+            legacy.extend_from_slice(&sequence.to_be_bytes());
+            data.insert(legacy, &rest[4..4 + length]).unwrap();
+            rest = &rest[4 + length..];
+            sequence += 1;
+        }
+        data.remove(key).unwrap();
+    }
+    for entry in data.scan_prefix(EXPIRY.raw_prefix(&[])) {
+        let (key, value) = entry.unwrap();
+        let ((newest_ms, _), ids) = (
+            EXPIRY.decode_key(&key).unwrap(),
+            Vec::<String>::from_bytes(&value).unwrap(),
+        );
+        for id in ids {
+            data.insert(LEGACY_EXPIRY.raw_key(&(newest_ms, id)), b"")
+                .unwrap();
+        }
+        data.remove(key).unwrap();
+    }
+    db.open_tree("_meta")
+        .unwrap()
+        .insert("format_version", &2u32.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_2_database_opens_with_its_ledger_and_request_ids_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_800_000_000_000);
+    let options = || StoreOptions {
+        idempotency_retention: Duration::from_secs(3600),
+        clock: clock.clone(),
+        ..StoreOptions::default()
+    };
+    // More entries than the upgrade moves per chunk, from concurrent writers.
+    let writes = 2_500usize;
+    let store = Store::open(dir.path(), &identity(), options()).unwrap();
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in (w..writes).step_by(16) {
+                    add(&store, Some(&format!("old-{i}")), "a", 1)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let before = store.ledger_from(1, usize::MAX).unwrap();
+    assert_eq!(before.len(), writes);
+    store.close();
+    drop(store);
+    downgrade_to_format_2(dir.path());
+
+    let store = Store::open(dir.path(), &identity(), options()).unwrap();
+    assert_eq!(store.ledger_from(1, usize::MAX).unwrap(), before);
+    assert_eq!(store.ledger_from(1_000, 2).unwrap(), before[999..1001]);
+    // Numbering carries on, and the old ids are still remembered.
+    assert_eq!(add(&store, None, "a", 1).await.unwrap().sequence, 2_501);
+    add(&store, Some("old-7"), "a", 1).await.unwrap();
+    let balance = |store: &Store| store.get(&BALANCES, &"a".to_string()).unwrap();
+    assert_eq!(balance(&store), Some(2_501));
+    // And they expire like any other.
+    clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(store.sweep_expired_requests().await.unwrap(), writes);
+    add(&store, Some("old-7"), "a", 1).await.unwrap();
+    assert_eq!(balance(&store), Some(2_502));
+    store.close();
+    drop(store);
+
+    let db = sled::open(dir.path()).unwrap();
+    let data = db.open_tree("data").unwrap();
+    assert_eq!(data.scan_prefix(b"_ledger/").count(), 0);
+    assert_eq!(data.scan_prefix(b"_requests_by_time/").count(), 0);
+    assert_eq!(
+        db.open_tree("_meta")
+            .unwrap()
+            .get("format_version")
+            .unwrap()
+            .as_deref(),
+        Some(&3u32.to_be_bytes()[..])
+    );
+}
