@@ -27,6 +27,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::StoreError;
 use crate::records::{LedgerBlock, RecordedRequests};
+use crate::row_cache::RowCache;
 use crate::wal::{self, Change, ClosedSegment, WalWriter};
 
 /// A staged value: the generation that staged it last, and the value (`None` = deleted).
@@ -38,6 +39,8 @@ pub(crate) struct WriterState {
     pub next_sequence: u64,
     /// Staged changes of generations not yet applied, by raw key.
     pub overlay: BTreeMap<Vec<u8>, Staged>,
+    /// The latest value of rows writes read (see `row_cache`).
+    pub rows: RowCache,
     /// Entries of generations up to this one have been dropped from `overlay`.
     pruned_through: u64,
 }
@@ -173,6 +176,8 @@ pub(crate) struct Target {
     pub segment_bytes: u64,
     /// The last generation applied before this start (after recovery).
     pub applied: u64,
+    /// See `StoreOptions::row_cache_bytes`.
+    pub row_cache_bytes: usize,
 }
 
 impl GroupCommit {
@@ -187,6 +192,7 @@ impl GroupCommit {
             writer: tokio::sync::Mutex::new(WriterState {
                 next_sequence,
                 overlay: BTreeMap::new(),
+                rows: RowCache::new(target.row_cache_bytes),
                 pruned_through: target.applied,
             }),
             pending: Mutex::new(Pending {
@@ -262,6 +268,7 @@ impl GroupCommit {
             pending.flush_requested = true;
         }
         for (key, value) in changes {
+            writer.rows.update(&key, &value);
             writer
                 .overlay
                 .insert(key.clone(), (generation, value.clone()));

@@ -15,6 +15,7 @@ pub mod clock;
 mod group_commit;
 pub mod keys;
 mod records;
+mod row_cache;
 pub mod table;
 mod wal;
 

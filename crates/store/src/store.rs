@@ -1,6 +1,7 @@
 //! The database of one service instance: open with identity checks, serialized atomic
 //! writes with idempotency and ledger, group commit, reads and scans.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::clock::{SharedClock, system_clock};
 use crate::group_commit::{Commit, GroupCommit, Staged, Target, WriteSet};
 use crate::keys::KeyCodec;
 use crate::records::{self, LEDGER_BLOCKS, REQUEST_EXPIRY};
+use crate::row_cache::RowCache;
 use crate::table::{Table, Value};
 use crate::wal;
 
@@ -62,6 +64,8 @@ pub struct StoreOptions {
     /// Size at which a write-ahead log segment is closed; sled is flushed and the segment
     /// deleted once its writes are applied. Bounds the log replayed after a crash.
     pub wal_segment_bytes: u64,
+    /// Memory for the rows writes read (see `row_cache`), on top of sled's cache.
+    pub row_cache_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -71,6 +75,7 @@ impl Default for StoreOptions {
             idempotency_retention: Duration::from_secs(48 * 3600),
             clock: system_clock(),
             wal_segment_bytes: 32 << 20,
+            row_cache_bytes: 8 << 20,
         }
     }
 }
@@ -200,6 +205,7 @@ impl Store {
                 wal_dir,
                 segment_bytes: options.wal_segment_bytes,
                 applied,
+                row_cache_bytes: options.row_cache_bytes,
             },
             next_sequence,
             &format!("{}-{}", identity.site, identity.service),
@@ -258,11 +264,13 @@ impl Store {
                 Staging::Replayed(value, self.inner.commit.request_flush()?)
             } else {
                 let now_ms = self.inner.options.clock.now_millis();
+                let state = &mut *writer;
                 let mut tx = WriteTx {
                     tree: &self.inner.data,
-                    shared: &writer.overlay,
+                    shared: &state.overlay,
+                    rows: Some(RefCell::new(&mut state.rows)),
                     overlay: BTreeMap::new(),
-                    next_sequence: writer.next_sequence,
+                    next_sequence: state.next_sequence,
                     ledger: Vec::new(),
                     now_ms,
                 };
@@ -316,6 +324,8 @@ impl Store {
         let tx = WriteTx {
             tree: &self.inner.data,
             shared: &writer.overlay,
+            // Nothing is pending now: the tree is current.
+            rows: None,
             overlay: BTreeMap::new(),
             next_sequence: writer.next_sequence,
             ledger: Vec::new(),
@@ -651,6 +661,8 @@ pub struct WriteTx<'a> {
     tree: &'a sled::Tree,
     /// Changes of earlier writes, staged but not yet applied.
     shared: &'a BTreeMap<Vec<u8>, Staged>,
+    /// The writer lock's row cache, for a write (a `RefCell`: reads fill it).
+    rows: Option<RefCell<&'a mut RowCache>>,
     /// This write's puts (`Some`) and deletes (`None`), by raw key.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     next_sequence: u64,
@@ -670,10 +682,20 @@ impl WriteTx<'_> {
         table: &Table<K, V>,
         key: &K,
     ) -> Result<Option<V>, StoreError> {
-        match view_get(self.tree, self.shared, &self.overlay, &table.raw_key(key))? {
-            Some(bytes) => V::from_bytes(&bytes).map(Some),
-            None => Ok(None),
+        let raw = table.raw_key(key);
+        let decode = |bytes: Option<&[u8]>| bytes.map(V::from_bytes).transpose();
+        if let Some(own) = self.overlay.get(&raw) {
+            return decode(own.as_deref());
         }
+        let Some(rows) = &self.rows else {
+            return decode(view_get(self.tree, self.shared, &self.overlay, &raw)?.as_deref());
+        };
+        if let Some(cached) = rows.borrow().get(&raw) {
+            return decode(cached.as_deref());
+        }
+        let current = view_get(self.tree, self.shared, &BTreeMap::new(), &raw)?;
+        rows.borrow_mut().fill(&raw, &current);
+        decode(current.as_deref())
     }
 
     /// Stages a put.
