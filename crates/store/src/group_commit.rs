@@ -376,6 +376,7 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
                 stopping,
             )
         };
+        coalesce(&mut changes);
         let last_sequence = ledger.as_ref().and_then(LedgerBlock::last_sequence);
         changes.extend(ledger.and_then(LedgerBlock::into_change));
         match requests.into_change() {
@@ -425,6 +426,24 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
             return;
         }
     }
+}
+
+/// Keeps each key's last change of a generation, in key order.
+///
+/// A generation is applied (and replayed) as a whole, so only the last value of a key counts:
+/// a row several writes of a generation change (a zone-day's capacity, a busy stock
+/// position) is logged and applied once. Key order lets sled find each key near the last.
+fn coalesce(changes: &mut Vec<Change>) {
+    // Stable: changes to one key stay in staging order, the last one last.
+    changes.sort_by(|(a, _), (b, _)| a.cmp(b));
+    let mut kept: Vec<Change> = Vec::with_capacity(changes.len());
+    for change in changes.drain(..) {
+        match kept.last_mut() {
+            Some(last) if last.0 == change.0 => *last = change,
+            _ => kept.push(change),
+        }
+    }
+    *changes = kept;
 }
 
 /// Applies each logged generation to sled, in order, and finishes it; retires log
@@ -507,4 +526,28 @@ fn checkpoint(
         retiring.pop_front();
     }
     wal::sync_dir(wal_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalescing_keeps_each_keys_last_change_in_key_order() {
+        let put =
+            |key: &str, value: &str| (key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()));
+        let mut changes = vec![
+            put("b", "1"),
+            put("a", "1"),
+            put("b", "2"),
+            (b"c".to_vec(), None),
+            (b"a".to_vec(), None),
+            put("c", "3"),
+        ];
+        coalesce(&mut changes);
+        assert_eq!(
+            changes,
+            vec![(b"a".to_vec(), None), put("b", "2"), put("c", "3")]
+        );
+    }
 }
