@@ -160,6 +160,9 @@ pub struct Config {
     pub idempotency_retention: Duration,
     /// The sled page cache of each database. Default 8 MiB (25 databases must fit in 300 MiB).
     pub sled_cache_bytes: u64,
+    /// The rows writes read, cached next to each database's writer lock. Default 2 MiB; 0
+    /// turns it off.
+    pub row_cache_bytes: u64,
     /// The credentials file (ids, roles, SHA-256 of the secrets): see SECURITY.md. Required
     /// by `serve` unless `insecure_no_auth` is set.
     pub auth_file: Option<PathBuf>,
@@ -199,6 +202,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(3),
             idempotency_retention: Duration::from_secs(48 * 3600),
             sled_cache_bytes: 8 * MIB,
+            row_cache_bytes: 2 * MIB,
             auth_file: None,
             insecure_no_auth: false,
             client_key_file: None,
@@ -250,6 +254,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("shutdown_grace", Kind::Duration),
     ("idempotency_retention", Kind::Duration),
     ("sled_cache_bytes", Kind::Bytes),
+    ("row_cache_bytes", Kind::Bytes),
     ("auth_file", Kind::OptionalPath),
     ("insecure_no_auth", Kind::Bool),
     ("client_key_file", Kind::OptionalPath),
@@ -531,6 +536,11 @@ impl Config {
                     }
                     self.max_message_bytes = usize::try_from(n)
                         .map_err(|_| format!("is too large for this machine, got {text:?}"))?;
+                } else if field == "row_cache_bytes" {
+                    if n > GIB {
+                        return Err(format!("must be at most 1GiB, got {text:?}"));
+                    }
+                    self.row_cache_bytes = n;
                 } else {
                     if n < MIB {
                         return Err(format!("must be at least 1MiB, got {text:?}"));
@@ -786,8 +796,9 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(3));
         assert_eq!(c.idempotency_retention, Duration::from_secs(48 * 3600));
         assert_eq!(c.sled_cache_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.row_cache_bytes, 2 * 1024 * 1024);
         // 25 databases' caches stay well under the 300 MiB budget.
-        assert!(25 * c.sled_cache_bytes < 300 * MIB);
+        assert!(25 * (c.sled_cache_bytes + c.row_cache_bytes) < 300 * MIB);
     }
 
     const FULL_FILE: &str = r#"
@@ -802,6 +813,7 @@ mod tests {
         shutdown_grace = "2500ms"
         idempotency_retention = "72h"
         sled_cache_bytes = 16777216
+        row_cache_bytes = "0"
     "#;
 
     #[test]
@@ -818,6 +830,7 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_millis(2500));
         assert_eq!(c.idempotency_retention, Duration::from_secs(72 * 3600));
         assert_eq!(c.sled_cache_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.row_cache_bytes, 0);
     }
 
     #[test]
@@ -875,6 +888,7 @@ mod tests {
             ("COLDCHAIN_SHUTDOWN_GRACE".into(), "0s"),
             ("COLDCHAIN_IDEMPOTENCY_RETENTION".into(), "30h"),
             ("COLDCHAIN_SLED_CACHE_BYTES".into(), "2MB"),
+            ("COLDCHAIN_ROW_CACHE_BYTES".into(), "1MiB"),
             ("COLDCHAIN_AUTH_FILE".into(), "/c.toml"),
             ("COLDCHAIN_INSECURE_NO_AUTH".into(), "false"),
             ("COLDCHAIN_CLIENT_KEY_FILE".into(), "/k"),
@@ -909,6 +923,7 @@ mod tests {
                 shutdown_grace: Duration::ZERO,
                 idempotency_retention: Duration::from_secs(30 * 3600),
                 sled_cache_bytes: 2_000_000,
+                row_cache_bytes: 1 << 20,
                 auth_file: Some("/c.toml".into()),
                 insecure_no_auth: false,
                 client_key_file: Some("/k".into()),
@@ -1067,7 +1082,8 @@ mod tests {
         let err = load_str(
             Some(
                 "rpc_timeout = 10\nconcurrency_limit = \"many\"\nlog_format = true\n\
-                 max_message_bytes = 12\nsled_cache_bytes = -1\nshutdown_grace = \"5 sec\"\n",
+                 max_message_bytes = 12\nsled_cache_bytes = -1\nshutdown_grace = \"5 sec\"\n\
+                 row_cache_bytes = \"2GiB\"\n",
             ),
             &[("COLDCHAIN_LISTEN_HOST", "999.0.0.1")],
         )
@@ -1078,6 +1094,7 @@ mod tests {
                 "config.toml: concurrency_limit: expected a positive integer, got \"many\"",
                 "config.toml: log_format: expected \"human\" or \"json\", got boolean true",
                 "config.toml: max_message_bytes: must be between 1KiB and 1GiB, got \"12\"",
+                "config.toml: row_cache_bytes: must be at most 1GiB, got \"2GiB\"",
                 "config.toml: rpc_timeout: expected a duration string like \"10s\", got integer 10",
                 "config.toml: shutdown_grace: unknown unit \"sec\": expected a duration like \"10s\", \"500ms\", \"15m\", \"48h\" or \"1h30m\", got \"5 sec\"",
                 "config.toml: sled_cache_bytes: expected a number: expected a number of bytes or a size like \"8MiB\", got \"-1\"",

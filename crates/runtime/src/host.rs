@@ -87,6 +87,7 @@ impl ServiceContext {
             &identity,
             StoreOptions {
                 cache_bytes: self.config.sled_cache_bytes,
+                row_cache_bytes: usize::try_from(self.config.row_cache_bytes).unwrap_or(usize::MAX),
                 idempotency_retention: self.config.idempotency_retention,
                 clock: self.clock.clone(),
                 ..StoreOptions::default()

@@ -75,7 +75,7 @@ impl Default for StoreOptions {
             idempotency_retention: Duration::from_secs(48 * 3600),
             clock: system_clock(),
             wal_segment_bytes: 32 << 20,
-            row_cache_bytes: 8 << 20,
+            row_cache_bytes: 2 << 20,
         }
     }
 }
