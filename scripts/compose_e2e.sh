@@ -80,6 +80,41 @@ compose() { timeout "${COMPOSE_TIMEOUT:-300}" "${compose_tool[@]}" -p "$project"
 project_filter=(--filter "label=com.docker.compose.project=$project")
 container_of() { docker ps -aq "${project_filter[@]}" --filter "label=com.docker.compose.service=$1"; }
 
+# The project's networks the engine refuses to remove though no container is attached: it
+# still counts an endpoint that no longer exists (moby/moby#42119, seen here after step 5
+# disconnected and reconnected containers by hand; only restarting dockerd clears it). That is
+# the engine's state, not the deployment's.
+phantom_networks() {
+    local net
+    for net in $(docker network ls -q "${project_filter[@]}"); do
+        [ "$(docker network inspect -f '{{len .Containers}}' "$net" 2>/dev/null)" = 0 ] || continue
+        docker network rm "$net" 2>&1 | grep -q "has active endpoints" || continue
+        docker network inspect -f '{{.Name}}' "$net"
+    done
+}
+
+# `compose down` with the given flags. A network whose endpoints the engine has not released
+# yet can make one attempt fail: it is shown and tried once more. If it fails again, it passes
+# only when every container is gone and what is left is phantom networks (above), which are
+# reported; anything else fails the test.
+compose_down() {
+    compose down "$@" >"$work/down.log" 2>&1 && return 0
+    say "WARNING: compose down $* failed once; trying again in 3 s. It said:"
+    sed 's/^/    /' "$work/down.log" >&2
+    sleep 3
+    compose down "$@" >"$work/down.log" 2>&1 && return 0
+    local stuck networks
+    stuck=$(phantom_networks)
+    networks=$(docker network ls -q "${project_filter[@]}" | wc -l)
+    if [ -z "$(docker ps -aq "${project_filter[@]}")" ] && [ -n "$stuck" ] \
+        && [ "$networks" -eq "$(echo "$stuck" | wc -l)" ]; then
+        say "WARNING: every container is gone; the engine keeps network(s) $(echo $stuck) with no container attached ('has active endpoints', moby/moby#42119; restart dockerd to clear)"
+        return 0
+    fi
+    cat "$work/down.log" >&2
+    fail "compose down $* failed twice"
+}
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/compose-e2e.XXXXXX")
 load_pid=
 
@@ -371,15 +406,7 @@ snapshot() { timeout 60 python3 deploy/docker/e2e.py --stubs "$work/stubs" --sec
     --project "$project" --network deploy/network.toml snapshot --site "$1" --sku "$2"; }
 before_kill=$(snapshot "$victim_site" "KILL-$run_id") || fail "snapshot of $victim_site"
 before_local=$(snapshot "$cut_site" "LOCAL-$run_id") || fail "snapshot of $cut_site"
-# A network whose endpoints the engine has not released yet (the partition above connected
-# and disconnected containers by hand) can make one `down` fail: it is shown and tried once
-# more; a second failure fails the test.
-if ! compose down >"$work/down.log" 2>&1; then
-    say "WARNING: compose down failed once; trying again in 3 s. It said:"
-    sed 's/^/    /' "$work/down.log" >&2
-    sleep 3
-    compose down >"$work/down.log" 2>&1 || { cat "$work/down.log" >&2; fail "compose down failed twice"; }
-fi
+compose_down
 [ -z "$(docker ps -aq "${project_filter[@]}")" ] || fail "containers left after down"
 volumes=$(docker volume ls -q "${project_filter[@]}" | wc -l)
 [ "$volumes" -eq "$services" ] || fail "$volumes volumes after down, expected $services (one per container)"
@@ -397,10 +424,11 @@ within_budget
 
 # --- 7. down -v -------------------------------------------------------------------------------
 step "7. down -v"
-compose down -v >/dev/null 2>&1 || fail "compose down -v failed"
+compose_down -v
+phantoms=$(phantom_networks | wc -l)
 left=$( (docker ps -aq "${project_filter[@]}"; docker network ls -q "${project_filter[@]}"; docker volume ls -q "${project_filter[@]}") | wc -l)
-[ "$left" -eq 0 ] || fail "$left containers, networks or volumes left after down -v"
-say "nothing of $project left"
+[ "$left" -eq "$phantoms" ] || fail "$((left - phantoms)) containers, networks or volumes left after down -v"
+say "nothing of $project left$([ "$phantoms" -eq 0 ] || echo " but $phantoms phantom network(s) the engine will not remove")"
 
 if [ "${#pending[@]}" -gt 0 ]; then
     echo
