@@ -515,6 +515,19 @@ mod tests {
             .collect()
     }
 
+    /// A sled database with its data tree, and an empty log directory beside it.
+    fn database() -> (tempfile::TempDir, sled::Db, sled::Tree, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("db"))
+            .open()
+            .unwrap();
+        let data = db.open_tree("data").unwrap();
+        let wal_dir = dir.path().join("wal");
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        (dir, db, data, wal_dir)
+    }
+
     #[test]
     fn records_round_trip_and_end_clean() {
         let mut bytes = Vec::new();
@@ -565,14 +578,7 @@ mod tests {
 
     #[test]
     fn recovery_applies_only_the_generations_after_the_marker_and_clears_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .open()
-            .unwrap();
-        let data = db.open_tree("data").unwrap();
-        let wal_dir = dir.path().join("wal");
-        std::fs::create_dir_all(&wal_dir).unwrap();
+        let (_dir, db, data, wal_dir) = database();
         let mut writer = WalWriter::new(&wal_dir, 1 << 20);
         let put =
             |key: &str, value: &str| (key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()));
@@ -586,8 +592,9 @@ mod tests {
         apply(&data, 1, vec![put("a", "1")]).unwrap();
         // A torn record at the end: a write the crash interrupted.
         let segment = segments(&wal_dir).unwrap()[0].1.clone();
-        let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
-        file.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
+        let end = writer.current.as_ref().unwrap().bytes;
+        let file = OpenOptions::new().write(true).open(&segment).unwrap();
+        file.write_all_at(&[9, 0, 0, 0, 1, 2], end).unwrap();
         drop(file);
 
         assert_eq!(recover(&db, &data, &wal_dir).unwrap(), 3);
@@ -603,14 +610,7 @@ mod tests {
 
     #[test]
     fn damage_before_the_newest_segment_refuses_to_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .open()
-            .unwrap();
-        let data = db.open_tree("data").unwrap();
-        let wal_dir = dir.path().join("wal");
-        std::fs::create_dir_all(&wal_dir).unwrap();
+        let (_dir, db, data, wal_dir) = database();
         let mut buffer = Vec::new();
         encode(1, &changes(3), &mut buffer).unwrap();
         buffer.truncate(buffer.len() - 1);
@@ -645,14 +645,7 @@ mod tests {
         assert_eq!(decode_segment(&bytes).1, Tail::Torn { offset: whole });
         bytes[whole + 100] = 0;
 
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .open()
-            .unwrap();
-        let data = db.open_tree("data").unwrap();
-        let wal_dir = dir.path().join("wal");
-        std::fs::create_dir_all(&wal_dir).unwrap();
+        let (_dir, db, data, wal_dir) = database();
         std::fs::write(segment_path(&wal_dir, 1), &bytes).unwrap();
         assert_eq!(recover(&db, &data, &wal_dir).unwrap(), 2);
         assert!(segments(&wal_dir).unwrap().is_empty());

@@ -57,6 +57,26 @@ async fn add(
         .map(|written| written.value)
 }
 
+/// Adds 1 to account "a" `count` times from `writers` concurrent writers, with request ids
+/// `old-0` … `old-{count - 1}`.
+async fn add_old_ids(store: &Store, writers: usize, count: usize) {
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in (w..count).step_by(writers) {
+                    add(&store, Some(&format!("old-{i}")), "a", 1)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_concurrent_writers_are_all_durable_and_sequenced() {
     let dir = tempfile::tempdir().unwrap();
@@ -228,21 +248,7 @@ async fn a_sweep_larger_than_one_generation_forgets_every_expired_id_and_keeps_t
     };
     let store = Store::open(dir.path(), &identity(), options).unwrap();
     let expired = SWEEP_BATCH + 100;
-    let writers: Vec<_> = (0..32)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for i in (w..expired).step_by(32) {
-                    add(&store, Some(&format!("old-{i}")), "a", 1)
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.unwrap();
-    }
+    add_old_ids(&store, 32, expired).await;
     clock.advance(Duration::from_secs(2 * 3600));
     add(&store, Some("fresh"), "a", 1).await.unwrap();
 
@@ -591,21 +597,7 @@ async fn a_format_2_database_opens_with_its_ledger_and_request_ids_intact() {
     // More entries than the upgrade moves per chunk, from concurrent writers.
     let writes = 2_500usize;
     let store = Store::open(dir.path(), &identity(), options()).unwrap();
-    let writers: Vec<_> = (0..16)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for i in (w..writes).step_by(16) {
-                    add(&store, Some(&format!("old-{i}")), "a", 1)
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.unwrap();
-    }
+    add_old_ids(&store, 16, writes).await;
     let before = store.ledger_from(1, usize::MAX).unwrap();
     assert_eq!(before.len(), writes);
     store.close();
