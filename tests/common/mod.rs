@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use coldchain_runtime::auth::ApiKey;
@@ -21,12 +22,50 @@ pub fn shipped_network() -> String {
     .expect("deploy/network.toml")
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
+/// A free TCP port on 127.0.0.1 (free when asked), for a server a test starts later.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    listener_for_a_server()
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// The lowest port handed to test servers.
+const FIRST_TEST_PORT: u32 = 20_000;
+
+/// A listener on a free port below the kernel's ephemeral range, held until the caller
+/// drops it.
+///
+/// Why not port 0: the kernel picks those from the ephemeral range, the same range it takes
+/// the local port of every outgoing connection from. Between choosing a port and the server
+/// binding it, a connection of this test, of a test running beside it, or of one server
+/// calling another could be given that port ("Address already in use", seen in CI). Below
+/// the range no outgoing connection is ever given a port; a cursor shared by the tests of
+/// this process, starting at a place that differs per process, keeps parallel tests apart.
+fn listener_for_a_server() -> TcpListener {
+    static CURSOR: OnceLock<AtomicU32> = OnceLock::new();
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_start.saturating_sub(FIRST_TEST_PORT);
+    if span < 1_000 {
+        // An unusual range leaves no room below it: fall back to the kernel's pick.
+        return TcpListener::bind("127.0.0.1:0").expect("a free port");
+    }
+    let cursor = CURSOR.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        AtomicU32::new(std::process::id().wrapping_mul(7_919).wrapping_add(nanos))
+    });
+    for _ in 0..span {
+        let port = FIRST_TEST_PORT + cursor.fetch_add(1, Ordering::Relaxed) % span;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return listener;
+        }
+    }
+    panic!("no free port between {FIRST_TEST_PORT} and {ephemeral_start}");
 }
 
 /// A private network: the shipped sites and zones, every port replaced by a free one,
@@ -44,7 +83,7 @@ impl TestNetwork {
         // Every listener stays open until all ports are chosen, so no two picks collide.
         let mut held = Vec::new();
         let mut free_port = || {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            let listener = listener_for_a_server();
             let port = listener.local_addr().expect("local addr").port();
             held.push(listener);
             port
