@@ -85,10 +85,13 @@ container_of() { docker ps -aq "${project_filter[@]}" --filter "label=com.docker
 # disconnected and reconnected containers by hand; only restarting dockerd clears it). That is
 # the engine's state, not the deployment's.
 phantom_networks() {
-    local net
+    local net refused
     for net in $(docker network ls -q "${project_filter[@]}"); do
         [ "$(docker network inspect -f '{{len .Containers}}' "$net" 2>/dev/null)" = 0 ] || continue
-        docker network rm "$net" 2>&1 | grep -q "has active endpoints" || continue
+        # Removed now: it was not stuck. (Captured, not piped: under pipefail a pipe would
+        # carry rm's failure even when the message matches.)
+        refused=$(docker network rm "$net" 2>&1) && continue
+        [[ $refused == *"has active endpoints"* ]] || continue
         docker network inspect -f '{{.Name}}' "$net"
     done
 }
