@@ -112,6 +112,13 @@ compose_down() {
     if [ -z "$(docker ps -aq "${project_filter[@]}")" ] && [ -n "$stuck" ] \
         && [ "$networks" -eq "$(echo "$stuck" | wc -l)" ]; then
         say "WARNING: every container is gone; the engine keeps network(s) $(echo $stuck) with no container attached ('has active endpoints', moby/moby#42119; restart dockerd to clear)"
+        # compose stops at the network it cannot remove, before the volumes `-v` asks for.
+        if [[ " $* " == *" -v "* ]]; then
+            local volumes
+            volumes=$(docker volume ls -q "${project_filter[@]}")
+            [ -z "$volumes" ] || docker volume rm $volumes >/dev/null \
+                || fail "compose down $*: the project's volumes cannot be removed"
+        fi
         return 0
     fi
     cat "$work/down.log" >&2
