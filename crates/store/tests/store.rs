@@ -57,6 +57,17 @@ async fn add(
         .map(|written| written.value)
 }
 
+/// A store whose request ids are remembered for one hour, on a manual clock.
+fn open_with_an_hour_of_retention(dir: &std::path::Path) -> (Store, std::sync::Arc<ManualClock>) {
+    let clock = ManualClock::at(1_800_000_000_000);
+    let options = StoreOptions {
+        idempotency_retention: Duration::from_secs(3600),
+        clock: clock.clone(),
+        ..StoreOptions::default()
+    };
+    (Store::open(dir, &identity(), options).unwrap(), clock)
+}
+
 /// Adds 1 to account "a" `count` times from `writers` concurrent writers, with request ids
 /// `old-0` … `old-{count - 1}`.
 async fn add_old_ids(store: &Store, writers: usize, count: usize) {
@@ -240,13 +251,7 @@ async fn request_ids_expire_after_the_retention() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_larger_than_one_generation_forgets_every_expired_id_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::at(1_800_000_000_000);
-    let options = StoreOptions {
-        idempotency_retention: Duration::from_secs(3600),
-        clock: clock.clone(),
-        ..StoreOptions::default()
-    };
-    let store = Store::open(dir.path(), &identity(), options).unwrap();
+    let (store, clock) = open_with_an_hour_of_retention(dir.path());
     let expired = SWEEP_BATCH + 100;
     add_old_ids(&store, 32, expired).await;
     clock.advance(Duration::from_secs(2 * 3600));
@@ -523,13 +528,7 @@ async fn writes_after_close_fail_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_used_again_after_it_expired_keeps_its_new_record_through_the_old_ones_sweep() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::at(1_800_000_000_000);
-    let options = StoreOptions {
-        idempotency_retention: Duration::from_secs(3600),
-        clock: clock.clone(),
-        ..StoreOptions::default()
-    };
-    let store = Store::open(dir.path(), &identity(), options).unwrap();
+    let (store, clock) = open_with_an_hour_of_retention(dir.path());
     add(&store, Some("req-1"), "a", 1).await.unwrap();
     clock.advance(Duration::from_secs(2 * 3600));
     // Expired: the id is new again, and gets a new record.
