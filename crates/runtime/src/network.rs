@@ -541,10 +541,10 @@ fn validate_gateway(
         errors.push("missing [gateway] table (with listen = \"127.0.0.1:50051\")");
         return None;
     };
-    if let Some(endpoint) = &raw.endpoint {
-        if let Some(problem) = endpoint_problem(endpoint) {
-            errors.push(format!("gateway: endpoint {problem}"));
-        }
+    if let Some(endpoint) = &raw.endpoint
+        && let Some(problem) = endpoint_problem(endpoint)
+    {
+        errors.push(format!("gateway: endpoint {problem}"));
     }
     let Some(listen) = raw.listen else {
         errors.push("gateway: missing listen (e.g. listen = \"127.0.0.1:50051\")");
@@ -785,12 +785,12 @@ fn validate_zone(
     let min = celsius(raw.min_celsius, "min_celsius");
     let max = celsius(raw.max_celsius, "max_celsius");
 
-    if let (Some(min), Some(max)) = (min, max) {
-        if min > max {
-            errors.push(format!(
-                "{label}: min_celsius must not be above max_celsius ({max}), got {min}"
-            ));
-        }
+    if let (Some(min), Some(max)) = (min, max)
+        && min > max
+    {
+        errors.push(format!(
+            "{label}: min_celsius must not be above max_celsius ({max}), got {min}"
+        ));
     }
     if let Some(class) = class {
         let (low, high) = class.limits();

@@ -36,6 +36,11 @@ const META_SERVICE: &[u8] = b"service";
 /// The write-ahead log's directory, inside the database's.
 const WAL_DIR: &str = "wal";
 
+/// The file sled locks for as long as a database is open, inside the database's directory.
+const SLED_LOCK_FILE: &str = "db";
+/// How long `Store::open` waits for a database another handle still holds.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// Idempotency records: request_id → fingerprint, time, stored response. Their expiry
 /// index is `records::REQUEST_EXPIRY`.
 const REQUESTS: Table<String, RequestRecord> = Table::new("_requests");
@@ -170,6 +175,7 @@ impl Store {
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path)?;
+        wait_for_lock(&path.join(SLED_LOCK_FILE), LOCK_WAIT)?;
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
@@ -606,6 +612,43 @@ fn view_get(
         return Ok(value.clone());
     }
     Ok(tree.get(raw)?.map(|v| v.to_vec()))
+}
+
+/// Waits until nothing holds the lock sled takes on `file`, for at most `wait`.
+///
+/// sled tries its lock once and fails at once. But after a database's last handle is
+/// dropped, sled's I/O threads may still be writing its final buffers, holding the lock a
+/// moment longer: a reopen in the same process (a service restarted in place, a test)
+/// would fail for nothing. Another process holding it is reported after `wait`, naming
+/// the file. The lock is released again here; sled takes its own right after.
+fn wait_for_lock(file: &Path, wait: Duration) -> Result<(), StoreError> {
+    let probe = match std::fs::File::open(file) {
+        Ok(probe) => probe,
+        // A new database: there is nothing to wait for.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match probe.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Io(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!(
+                        "the database at {} is in use: {} is still locked after {wait:?} \
+                         (is another instance running on the same data directory?)",
+                        file.parent().unwrap_or(file).display(),
+                        file.display()
+                    ),
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
 }
 
 fn check_identity(db: &sled::Db, path: &Path, identity: &Identity) -> Result<(), StoreError> {

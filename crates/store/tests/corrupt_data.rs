@@ -7,6 +7,10 @@
 //! for rows, `_meta` for identity) under keys built with the public `Table::raw_key`, and
 //! reopens the store. No test hook in the store is needed.
 
+mod common;
+
+use common::raw_sled;
+
 use std::path::Path;
 
 use coldchain_store::{
@@ -64,7 +68,7 @@ fn tamper(store: Store, tree: &str, entries: &[(Vec<u8>, Vec<u8>)]) {
     let path = store.path().to_path_buf();
     store.close();
     drop(store);
-    let db = sled::open(&path).expect("sled opens the closed store's directory");
+    let db = raw_sled(&path);
     let tree = db.open_tree(tree).unwrap();
     for (key, value) in entries {
         tree.insert(key.as_slice(), value.as_slice()).unwrap();

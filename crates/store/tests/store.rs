@@ -1,6 +1,10 @@
 //! The store's contracts: atomic serialized writes, group commit, idempotency, ledger,
 //! identity checks, and durability across reopen.
 
+mod common;
+
+use common::raw_sled;
+
 use std::time::Duration;
 
 use coldchain_store::{
@@ -310,11 +314,42 @@ async fn another_sites_database_is_refused_and_left_untouched() {
     assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(1));
 }
 
+/// sled's I/O threads can hold a closed database's lock a moment after its last handle is
+/// dropped: a reopen in the same process waits for it instead of failing.
+#[tokio::test]
+async fn a_database_whose_lock_is_released_soon_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path()).close();
+    let held = raw_sled(dir.path());
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    let store = open(dir.path());
+    release.join().unwrap();
+    add(&store, None, "a", 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_database_another_handle_keeps_open_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path()).close();
+    let _held = raw_sled(dir.path());
+    let error = Store::open(dir.path(), &identity(), StoreOptions::default())
+        .err()
+        .expect("a database held by another handle must not open twice");
+    let message = error.to_string();
+    assert!(
+        message.contains("in use") && message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn a_newer_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         let meta = db.open_tree("_meta").unwrap();
         meta.insert("format_version", &99u32.to_be_bytes()).unwrap();
         meta.insert("site", "la-vientiane").unwrap();
@@ -331,7 +366,7 @@ async fn a_newer_format_is_refused() {
 async fn a_version_1_database_opens_and_is_marked_with_the_current_format() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         let meta = db.open_tree("_meta").unwrap();
         meta.insert("format_version", &1u32.to_be_bytes()).unwrap();
         meta.insert("site", "la-vientiane").unwrap();
@@ -348,7 +383,7 @@ async fn a_version_1_database_opens_and_is_marked_with_the_current_format() {
         add(&store, None, "a", 1).await.unwrap();
         store.close();
     }
-    let db = sled::open(dir.path()).unwrap();
+    let db = raw_sled(dir.path());
     let version = db
         .open_tree("_meta")
         .unwrap()
@@ -549,7 +584,7 @@ fn downgrade_to_format_2(path: &std::path::Path) {
     const BLOCKS: &[u8] = b"_ledger_blocks/";
     const EXPIRY: Table<(i64, String), Vec<String>> = Table::new("_request_expiry");
     const LEGACY_EXPIRY: Table<(i64, String), ()> = Table::new("_requests_by_time");
-    let db = sled::open(path).unwrap();
+    let db = raw_sled(path);
     let data = db.open_tree("data").unwrap();
     for block in data.scan_prefix(BLOCKS) {
         let (key, value) = block.unwrap();
@@ -619,7 +654,7 @@ async fn a_format_2_database_opens_with_its_ledger_and_request_ids_intact() {
     store.close();
     drop(store);
 
-    let db = sled::open(dir.path()).unwrap();
+    let db = raw_sled(dir.path());
     let data = db.open_tree("data").unwrap();
     assert_eq!(data.scan_prefix(b"_ledger/").count(), 0);
     assert_eq!(data.scan_prefix(b"_requests_by_time/").count(), 0);

@@ -407,13 +407,13 @@ impl BookingService for Api {
         &self,
         request: Request<pb::HoldSpaceRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
-        if let Some((credential, customer)) = bound_customer(&request) {
-            if request.get_ref().customer_id != customer {
-                return Err(Status::permission_denied(format!(
-                    "credential {credential:?} books only for customer_id {customer:?}, not {:?}",
-                    request.get_ref().customer_id
-                )));
-            }
+        if let Some((credential, customer)) = bound_customer(&request)
+            && request.get_ref().customer_id != customer
+        {
+            return Err(Status::permission_denied(format!(
+                "credential {credential:?} books only for customer_id {customer:?}, not {:?}",
+                request.get_ref().customer_id
+            )));
         }
         let r = request.into_inner();
         record_request_id(&r.request_id);

@@ -1218,25 +1218,24 @@ mod tests {
                     }
                 }
                 Action::Cancel(i) => {
-                    if let Some(i) = self.pick(i) {
-                        if let Ok(after) = cancel(&self.bookings[i].1, self.now, "r") {
-                            self.replace(i, after);
-                        }
+                    if let Some(i) = self.pick(i)
+                        && let Ok(after) = cancel(&self.bookings[i].1, self.now, "r")
+                    {
+                        self.replace(i, after);
                     }
                 }
                 Action::CheckIn(i, arrived) => {
-                    if let Some(i) = self.pick(i) {
-                        if let Ok(after) = check_in(&self.bookings[i].1, self.now, arrived) {
-                            self.replace(i, after);
-                        }
+                    if let Some(i) = self.pick(i)
+                        && let Ok(after) = check_in(&self.bookings[i].1, self.now, arrived)
+                    {
+                        self.replace(i, after);
                     }
                 }
                 Action::Complete(i, today) => {
-                    if let Some(i) = self.pick(i) {
-                        if let Ok(after) = complete(&self.bookings[i].1, self.now, Self::day(today))
-                        {
-                            self.replace(i, after);
-                        }
+                    if let Some(i) = self.pick(i)
+                        && let Ok(after) = complete(&self.bookings[i].1, self.now, Self::day(today))
+                    {
+                        self.replace(i, after);
                     }
                 }
                 Action::Advance(ms) => self.now += ms,
@@ -1279,10 +1278,11 @@ mod tests {
                 // What GetAvailability shows: counters minus lapsed-but-unswept bookings.
                 let mut effective = *counts;
                 for (bz, b) in &self.bookings {
-                    if bz == z && b.is_lapsed(self.now) {
-                        if let Some(o) = b.occupancy().filter(|o| o.covers(*day)) {
-                            effective.remove(*day, o.bucket, o.pallets).unwrap();
-                        }
+                    if bz == z
+                        && b.is_lapsed(self.now)
+                        && let Some(o) = b.occupancy().filter(|o| o.covers(*day))
+                    {
+                        effective.remove(*day, o.bucket, o.pallets).unwrap();
                     }
                 }
                 let live: u64 = self

@@ -296,10 +296,10 @@ pub async fn stock(args: StockArgs) -> Result<(), CliError> {
                 "0".into(),
                 thousands(site.inbound_in_transit),
             ]);
-        } else if site.inbound_in_transit > 0 {
-            if let Some(last) = table_last_cell(&mut table) {
-                *last = thousands(site.inbound_in_transit);
-            }
+        } else if site.inbound_in_transit > 0
+            && let Some(last) = table_last_cell(&mut table)
+        {
+            *last = thousands(site.inbound_in_transit);
         }
     }
     say!("stock of {}", answer.sku);
