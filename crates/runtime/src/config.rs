@@ -163,6 +163,10 @@ pub struct Config {
     /// The rows writes read, cached next to each database's writer lock. Default 2 MiB; 0
     /// turns it off.
     pub row_cache_bytes: u64,
+    /// The filter of each database's recent request ids, which spares a write with a new id
+    /// a lookup. About 1.25 bytes per id recorded within the retention; past it, every id is
+    /// looked up. Default 1 MiB; 0 turns it off.
+    pub request_filter_bytes: u64,
     /// The credentials file (ids, roles, SHA-256 of the secrets): see SECURITY.md. Required
     /// by `serve` unless `insecure_no_auth` is set.
     pub auth_file: Option<PathBuf>,
@@ -203,6 +207,7 @@ impl Default for Config {
             idempotency_retention: Duration::from_secs(48 * 3600),
             sled_cache_bytes: 8 * MIB,
             row_cache_bytes: 2 * MIB,
+            request_filter_bytes: MIB,
             auth_file: None,
             insecure_no_auth: false,
             client_key_file: None,
@@ -255,6 +260,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("idempotency_retention", Kind::Duration),
     ("sled_cache_bytes", Kind::Bytes),
     ("row_cache_bytes", Kind::Bytes),
+    ("request_filter_bytes", Kind::Bytes),
     ("auth_file", Kind::OptionalPath),
     ("insecure_no_auth", Kind::Bool),
     ("client_key_file", Kind::OptionalPath),
@@ -536,11 +542,15 @@ impl Config {
                     }
                     self.max_message_bytes = usize::try_from(n)
                         .map_err(|_| format!("is too large for this machine, got {text:?}"))?;
-                } else if field == "row_cache_bytes" {
+                } else if field == "row_cache_bytes" || field == "request_filter_bytes" {
                     if n > GIB {
                         return Err(format!("must be at most 1GiB, got {text:?}"));
                     }
-                    self.row_cache_bytes = n;
+                    if field == "row_cache_bytes" {
+                        self.row_cache_bytes = n;
+                    } else {
+                        self.request_filter_bytes = n;
+                    }
                 } else {
                     if n < MIB {
                         return Err(format!("must be at least 1MiB, got {text:?}"));
@@ -797,8 +807,9 @@ mod tests {
         assert_eq!(c.idempotency_retention, Duration::from_secs(48 * 3600));
         assert_eq!(c.sled_cache_bytes, 8 * 1024 * 1024);
         assert_eq!(c.row_cache_bytes, 2 * 1024 * 1024);
-        // 25 databases' caches stay well under the 300 MiB budget.
-        assert!(25 * (c.sled_cache_bytes + c.row_cache_bytes) < 300 * MIB);
+        assert_eq!(c.request_filter_bytes, 1024 * 1024);
+        // 25 databases' caches stay under the 300 MiB budget.
+        assert!(25 * (c.sled_cache_bytes + c.row_cache_bytes + c.request_filter_bytes) < 300 * MIB);
     }
 
     const FULL_FILE: &str = r#"
@@ -814,6 +825,7 @@ mod tests {
         idempotency_retention = "72h"
         sled_cache_bytes = 16777216
         row_cache_bytes = "0"
+        request_filter_bytes = "4MiB"
     "#;
 
     #[test]
@@ -831,6 +843,7 @@ mod tests {
         assert_eq!(c.idempotency_retention, Duration::from_secs(72 * 3600));
         assert_eq!(c.sled_cache_bytes, 16 * 1024 * 1024);
         assert_eq!(c.row_cache_bytes, 0);
+        assert_eq!(c.request_filter_bytes, 4 * 1024 * 1024);
     }
 
     #[test]
@@ -889,6 +902,7 @@ mod tests {
             ("COLDCHAIN_IDEMPOTENCY_RETENTION".into(), "30h"),
             ("COLDCHAIN_SLED_CACHE_BYTES".into(), "2MB"),
             ("COLDCHAIN_ROW_CACHE_BYTES".into(), "1MiB"),
+            ("COLDCHAIN_REQUEST_FILTER_BYTES".into(), "512KiB"),
             ("COLDCHAIN_AUTH_FILE".into(), "/c.toml"),
             ("COLDCHAIN_INSECURE_NO_AUTH".into(), "false"),
             ("COLDCHAIN_CLIENT_KEY_FILE".into(), "/k"),
@@ -924,6 +938,7 @@ mod tests {
                 idempotency_retention: Duration::from_secs(30 * 3600),
                 sled_cache_bytes: 2_000_000,
                 row_cache_bytes: 1 << 20,
+                request_filter_bytes: 1 << 19,
                 auth_file: Some("/c.toml".into()),
                 insecure_no_auth: false,
                 client_key_file: Some("/k".into()),
@@ -1083,7 +1098,7 @@ mod tests {
             Some(
                 "rpc_timeout = 10\nconcurrency_limit = \"many\"\nlog_format = true\n\
                  max_message_bytes = 12\nsled_cache_bytes = -1\nshutdown_grace = \"5 sec\"\n\
-                 row_cache_bytes = \"2GiB\"\n",
+                 row_cache_bytes = \"2GiB\"\nrequest_filter_bytes = \"3GiB\"\n",
             ),
             &[("COLDCHAIN_LISTEN_HOST", "999.0.0.1")],
         )
@@ -1094,6 +1109,7 @@ mod tests {
                 "config.toml: concurrency_limit: expected a positive integer, got \"many\"",
                 "config.toml: log_format: expected \"human\" or \"json\", got boolean true",
                 "config.toml: max_message_bytes: must be between 1KiB and 1GiB, got \"12\"",
+                "config.toml: request_filter_bytes: must be at most 1GiB, got \"3GiB\"",
                 "config.toml: row_cache_bytes: must be at most 1GiB, got \"2GiB\"",
                 "config.toml: rpc_timeout: expected a duration string like \"10s\", got integer 10",
                 "config.toml: shutdown_grace: unknown unit \"sec\": expected a duration like \"10s\", \"500ms\", \"15m\", \"48h\" or \"1h30m\", got \"5 sec\"",

@@ -88,6 +88,8 @@ impl ServiceContext {
             StoreOptions {
                 cache_bytes: self.config.sled_cache_bytes,
                 row_cache_bytes: usize::try_from(self.config.row_cache_bytes).unwrap_or(usize::MAX),
+                request_filter_bytes: usize::try_from(self.config.request_filter_bytes)
+                    .unwrap_or(usize::MAX),
                 idempotency_retention: self.config.idempotency_retention,
                 clock: self.clock.clone(),
                 ..StoreOptions::default()

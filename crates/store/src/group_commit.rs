@@ -27,6 +27,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::StoreError;
 use crate::records::{LedgerBlock, RecordedRequests};
+use crate::request_filter::RequestFilter;
 use crate::row_cache::RowCache;
 use crate::wal::{self, Change, ClosedSegment, WalWriter};
 
@@ -41,6 +42,8 @@ pub(crate) struct WriterState {
     pub overlay: BTreeMap<Vec<u8>, Staged>,
     /// The latest value of rows writes read (see `row_cache`).
     pub rows: RowCache,
+    /// The request ids a write may find a record of (see `request_filter`).
+    pub requests: RequestFilter,
     /// Entries of generations up to this one have been dropped from `overlay`.
     pruned_through: u64,
 }
@@ -181,10 +184,12 @@ pub(crate) struct Target {
 }
 
 impl GroupCommit {
-    /// Starts the log and apply threads of `target`.
+    /// Starts the log and apply threads of `target`. `requests` holds the request ids
+    /// recorded before this start.
     pub(crate) fn start(
         target: Target,
         next_sequence: u64,
+        requests: RequestFilter,
         name: &str,
         sequence: watch::Sender<u64>,
     ) -> std::io::Result<Self> {
@@ -193,6 +198,7 @@ impl GroupCommit {
                 next_sequence,
                 overlay: BTreeMap::new(),
                 rows: RowCache::new(target.row_cache_bytes),
+                requests,
                 pruned_through: target.applied,
             }),
             pending: Mutex::new(Pending {
@@ -281,6 +287,8 @@ impl GroupCommit {
                 .push(&entry)?;
         }
         if let Some((request_id, recorded_at_ms)) = request {
+            // Under the writer lock, so the next write looking for this id finds it.
+            writer.requests.insert(&request_id, recorded_at_ms);
             pending.requests.push(request_id, recorded_at_ms);
         }
         let done = pending.done.clone();

@@ -15,6 +15,7 @@ pub mod clock;
 mod group_commit;
 pub mod keys;
 mod records;
+mod request_filter;
 mod row_cache;
 pub mod table;
 mod wal;

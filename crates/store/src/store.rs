@@ -17,6 +17,7 @@ use crate::clock::{SharedClock, system_clock};
 use crate::group_commit::{Commit, GroupCommit, Staged, Target, WriteSet};
 use crate::keys::KeyCodec;
 use crate::records::{self, LEDGER_BLOCKS, REQUEST_EXPIRY};
+use crate::request_filter::RequestFilter;
 use crate::row_cache::RowCache;
 use crate::table::{Table, Value};
 use crate::wal;
@@ -71,6 +72,10 @@ pub struct StoreOptions {
     pub wal_segment_bytes: u64,
     /// Memory for the rows writes read (see `row_cache`), on top of sled's cache.
     pub row_cache_bytes: usize,
+    /// Memory for the filter that lets a write with a new request id skip looking for its
+    /// record (see `request_filter`): about 1.25 bytes per id recorded within the
+    /// retention. Past it, writes look every id up. 0 turns the filter off.
+    pub request_filter_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -81,6 +86,7 @@ impl Default for StoreOptions {
             clock: system_clock(),
             wal_segment_bytes: 32 << 20,
             row_cache_bytes: 2 << 20,
+            request_filter_bytes: 1 << 20,
         }
     }
 }
@@ -203,6 +209,12 @@ impl Store {
             }
             None => 1,
         };
+        let requests = RequestFilter::from_index(
+            &data,
+            options.request_filter_bytes,
+            retention_ms(&options),
+            options.clock.now_millis(),
+        );
         let (sequence_tx, durable_sequence) = watch::channel(next_sequence - 1);
         let commit = GroupCommit::start(
             Target {
@@ -214,6 +226,7 @@ impl Store {
                 row_cache_bytes: options.row_cache_bytes,
             },
             next_sequence,
+            requests,
             &format!("{}-{}", identity.site, identity.service),
             sequence_tx,
         )?;
@@ -261,15 +274,17 @@ impl Store {
         let staging = {
             let mut writer = self.inner.commit.lock().await;
             self.inner.commit.check_open()?;
+            let now_ms = self.inner.options.clock.now_millis();
             // Checked under the lock, staged changes included: a concurrent call with the
-            // same id may have staged and not be applied yet.
+            // same id may have staged and not be applied yet. An id the filter has never
+            // seen has no record to find.
             if let Some(request) = request
-                && let Some(value) = self.replay(request, Some(&writer.overlay))?
+                && writer.requests.may_contain(&request.request_id, now_ms)
+                && let Some(value) = self.replay(request, &writer.overlay, now_ms)?
             {
                 // The first call's generation may still be on its way to disk.
                 Staging::Replayed(value, self.inner.commit.request_flush()?)
             } else {
-                let now_ms = self.inner.options.clock.now_millis();
                 let state = &mut *writer;
                 let mut tx = WriteTx {
                     tree: &self.inner.data,
@@ -342,29 +357,29 @@ impl Store {
 
     /// The stored answer of an earlier call with this request_id: from applied state, or
     /// (under the writer lock, given the overlay) from staged state too.
+    /// The stored response of `request`'s first call, if its id has a record younger than
+    /// the retention at `now_ms` (read through the `staged` overlay).
     fn replay<T, E>(
         &self,
         request: &RequestFingerprint,
-        staged: Option<&BTreeMap<Vec<u8>, Staged>>,
+        staged: &BTreeMap<Vec<u8>, Staged>,
+        now_ms: i64,
     ) -> Result<Option<T>, WriteError<E>>
     where
         T: prost::Message + Default,
     {
-        let record = match staged {
-            None => self.get(&REQUESTS, &request.request_id)?,
-            Some(shared) => view_get(
-                &self.inner.data,
-                shared,
-                &BTreeMap::new(),
-                &REQUESTS.raw_key(&request.request_id),
-            )?
-            .map(|bytes| RequestRecord::from_bytes(&bytes))
-            .transpose()?,
-        };
+        let record = view_get(
+            &self.inner.data,
+            staged,
+            &BTreeMap::new(),
+            &REQUESTS.raw_key(&request.request_id),
+        )?
+        .map(|bytes| RequestRecord::from_bytes(&bytes))
+        .transpose()?;
         let Some(record) = record else {
             return Ok(None);
         };
-        if self.is_expired(record.recorded_at_ms) {
+        if self.is_expired(record.recorded_at_ms, now_ms) {
             return Ok(None);
         }
         if record.digest != request.digest {
@@ -375,16 +390,12 @@ impl Store {
             .map_err(|e| WriteError::Store(StoreError::Corrupt(format!("stored response: {e}"))))
     }
 
-    fn is_expired(&self, recorded_at_ms: i64) -> bool {
-        let retention = self.inner.options.idempotency_retention.as_millis() as i64;
+    /// Whether a record made at `recorded_at_ms` is past the retention at `now_ms`; the
+    /// request filter forgets ids by the same rule.
+    fn is_expired(&self, recorded_at_ms: i64, now_ms: i64) -> bool {
         // Saturating: the time comes from a stored record, and a corrupt one far in the past
         // must read as expired, not overflow.
-        self.inner
-            .options
-            .clock
-            .now_millis()
-            .saturating_sub(recorded_at_ms)
-            >= retention
+        now_ms.saturating_sub(recorded_at_ms) >= retention_ms(&self.inner.options)
     }
 
     /// Forgets request_ids older than the retention. Returns how many were removed.
@@ -393,14 +404,12 @@ impl Store {
     /// gathered: the writer lock is held for one batch at a time, and a generation stays
     /// far below the write-ahead log's record limit however much has expired.
     pub async fn sweep_expired_requests(&self) -> Result<usize, StoreError> {
-        let retention =
-            i64::try_from(self.inner.options.idempotency_retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = self
             .inner
             .options
             .clock
             .now_millis()
-            .saturating_sub(retention);
+            .saturating_sub(retention_ms(&self.inner.options));
         let mut removed = 0;
         loop {
             let (batch, more, commit) = {
@@ -612,6 +621,11 @@ fn view_get(
         return Ok(value.clone());
     }
     Ok(tree.get(raw)?.map(|v| v.to_vec()))
+}
+
+/// How long request ids are remembered, in milliseconds.
+fn retention_ms(options: &StoreOptions) -> i64 {
+    i64::try_from(options.idempotency_retention.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Waits until nothing holds the lock sled takes on `file`, for at most `wait`.

@@ -219,6 +219,47 @@ async fn a_corrupt_idempotency_record_fails_its_replay_not_the_store() {
     store.check().unwrap();
 }
 
+/// An unreadable request-expiry entry hides which ids it lists. The request filter (which
+/// lets a write skip looking up an id it has never seen) must then look every id up, never
+/// call one of them new: a retry of `r-1` replays instead of running again.
+#[tokio::test]
+async fn ids_behind_an_unreadable_request_expiry_entry_still_replay() {
+    const EXPIRY: Table<(i64, String), Vec<String>> = Table::new("_request_expiry");
+    for damaged_key in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        set(&store, Some("r-1"), "a", 1).await;
+        store.close();
+        drop(store);
+        {
+            let db = raw_sled(dir.path());
+            let data = db.open_tree("data").unwrap();
+            let (key, value) = data
+                .scan_prefix(EXPIRY.raw_prefix(&[]))
+                .next()
+                .expect("r-1's expiry entry")
+                .unwrap();
+            if damaged_key {
+                data.remove(&key).unwrap();
+                let mut malformed = EXPIRY.raw_prefix(&[]);
+                malformed.push(0xFF);
+                data.insert(malformed, value).unwrap();
+            } else {
+                data.insert(key, vec![0xFF; 3]).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = open(dir.path());
+        let retry = store
+            .write::<Reply, String, _>(Some(&fingerprint("r-1", b"a=1")), |_| {
+                Err("ran again".into())
+            })
+            .await;
+        let replayed = retry.map(|written| written.value.balance);
+        assert_eq!(replayed.ok(), Some(1), "damaged key: {damaged_key}");
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

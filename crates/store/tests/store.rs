@@ -73,23 +73,28 @@ fn open_with_an_hour_of_retention(dir: &std::path::Path) -> (Store, std::sync::A
 }
 
 /// Adds 1 to account "a" `count` times from `writers` concurrent writers, with request ids
-/// `old-0` … `old-{count - 1}`.
-async fn add_old_ids(store: &Store, writers: usize, count: usize) {
+/// `old-0` … `old-{count - 1}`. Returns the replies, in id order.
+async fn add_old_ids(store: &Store, writers: usize, count: usize) -> Vec<Reply> {
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
             let store = store.clone();
             tokio::spawn(async move {
+                let mut replies = Vec::new();
                 for i in (w..count).step_by(writers) {
-                    add(&store, Some(&format!("old-{i}")), "a", 1)
-                        .await
-                        .unwrap();
+                    let reply = add(&store, Some(&format!("old-{i}")), "a", 1).await;
+                    replies.push((i, reply.unwrap()));
                 }
+                replies
             })
         })
         .collect();
+    let mut replies = vec![Reply::default(); count];
     for task in tasks {
-        task.await.unwrap();
+        for (i, reply) in task.await.unwrap() {
+            replies[i] = reply;
+        }
     }
+    replies
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -211,6 +216,80 @@ async fn concurrent_replays_apply_once() {
     }
     assert!(replies.iter().all(|r| *r == replies[0]));
     assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(1));
+}
+
+/// Retries every id of `count` from `writers` concurrent writers: each must get its first
+/// reply back (the replies carry the ledger sequence) and change nothing.
+async fn retry_old_ids(store: &Store, writers: usize, count: usize, first: &[Reply]) {
+    let before = store.get(&BALANCES, &"a".to_string()).unwrap();
+    assert_eq!(add_old_ids(store, writers, count).await, first);
+    assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), before);
+}
+
+/// The request filter lets a write skip looking up an id it has never seen: it must never
+/// call an id new that has a record, whether recorded in this run or before a restart,
+/// whatever its memory budget (a budget too small for one generation, and off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_recorded_id_replays_before_and_after_a_reopen_whatever_the_filters_budget() {
+    const WRITERS: usize = 16;
+    const IDS: usize = 1_500;
+    for budget in [1 << 20, 1, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            request_filter_bytes: budget,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), &identity(), options.clone()).unwrap();
+        let first = add_old_ids(&store, WRITERS, IDS).await;
+        retry_old_ids(&store, WRITERS, IDS, &first).await;
+        store.close();
+        drop(store);
+        let store = Store::open(dir.path(), &identity(), options).unwrap();
+        retry_old_ids(&store, WRITERS, IDS, &first).await;
+        assert_eq!(
+            add(&store, Some("new"), "a", 1).await.unwrap().balance,
+            IDS as i64 + 1,
+            "budget {budget}"
+        );
+    }
+}
+
+/// The filter forgets ids only once they have expired: an id recorded half an hour after
+/// others (in the same filter generation) still replays when those have expired, before
+/// and after a reopen.
+#[tokio::test]
+async fn an_id_replays_until_it_expires_even_when_older_ids_beside_it_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock) = open_with_an_hour_of_retention(dir.path());
+    let balance = |store: &Store| store.get(&BALANCES, &"a".to_string()).unwrap().unwrap();
+    add(&store, Some("early"), "a", 1).await.unwrap();
+    clock.advance(Duration::from_secs(30 * 60));
+    add(&store, Some("late"), "a", 1).await.unwrap();
+    clock.advance(Duration::from_secs(31 * 60));
+    // "early" has expired: it is new again. "late" has not.
+    add(&store, Some("late"), "a", 1).await.unwrap();
+    assert_eq!(balance(&store), 2);
+    add(&store, Some("early"), "a", 1).await.unwrap();
+    assert_eq!(balance(&store), 3);
+    store.close();
+    drop(store);
+
+    let options = StoreOptions {
+        idempotency_retention: Duration::from_secs(3600),
+        clock: clock.clone(),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &identity(), options).unwrap();
+    add(&store, Some("late"), "a", 1).await.unwrap();
+    add(&store, Some("early"), "a", 1).await.unwrap();
+    assert_eq!(balance(&store), 3, "both replay after the reopen");
+    clock.advance(Duration::from_secs(29 * 60));
+    add(&store, Some("late"), "a", 1).await.unwrap();
+    assert_eq!(
+        balance(&store),
+        4,
+        "late expired an hour after it was recorded"
+    );
 }
 
 #[tokio::test]
