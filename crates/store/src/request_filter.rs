@@ -145,6 +145,14 @@ impl RequestFilter {
         if !room {
             let bytes = Generation::bytes();
             if (self.generations.len() + 1) * bytes > self.budget {
+                if self.unfiltered_until.is_none() && self.budget > 0 {
+                    tracing::warn!(
+                        budget = self.budget,
+                        "more request ids within the retention than request_filter_bytes \
+                         holds: writes look every id up until the oldest expire (slower, \
+                         still exact); raise request_filter_bytes for this load"
+                    );
+                }
                 self.unfiltered(recorded_at_ms);
                 return;
             }
