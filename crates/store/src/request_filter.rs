@@ -21,8 +21,9 @@
 //!   only once its newest id is older than the retention; every id in it is then one that
 //!   a replay would treat as new anyway.
 //! - Past its memory budget, or after an index entry it could not read, the filter stops
-//!   answering "not here" until every id it could not add has expired: every lookup then
-//!   reads sled, as it did before this filter.
+//!   answering "not here" until every id it could not add has expired (after an unreadable
+//!   key, whose time is unknown, until the process stops): every lookup then reads sled, as
+//!   it did before this filter.
 //!
 //! Each generation is a split-block Bloom filter (as Parquet's): an id sets one bit in each
 //! of the eight 32-bit words of one 32-byte block, so a lookup touches one cache line. At
