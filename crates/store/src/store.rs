@@ -355,8 +355,6 @@ impl Store {
         f(&tx)
     }
 
-    /// The stored answer of an earlier call with this request_id: from applied state, or
-    /// (under the writer lock, given the overlay) from staged state too.
     /// The stored response of `request`'s first call, if its id has a record younger than
     /// the retention at `now_ms` (read through the `staged` overlay).
     fn replay<T, E>(

@@ -2,8 +2,8 @@
 //! as a whole is unreadable (its ledger position, its format version), opening it fails.
 //!
 //! How the garbage gets in: the store is written through its API, closed (which joins its
-//! flusher) and dropped, so sled releases the database; the test then opens the same
-//! directory with sled directly, overwrites or adds raw entries in the store's trees (`data`
+//! flusher) and dropped; the test then opens the same directory with sled directly (once
+//! sled's I/O threads have let go of its lock, see `common::raw_sled`), overwrites or adds raw entries in the store's trees (`data`
 //! for rows, `_meta` for identity) under keys built with the public `Table::raw_key`, and
 //! reopens the store. No test hook in the store is needed.
 
