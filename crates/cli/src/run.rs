@@ -205,11 +205,16 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     let ctx = context(&settings, args.service, site, &shutdown);
     match start_all(vec![Planned { ctx, addr }]).await {
         Ok(running) => {
+            let mut code = ExitCode::SUCCESS;
             for (ctx, service) in running {
                 tracing::info!(service = %ctx.label(), endpoint = %service.endpoint(), "serving");
-                let _ = service.stopped.await;
+                if let Err(error) = joined(service).await {
+                    // Non-zero, so that a restart policy starts it again.
+                    eprintln!("coldchain: {}: {error}", ctx.label());
+                    code = ExitCode::from(1);
+                }
             }
-            ExitCode::SUCCESS
+            code
         }
         Err(problems) => {
             for problem in problems {
@@ -276,11 +281,32 @@ pub async fn dev(args: DevArgs) -> ExitCode {
     if settings.security.server_tls.is_some() {
         say!("TLS on: clients reach these endpoints as https://");
     }
-    for (_, service) in running {
-        let _ = service.stopped.await;
+    let mut failed = Vec::new();
+    for (ctx, service) in running {
+        if let Err(error) = joined(service).await {
+            failed.push(format!("{}: {error}", ctx.label()));
+        }
     }
-    say!("all servers stopped; every database flushed");
-    ExitCode::SUCCESS
+    if failed.is_empty() {
+        say!("all servers stopped; every database flushed");
+        return ExitCode::SUCCESS;
+    }
+    for failure in failed {
+        eprintln!("coldchain: {failure}");
+    }
+    eprintln!(
+        "coldchain: the network stopped because a server could not go on; \
+         start it again to recover (each database replays its write-ahead log)"
+    );
+    ExitCode::from(1)
+}
+
+/// How a server ended: an error when it stopped itself or its task died.
+async fn joined(service: RunningService) -> Result<(), String> {
+    match service.stopped.await {
+        Ok(served) => served.map_err(|error| error.to_string()),
+        Err(join) => Err(format!("its task ended abnormally: {join}")),
+    }
 }
 
 pub async fn healthcheck(args: HealthcheckArgs) -> ExitCode {

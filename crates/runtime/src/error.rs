@@ -193,6 +193,13 @@ impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Closed => ServiceError::unavailable("the service is shutting down"),
+            // The write may or may not have reached the disk, and the service stops to
+            // recover (see `host::store_failure`): a retry with the same request_id, once
+            // it is back, either finds the write or makes it.
+            StoreError::Flush(detail) => ServiceError::unavailable(format!(
+                "the database can no longer make writes durable ({detail}); the service is \
+                 stopping to recover: retry with the same request_id"
+            )),
             StoreError::Corrupt(detail) => {
                 tracing::error!(%detail, "corrupt stored data");
                 ServiceError {
@@ -261,6 +268,19 @@ mod tests {
     fn a_closed_store_is_unavailable_not_internal() {
         let error: ServiceError = StoreError::Closed.into();
         assert_eq!(error.code, Code::Unavailable);
+    }
+
+    #[test]
+    fn a_failed_store_is_unavailable_and_says_to_retry_with_the_same_id() {
+        let error: ServiceError =
+            StoreError::Flush("writing the write-ahead log: disk full".into()).into();
+        assert_eq!(error.code, Code::Unavailable);
+        assert!(error.message.contains("disk full"), "{}", error.message);
+        assert!(
+            error.message.contains("same request_id"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

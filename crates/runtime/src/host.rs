@@ -131,6 +131,12 @@ pub fn store_probe(store: Store) -> crate::server::HealthProbe {
     })
 }
 
+/// Fires once `store` can no longer make writes durable: the service stops, and opening
+/// the store again (a restart) replays its write-ahead log.
+pub fn store_failure(store: Store) -> crate::server::Fatal {
+    Box::pin(async move { format!("its database failed: {}", store.failed().await) })
+}
+
 /// Forgets expired request ids every hour until shutdown.
 pub fn spawn_idempotency_sweeper(store: Store, shutdown: Shutdown) {
     tokio::spawn(async move {
@@ -157,8 +163,9 @@ pub struct RunningService {
     pub addr: std::net::SocketAddr,
     /// Fire to stop it.
     pub shutdown: Shutdown,
-    /// Resolves when it stopped (after draining and flushing).
-    pub stopped: tokio::task::JoinHandle<()>,
+    /// Resolves when it stopped (after draining and flushing): with an error when it stopped
+    /// itself (see [`crate::server::Fatal`]) or its transport failed.
+    pub stopped: tokio::task::JoinHandle<Result<(), crate::server::ServeError>>,
 }
 
 impl RunningService {
@@ -186,9 +193,11 @@ pub fn spawn_service(
     let stopped = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            if let Err(error) = crate::server::serve(listener, spec, limits, shutdown).await {
+            let served = crate::server::serve(listener, spec, limits, shutdown).await;
+            if let Err(error) = &served {
                 tracing::error!(service = %label, %error, "server failed");
             }
+            served
         }
     });
     Ok(RunningService {

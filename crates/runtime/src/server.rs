@@ -67,6 +67,27 @@ pub fn always_healthy() -> HealthProbe {
     Arc::new(|| Box::pin(async { Ok(()) }))
 }
 
+/// Resolves, with the reason, when a service can no longer do its work and must stop so
+/// that whatever supervises it (compose's restart policy, an operator) starts it again:
+/// its store can no longer make writes durable, for one.
+pub type Fatal = BoxFuture<'static, String>;
+
+/// For services with no such condition: never resolves.
+pub fn never_fatal() -> Fatal {
+    Box::pin(std::future::pending())
+}
+
+/// Why [`serve`] ended other than by a requested shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The server's transport failed (binding TLS, accepting connections).
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    /// The service's [`Fatal`] condition fired: it stopped itself.
+    #[error("stopped because it can no longer serve: {0}")]
+    Failed(String),
+}
+
 /// What a service hands to [`serve`].
 pub struct ServiceSpec {
     /// For logs: `la-vientiane/inventory`.
@@ -79,6 +100,8 @@ pub struct ServiceSpec {
     pub probe: HealthProbe,
     /// Runs after the server drained: flush and close the store.
     pub on_stopped: Box<dyn FnOnce() + Send>,
+    /// Stops the server, with an error, when it fires.
+    pub fatal: Fatal,
 }
 
 /// Binds a listener; port 0 picks a free port.
@@ -90,12 +113,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `spec` on `listener` until `shutdown` fires, then drains (bounded by
 /// `limits.shutdown_grace`) and runs `spec.on_stopped`.
+///
+/// When `spec.fatal` fires first, it triggers `shutdown` itself (the whole process stops:
+/// a process that keeps running with one service unable to work looks alive to its
+/// supervisor and is never restarted) and returns [`ServeError::Failed`].
 pub async fn serve(
     listener: TcpListener,
     spec: ServiceSpec,
     limits: Limits,
     shutdown: Shutdown,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(coldchain_proto::FILE_DESCRIPTOR_SET)
@@ -136,20 +163,42 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown.wait());
     tokio::pin!(server);
 
-    let result = tokio::select! {
-        result = &mut server => result,
-        () = async {
-            shutdown.wait().await;
-            tokio::time::sleep(limits.shutdown_grace).await;
-        } => {
-            tracing::warn!(service = %spec.label, "calls still in flight after the shutdown grace period; stopping anyway");
-            Ok(())
+    let serving = async {
+        tokio::select! {
+            result = &mut server => result,
+            () = async {
+                shutdown.wait().await;
+                tokio::time::sleep(limits.shutdown_grace).await;
+            } => {
+                tracing::warn!(service = %spec.label, "calls still in flight after the shutdown grace period; stopping anyway");
+                Ok(())
+            }
         }
     };
+    // Watched in this task, next to the server, so that nothing of it outlives `serve`.
+    let watching = async {
+        tokio::select! {
+            reason = spec.fatal => {
+                tracing::error!(
+                    service = %spec.label,
+                    %reason,
+                    "stopping: this service can no longer serve; it recovers when started again",
+                );
+                shutdown.trigger();
+                Some(reason)
+            }
+            () = shutdown.wait() => None,
+        }
+    };
+    let (result, failure) = tokio::join!(serving, watching);
     probe_task.abort();
     (spec.on_stopped)();
     tracing::debug!(service = %spec.label, "stopped");
-    result
+    result?;
+    match failure {
+        Some(reason) => Err(ServeError::Failed(reason)),
+        None => Ok(()),
+    }
 }
 
 async fn run_probe(

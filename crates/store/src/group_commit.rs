@@ -142,6 +142,8 @@ struct Shared {
     applied_through: AtomicU64,
     /// Why writes can no longer become durable, once logging or applying failed.
     failure: OnceLock<String>,
+    /// Woken when `failure` is set.
+    failed: Notify,
 }
 
 impl Shared {
@@ -153,6 +155,7 @@ impl Shared {
             .failure
             .get_or_init(|| format!("{what}: {error}"))
             .clone();
+        self.failed.notify_waiters();
         let pending = lock(&self.pending);
         self.stopping.store(true, Ordering::SeqCst);
         pending.done.finish(Err(message.clone()));
@@ -213,6 +216,7 @@ impl GroupCommit {
             stopping: AtomicBool::new(false),
             applied_through: AtomicU64::new(target.applied),
             failure: OnceLock::new(),
+            failed: Notify::new(),
         });
         let (logged_tx, logged_rx) = mpsc::channel();
         let writer = WalWriter::new(&target.wal_dir, target.segment_bytes);
@@ -317,6 +321,20 @@ impl GroupCommit {
     /// Why writes can no longer become durable, once logging or applying failed.
     pub(crate) fn failure(&self) -> Option<String> {
         self.shared.failure.get().cloned()
+    }
+
+    /// Resolves, with the reason, once logging or applying has failed.
+    pub(crate) async fn failed(&self) -> String {
+        loop {
+            let notified = self.shared.failed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a failure between the two is not missed.
+            notified.as_mut().enable();
+            if let Some(failure) = self.failure() {
+                return failure;
+            }
+            notified.await;
+        }
     }
 
     /// Refuses once the store is closing: with the failure that stopped it, if any.

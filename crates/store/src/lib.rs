@@ -36,7 +36,8 @@ pub enum StoreError {
     /// sled reported an I/O or internal error.
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
-    /// A flush failed: the write may not be durable.
+    /// Logging or applying failed: this write may or may not be durable, and the store
+    /// makes no more writes durable until it is opened again (see `Store::failed`).
     #[error("flush failed: {0}")]
     Flush(String),
     /// Stored bytes failed to decode.

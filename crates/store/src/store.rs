@@ -584,6 +584,14 @@ impl Store {
         Ok(())
     }
 
+    /// Resolves, with the reason, once the store can no longer make writes durable (its
+    /// write-ahead log or sled failed). It stays failed: after such a failure (an
+    /// `fdatasync` error above all) nothing in this process can tell what reached the disk,
+    /// so the way back is to stop and open the database again, which replays the log.
+    pub async fn failed(&self) -> String {
+        self.inner.commit.failed().await
+    }
+
     /// Waits until every write staged so far is durable (in the write-ahead log) and
     /// applied.
     pub async fn flush(&self) -> Result<(), StoreError> {

@@ -518,12 +518,25 @@ async fn when_the_log_cannot_be_written_writes_fail_and_the_store_reports_it() {
     let store = Store::open(dir.path(), &identity(), options).unwrap();
     add(&store, Some("req-1"), "a", 1).await.unwrap();
     assert!(store.check().is_ok());
+    let watcher = tokio::spawn({
+        let store = store.clone();
+        async move { store.failed().await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!watcher.is_finished(), "a healthy store has not failed");
     std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
     let failed = add(&store, Some("req-2"), "a", 1).await;
     assert!(
         matches!(failed, Err(WriteError::Store(StoreError::Flush(_)))),
         "{failed:?}"
     );
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(5), watcher)
+        .await
+        .expect("whoever watches the store hears of the failure")
+        .unwrap();
+    assert!(reason.contains("write-ahead log"), "{reason}");
+    // Asked again, after the fact, it answers at once.
+    assert_eq!(store.failed().await, reason);
     assert!(
         matches!(store.check(), Err(StoreError::Flush(_))),
         "health must see that writes can no longer be made durable"

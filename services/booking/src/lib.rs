@@ -59,7 +59,9 @@ pub mod store;
 use std::time::Duration;
 
 use coldchain_proto::booking::v1::booking_service_server::BookingServiceServer;
-use coldchain_runtime::host::{ServiceContext, StartError, spawn_idempotency_sweeper, store_probe};
+use coldchain_runtime::host::{
+    ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
+};
 use coldchain_runtime::server::ServiceSpec;
 
 pub use store::Bookings;
@@ -110,6 +112,7 @@ pub fn service_with(
             label: ctx.label(),
             service_name: coldchain_proto::BOOKING_SERVICE,
             routes: tonic::service::Routes::new(server),
+            fatal: store_failure(store.clone()),
             probe: store_probe(store),
             on_stopped: Box::new(move || closing.close()),
         },

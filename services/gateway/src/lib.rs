@@ -28,7 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coldchain_proto::network::v1::network_service_server::NetworkServiceServer;
-use coldchain_runtime::host::{ServiceContext, StartError, spawn_idempotency_sweeper, store_probe};
+use coldchain_runtime::host::{
+    ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
+};
 use coldchain_runtime::server::ServiceSpec;
 
 /// Tuning of the gateway (the defaults suit production; tests shrink them).
@@ -118,6 +120,7 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
         label: ctx.label(),
         service_name: coldchain_proto::NETWORK_SERVICE,
         routes: tonic::service::Routes::new(server),
+        fatal: store_failure(store.clone()),
         probe: store_probe(store),
         on_stopped: Box::new(move || closing.close()),
     })

@@ -36,7 +36,9 @@ pub mod store;
 
 use std::time::Duration;
 
-use coldchain_runtime::host::{ServiceContext, StartError, spawn_idempotency_sweeper, store_probe};
+use coldchain_runtime::host::{
+    ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
+};
 use coldchain_runtime::server::ServiceSpec;
 
 /// Tuning of one inventory instance (the defaults suit production; tests shrink them).
@@ -87,6 +89,7 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
         label: ctx.label(),
         service_name: coldchain_proto::INVENTORY_SERVICE,
         routes: tonic::service::Routes::new(routes),
+        fatal: store_failure(store.clone()),
         probe: store_probe(store),
         on_stopped: Box::new(move || closing.close()),
     })

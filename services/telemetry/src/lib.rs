@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use coldchain_proto::telemetry::v1::telemetry_service_server::TelemetryServiceServer;
 use coldchain_runtime::error::ServiceError;
-use coldchain_runtime::host::{ServiceContext, StartError, spawn_idempotency_sweeper, store_probe};
+use coldchain_runtime::host::{
+    ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
+};
 use coldchain_runtime::server::ServiceSpec;
 
 use crate::store::TelemetryStore;
@@ -135,6 +137,7 @@ impl Telemetry {
             service_name: coldchain_proto::TELEMETRY_SERVICE,
             routes: tonic::service::Routes::new(server),
             probe: store_probe(self.store.raw().clone()),
+            fatal: store_failure(self.store.raw().clone()),
             on_stopped: Box::new(move || closing.close()),
         }
     }

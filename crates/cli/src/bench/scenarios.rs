@@ -21,7 +21,7 @@ use coldchain_runtime::client::Channel as KeyedChannel;
 use coldchain_runtime::config::Config;
 use coldchain_runtime::host::{RunningService, ServiceContext, spawn_service};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
-use coldchain_runtime::server::{ServiceSpec, always_healthy, bind};
+use coldchain_runtime::server::{ServiceSpec, always_healthy, bind, never_fatal};
 use tonic::transport::Channel;
 
 use super::load::{self, LoadResult, LoadSpec};
@@ -226,6 +226,7 @@ impl Host {
             ),
             probe: always_healthy(),
             on_stopped: Box::new(|| {}),
+            fatal: never_fatal(),
         };
         Self::serve(spec, ctx, data, keys).await
     }

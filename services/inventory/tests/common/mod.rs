@@ -16,7 +16,7 @@ use coldchain_runtime::client::ClientOptions;
 use coldchain_runtime::config::Config;
 use coldchain_runtime::host::{RunningService, ServiceContext, spawn_service};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
-use coldchain_runtime::server::{ServiceSpec, always_healthy, bind};
+use coldchain_runtime::server::{ServiceSpec, always_healthy, bind, never_fatal};
 use coldchain_store::ManualClock;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -379,6 +379,7 @@ pub async fn start_fake_booking(fake: FakeBooking) -> RunningService {
         routes: tonic::service::Routes::new(BookingServiceServer::new(fake)),
         probe: always_healthy(),
         on_stopped: Box::new(|| {}),
+        fatal: never_fatal(),
     };
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
     spawn_service(listener, spec, Default::default(), Shutdown::new()).expect("spawn fake booking")

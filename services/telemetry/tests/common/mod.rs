@@ -17,7 +17,7 @@ use coldchain_runtime::client::ClientOptions;
 use coldchain_runtime::config::Config;
 use coldchain_runtime::host::{RunningService, ServiceContext, spawn_service};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
-use coldchain_runtime::server::{Limits, ServiceSpec, always_healthy, bind};
+use coldchain_runtime::server::{Limits, ServiceSpec, always_healthy, bind, never_fatal};
 use coldchain_store::ManualClock;
 use coldchain_telemetry::{Telemetry, TelemetryOptions};
 use tonic::transport::Channel;
@@ -255,6 +255,7 @@ impl FakeInventory {
             routes: tonic::service::Routes::new(InventoryServiceServer::new(self.clone())),
             probe: always_healthy(),
             on_stopped: Box::new(|| {}),
+            fatal: never_fatal(),
         };
         spawn_service(listener, spec, Limits::default(), Shutdown::new()).expect("spawn fake")
     }
@@ -357,6 +358,7 @@ impl FakeGateway {
             routes: tonic::service::Routes::new(NetworkServiceServer::new(self.clone())),
             probe: always_healthy(),
             on_stopped: Box::new(|| {}),
+            fatal: never_fatal(),
         };
         spawn_service(listener, spec, Limits::default(), Shutdown::new()).expect("spawn fake")
     }
