@@ -11,7 +11,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use coldchain_proto::common::v1 as cpb;
 use coldchain_proto::inventory::v1 as pb;
 use coldchain_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use coldchain_runtime::auth::ApiKey;
@@ -44,16 +43,7 @@ fn movement(
     pb::Movement {
         kind: kind as i32,
         sku: format!("SKU-P{writer}"),
-        lot: Some(pb::LotInfo {
-            lot_id: format!("L{lot}"),
-            expiry: Some(cpb::Date {
-                year: 2099,
-                month: 12,
-                day: 31,
-            }),
-            production: None,
-            origin: String::new(),
-        }),
+        lot: Some(common::lasting_lot(format!("L{lot}"))),
         zone_id: zone.to_string(),
         quantity,
         unit: "kg".into(),

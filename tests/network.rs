@@ -217,16 +217,7 @@ async fn check_credentials_are_required(net: &TestNetwork) {
         movements: vec![inv::Movement {
             kind: inv::MovementKind::Receipt as i32,
             sku: "citrus-navel".into(),
-            lot: Some(inv::LotInfo {
-                lot_id: "L1".into(),
-                expiry: Some(coldchain_proto::common::v1::Date {
-                    year: 2099,
-                    month: 12,
-                    day: 31,
-                }),
-                production: None,
-                origin: String::new(),
-            }),
+            lot: Some(common::lasting_lot("L1")),
             zone_id: "chilled-a".into(),
             quantity: 10,
             unit: "kg".into(),

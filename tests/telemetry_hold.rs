@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use coldchain_proto::common::v1::{Date, ReferenceKind};
+use coldchain_proto::common::v1::ReferenceKind;
 use coldchain_proto::inventory::v1 as inv;
 use coldchain_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use coldchain_proto::telemetry::v1 as pb;
@@ -193,16 +193,7 @@ async fn an_excursion_holds_the_zone_once_inventory_comes_up() {
             movements: vec![inv::Movement {
                 kind: inv::MovementKind::Receipt as i32,
                 sku: "MILK-1L".into(),
-                lot: Some(inv::LotInfo {
-                    lot_id: "L1".into(),
-                    expiry: Some(Date {
-                        year: 2099,
-                        month: 12,
-                        day: 31,
-                    }),
-                    production: None,
-                    origin: String::new(),
-                }),
+                lot: Some(common::lasting_lot("L1")),
                 zone_id: "chilled-a".into(),
                 quantity: 40,
                 unit: "each".into(),

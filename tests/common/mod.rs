@@ -391,3 +391,17 @@ impl Drop for Server {
 pub fn has_database(path: &Path) -> bool {
     path.join("conf").exists() || path.join("db").exists()
 }
+
+/// A lot that expires on 2099-12-31: stock in it never expires under a test.
+pub fn lasting_lot(lot_id: impl Into<String>) -> coldchain_proto::inventory::v1::LotInfo {
+    coldchain_proto::inventory::v1::LotInfo {
+        lot_id: lot_id.into(),
+        expiry: Some(coldchain_proto::common::v1::Date {
+            year: 2099,
+            month: 12,
+            day: 31,
+        }),
+        production: None,
+        origin: String::new(),
+    }
+}
