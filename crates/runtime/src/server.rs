@@ -175,22 +175,22 @@ pub async fn serve(
             }
         }
     };
+    tokio::pin!(serving);
     // Watched in this task, next to the server, so that nothing of it outlives `serve`.
-    let watching = async {
-        tokio::select! {
-            reason = spec.fatal => {
-                tracing::error!(
-                    service = %spec.label,
-                    %reason,
-                    "stopping: this service can no longer serve; it recovers when started again",
-                );
-                shutdown.trigger();
-                Some(reason)
-            }
-            () = shutdown.wait() => None,
+    let mut failure = None;
+    let result = tokio::select! {
+        result = &mut serving => result,
+        reason = spec.fatal => {
+            tracing::error!(
+                service = %spec.label,
+                %reason,
+                "stopping: this service can no longer serve; it recovers when started again",
+            );
+            shutdown.trigger();
+            failure = Some(reason);
+            serving.await
         }
     };
-    let (result, failure) = tokio::join!(serving, watching);
     probe_task.abort();
     (spec.on_stopped)();
     tracing::debug!(service = %spec.label, "stopped");
