@@ -171,13 +171,8 @@ fn acknowledged_bookings_and_counters_survive_sigkill_under_load() {
     let keys: Vec<ApiKey> = (0..TASKS)
         .map(|task| keyring.key(&keyring.add_booking_client(&task_customer(task))))
         .collect();
-    // The per-credential rate limit stays out of the way of what this test measures
-    // (durability, not shedding).
-    let unlimited = [
-        ("COLDCHAIN_RATE_LIMIT", "1000000"),
-        ("COLDCHAIN_RATE_BURST", "1000000"),
-    ];
-    let server = common::Server::start_with_env(&net, "booking", Some(SITE), &unlimited);
+    let server =
+        common::Server::start_with_env(&net, "booking", Some(SITE), &common::NO_RATE_LIMIT);
     let endpoint = server.endpoint.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -229,7 +224,8 @@ fn acknowledged_bookings_and_counters_survive_sigkill_under_load() {
         acked.len()
     );
 
-    let server = common::Server::start_with_env(&net, "booking", Some(SITE), &unlimited);
+    let server =
+        common::Server::start_with_env(&net, "booking", Some(SITE), &common::NO_RATE_LIMIT);
     runtime.block_on(async {
         let mut client = connect(&server.endpoint, &keyring.key(&common::warehouse(SITE))).await;
 

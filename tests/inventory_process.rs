@@ -201,13 +201,8 @@ fn test_network() -> common::TestNetwork {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_movement_survives_sigkill() {
     let net = test_network();
-    // The load is all one credential's: lift the per-credential rate limit out of the way
-    // of what this test measures (durability, not shedding).
-    let unlimited = [
-        ("COLDCHAIN_RATE_LIMIT", "1000000"),
-        ("COLDCHAIN_RATE_BURST", "1000000"),
-    ];
-    let server = common::Server::start_with_env(&net, "inventory", Some(SITE), &unlimited);
+    let server =
+        common::Server::start_with_env(&net, "inventory", Some(SITE), &common::NO_RATE_LIMIT);
     let endpoint = server.endpoint.clone();
     let key = net.keyring().key(&common::warehouse(SITE));
 
@@ -243,7 +238,8 @@ async fn every_acknowledged_movement_survives_sigkill() {
     );
 
     // Restart on the same data directory.
-    let server = common::Server::start_with_env(&net, "inventory", Some(SITE), &unlimited);
+    let server =
+        common::Server::start_with_env(&net, "inventory", Some(SITE), &common::NO_RATE_LIMIT);
     let mut client = connect(&server.endpoint, &key).await;
 
     // Retrying an acknowledged request replays its answer.

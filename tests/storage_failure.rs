@@ -57,11 +57,8 @@ async fn write_until_refused(mut client: Client, writer: usize) -> Option<tonic:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_whose_log_fails_answers_unavailable_exits_1_and_starts_again() {
     let net = common::TestNetwork::new();
-    let unlimited = [
-        ("COLDCHAIN_RATE_LIMIT", "1000000"),
-        ("COLDCHAIN_RATE_BURST", "1000000"),
-    ];
-    let mut server = common::Server::start_with_env(&net, "inventory", Some(SITE), &unlimited);
+    let mut server =
+        common::Server::start_with_env(&net, "inventory", Some(SITE), &common::NO_RATE_LIMIT);
     let key = net.keyring().key(&common::warehouse(SITE));
     let mut first = client(&server.endpoint, &key);
     first
@@ -113,7 +110,8 @@ async fn a_service_whose_log_fails_answers_unavailable_exits_1_and_starts_again(
     );
 
     // Started again on the same data directory, it serves and writes.
-    let server = common::Server::start_with_env(&net, "inventory", Some(SITE), &unlimited);
+    let server =
+        common::Server::start_with_env(&net, "inventory", Some(SITE), &common::NO_RATE_LIMIT);
     client(&server.endpoint, &key)
         .record_movements(receipt("fail-after".into(), 0))
         .await
