@@ -138,6 +138,7 @@ pub async fn run(args: BenchArgs) -> ExitCode {
 
     let mut figures = Figures::default();
     let mut ceiling = Vec::new();
+    let mut durable_ceiling = Vec::new();
     let mut inventory = Vec::new();
     let mut inventory_pg = Vec::new();
     let mut watch = Vec::new();
@@ -150,25 +151,34 @@ pub async fn run(args: BenchArgs) -> ExitCode {
     for round in 1..=args.rounds {
         eprintln!("round {round}/{}", args.rounds);
         if wants("ceiling") {
-            match scenarios::ceiling(&spec, args.connections).await {
-                Ok(result) => {
-                    record_errors(&mut figures, "ceiling", &result);
-                    figures
-                        .details
-                        .push(latency_line("ceiling (no-op unary)", &result));
-                    ceiling.push(result.ok_per_second());
-                }
+            match scenarios::ceiling(&spec, args.connections, false).await {
+                Ok(result) => ceiling.push(figures.record_load(
+                    round,
+                    "ceiling",
+                    "ceiling (no-op unary)",
+                    &result,
+                )),
                 Err(e) => figures.errors.push(format!("ceiling: {e}")),
+            }
+            match scenarios::ceiling(&spec, args.connections, true).await {
+                Ok(result) => durable_ceiling.push(figures.record_load(
+                    round,
+                    "durable no-op",
+                    "durable no-op (one ledger entry)",
+                    &result,
+                )),
+                Err(e) => figures.errors.push(format!("durable no-op: {e}")),
             }
         }
         if wants("inventory") {
             match scenarios::inventory(&spec, args.connections).await {
                 Ok(run) => {
-                    record_errors(&mut figures, "inventory", &run.load);
-                    figures
-                        .details
-                        .push(latency_line("inventory RecordMovements", &run.load));
-                    inventory.push(run.load.ok_per_second());
+                    inventory.push(figures.record_load(
+                        round,
+                        "inventory",
+                        "inventory RecordMovements",
+                        &run.load,
+                    ));
                     watch.push(run.watch_entries_per_second);
                     if run.watch_entries < run.load.statuses.get("OK").copied().unwrap_or(0) {
                         figures.errors.push(format!(
@@ -189,13 +199,12 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         }
         if wants("booking") {
             match scenarios::booking(&spec, args.connections).await {
-                Ok(result) => {
-                    record_errors(&mut figures, "booking", &result);
-                    figures
-                        .details
-                        .push(latency_line("booking HoldSpace+ConfirmBooking", &result));
-                    booking.push(result.ok_per_second());
-                }
+                Ok(result) => booking.push(figures.record_load(
+                    round,
+                    "booking",
+                    "booking HoldSpace+ConfirmBooking",
+                    &result,
+                )),
                 Err(e) => figures.errors.push(format!("booking: {e}")),
             }
             if let Some(pg) = &pg {
@@ -240,6 +249,7 @@ pub async fn run(args: BenchArgs) -> ExitCode {
     }
 
     let ceiling = median(ceiling);
+    let durable_ceiling = median(durable_ceiling);
     let inventory = median(inventory);
     let watch = median(watch);
     let booking = median(booking);
@@ -254,6 +264,19 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             ours: fmt(ceiling),
             peer: "–".into(),
             ratio: "–".into(),
+            target: "reference".into(),
+        });
+        // What a durable call costs before any service logic: the most any write of
+        // this stack could reach on this machine, next to PostgreSQL's movement.
+        figures.rows.push(Row {
+            figure: "durable no-op: one ledger entry a call through the group commit".into(),
+            ours: fmt(durable_ceiling),
+            peer: if wants("inventory") {
+                format!("{} (movement)", fmt(inventory_pg))
+            } else {
+                "–".into()
+            },
+            ratio: ratio(durable_ceiling, inventory_pg),
             target: "reference".into(),
         });
     }
@@ -319,7 +342,7 @@ pub async fn run(args: BenchArgs) -> ExitCode {
     if wants("query") {
         match scenarios::telemetry_query(&spec, args.query_days).await {
             Ok(run) => {
-                record_errors(&mut figures, "query", &run.load);
+                figures.record_errors("query", &run.load);
                 figures.rows.push(Row {
                     figure: format!("telemetry: QueryReadings of {} days in 1 h buckets ({} readings, {} buckets)", args.query_days, run.readings, run.buckets),
                     ours: format!("{} (p50 {:.2} ms)", rate(run.load.ok_per_second()), run.load.latency_ms(0.5)),
@@ -368,30 +391,43 @@ pub async fn run(args: BenchArgs) -> ExitCode {
     }
 }
 
-fn record_errors(figures: &mut Figures, scenario: &str, result: &load::LoadResult) {
-    if result.errors() > 0 {
-        figures.errors.push(format!(
-            "{scenario}: {} calls failed: {:?}",
-            result.errors(),
+impl Figures {
+    /// Records one round of a load scenario: its failures, its latency line, and returns
+    /// its rate of successful calls.
+    fn record_load(
+        &mut self,
+        round: usize,
+        scenario: &str,
+        label: &str,
+        result: &load::LoadResult,
+    ) -> f64 {
+        self.record_errors(scenario, result);
+        self.details.push(format!(
+            "round {round}, {label}: {} calls, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, statuses {:?}",
+            result.calls,
+            result.latency_ms(0.5),
+            result.latency_ms(0.99),
+            result.latency_ms(0.999),
             result.statuses
         ));
+        result.ok_per_second()
     }
-    if result.calls == 0 {
-        figures.errors.push(format!(
-            "{scenario}: no call completed in the measured window"
-        ));
-    }
-}
 
-fn latency_line(name: &str, result: &load::LoadResult) -> String {
-    format!(
-        "{name}: {} calls, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, statuses {:?}",
-        result.calls,
-        result.latency_ms(0.5),
-        result.latency_ms(0.99),
-        result.latency_ms(0.999),
-        result.statuses
-    )
+    /// Records a load's failed calls, and a load that completed none, as errors.
+    fn record_errors(&mut self, scenario: &str, result: &load::LoadResult) {
+        if result.errors() > 0 {
+            self.errors.push(format!(
+                "{scenario}: {} calls failed: {:?}",
+                result.errors(),
+                result.statuses
+            ));
+        }
+        if result.calls == 0 {
+            self.errors.push(format!(
+                "{scenario}: no call completed in the measured window"
+            ));
+        }
+    }
 }
 
 fn render(args: &BenchArgs, figures: &Figures) -> String {
@@ -424,7 +460,7 @@ fn render(args: &BenchArgs, figures: &Figures) -> String {
         );
     }
     if !figures.details.is_empty() {
-        let _ = writeln!(out, "\nLatency and statuses (last round):\n");
+        let _ = writeln!(out, "\nLatency and statuses, round by round:\n");
         for line in &figures.details {
             let _ = writeln!(out, "- {line}");
         }

@@ -202,8 +202,11 @@ impl Host {
         Self::serve(spec, ctx, data, keys).await
     }
 
-    /// Starts the no-op service on the same server stack.
-    pub async fn noop() -> Result<Self, String> {
+    /// Starts the no-op service on the same server stack. With `durable`, each call also
+    /// appends one ledger entry to a database of the services' kind and answers once the
+    /// group commit has made it durable: the same wait a service's write has, with no rows
+    /// of its own (the entries of one commit share one key).
+    pub async fn noop(durable: bool) -> Result<Self, String> {
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let network = NetworkConfig::parse(BENCH_NETWORK).map_err(|e| e.to_string())?;
         let config = bench_config(&data);
@@ -218,14 +221,24 @@ impl Host {
         // comparable.
         let keys = Keys::generate(0)?;
         ctx.security.credentials = Some(keys.credentials.clone());
+        let store = if durable {
+            Some(ctx.open_store().map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let closing = store.clone();
         let spec = ServiceSpec {
             label: "bench/noop".into(),
             service_name: coldchain_proto::BENCH_SERVICE,
             routes: tonic::service::Routes::new(
-                bench::bench_service_server::BenchServiceServer::new(Noop),
+                bench::bench_service_server::BenchServiceServer::new(Noop { store }),
             ),
             probe: always_healthy(),
-            on_stopped: Box::new(|| {}),
+            on_stopped: Box::new(move || {
+                if let Some(store) = closing {
+                    store.close();
+                }
+            }),
             fatal: never_fatal(),
         };
         Self::serve(spec, ctx, data, keys).await
@@ -309,7 +322,10 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .sum()
 }
 
-struct Noop;
+/// The no-op service; with a store, the durable no-op (see [`Host::noop`]).
+struct Noop {
+    store: Option<coldchain_store::Store>,
+}
 
 #[tonic::async_trait]
 impl bench::bench_service_server::BenchService for Noop {
@@ -317,9 +333,18 @@ impl bench::bench_service_server::BenchService for Noop {
         &self,
         request: tonic::Request<bench::NoopRequest>,
     ) -> Result<tonic::Response<bench::NoopResponse>, tonic::Status> {
-        Ok(tonic::Response::new(bench::NoopResponse {
-            payload: request.into_inner().payload,
-        }))
+        let payload = request.into_inner().payload;
+        let Some(store) = &self.store else {
+            return Ok(tonic::Response::new(bench::NoopResponse { payload }));
+        };
+        let written = store
+            .write(None, |tx| {
+                tx.append_ledger(|_| payload.clone());
+                Ok::<_, std::convert::Infallible>(bench::NoopResponse { payload })
+            })
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(tonic::Response::new(written.value))
     }
 }
 
@@ -339,10 +364,15 @@ fn far_future() -> common::Date {
 }
 
 /// The gRPC ceiling: a no-op unary call through the same server stack.
-pub async fn ceiling(spec: &LoadSpec, connections: usize) -> Result<LoadResult, String> {
-    let host = Host::noop().await?;
+pub async fn ceiling(
+    spec: &LoadSpec,
+    connections: usize,
+    durable: bool,
+) -> Result<LoadResult, String> {
+    let host = Host::noop(durable).await?;
     let channels = host.channels_as(connections, Caller::Operations).await?;
-    let result = load::run("ceiling", spec, move |worker, _| {
+    let name = if durable { "durable no-op" } else { "ceiling" };
+    let result = load::run(name, spec, move |worker, _| {
         let mut client = bench::bench_service_client::BenchServiceClient::new(
             channels[worker % channels.len()].clone(),
         );
@@ -748,7 +778,7 @@ mod tests {
 
     #[tokio::test]
     async fn bench_servers_authenticate_and_authorize_every_call() {
-        let host = Host::noop().await.unwrap();
+        let host = Host::noop(false).await.unwrap();
         let connection = host.channels(1).await.unwrap().remove(0);
         let refused = bench::bench_service_client::BenchServiceClient::new(connection.clone())
             .noop(bench::NoopRequest::default())
@@ -778,5 +808,48 @@ mod tests {
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         client(Caller::Warehouse).list_stock(request).await.unwrap();
         host.stop().await;
+    }
+
+    /// The durable no-op is only a fair reference if each answer really waited for a
+    /// durable write: every acknowledged call must be in the ledger after a restart.
+    #[tokio::test]
+    async fn the_durable_no_op_answers_after_its_ledger_entry_is_stored() {
+        let host = Host::noop(true).await.unwrap();
+        let connection = host.channels(1).await.unwrap().remove(0);
+        let mut client = bench::bench_service_client::BenchServiceClient::new(
+            host.as_caller(&connection, Caller::Operations),
+        );
+        for payload in [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()] {
+            let answer = client
+                .noop(bench::NoopRequest {
+                    payload: payload.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(answer.payload, payload);
+        }
+        let Host { service, data, .. } = host;
+        service.stop().await;
+        let store = coldchain_store::Store::open(
+            &data.path().join("gateway"),
+            &coldchain_store::Identity {
+                site: "hub".into(),
+                service: "gateway".into(),
+            },
+            coldchain_store::StoreOptions::default(),
+        )
+        .unwrap();
+        let entries: Vec<Vec<u8>> = store
+            .ledger_from(1, 10)
+            .unwrap()
+            .into_iter()
+            .map(|record| record.bytes)
+            .collect();
+        assert_eq!(
+            entries,
+            [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
+        store.close();
     }
 }
