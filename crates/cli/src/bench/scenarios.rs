@@ -363,7 +363,8 @@ fn far_future() -> common::Date {
     }
 }
 
-/// The gRPC ceiling: a no-op unary call through the same server stack.
+/// The gRPC ceiling: a no-op unary call through the same server stack; with `durable`, the
+/// durable no-op (see [`Host::noop`]).
 pub async fn ceiling(
     spec: &LoadSpec,
     connections: usize,
