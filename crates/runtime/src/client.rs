@@ -14,7 +14,11 @@ use rand::Rng;
 use tonic::body::Body;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+
 use crate::auth::ApiKey;
+use crate::coalesce::CoalescedWrites;
 use crate::error::ServiceError;
 
 /// How a client connects and retries.
@@ -93,7 +97,7 @@ impl tower::Service<http::Request<Body>> for Channel {
 /// `http://` endpoint is reached as `https://`.
 pub fn lazy_channel(endpoint: &str, options: &ClientOptions) -> Result<Channel, ServiceError> {
     Ok(Channel::new(
-        configure(endpoint, options)?.connect_lazy(),
+        configure(endpoint, options)?.connect_with_connector_lazy(connector(options)),
         options.key.as_ref(),
     ))
 }
@@ -101,16 +105,53 @@ pub fn lazy_channel(endpoint: &str, options: &ClientOptions) -> Result<Channel, 
 /// Like [`lazy_channel`], but connects now: for command-line tools that should say at once
 /// that a server is unreachable or refuses the handshake.
 pub async fn connect(endpoint: &str, options: &ClientOptions) -> Result<Channel, ServiceError> {
-    let channel = configure(endpoint, options)?.connect().await.map_err(|e| {
-        let mut message = format!("cannot connect to {endpoint}: {e}");
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        ServiceError::unavailable(message)
-    })?;
+    let channel = transport(endpoint, options).await?;
     Ok(Channel::new(channel, options.key.as_ref()))
+}
+
+/// One HTTP/2 connection to `endpoint`, made now, without credentials: for callers that
+/// share a connection between several identities (see [`Channel::new`]).
+pub async fn transport(
+    endpoint: &str,
+    options: &ClientOptions,
+) -> Result<tonic::transport::Channel, ServiceError> {
+    configure(endpoint, options)?
+        .connect_with_connector(connector(options))
+        .await
+        .map_err(|e| {
+            let mut message = format!("cannot connect to {endpoint}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            ServiceError::unavailable(message)
+        })
+}
+
+/// TCP connections as tonic's own connector makes them (no delay, the connect timeout),
+/// with their writes coalesced (see `coalesce`). TLS, when configured, runs on top.
+fn connector(
+    options: &ClientOptions,
+) -> impl tower::Service<
+    http::Uri,
+    Response = TokioIo<CoalescedWrites<tokio::net::TcpStream>>,
+    Error = tower::BoxError,
+    Future: Send,
+> + Send
++ Clone
++ 'static {
+    let mut http = HttpConnector::new();
+    // The scheme is tonic's business: it adds TLS itself for `https`.
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(options.connect_timeout));
+    tower::ServiceExt::map_err(
+        tower::ServiceExt::map_response(http, |tcp: TokioIo<tokio::net::TcpStream>| {
+            TokioIo::new(CoalescedWrites::new(tcp.into_inner()))
+        }),
+        tower::BoxError::from,
+    )
 }
 
 fn configure(endpoint: &str, options: &ClientOptions) -> Result<Endpoint, ServiceError> {

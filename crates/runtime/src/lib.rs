@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod coalesce;
 pub mod config;
 pub mod error;
 pub mod host;

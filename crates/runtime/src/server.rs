@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use http::{Request, Response};
 use tokio::net::TcpListener;
@@ -150,7 +151,9 @@ pub async fn serve(
         label: Arc::from(spec.label.as_str()),
         gatekeeper: limits.gatekeeper.clone(),
     };
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|stream| stream.map(crate::coalesce::CoalescedWrites::new));
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = limits.tls.clone() {
         builder = builder.tls_config(tls)?;
