@@ -107,6 +107,10 @@ struct Pending {
     requests: RecordedRequests,
     /// Someone waits for this generation even though it may hold no change.
     flush_requested: bool,
+    /// The log thread sleeps on `wake` and nobody has woken it yet. Writers wake it only
+    /// then: a `notify_one` is a system call even when nothing sleeps, and under load the
+    /// log thread is nearly always busy with the previous generation.
+    log_sleeping: bool,
     /// Finished when this generation is.
     done: Arc<Done>,
 }
@@ -210,6 +214,7 @@ impl GroupCommit {
                 ledger: None,
                 requests: RecordedRequests::default(),
                 flush_requested: false,
+                log_sleeping: false,
                 done: Arc::default(),
             }),
             wake: Condvar::new(),
@@ -295,20 +300,28 @@ impl GroupCommit {
             writer.requests.insert(&request_id, recorded_at_ms);
             pending.requests.push(request_id, recorded_at_ms);
         }
-        let done = pending.done.clone();
-        drop(pending);
-        self.shared.wake.notify_one();
-        Ok(Commit { done })
+        Ok(self.release(pending))
     }
 
     /// A commit that ends once everything staged so far is durable.
     pub(crate) fn request_flush(&self) -> Result<Commit, StoreError> {
         let mut pending = self.pending()?;
         pending.flush_requested = true;
+        Ok(self.release(pending))
+    }
+
+    /// Releases the generation being gathered after adding to it, waking the log thread
+    /// if it sleeps; the commit ends with that generation.
+    fn release(&self, mut pending: MutexGuard<'_, Pending>) -> Commit {
         let done = pending.done.clone();
+        // Taken under the lock that guards what the log thread waits for, so a wake is
+        // neither lost nor sent twice.
+        let wake = std::mem::take(&mut pending.log_sleeping);
         drop(pending);
-        self.shared.wake.notify_one();
-        Ok(Commit { done })
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Commit { done }
     }
 
     /// The generation being gathered, unless the store is closing.
@@ -383,11 +396,13 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
                 && pending.changes.is_empty()
                 && pending.ledger.is_none()
             {
+                pending.log_sleeping = true;
                 pending = shared
                     .wake
                     .wait(pending)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
+            pending.log_sleeping = false;
             // Read under the lock: a write that stages after this take sees it set.
             let stopping = shared.stopping.load(Ordering::SeqCst);
             let generation = pending.generation;
