@@ -10,12 +10,11 @@
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use rand::Rng;
 use tonic::body::Body;
 use tonic::transport::{ClientTlsConfig, Endpoint};
-
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
 
 use crate::auth::ApiKey;
 use crate::coalesce::CoalescedWrites;

@@ -285,8 +285,8 @@ impl Host {
     ///
     /// Made by `coldchain_runtime::client`, the connector the services use towards each
     /// other: tonic's channel over TCP with writes coalesced. The clients share the
-    /// server's two cores, and the coalescing halves what their connections cost, so
-    /// less of the machine goes to the load generator (PostgreSQL's, `pgbench`, is C).
+    /// server's two cores, and coalescing cuts what their connections cost, so less of
+    /// the machine goes to the load generator (PostgreSQL's, `pgbench`, is C).
     pub async fn channels(&self, connections: usize) -> Result<Vec<Channel>, String> {
         let options = ClientOptions {
             // The bench reports latency itself; a call is never cut short.
