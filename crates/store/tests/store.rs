@@ -756,6 +756,6 @@ async fn a_format_2_database_opens_with_its_ledger_and_request_ids_intact() {
             .get("format_version")
             .unwrap()
             .as_deref(),
-        Some(&3u32.to_be_bytes()[..])
+        Some(&coldchain_store::FORMAT_VERSION.to_be_bytes()[..])
     );
 }

@@ -9,8 +9,22 @@
 //! - `by_day`: (first day number, booking_id) → (): the order of `ListBookings`.
 //! - `by_customer`: (customer_id, first day number, booking_id) → (): the same order, for
 //!   one customer.
-//! - `due`: (due instant ms, booking_id) → (): HELD bookings by `expires_at`, CONFIRMED ones
-//!   by check-in deadline. The sweeper lapses the due ones (EXPIRED / NO_SHOW).
+//! - `due`: (due instant ms, booking_id) → (): HELD bookings by `expires_at`, and CONFIRMED
+//!   ones by check-in deadline once their first day is closed (below). The sweeper lapses
+//!   the due ones (EXPIRED / NO_SHOW).
+//! - `closed_days`: [`FIRST_OPEN_DAY`] → the day number of the first day not closed yet.
+//!
+//! Closed days: a CONFIRMED booking cannot lapse before its first day has ended (its
+//! deadline is the end of that day plus a grace period), and most are checked in or
+//! cancelled by then. So confirming writes no `due` row; once a day has ended, the next
+//! write (the sweeper's or a hold's) closes it: every booking of that day still CONFIRMED
+//! gets its `due` row, or lapses at once if already past its deadline. The rule that
+//! keeps this exact: **every CONFIRMED booking whose first day is before the first open day
+//! has its `due` row**. A confirm or check-in of such a booking writes or deletes the row
+//! itself. A database without the cursor (new, or written by a build that gave every
+//! confirmed booking its row at once) starts it two days before today: no booking that a
+//! build without rows could have confirmed starts earlier, since a hold starts today or
+//! later and lives at most 24 hours.
 //!
 //! Expired holds never count against capacity, whatever the sweeper's timing: a hold first
 //! lapses every due booking inside its own write (so the room it checks is exact), and
@@ -36,6 +50,9 @@ const COUNTERS: Table<(String, i32), DayCounts> = Table::new("counters");
 const BY_DAY: Table<(i32, String), ()> = Table::new("by_day");
 const BY_CUSTOMER: Table<(String, i32, String), ()> = Table::new("by_customer");
 const DUE: Table<(i64, String), ()> = Table::new("due");
+const CLOSED_DAYS: Table<String, i32> = Table::new("closed_days");
+/// The one key of `CLOSED_DAYS`.
+const FIRST_OPEN_DAY: &str = "first_open_day";
 
 /// How many due bookings one background sweep write lapses at most.
 const SWEEP_BATCH: usize = 256;
@@ -308,7 +325,8 @@ impl Bookings {
                         domain::complete(&before, now, domain::local_day(self.tz(), now))
                     }
                 }?;
-                store_change(tx, now, &before, &after)?;
+                let first_open = self.first_open_day(tx, now)?;
+                store_change(tx, now, &before, &after, first_open)?;
                 Ok::<T, ServiceError>(respond(&after))
             })
             .await?;
@@ -342,8 +360,26 @@ impl Bookings {
                     table.insert((day, zone.id.clone()), counts(tx, &zone.id, day)?);
                 }
             }
-            for lapsed in self.due_before(now) {
-                let booking = lapsed?;
+            // Lapsed but not swept: those with a due row, and confirmed ones of days that
+            // ended but were not closed yet (by id: a booking can be both).
+            let mut lapsed: BTreeMap<String, Booking> = BTreeMap::new();
+            for booking in self.due_before(now) {
+                let booking = booking?;
+                lapsed.insert(booking.booking_id.clone(), booking);
+            }
+            let today = domain::day_number(domain::local_day(self.tz(), now));
+            let first_open = stored_first_open_day(tx)?.unwrap_or(today - 2);
+            for day in first_open..today {
+                for ((_, booking_id), ()) in tx.scan_prefix(&BY_DAY, &day.encode())? {
+                    if let Some(booking) = tx.get(&BOOKINGS, &booking_id)?
+                        && booking.state == BookingState::Confirmed
+                        && booking.is_lapsed(now)
+                    {
+                        lapsed.insert(booking_id, booking);
+                    }
+                }
+            }
+            for booking in lapsed.into_values() {
                 let Some(occupancy) = booking.occupancy() else {
                     continue;
                 };
@@ -396,15 +432,16 @@ impl Bookings {
             })
     }
 
-    /// Lapses due bookings inside the write `tx` (at most `limit`): HELD past expires_at →
-    /// EXPIRED, CONFIRMED past its check-in deadline → NO_SHOW, freeing their space.
+    /// Lapses due bookings inside the write `tx` (at most `limit` of those with a due row,
+    /// after closing the days that ended): HELD past expires_at → EXPIRED, CONFIRMED past
+    /// its check-in deadline → NO_SHOW, freeing their space.
     fn sweep_in(
         &self,
         tx: &mut WriteTx<'_>,
         now: i64,
         limit: Option<usize>,
     ) -> Result<usize, ServiceError> {
-        let mut swept = 0;
+        let mut swept = self.close_ended_days(tx, now)?;
         for entry in self.store.scan_prefix(&DUE, &[]) {
             let ((due, booking_id), ()) = entry?;
             if due >= now || limit.is_some_and(|l| swept >= l) {
@@ -417,19 +454,62 @@ impl Bookings {
             if before.due_at() != Some(due) {
                 continue;
             }
-            let Some(after) = before.lapsed() else {
-                continue;
-            };
-            apply_change(
-                tx,
-                &before.zone_id,
-                CounterChange::between(Some(&before), &after),
-            )?;
-            tx.put(&BOOKINGS, &booking_id, &after)?;
-            append(tx, now, &after)?;
-            swept += 1;
+            if lapse(tx, now, &before)? {
+                swept += 1;
+            }
         }
         Ok(swept)
+    }
+
+    /// The first day not closed yet (see the module doc); a database without one gets it
+    /// here, two days before today.
+    fn first_open_day(&self, tx: &mut WriteTx<'_>, now: i64) -> Result<i32, ServiceError> {
+        if let Some(day) = stored_first_open_day(tx)? {
+            return Ok(day);
+        }
+        let day = domain::day_number(domain::local_day(self.tz(), now)) - 2;
+        tx.put(&CLOSED_DAYS, &FIRST_OPEN_DAY.to_string(), &day)?;
+        Ok(day)
+    }
+
+    /// Closes every day that has ended (see the module doc): each booking of it still
+    /// CONFIRMED lapses if past its deadline, or else gets its due row. Returns how many
+    /// lapsed.
+    fn close_ended_days(&self, tx: &mut WriteTx<'_>, now: i64) -> Result<usize, ServiceError> {
+        let today = domain::day_number(domain::local_day(self.tz(), now));
+        let mut open = self.first_open_day(tx, now)?;
+        if open >= today {
+            return Ok(0);
+        }
+        let mut lapsed = 0;
+        while open < today {
+            for ((_, booking_id), ()) in tx.scan_prefix(&BY_DAY, &open.encode())? {
+                let Some(booking) = tx.get(&BOOKINGS, &booking_id)? else {
+                    continue;
+                };
+                if booking.state != BookingState::Confirmed {
+                    continue;
+                }
+                if booking.is_lapsed(now) {
+                    lapse(tx, now, &booking)?;
+                    lapsed += 1;
+                } else if let Some(due) = booking.due_at() {
+                    tx.put(&DUE, &(due, booking_id), &())?;
+                }
+            }
+            open += 1;
+        }
+        tx.put(&CLOSED_DAYS, &FIRST_OPEN_DAY.to_string(), &open)?;
+        Ok(lapsed)
+    }
+
+    /// True when a sweep would close a day (or record the first open day).
+    fn a_day_ended(&self, now: i64) -> Result<bool, ServiceError> {
+        let today = domain::day_number(domain::local_day(self.tz(), now));
+        Ok(self
+            .store
+            .get(&CLOSED_DAYS, &FIRST_OPEN_DAY.to_string())?
+            .is_none_or(|open| open < today))
     }
 
     /// Lapses every booking due now (HELD past expires_at → EXPIRED, CONFIRMED past the
@@ -442,7 +522,7 @@ impl Bookings {
             let any_due = match self.store.scan_prefix(&DUE, &[]).next() {
                 Some(entry) => entry?.0.0 < now,
                 None => false,
-            };
+            } || self.a_day_ended(now)?;
             if !any_due {
                 return Ok(total);
             }
@@ -657,28 +737,61 @@ fn apply_change(
     Ok(())
 }
 
+/// The first open day as stored (see the module doc), if any.
+fn stored_first_open_day(tx: &WriteTx<'_>) -> Result<Option<i32>, StoreError> {
+    tx.get(&CLOSED_DAYS, &FIRST_OPEN_DAY.to_string())
+}
+
+/// The due row a stored booking has while `first_open` is the first open day: HELD ones
+/// by their expiry, CONFIRMED ones by their check-in deadline once their first day is
+/// closed (see the module doc).
+fn due_row(booking: &Booking, first_open: i32) -> Option<i64> {
+    match booking.state {
+        BookingState::Confirmed if domain::day_number(booking.first_day) >= first_open => None,
+        _ => booking.due_at(),
+    }
+}
+
 /// Stores a transition: counters, due index, the booking and its ledger entry.
 fn store_change(
     tx: &mut WriteTx<'_>,
     now: i64,
     before: &Booking,
     after: &Booking,
+    first_open: i32,
 ) -> Result<(), ServiceError> {
     apply_change(
         tx,
         &before.zone_id,
         CounterChange::between(Some(before), after),
     )?;
-    if before.due_at() != after.due_at() {
-        if let Some(due) = before.due_at() {
+    let (had, has) = (due_row(before, first_open), due_row(after, first_open));
+    if had != has {
+        if let Some(due) = had {
             tx.delete(&DUE, &(due, before.booking_id.clone()));
         }
-        if let Some(due) = after.due_at() {
+        if let Some(due) = has {
             tx.put(&DUE, &(due, after.booking_id.clone()), &())?;
         }
     }
     tx.put(&BOOKINGS, &after.booking_id, after)?;
     append(tx, now, after)
+}
+
+/// Stores the lapse of `before` (HELD → EXPIRED, CONFIRMED → NO_SHOW), freeing its space.
+/// False when its state does not lapse. Its due row, if any, is the caller's to delete.
+fn lapse(tx: &mut WriteTx<'_>, now: i64, before: &Booking) -> Result<bool, ServiceError> {
+    let Some(after) = before.lapsed() else {
+        return Ok(false);
+    };
+    apply_change(
+        tx,
+        &before.zone_id,
+        CounterChange::between(Some(before), &after),
+    )?;
+    tx.put(&BOOKINGS, &after.booking_id, &after)?;
+    append(tx, now, &after)?;
+    Ok(true)
 }
 
 fn append(tx: &mut WriteTx<'_>, now: i64, booking: &Booking) -> Result<(), ServiceError> {

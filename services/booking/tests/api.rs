@@ -989,6 +989,83 @@ async fn confirmed_bookings_not_checked_in_become_no_shows() {
     assert_counters_match_bookings(&mut c, &h.site, "2026-12-02", "2026-12-05").await;
 }
 
+/// A confirmed booking gets its due row only once its first day has ended (the day is
+/// closed): this checks that closing, and a confirm or check-in after it, keep no-shows
+/// exact, with restarts in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_shows_stay_exact_when_the_first_day_is_closed_before_the_deadline() {
+    let options = BookingOptions {
+        no_show_grace: Duration::from_secs(2 * 3600),
+        ..quiet()
+    };
+    let h = Harness::start_site(park(), options).await;
+    let mut c = h.client().await;
+    let hold = |request: &str, pallets, last: &str| {
+        let mut r = hold_zone(request, "c1", "pharma-a", pallets, "2026-12-01", last);
+        r.hold_ttl = Some(prost_types::Duration {
+            seconds: 24 * 3600,
+            nanos: 0,
+        });
+        r
+    };
+    // `gone` is confirmed before its day ends and never arrives; `arrives` is checked in
+    // after its day was closed, within the grace; `late` is held before the day ends and
+    // confirmed after it was closed.
+    let gone = c.hold_space(hold("g", 4, "2026-12-03")).await.unwrap();
+    let gone = gone.into_inner().booking_id;
+    c.confirm_booking(confirm("cg", &gone)).await.unwrap();
+    let arrives = c.hold_space(hold("a", 4, "2026-12-01")).await.unwrap();
+    let arrives = arrives.into_inner().booking_id;
+    c.confirm_booking(confirm("ca", &arrives)).await.unwrap();
+    let late = c.hold_space(hold("l", 4, "2026-12-03")).await.unwrap();
+    let late = late.into_inner().booking_id;
+
+    // 12-01 has ended in Shanghai (16:00Z); the deadline is 18:00Z. The sweep closes the
+    // day and nothing lapses yet.
+    h.set_ms(ms("2026-12-01T16:30:00Z"));
+    assert_eq!(h.bookings.sweep_due().await.unwrap(), 0);
+    let h = h.restart().await;
+    let mut c = h.client().await;
+    c.confirm_booking(confirm("cl", &late)).await.unwrap();
+    c.check_in(check_in("ia", &arrives, None)).await.unwrap();
+    let h = h.restart().await;
+    let mut c = h.client().await;
+
+    h.set_ms(ms("2026-12-01T18:00:00.001Z"));
+    assert_eq!(
+        rows(&mut c, "pharma-a", "2026-12-02", "2026-12-03").await,
+        vec![
+            row("2026-12-02", 0, 0, 0, 600),
+            row("2026-12-03", 0, 0, 0, 600)
+        ],
+        "both no-shows' space is free before any sweep"
+    );
+    // A hold needing every position of those days lapses both inside its own write.
+    c.hold_space(hold_zone(
+        "all",
+        "c2",
+        "pharma-a",
+        600,
+        "2026-12-02",
+        "2026-12-03",
+    ))
+    .await
+    .expect("the no-shows' space is free for a hold");
+    let states: BTreeMap<String, String> = h
+        .bookings
+        .ledger(1, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.booking.booking_id, e.booking.state.name().to_string()))
+        .collect();
+    assert_eq!(states[&gone], "NO_SHOW");
+    assert_eq!(states[&late], "NO_SHOW");
+    assert_eq!(states[&arrives], "CHECKED_IN");
+    assert_eq!(h.bookings.sweep_due().await.unwrap(), 0);
+    assert!(h.bookings.audit().await.unwrap().is_empty());
+    assert_counters_match_bookings(&mut c, &h.site, "2026-12-01", "2026-12-05").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_sweeper_stores_lapses_on_its_own() {
     let options = BookingOptions {
