@@ -99,6 +99,13 @@ fn ratio(ours: Option<f64>, peer: Option<f64>) -> String {
 }
 
 pub async fn run(args: BenchArgs) -> ExitCode {
+    // The servers run with the subscriber they have in containers (JSON at `info`): its
+    // span per RPC is part of what a call costs there. What it writes is discarded.
+    coldchain_runtime::logging::init_with_writer(
+        coldchain_runtime::config::LogFormat::Json,
+        "info",
+        std::io::sink,
+    );
     let mut args = args;
     if args.smoke {
         args.duration = 2;
