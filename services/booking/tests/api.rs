@@ -1066,6 +1066,80 @@ async fn no_shows_stay_exact_when_the_first_day_is_closed_before_the_deadline() 
     assert_counters_match_bookings(&mut c, &h.site, "2026-12-01", "2026-12-05").await;
 }
 
+/// Data written before format 4: every confirmed booking has its due row from the confirm
+/// on, and there is no record of closed days. Such a booking still lapses exactly once,
+/// although both its row and the closing of its day find it; a check-in leaves a row
+/// behind that the sweep removes without lapsing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_bookings_of_format_3_with_their_due_rows_lapse_exactly_once() {
+    // The tables as format 3 wrote them (services/booking/src/store.rs).
+    const DUE: coldchain_store::Table<(i64, String), ()> = coldchain_store::Table::new("due");
+    const CLOSED_DAYS: coldchain_store::Table<String, i32> =
+        coldchain_store::Table::new("closed_days");
+    let options = BookingOptions {
+        no_show_grace: Duration::from_secs(2 * 3600),
+        ..quiet()
+    };
+    let h = Harness::start_site(park(), options).await;
+    let mut c = h.client().await;
+    let mut confirmed = Vec::new();
+    for (request, last) in [("p", "2026-12-03"), ("q", "2026-12-01")] {
+        let held = c
+            .hold_space(hold_zone(request, "c1", "pharma-a", 4, "2026-12-01", last))
+            .await
+            .unwrap()
+            .into_inner();
+        let booking = c
+            .confirm_booking(confirm(&format!("c{request}"), &held.booking_id))
+            .await
+            .unwrap()
+            .into_inner();
+        confirmed.push(booking.booking_id);
+    }
+    let deadline = ms("2026-12-01T18:00:00Z");
+    h.bookings
+        .store()
+        .write::<u64, coldchain_store::StoreError, _>(None, |tx| {
+            for id in &confirmed {
+                tx.put(&DUE, &(deadline, id.clone()), &())?;
+            }
+            tx.delete(&CLOSED_DAYS, &"first_open_day".to_string());
+            Ok(0)
+        })
+        .await
+        .unwrap();
+    let h = h.restart().await;
+    let mut c = h.client().await;
+    let (gone, arrives) = (&confirmed[0], &confirmed[1]);
+    c.check_in(check_in("iq", arrives, None)).await.unwrap();
+
+    h.set_ms(deadline + 1);
+    assert_eq!(
+        rows(&mut c, "pharma-a", "2026-12-02", "2026-12-03").await,
+        vec![
+            row("2026-12-02", 0, 0, 0, 600),
+            row("2026-12-03", 0, 0, 0, 600)
+        ],
+        "the no-show is taken out once"
+    );
+    assert_eq!(h.bookings.sweep_due().await.unwrap(), 1);
+    assert_eq!(h.bookings.sweep_due().await.unwrap(), 0);
+    let entries = h.bookings.ledger(1, 1000).unwrap();
+    let lapses = entries
+        .iter()
+        .filter(|e| e.booking.booking_id == *gone && e.booking.state.name() == "NO_SHOW")
+        .count();
+    assert_eq!(lapses, 1);
+    let last = entries
+        .iter()
+        .rev()
+        .find(|e| e.booking.booking_id == *arrives)
+        .unwrap();
+    assert_eq!(last.booking.state.name(), "CHECKED_IN");
+    assert!(h.bookings.audit().await.unwrap().is_empty());
+    assert_counters_match_bookings(&mut c, &h.site, "2026-12-01", "2026-12-05").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_sweeper_stores_lapses_on_its_own() {
     let options = BookingOptions {
