@@ -564,6 +564,7 @@ pub enum Grant {
 fn is_open(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
         || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
 }
 
 /// The policy table: who may call each RPC of our contracts. `None` for a path that is not

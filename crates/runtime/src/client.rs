@@ -1,8 +1,6 @@
 //! The client connector every service-to-service call uses: lazy channels (a dependency
 //! that is down does not stop us from starting), a deadline on every call, and retries of
-//! `UNAVAILABLE` with jittered exponential backoff.
-//!
-//! Retrying is safe because every mutating call in this network carries a `request_id`.
+//! `UNAVAILABLE` by the network's one policy ([`crate::retry`]).
 //!
 //! A [`Channel`] speaks TLS when the options carry a CA, and sends this process's API key on
 //! every call when they carry one.
@@ -12,13 +10,13 @@ use std::time::Duration;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use rand::Rng;
 use tonic::body::Body;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::auth::ApiKey;
 use crate::coalesce::CoalescedWrites;
 use crate::error::ServiceError;
+use crate::retry::Backoff;
 
 /// How a client connects and retries.
 #[derive(Debug, Clone)]
@@ -29,7 +27,7 @@ pub struct ClientOptions {
     pub call_timeout: Duration,
     /// Attempts in total (1 = no retry).
     pub max_attempts: u32,
-    /// First backoff; doubles each retry, with full jitter.
+    /// First backoff; doubles each retry, with jitter (see [`Backoff`]).
     pub initial_backoff: Duration,
     /// Backoff ceiling.
     pub max_backoff: Duration,
@@ -50,6 +48,13 @@ impl Default for ClientOptions {
             tls: None,
             key: None,
         }
+    }
+}
+
+impl ClientOptions {
+    /// The backoff between attempts.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.initial_backoff, self.max_backoff)
     }
 }
 
@@ -173,34 +178,13 @@ fn configure(endpoint: &str, options: &ClientOptions) -> Result<Endpoint, Servic
     Ok(configured)
 }
 
-/// Runs `call` until it succeeds, fails with anything but `UNAVAILABLE`, or the attempts
-/// run out. The last status is returned.
-pub async fn with_retry<T, F, Fut>(options: &ClientOptions, mut call: F) -> Result<T, tonic::Status>
+/// Runs `call` with the retry policy of `options` (see [`crate::retry::with_retry`]).
+pub async fn with_retry<T, F, Fut>(options: &ClientOptions, call: F) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
-    let mut backoff = options.initial_backoff;
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(status)
-                if status.code() == tonic::Code::Unavailable && attempt < options.max_attempts =>
-            {
-                let jittered = rand::thread_rng().gen_range(Duration::ZERO..=backoff);
-                tracing::debug!(
-                    attempt,
-                    ?jittered,
-                    message = status.message(),
-                    "unavailable; retrying"
-                );
-                tokio::time::sleep(jittered).await;
-                backoff = (backoff * 2).min(options.max_backoff);
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    crate::retry::with_retry(options.max_attempts, options.backoff(), call).await
 }
 
 /// Wraps a request with the per-call deadline (sent as `grpc-timeout`).
@@ -213,51 +197,6 @@ pub fn request<T>(message: T, options: &ClientOptions) -> tonic::Request<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    fn fast() -> ClientOptions {
-        ClientOptions {
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
-            ..ClientOptions::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn unavailable_is_retried_until_success() {
-        let calls = AtomicU32::new(0);
-        let result = with_retry(&fast(), || async {
-            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                Err(tonic::Status::unavailable("down"))
-            } else {
-                Ok(7)
-            }
-        })
-        .await;
-        assert_eq!(result.unwrap(), 7);
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-    }
-
-    #[tokio::test]
-    async fn other_errors_are_not_retried_and_attempts_are_bounded() {
-        let calls = AtomicU32::new(0);
-        let result: Result<(), _> = with_retry(&fast(), || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err(tonic::Status::failed_precondition("no"))
-        })
-        .await;
-        assert_eq!(result.unwrap_err().code(), tonic::Code::FailedPrecondition);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-
-        calls.store(0, Ordering::SeqCst);
-        let result: Result<(), _> = with_retry(&fast(), || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err(tonic::Status::unavailable("down"))
-        })
-        .await;
-        assert_eq!(result.unwrap_err().code(), tonic::Code::Unavailable);
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
-    }
 
     #[test]
     fn a_bad_endpoint_is_invalid_argument() {

@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 //! What every service shares at runtime: configuration, the network file, tracing, the
-//! server bootstrap, the client connector, errors, validation and shutdown.
+//! server bootstrap, the client connector and its retry policy, errors, validation, page
+//! tokens, time conversions, idempotency and shutdown.
 
 pub mod auth;
 pub mod client;
@@ -8,9 +9,12 @@ pub mod coalesce;
 pub mod config;
 pub mod error;
 pub mod host;
+pub mod idempotency;
 pub mod logging;
 pub mod network;
 pub mod page_token;
+pub mod proto_time;
+pub mod retry;
 pub mod security;
 pub mod server;
 pub mod shutdown;

@@ -1,6 +1,6 @@
-//! The server bootstrap every service uses: health with real status, reflection v1, a
-//! per-RPC deadline, a global concurrency limit that sheds load, message size limits, one
-//! tracing span per RPC, and a graceful shutdown that drains and then flushes.
+//! The server bootstrap every service uses: health with real status, reflection (v1 and
+//! v1alpha), a per-RPC deadline, a global concurrency limit that sheds load, message size
+//! limits, one tracing span per RPC, and a graceful shutdown that drains and then flushes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -125,11 +125,6 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(coldchain_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor sets are valid");
 
     let probe_task = tokio::spawn(run_probe(
         health.clone(),
@@ -140,10 +135,7 @@ pub async fn serve(
         spec.label.clone(),
     ));
 
-    let routes = spec
-        .routes
-        .add_service(health_service)
-        .add_service(reflection);
+    let routes = with_reflection(spec.routes.add_service(health_service), spec.service_name);
     let guard = GuardLayer {
         permits: Arc::new(Semaphore::new(limits.concurrency_limit)),
         limit: limits.concurrency_limit,
@@ -331,7 +323,10 @@ where
         } else {
             Some(self.config.timeout)
         };
-        let deadline = match (client_deadline(&request), server_deadline) {
+        let deadline = match (
+            crate::retry::client_deadline(request.headers()),
+            server_deadline,
+        ) {
             (Some(client), Some(server)) => Some(client.min(server)),
             (client, server) => client.or(server),
         };
@@ -431,24 +426,43 @@ fn client_streaming_methods() -> &'static std::collections::HashSet<String> {
     })
 }
 
-/// The client's `grpc-timeout` header, if any: an integer and a unit (H M S m u n).
-fn client_deadline<B>(request: &Request<B>) -> Option<Duration> {
-    let value = request.headers().get("grpc-timeout")?.to_str().ok()?;
-    if value.len() < 2 || value.len() > 9 {
-        return None;
-    }
-    let (digits, unit) = value.split_at(value.len() - 1);
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount.saturating_mul(3600)),
-        "M" => Duration::from_secs(amount.saturating_mul(60)),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
+/// Reflection over both protocol versions (`grpc.reflection.v1` for today's tools,
+/// `v1alpha` for grpcui, Postman, Evans and older grpcurl), listing exactly what this
+/// server serves: its own service, health and reflection, not every contract of the
+/// descriptor set (a service listed but not served would answer UNIMPLEMENTED).
+fn with_reflection(routes: Routes, service_name: &'static str) -> Routes {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(coldchain_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+            .include_reflection_service(false)
+            .with_service_name(service_name)
+            .with_service_name(HEALTH_SERVICE)
+            .with_service_name(REFLECTION_V1)
+            .with_service_name(REFLECTION_V1ALPHA)
+    };
+    // The descriptor sets are compiled in and decoded by the test below.
+    #[allow(clippy::expect_used)]
+    routes
+        .add_service(
+            builder()
+                .build_v1()
+                .expect("embedded descriptor sets are valid"),
+        )
+        .add_service(
+            builder()
+                .build_v1alpha()
+                .expect("embedded descriptor sets are valid"),
+        )
 }
+
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
 
 /// The name under which a tonic server registers, for health.
 pub fn service_name<S: NamedService>() -> &'static str {
@@ -460,34 +474,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reflection_of_every_service_builds() {
+        for name in [
+            coldchain_proto::INVENTORY_SERVICE,
+            coldchain_proto::TELEMETRY_SERVICE,
+            coldchain_proto::BOOKING_SERVICE,
+            coldchain_proto::NETWORK_SERVICE,
+        ] {
+            let _ = with_reflection(Routes::default(), name);
+        }
+    }
+
+    #[test]
     fn client_streaming_methods_come_from_the_contracts() {
         let methods = client_streaming_methods();
         assert!(methods.contains("/coldchain.telemetry.v1.TelemetryService/StreamReadings"));
         assert!(!methods.contains("/coldchain.telemetry.v1.TelemetryService/PushReadings"));
-    }
-
-    #[test]
-    fn grpc_timeout_header_is_parsed() {
-        let request = |v: &str| {
-            Request::builder()
-                .header("grpc-timeout", v)
-                .body(())
-                .unwrap()
-        };
-        assert_eq!(
-            client_deadline(&request("250m")),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(
-            client_deadline(&request("2S")),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            client_deadline(&request("1H")),
-            Some(Duration::from_secs(3600))
-        );
-        assert_eq!(client_deadline(&request("x")), None);
-        assert_eq!(client_deadline(&request("12Q")), None);
-        assert_eq!(client_deadline(&request("999999999S")), None);
     }
 }

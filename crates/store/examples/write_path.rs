@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use coldchain_store::{
-    Identity, Store, StoreError, StoreOptions, Table, fingerprint, system_clock,
+    Idempotent, Identity, ReplyCodec, Store, StoreError, StoreOptions, Table, fingerprint,
+    system_clock,
 };
 
 const POSITIONS: Table<(String, String), u64> = Table::new("positions");
@@ -21,6 +22,19 @@ const PAIRS: u64 = 10_000;
 struct Answer {
     #[prost(uint64, tag = "1")]
     balance: u64,
+}
+
+/// Keeps an answer as its protobuf bytes, as the services do.
+struct Protobuf;
+
+impl ReplyCodec<Answer> for Protobuf {
+    fn encode(&self, reply: &Answer) -> Vec<u8> {
+        prost::Message::encode_to_vec(reply)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Answer, String> {
+        prost::Message::decode(bytes).map_err(|e: prost::DecodeError| e.to_string())
+    }
 }
 
 fn main() {
@@ -62,7 +76,7 @@ fn main() {
                     let key = (format!("SKU-{pair}"), format!("LOT-{pair}"));
                     let fp = fingerprint(&request_id, key.0.as_bytes());
                     store
-                        .write(Some(&fp), |tx| {
+                        .write(Some(Idempotent::new(&fp, &Protobuf)), |tx| {
                             let balance = tx.get(&POSITIONS, &key)?.unwrap_or(0) + 1;
                             tx.put(&POSITIONS, &key, &balance)?;
                             tx.append_ledger(|sequence| {

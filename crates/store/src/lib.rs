@@ -25,8 +25,8 @@ mod store;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use keys::{KeyCodec, KeyPart, Prefix};
 pub use store::{
-    FORMAT_VERSION, Identity, LedgerRecord, RequestFingerprint, SWEEP_BATCH, Store, StoreOptions,
-    WriteError, WriteTx, Written, fingerprint,
+    FORMAT_VERSION, Idempotent, Identity, LedgerRecord, ReplyCodec, RequestFingerprint,
+    SWEEP_BATCH, Store, StoreOptions, WriteError, WriteTx, Written, fingerprint,
 };
 pub use table::{Table, Value};
 

@@ -119,6 +119,31 @@ struct RequestRecord {
     response: Vec<u8>,
 }
 
+/// How a write's answer is kept for a replay of its `request_id`. The store keeps the
+/// bytes and knows nothing of their format: each service hands the codec of its own
+/// answers (the stored bytes of today's services are their protobuf responses).
+pub trait ReplyCodec<T>: Send + Sync {
+    /// The bytes kept for `reply`.
+    fn encode(&self, reply: &T) -> Vec<u8>;
+    /// The reply back from kept bytes; an error names what is wrong with them.
+    fn decode(&self, bytes: &[u8]) -> Result<T, String>;
+}
+
+/// What makes a write idempotent: the request's identity, and how its answer is kept.
+pub struct Idempotent<'a, T> {
+    /// The request's id and the digest of its content.
+    pub request: &'a RequestFingerprint,
+    /// Encodes the answer to keep it, decodes it to replay it.
+    pub codec: &'a dyn ReplyCodec<T>,
+}
+
+impl<'a, T> Idempotent<'a, T> {
+    /// `request`, its answer kept through `codec`.
+    pub fn new(request: &'a RequestFingerprint, codec: &'a dyn ReplyCodec<T>) -> Self {
+        Self { request, codec }
+    }
+}
+
 /// A stored ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerRecord {
@@ -267,13 +292,13 @@ impl Store {
     /// a crash keeps all of them or none) and applied them to sled.
     pub async fn write<T, E, F>(
         &self,
-        request: Option<&RequestFingerprint>,
+        idempotent: Option<Idempotent<'_, T>>,
         f: F,
     ) -> Result<Written<T>, WriteError<E>>
     where
-        T: prost::Message + Default,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
     {
+        let request = idempotent.as_ref().map(|i| i.request);
         let staging = {
             let mut writer = self.inner.commit.lock().await;
             self.inner.commit.check_open()?;
@@ -283,7 +308,8 @@ impl Store {
             // seen has no record to find.
             if let Some(request) = request
                 && writer.requests.may_contain(&request.request_id, now_ms)
-                && let Some(value) = self.replay(request, &writer.overlay, now_ms)?
+                && let Some(codec) = idempotent.as_ref().map(|i| i.codec)
+                && let Some(value) = self.replay(request, codec, &writer.overlay, now_ms)?
             {
                 // The first call's generation may still be on its way to disk.
                 Staging::Replayed(value, self.inner.commit.request_flush()?)
@@ -299,11 +325,11 @@ impl Store {
                     now_ms,
                 };
                 let value = f(&mut tx).map_err(WriteError::Rejected)?;
-                if let Some(request) = request {
+                if let Some(Idempotent { request, codec }) = &idempotent {
                     let record = RequestRecord {
                         digest: request.digest,
                         recorded_at_ms: now_ms,
-                        response: value.encode_to_vec(),
+                        response: codec.encode(&value),
                     };
                     tx.put(&REQUESTS, &request.request_id, &record)?;
                 }
@@ -363,12 +389,10 @@ impl Store {
     fn replay<T, E>(
         &self,
         request: &RequestFingerprint,
+        codec: &dyn ReplyCodec<T>,
         staged: &BTreeMap<Vec<u8>, Staged>,
         now_ms: i64,
-    ) -> Result<Option<T>, WriteError<E>>
-    where
-        T: prost::Message + Default,
-    {
+    ) -> Result<Option<T>, WriteError<E>> {
         let record = view_get(
             &self.inner.data,
             staged,
@@ -386,7 +410,8 @@ impl Store {
         if record.digest != request.digest {
             return Err(WriteError::RequestIdReused(request.request_id.clone()));
         }
-        T::decode(record.response.as_slice())
+        codec
+            .decode(record.response.as_slice())
             .map(Some)
             .map_err(|e| WriteError::Store(StoreError::Corrupt(format!("stored response: {e}"))))
     }

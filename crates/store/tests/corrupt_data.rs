@@ -14,7 +14,8 @@ use common::raw_sled;
 use std::path::Path;
 
 use coldchain_store::{
-    Identity, KeyCodec, Store, StoreError, StoreOptions, Table, Value, WriteError, fingerprint,
+    Idempotent, Identity, KeyCodec, Store, StoreError, StoreOptions, Table, Value, WriteError,
+    fingerprint,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -51,11 +52,16 @@ fn open(dir: &Path) -> Store {
 async fn set(store: &Store, request_id: Option<&str>, account: &str, balance: i64) -> i64 {
     let request = request_id.map(|id| fingerprint(id, format!("{account}={balance}").as_bytes()));
     store
-        .write::<Reply, String, _>(request.as_ref(), |tx| {
-            tx.put(&BALANCES, &account.to_string(), &balance)
-                .map_err(|e| e.to_string())?;
-            Ok(Reply { balance })
-        })
+        .write::<Reply, String, _>(
+            request
+                .as_ref()
+                .map(|r| Idempotent::new(r, &common::Protobuf)),
+            |tx| {
+                tx.put(&BALANCES, &account.to_string(), &balance)
+                    .map_err(|e| e.to_string())?;
+                Ok(Reply { balance })
+            },
+        )
         .await
         .expect("write")
         .value
@@ -204,7 +210,9 @@ async fn a_corrupt_idempotency_record_fails_its_replay_not_the_store() {
     for (id, account, balance) in [("r-garbage", "a", 1), ("r-response", "b", 2)] {
         let request = fingerprint(id, format!("{account}={balance}").as_bytes());
         let replay = store
-            .write::<Reply, String, _>(Some(&request), |_| Ok(Reply::default()))
+            .write::<Reply, String, _>(Some(Idempotent::new(&request, &common::Protobuf)), |_| {
+                Ok(Reply::default())
+            })
             .await;
         assert!(
             matches!(replay, Err(WriteError::Store(StoreError::Corrupt(_)))),
@@ -251,9 +259,13 @@ async fn ids_behind_an_unreadable_request_expiry_entry_still_replay() {
         }
         let store = open(dir.path());
         let retry = store
-            .write::<Reply, String, _>(Some(&fingerprint("r-1", b"a=1")), |_| {
-                Err("ran again".into())
-            })
+            .write::<Reply, String, _>(
+                Some(Idempotent::new(
+                    &fingerprint("r-1", b"a=1"),
+                    &common::Protobuf,
+                )),
+                |_| Err("ran again".into()),
+            )
             .await;
         let replayed = retry.map(|written| written.value.balance);
         assert_eq!(replayed.ok(), Some(1), "damaged key: {damaged_key}");

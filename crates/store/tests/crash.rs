@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use coldchain_store::{Identity, Store, StoreOptions, Table, fingerprint};
+mod common;
+
+use coldchain_store::{Idempotent, Identity, Store, StoreOptions, Table, fingerprint};
 
 const CHILD_DIR: &str = "COLDCHAIN_STORE_CRASH_CHILD_DIR";
 const CHILD_ROUND: &str = "COLDCHAIN_STORE_CRASH_CHILD_ROUND";
@@ -173,16 +175,21 @@ fn child_writer(dir: &Path, round: &str) {
                     let request = fingerprint(&id, id.as_bytes());
                     let key = writer.clone();
                     let reply = store
-                        .write(Some(&request), move |tx| {
-                            let count = tx
-                                .get(&COUNTS, &key)
-                                .map_err(|e| e.to_string())?
-                                .unwrap_or(0)
-                                + 1;
-                            tx.put(&COUNTS, &key, &count).map_err(|e| e.to_string())?;
-                            tx.append_ledger(|sequence| format!("{sequence}:{key}").into_bytes());
-                            Ok::<_, String>(Reply { count })
-                        })
+                        .write(
+                            Some(Idempotent::new(&request, &common::Protobuf)),
+                            move |tx| {
+                                let count = tx
+                                    .get(&COUNTS, &key)
+                                    .map_err(|e| e.to_string())?
+                                    .unwrap_or(0)
+                                    + 1;
+                                tx.put(&COUNTS, &key, &count).map_err(|e| e.to_string())?;
+                                tx.append_ledger(|sequence| {
+                                    format!("{sequence}:{key}").into_bytes()
+                                });
+                                Ok::<_, String>(Reply { count })
+                            },
+                        )
                         .await
                         .expect("write");
                     println!("ack {writer} {}", reply.value.count);

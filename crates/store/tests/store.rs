@@ -8,8 +8,8 @@ use common::raw_sled;
 use std::time::Duration;
 
 use coldchain_store::{
-    Identity, ManualClock, SWEEP_BATCH, Store, StoreError, StoreOptions, Table, Value, WriteError,
-    fingerprint,
+    Idempotent, Identity, ManualClock, SWEEP_BATCH, Store, StoreError, StoreOptions, Table, Value,
+    WriteError, fingerprint,
 };
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -43,20 +43,26 @@ async fn add(
     let request =
         request_id.map(|id| fingerprint(id, format!("{id}:{account}:{delta}").as_bytes()));
     store
-        .write(request.as_ref(), |tx| {
-            let balance = tx
-                .get(&BALANCES, &account.to_string())
-                .map_err(|e| e.to_string())?
-                .unwrap_or(0)
-                + delta;
-            if balance < 0 {
-                return Err(format!("{account} would go negative"));
-            }
-            tx.put(&BALANCES, &account.to_string(), &balance)
-                .map_err(|e| e.to_string())?;
-            let sequence = tx.append_ledger(|seq| format!("{seq}:{account}:{delta}").into_bytes());
-            Ok(Reply { sequence, balance })
-        })
+        .write(
+            request
+                .as_ref()
+                .map(|r| Idempotent::new(r, &common::Protobuf)),
+            |tx| {
+                let balance = tx
+                    .get(&BALANCES, &account.to_string())
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or(0)
+                    + delta;
+                if balance < 0 {
+                    return Err(format!("{account} would go negative"));
+                }
+                tx.put(&BALANCES, &account.to_string(), &balance)
+                    .map_err(|e| e.to_string())?;
+                let sequence =
+                    tx.append_ledger(|seq| format!("{seq}:{account}:{delta}").into_bytes());
+                Ok(Reply { sequence, balance })
+            },
+        )
         .await
         .map(|written| written.value)
 }

@@ -37,8 +37,11 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use coldchain_runtime::ServiceError;
+use coldchain_runtime::idempotency::Protobuf;
 use coldchain_runtime::network::{SiteConfig, ZoneConfig};
-use coldchain_store::{KeyCodec, Prefix, RequestFingerprint, Store, StoreError, Table, WriteTx};
+use coldchain_store::{
+    Idempotent, KeyCodec, Prefix, RequestFingerprint, Store, StoreError, Table, WriteTx,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
@@ -211,7 +214,7 @@ impl Bookings {
     {
         let written = self
             .store
-            .write(Some(request), |tx| {
+            .write(Some(Idempotent::new(request, &Protobuf)), |tx| {
                 let now = tx.now_millis();
                 let today = domain::local_day(self.tz(), now);
                 if terms.first_day < today {
@@ -306,7 +309,7 @@ impl Bookings {
     {
         let written = self
             .store
-            .write(Some(request), |tx| {
+            .write(Some(Idempotent::new(request, &Protobuf)), |tx| {
                 let now = tx.now_millis();
                 let before = tx
                     .get(&BOOKINGS, &booking_id.to_string())?

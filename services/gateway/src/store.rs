@@ -11,8 +11,10 @@
 //! Every change of a transfer is one atomic write that also updates the indexes and appends
 //! the transfer as it now is to the ledger (an audit trail of every state change).
 
+use coldchain_runtime::idempotency::Protobuf;
 use coldchain_store::{
-    KeyCodec, RequestFingerprint, Store, StoreError, Table, Value, WriteError, WriteTx, Written,
+    Idempotent, KeyCodec, RequestFingerprint, Store, StoreError, Table, Value, WriteError, WriteTx,
+    Written,
 };
 
 use crate::domain::{self, Transfer, TransferError, TransferSpec, TransferState};
@@ -108,7 +110,7 @@ impl GatewayStore {
     ) -> Result<Written<TransferRef>, WriteError<Refused>> {
         let digest = request.digest;
         self.store
-            .write(Some(request), move |tx| {
+            .write(Some(Idempotent::new(request, &Protobuf)), move |tx| {
                 let now = tx.now_millis();
                 let transfer_id = match &spec.transfer_id {
                     Some(id) => id.clone(),
@@ -143,7 +145,7 @@ impl GatewayStore {
         transfer_id: &str,
     ) -> Result<Written<TransferRef>, WriteError<Refused>> {
         self.store
-            .write(Some(request), |tx| {
+            .write(Some(Idempotent::new(request, &Protobuf)), |tx| {
                 let now = tx.now_millis();
                 let mut transfer = tx
                     .get(&TRANSFERS, &transfer_id.to_string())?

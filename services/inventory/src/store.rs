@@ -26,8 +26,10 @@ use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 use coldchain_proto::common::v1 as common;
 use coldchain_proto::inventory::v1 as pb;
+use coldchain_runtime::idempotency::Protobuf;
 use coldchain_store::{
-    KeyCodec, Prefix, RequestFingerprint, Store, StoreError, Table, WriteError, WriteTx, Written,
+    Idempotent, KeyCodec, Prefix, RequestFingerprint, Store, StoreError, Table, WriteError,
+    WriteTx, Written,
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -406,7 +408,7 @@ impl InventoryStore {
         let mut last_sequence = None;
         let written = self
             .store
-            .write(Some(request), |tx| {
+            .write(Some(Idempotent::new(request, &Protobuf)), |tx| {
                 let value = f(tx)?;
                 last_sequence = tx.next_sequence().checked_sub(1);
                 Ok(value)

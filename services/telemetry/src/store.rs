@@ -23,9 +23,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use coldchain_proto::telemetry::v1 as pb;
 use coldchain_runtime::error::ServiceError;
+use coldchain_runtime::idempotency::Protobuf;
 use coldchain_runtime::network::SiteConfig;
 use coldchain_store::{
-    KeyCodec, Prefix, RequestFingerprint, Store, StoreError, Table, Value, WriteTx,
+    Idempotent, KeyCodec, Prefix, RequestFingerprint, Store, StoreError, Table, Value, WriteTx,
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -310,7 +311,7 @@ impl TelemetryStore {
         let id = registration.sensor_id.clone();
         let written = spawned(async move {
             store
-                .write(Some(&request), move |tx| {
+                .write(Some(Idempotent::new(&request, &Protobuf)), move |tx| {
                     let now = tx.now_millis();
                     let key = registration.sensor_id.clone();
                     let registered_at = tx
@@ -395,21 +396,24 @@ impl TelemetryStore {
             let mut queued = false;
             let queued_ref = &mut queued;
             let written = store
-                .write(request.as_ref(), move |tx| {
-                    let mut summary = pb::IngestSummary {
-                        accepted: 0,
-                        duplicates: prepared.duplicates,
-                        rejected: prepared.rejected,
-                        rejections: prepared.rejections,
-                    };
-                    for (sensor, samples) in &prepared.groups {
-                        let (accepted, duplicates) =
-                            ingest_sensor(tx, &site.id, sensor, samples, queued_ref)?;
-                        summary.accepted += accepted as i64;
-                        summary.duplicates += duplicates as i64;
-                    }
-                    Ok::<_, ServiceError>(summary)
-                })
+                .write(
+                    request.as_ref().map(|r| Idempotent::new(r, &Protobuf)),
+                    move |tx| {
+                        let mut summary = pb::IngestSummary {
+                            accepted: 0,
+                            duplicates: prepared.duplicates,
+                            rejected: prepared.rejected,
+                            rejections: prepared.rejections,
+                        };
+                        for (sensor, samples) in &prepared.groups {
+                            let (accepted, duplicates) =
+                                ingest_sensor(tx, &site.id, sensor, samples, queued_ref)?;
+                            summary.accepted += accepted as i64;
+                            summary.duplicates += duplicates as i64;
+                        }
+                        Ok::<_, ServiceError>(summary)
+                    },
+                )
                 .await
                 .map_err(ServiceError::from)?;
             Ok((written.value, queued))
@@ -538,7 +542,7 @@ impl TelemetryStore {
         let site = self.site.clone();
         spawned(async move {
             store
-                .write(Some(&request), move |tx| {
+                .write(Some(Idempotent::new(&request, &Protobuf)), move |tx| {
                     let Some(mut alarm) = tx.get(&ALARMS, &alarm_id)? else {
                         return Err(ServiceError::not_found(format!(
                             "alarm_id {alarm_id:?} is not an alarm of site {}",
