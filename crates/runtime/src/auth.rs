@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use coldchain_proto::{BOOKING_SERVICE, INVENTORY_SERVICE, NETWORK_SERVICE, TELEMETRY_SERVICE};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigErrors, did_you_mean, toml_error_message};
 use crate::network::{NetworkConfig, ServiceKind};
+use coldchain_network::{ConfigErrors, did_you_mean, toml_error_message};
 
 /// The version tag every key starts with, so a future format can be told apart.
 const KEY_PREFIX: &str = "cc1";

@@ -11,7 +11,6 @@ pub mod error;
 pub mod host;
 pub mod idempotency;
 pub mod logging;
-pub mod network;
 pub mod page_token;
 pub mod proto_time;
 pub mod retry;
@@ -19,6 +18,9 @@ pub mod security;
 pub mod server;
 pub mod shutdown;
 pub mod validate;
+
+/// The network model (sites, zones, classes), re-exported for the runtime's users.
+pub use coldchain_network as network;
 
 pub use error::{Code, ServiceError};
 pub use shutdown::Shutdown;
