@@ -8,19 +8,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::StoreError;
-use crate::clock::{SharedClock, system_clock};
+use crate::clock::SharedClock;
 use crate::group_commit::{Commit, GroupCommit, Staged, Target, WriteSet};
 use crate::keys::KeyCodec;
 use crate::records::{self, LEDGER_BLOCKS, REQUEST_EXPIRY};
 use crate::request_filter::RequestFilter;
-use crate::row_cache::RowCache;
 use crate::table::{Table, Value};
 use crate::wal;
+
+mod open;
+mod tx;
+mod types;
+
+use open::{check_identity, wait_for_lock};
+pub use tx::WriteTx;
+pub(crate) use tx::{decode_entry, view_get};
+use types::RequestRecord;
+pub use types::{
+    Idempotent, Identity, LedgerRecord, ReplyCodec, RequestFingerprint, StoreOptions, WriteError,
+    Written, fingerprint,
+};
 
 /// The on-disk format this binary writes. A database with a newer version is refused.
 ///
@@ -51,130 +61,6 @@ const REQUESTS: Table<String, RequestRecord> = Table::new("_requests");
 /// Request ids forgotten per generation of a sweep (a sweep takes whole expiry entries, so
 /// a generation may hold a few more).
 pub const SWEEP_BATCH: usize = 4096;
-
-/// Whose data a database holds. A database refuses to open as anyone else's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The site id, e.g. `la-vientiane`.
-    pub site: String,
-    /// The service name, e.g. `inventory`.
-    pub service: String,
-}
-
-/// Tuning of one database.
-#[derive(Clone)]
-pub struct StoreOptions {
-    /// sled's page cache in bytes (sled's default is 1 GiB per database).
-    pub cache_bytes: u64,
-    /// How long a request_id is remembered. At least 24 hours in production.
-    pub idempotency_retention: Duration,
-    /// The clock used for idempotency expiry.
-    pub clock: SharedClock,
-    /// Size at which a write-ahead log segment is closed; sled is flushed and the segment
-    /// deleted once its writes are applied. Bounds the log replayed after a crash.
-    pub wal_segment_bytes: u64,
-    /// Memory for the rows writes read (see `row_cache`), on top of sled's cache.
-    pub row_cache_bytes: usize,
-    /// Memory for the filter that lets a write with a new request id skip looking for its
-    /// record (see `request_filter`): about 1.25 bytes per id recorded within the
-    /// retention. Past it, writes look every id up. 0 turns the filter off.
-    pub request_filter_bytes: usize,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        Self {
-            cache_bytes: 8 * 1024 * 1024,
-            idempotency_retention: Duration::from_secs(48 * 3600),
-            clock: system_clock(),
-            wal_segment_bytes: 32 << 20,
-            row_cache_bytes: 2 << 20,
-            request_filter_bytes: 1 << 20,
-        }
-    }
-}
-
-/// A request's identity for idempotency: its id and a digest of its content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestFingerprint {
-    /// The client's request_id.
-    pub request_id: String,
-    /// SHA-256 of the request's canonical bytes.
-    pub digest: [u8; 32],
-}
-
-/// The fingerprint of a request: `bytes` should be the request's canonical encoding
-/// (its protobuf bytes, which include the request_id).
-pub fn fingerprint(request_id: &str, bytes: &[u8]) -> RequestFingerprint {
-    RequestFingerprint {
-        request_id: request_id.to_string(),
-        digest: Sha256::digest(bytes).into(),
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct RequestRecord {
-    digest: [u8; 32],
-    recorded_at_ms: i64,
-    response: Vec<u8>,
-}
-
-/// How a write's answer is kept for a replay of its `request_id`. The store keeps the
-/// bytes and knows nothing of their format: each service hands the codec of its own
-/// answers (the stored bytes of today's services are their protobuf responses).
-pub trait ReplyCodec<T>: Send + Sync {
-    /// The bytes kept for `reply`.
-    fn encode(&self, reply: &T) -> Vec<u8>;
-    /// The reply back from kept bytes; an error names what is wrong with them.
-    fn decode(&self, bytes: &[u8]) -> Result<T, String>;
-}
-
-/// What makes a write idempotent: the request's identity, and how its answer is kept.
-pub struct Idempotent<'a, T> {
-    /// The request's id and the digest of its content.
-    pub request: &'a RequestFingerprint,
-    /// Encodes the answer to keep it, decodes it to replay it.
-    pub codec: &'a dyn ReplyCodec<T>,
-}
-
-impl<'a, T> Idempotent<'a, T> {
-    /// `request`, its answer kept through `codec`.
-    pub fn new(request: &'a RequestFingerprint, codec: &'a dyn ReplyCodec<T>) -> Self {
-        Self { request, codec }
-    }
-}
-
-/// A stored ledger entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerRecord {
-    /// Its sequence number: 1, 2, 3, … with no gaps.
-    pub sequence: u64,
-    /// The service's encoding of the entry.
-    pub bytes: Vec<u8>,
-}
-
-/// The result of a successful write.
-#[derive(Debug)]
-pub struct Written<T> {
-    /// The response: fresh, or the stored response of the first call with this request_id.
-    pub value: T,
-    /// True when this was a replay of an earlier request.
-    pub replayed: bool,
-}
-
-/// Why a write did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError<E> {
-    /// The closure refused the write (a domain error): nothing was changed.
-    #[error("{0}")]
-    Rejected(E),
-    /// The request_id was used before for a different request.
-    #[error("request_id {0:?} was already used for a different request")]
-    RequestIdReused(String),
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// What a write did under the writer lock: found an earlier answer, or staged its changes
 /// into a generation of the group commit.
@@ -633,225 +519,7 @@ impl Store {
     }
 }
 
-fn decode_entry<K: KeyCodec, V: Value>(
-    table: &Table<K, V>,
-    entry: sled::Result<(sled::IVec, sled::IVec)>,
-) -> Result<(K, V), StoreError> {
-    let (key, value) = entry?;
-    Ok((table.decode_key(&key)?, V::from_bytes(&value)?))
-}
-
-/// Reads a raw key through the write's own changes, then the staged ones, then the tree.
-fn view_get(
-    tree: &sled::Tree,
-    shared: &BTreeMap<Vec<u8>, Staged>,
-    own: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    raw: &[u8],
-) -> Result<Option<Vec<u8>>, StoreError> {
-    if let Some(value) = own.get(raw) {
-        return Ok(value.clone());
-    }
-    if let Some((_, value)) = shared.get(raw) {
-        return Ok(value.clone());
-    }
-    Ok(tree.get(raw)?.map(|v| v.to_vec()))
-}
-
 /// How long request ids are remembered, in milliseconds.
 fn retention_ms(options: &StoreOptions) -> i64 {
     i64::try_from(options.idempotency_retention.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Waits until nothing holds the lock sled takes on `file`, for at most `wait`.
-///
-/// sled tries its lock once and fails at once. But after a database's last handle is
-/// dropped, sled's I/O threads may still be writing its final buffers, holding the lock a
-/// moment longer: a reopen in the same process (a service restarted in place, a test)
-/// would fail for nothing. Another process holding it is reported after `wait`, naming
-/// the file. The lock is released again here; sled takes its own right after.
-fn wait_for_lock(file: &Path, wait: Duration) -> Result<(), StoreError> {
-    let probe = match std::fs::File::open(file) {
-        Ok(probe) => probe,
-        // A new database: there is nothing to wait for.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        match probe.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Io(std::io::Error::new(
-                    std::io::ErrorKind::WouldBlock,
-                    format!(
-                        "the database at {} is in use: {} is still locked after {wait:?} \
-                         (is another instance running on the same data directory?)",
-                        file.parent().unwrap_or(file).display(),
-                        file.display()
-                    ),
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
-    }
-}
-
-fn check_identity(db: &sled::Db, path: &Path, identity: &Identity) -> Result<(), StoreError> {
-    let meta = db.open_tree("_meta")?;
-    let text = |key: &[u8]| -> Result<Option<String>, StoreError> {
-        Ok(meta
-            .get(key)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    };
-    match meta.get(META_FORMAT)? {
-        None => {
-            meta.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
-            meta.insert(META_SITE, identity.site.as_bytes())?;
-            meta.insert(META_SERVICE, identity.service.as_bytes())?;
-            db.flush()?;
-            Ok(())
-        }
-        Some(raw) => {
-            let version = <[u8; 4]>::try_from(raw.as_ref())
-                .map(u32::from_be_bytes)
-                .map_err(|_| {
-                    StoreError::Corrupt(format!("{}: malformed format version", path.display()))
-                })?;
-            if version > FORMAT_VERSION {
-                return Err(StoreError::Incompatible(format!(
-                    "database at {} has format version {version}; this binary supports up to {FORMAT_VERSION}: upgrade the binary (the data was left untouched)",
-                    path.display()
-                )));
-            }
-            let site = text(META_SITE)?.unwrap_or_default();
-            let service = text(META_SERVICE)?.unwrap_or_default();
-            if site != identity.site || service != identity.service {
-                return Err(StoreError::Incompatible(format!(
-                    "database at {} belongs to site {site:?} service {service:?}, not site {:?} service {:?}: check data_dir (the data was left untouched)",
-                    path.display(),
-                    identity.site,
-                    identity.service
-                )));
-            }
-            if version < FORMAT_VERSION {
-                // Every older format is readable as is; from now on only a binary that
-                // knows this format may open it.
-                meta.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
-                db.flush()?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// The staged changes of one write, seen through its own reads.
-pub struct WriteTx<'a> {
-    tree: &'a sled::Tree,
-    /// Changes of earlier writes, staged but not yet applied.
-    shared: &'a BTreeMap<Vec<u8>, Staged>,
-    /// The writer lock's row cache, for a write (a `RefCell`: reads fill it).
-    rows: Option<RefCell<&'a mut RowCache>>,
-    /// This write's puts (`Some`) and deletes (`None`), by raw key.
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    next_sequence: u64,
-    ledger: Vec<(u64, Vec<u8>)>,
-    now_ms: i64,
-}
-
-impl WriteTx<'_> {
-    /// The instant of this write, from the store's clock (ms since the epoch).
-    pub fn now_millis(&self) -> i64 {
-        self.now_ms
-    }
-
-    /// Reads a value, including this write's own staged changes.
-    pub fn get<K: KeyCodec, V: Value>(
-        &self,
-        table: &Table<K, V>,
-        key: &K,
-    ) -> Result<Option<V>, StoreError> {
-        let raw = table.raw_key(key);
-        let decode = |bytes: Option<&[u8]>| bytes.map(V::from_bytes).transpose();
-        if let Some(own) = self.overlay.get(&raw) {
-            return decode(own.as_deref());
-        }
-        let Some(rows) = &self.rows else {
-            return decode(view_get(self.tree, self.shared, &self.overlay, &raw)?.as_deref());
-        };
-        if let Some(cached) = rows.borrow().get(&raw) {
-            return decode(cached.as_deref());
-        }
-        let current = view_get(self.tree, self.shared, &BTreeMap::new(), &raw)?;
-        rows.borrow_mut().fill(&raw, &current);
-        decode(current.as_deref())
-    }
-
-    /// Stages a put.
-    pub fn put<K: KeyCodec, V: Value>(
-        &mut self,
-        table: &Table<K, V>,
-        key: &K,
-        value: &V,
-    ) -> Result<(), StoreError> {
-        self.overlay
-            .insert(table.raw_key(key), Some(value.to_bytes()?));
-        Ok(())
-    }
-
-    /// Stages a delete.
-    pub fn delete<K: KeyCodec, V: Value>(&mut self, table: &Table<K, V>, key: &K) {
-        self.overlay.insert(table.raw_key(key), None);
-    }
-
-    /// Every entry under `key_prefix`, in key order, including staged changes.
-    pub fn scan_prefix<K: KeyCodec, V: Value>(
-        &self,
-        table: &Table<K, V>,
-        key_prefix: &[u8],
-    ) -> Result<Vec<(K, V)>, StoreError> {
-        let prefix = table.raw_prefix(key_prefix);
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for entry in self.tree.scan_prefix(&prefix) {
-            let (key, value) = entry?;
-            merged.insert(key.to_vec(), value.to_vec());
-        }
-        for (key, (_, value)) in self.shared.range(prefix.clone()..) {
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            match value {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
-            };
-        }
-        for (key, value) in self.overlay.range(prefix.clone()..) {
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            match value {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
-            };
-        }
-        merged
-            .into_iter()
-            .map(|(key, value)| Ok((table.decode_key(&key)?, V::from_bytes(&value)?)))
-            .collect()
-    }
-
-    /// Stages a ledger entry. `encode` gets the entry's sequence number and returns its
-    /// bytes; the sequence is returned too.
-    pub fn append_ledger(&mut self, encode: impl FnOnce(u64) -> Vec<u8>) -> u64 {
-        let sequence = self.next_sequence + self.ledger.len() as u64;
-        self.ledger.push((sequence, encode(sequence)));
-        sequence
-    }
-
-    /// The sequence the next staged ledger entry would get.
-    pub fn next_sequence(&self) -> u64 {
-        self.next_sequence + self.ledger.len() as u64
-    }
 }
