@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{Notify, watch};
 
 use crate::StoreError;
+use crate::fs::FileSystem;
 use crate::records::{LedgerBlock, RecordedRequests};
 use crate::request_filter::RequestFilter;
 use crate::row_cache::RowCache;
@@ -182,6 +183,8 @@ pub(crate) struct Target {
     pub db: sled::Db,
     pub data: sled::Tree,
     pub wal_dir: PathBuf,
+    /// See `StoreOptions::file_system`.
+    pub file_system: Arc<dyn FileSystem>,
     /// See `StoreOptions::wal_segment_bytes`.
     pub segment_bytes: u64,
     /// The last generation applied before this start (after recovery).
@@ -500,6 +503,7 @@ fn apply_thread(
         db,
         data,
         wal_dir,
+        file_system,
         mut applied,
         ..
     } = target;
@@ -544,29 +548,35 @@ fn apply_thread(
         if retiring
             .front()
             .is_some_and(|segment| segment.last_generation <= applied)
-            && let Err(error) = checkpoint(&db, &wal_dir, &mut retiring, applied)
+            && let Err(error) =
+                checkpoint(&db, file_system.as_ref(), &wal_dir, &mut retiring, applied)
         {
             failed = Some(shared.fail("checkpointing the write-ahead log", &error));
         }
     }
 }
 
-/// Flushes sled, then deletes the closed segments whose generations it now holds.
+/// Makes sled's state durable, then deletes the closed segments whose generations it now
+/// holds. sled's flush alone is not a barrier (see `crate::fs`): every file and directory
+/// of the database is fsynced before the first segment goes.
 fn checkpoint(
     db: &sled::Db,
+    fs: &dyn FileSystem,
     wal_dir: &Path,
     retiring: &mut VecDeque<ClosedSegment>,
     applied: u64,
 ) -> Result<(), StoreError> {
     db.flush()?;
+    let db_dir = wal_dir.parent().unwrap_or(wal_dir);
+    crate::fs::sync_database(fs, db_dir, wal_dir)?;
     while let Some(segment) = retiring.front() {
         if segment.last_generation > applied {
             break;
         }
-        std::fs::remove_file(&segment.path)?;
+        fs.remove_file(&segment.path)?;
         retiring.pop_front();
     }
-    wal::sync_dir(wal_dir)
+    fs.sync_dir(wal_dir).map_err(StoreError::Io)
 }
 
 #[cfg(test)]

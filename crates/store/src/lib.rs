@@ -12,6 +12,7 @@
 //! then does the caller get its answer: acknowledged means durable.
 
 pub mod clock;
+pub mod fs;
 mod group_commit;
 pub mod keys;
 mod records;

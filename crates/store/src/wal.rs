@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use crate::StoreError;
+use crate::fs::FileSystem;
 
 /// One change of a generation: a key and its new value (`None` = deleted).
 pub(crate) type Change = (Vec<u8>, Option<Vec<u8>>);
@@ -456,7 +457,12 @@ pub(crate) fn apply(
 /// A torn record at the end of the newest segment is a write the crash interrupted, never
 /// acknowledged: it and anything after it are dropped. Damage anywhere else would lose
 /// acknowledged writes, so it refuses to open, and leaves the files for an operator.
-pub(crate) fn recover(db: &sled::Db, data: &sled::Tree, dir: &Path) -> Result<u64, StoreError> {
+pub(crate) fn recover(
+    db: &sled::Db,
+    data: &sled::Tree,
+    dir: &Path,
+    fs: &dyn FileSystem,
+) -> Result<u64, StoreError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| io_error(dir, "cannot create write-ahead log directory", e))?;
     let mut applied = applied_generation(data)?;
@@ -494,12 +500,15 @@ pub(crate) fn recover(db: &sled::Db, data: &sled::Tree, dir: &Path) -> Result<u6
         }
     }
     if !found.is_empty() {
+        // The same barrier as a checkpoint's: sled's flush is not one by itself.
         db.flush()?;
+        crate::fs::sync_database(fs, dir.parent().unwrap_or(dir), dir)?;
         for (_, path) in &found {
-            std::fs::remove_file(path)
+            fs.remove_file(path)
                 .map_err(|e| io_error(path, "cannot remove write-ahead log segment", e))?;
         }
-        sync_dir(dir)?;
+        fs.sync_dir(dir)
+            .map_err(|e| io_error(dir, "cannot sync directory", e))?;
         if replayed > 0 {
             tracing::info!(
                 generations = replayed,
@@ -605,7 +614,10 @@ mod tests {
         file.write_all_at(&[9, 0, 0, 0, 1, 2], end).unwrap();
         drop(file);
 
-        assert_eq!(recover(&db, &data, &wal_dir).unwrap(), 3);
+        assert_eq!(
+            recover(&db, &data, &wal_dir, &crate::fs::RealFileSystem).unwrap(),
+            3
+        );
         let get = |key: &str| data.get(key).unwrap().map(|v| v.to_vec());
         assert_eq!(get("a"), Some(b"2".to_vec()));
         assert_eq!(get("b"), None);
@@ -613,7 +625,10 @@ mod tests {
         assert_eq!(applied_generation(&data).unwrap(), 3);
         assert!(segments(&wal_dir).unwrap().is_empty());
         // A second recovery finds nothing to do.
-        assert_eq!(recover(&db, &data, &wal_dir).unwrap(), 3);
+        assert_eq!(
+            recover(&db, &data, &wal_dir, &crate::fs::RealFileSystem).unwrap(),
+            3
+        );
     }
 
     #[test]
@@ -625,7 +640,7 @@ mod tests {
         std::fs::write(segment_path(&wal_dir, 1), &buffer).unwrap();
         encode(2, &changes(3), &mut buffer).unwrap();
         std::fs::write(segment_path(&wal_dir, 2), &buffer).unwrap();
-        let error = recover(&db, &data, &wal_dir).unwrap_err();
+        let error = recover(&db, &data, &wal_dir, &crate::fs::RealFileSystem).unwrap_err();
         assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
         assert_eq!(
             segments(&wal_dir).unwrap().len(),
@@ -655,14 +670,17 @@ mod tests {
 
         let (_dir, db, data, wal_dir) = database();
         std::fs::write(segment_path(&wal_dir, 1), &bytes).unwrap();
-        assert_eq!(recover(&db, &data, &wal_dir).unwrap(), 2);
+        assert_eq!(
+            recover(&db, &data, &wal_dir, &crate::fs::RealFileSystem).unwrap(),
+            2
+        );
         assert!(segments(&wal_dir).unwrap().is_empty());
 
         // The same segment followed by another: it was closed before it was full.
         std::fs::write(segment_path(&wal_dir, 1), &bytes).unwrap();
         encode(3, &changes(3), &mut buffer).unwrap();
         std::fs::write(segment_path(&wal_dir, 3), &buffer).unwrap();
-        let error = recover(&db, &data, &wal_dir).unwrap_err();
+        let error = recover(&db, &data, &wal_dir, &crate::fs::RealFileSystem).unwrap_err();
         assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
     }
 

@@ -113,7 +113,7 @@ impl Store {
         let data = db.open_tree("data")?;
         // Generations a crash left in the write-ahead log but not in sled's files.
         let wal_dir = path.join(WAL_DIR);
-        let applied = wal::recover(&db, &data, &wal_dir)?;
+        let applied = wal::recover(&db, &data, &wal_dir, options.file_system.as_ref())?;
         records::upgrade_legacy(&db, &data)?;
         let next_sequence = match data.scan_prefix(LEDGER_BLOCKS).next_back() {
             Some(block) => {
@@ -135,6 +135,7 @@ impl Store {
                 db: db.clone(),
                 data: data.clone(),
                 wal_dir,
+                file_system: options.file_system.clone(),
                 segment_bytes: options.wal_segment_bytes,
                 applied,
                 row_cache_bytes: options.row_cache_bytes,

@@ -1,6 +1,7 @@
 //! The types of the write API: whose database, how it is tuned, what makes a write
 //! idempotent, and what a write answers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::StoreError;
 use crate::clock::{SharedClock, system_clock};
+use crate::fs::FileSystem;
 
 /// Whose data a database holds. A database refuses to open as anyone else's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct StoreOptions {
     /// record (see `request_filter`): about 1.25 bytes per id recorded within the
     /// retention. Past it, writes look every id up. 0 turns the filter off.
     pub request_filter_bytes: usize,
+    /// The file-system calls of checkpoints and recovery (a recorder in tests).
+    pub file_system: Arc<dyn FileSystem>,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +51,7 @@ impl Default for StoreOptions {
             wal_segment_bytes: 32 << 20,
             row_cache_bytes: 2 << 20,
             request_filter_bytes: 1 << 20,
+            file_system: crate::fs::real(),
         }
     }
 }
