@@ -169,6 +169,8 @@ impl ApiKey {
 
     /// The `authorization` header value that carries this key.
     pub fn header_value(&self) -> http::HeaderValue {
+        // A key is parsed or generated from visible ASCII only (`check_id`, hex secrets).
+        #[allow(clippy::expect_used)]
         let mut value = http::HeaderValue::from_str(&format!("Bearer {}", self.expose()))
             .expect("a parsed key is visible ascii");
         value.set_sensitive(true);
