@@ -15,11 +15,8 @@ use coldchain_runtime::client::Channel;
 
 /// The shipped network file.
 pub fn shipped_network() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/network.toml"
-    ))
-    .expect("deploy/network.toml")
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/network.toml"))
+        .expect("deploy/network.toml")
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked), for a server a test starts later.

@@ -336,7 +336,7 @@ impl Table {
     /// Prints the table on stdout.
     pub fn print(&self) {
         for line in self.lines() {
-            crate::say!("{line}");
+            coldchain_command::say!("{line}");
         }
     }
 }

@@ -1,23 +1,10 @@
 #![forbid(unsafe_code)]
-//! `coldchain`: the one binary of the network — servers, the dev network, health checks.
+//! `coldchain`: the one binary of the network — servers, the dev network, health checks —
+//! and the commands of the crates under `crates/` (ops, demo, bench, compose, certs,
+//! credentials). It alone depends on the services; it hands them to the bench.
 
-mod bench;
-mod certs;
-mod compose;
-mod credentials;
-mod demo;
-mod ops;
 mod run;
 mod settings;
-
-/// Prints a line to stdout, ignoring a closed pipe (`coldchain sites | head` must not panic).
-#[macro_export]
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
 
 use std::process::ExitCode;
 
@@ -49,19 +36,19 @@ enum Command {
     Healthcheck(run::HealthcheckArgs),
     /// Operator commands against the gateway or a site.
     #[command(flatten)]
-    Ops(ops::OpsCommand),
+    Ops(coldchain_ops::OpsCommand),
     /// Drive a realistic day on a running network.
-    Demo(demo::DemoArgs),
+    Demo(coldchain_demo::DemoArgs),
     /// Measure every service side by side with PostgreSQL and the gRPC ceiling.
-    Bench(bench::BenchArgs),
+    Bench(coldchain_bench::BenchArgs),
     /// Generate deploy/compose.yaml, stack.yaml, compose.sites.yaml and network.compose.toml
     /// from the network file.
-    Compose(compose::ComposeArgs),
+    Compose(coldchain_deploy::ComposeArgs),
     /// Make a local CA and a certificate per service instance (for compose and trying TLS).
-    Certs(certs::CertsArgs),
+    Certs(coldchain_certs::CertsArgs),
     /// Make API keys: one credential, or the keyring of every role of a network.
     #[command(subcommand)]
-    Credentials(credentials::CredentialsCommand),
+    Credentials(coldchain_credentials::CredentialsCommand),
 }
 
 fn main() -> ExitCode {
@@ -81,12 +68,12 @@ fn main() -> ExitCode {
             Command::Serve(args) => run::serve(args).await,
             Command::Dev(args) => run::dev(args).await,
             Command::Healthcheck(args) => run::healthcheck(args).await,
-            Command::Ops(command) => ops::run(command).await,
-            Command::Demo(args) => demo::run(args).await,
-            Command::Bench(args) => bench::run(args).await,
-            Command::Compose(args) => compose::run(args).await,
-            Command::Certs(args) => certs::run(args),
-            Command::Credentials(command) => credentials::run(command),
+            Command::Ops(command) => coldchain_ops::run(command).await,
+            Command::Demo(args) => coldchain_demo::run(args).await,
+            Command::Bench(args) => coldchain_bench::run(args, run::build).await,
+            Command::Compose(args) => coldchain_deploy::run(args).await,
+            Command::Certs(args) => coldchain_certs::run(args),
+            Command::Credentials(command) => coldchain_credentials::run(command),
         }
     })
 }

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! `coldchain compose`: generates the container deployment from the network file.
 //!
 //! From `deploy/network.toml` it writes four files, all generated, all checked in:
@@ -49,20 +50,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use coldchain_command::{DEFAULT_NETWORK, EXIT_CONFIG, say};
+use coldchain_credentials::Keyring;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
-
-use crate::credentials::Keyring;
-use crate::say;
 
 /// Exit code of `--check` when a file differs (and of a failed write).
 const EXIT_DIFFERS: u8 = 1;
-/// Exit code for an unreadable or invalid network file.
-const EXIT_CONFIG: u8 = 2;
 
 #[derive(Args)]
 pub struct ComposeArgs {
     /// The network file to generate from.
-    #[arg(long, default_value = "deploy/network.toml")]
+    #[arg(long, default_value = DEFAULT_NETWORK)]
     network: PathBuf,
     /// The compose file (docker compose, docker-compose).
     #[arg(long, default_value = "deploy/compose.yaml")]
@@ -185,7 +183,7 @@ fn caller_credential(kind: ServiceKind) -> Option<String> {
     match kind {
         ServiceKind::Booking => None,
         ServiceKind::Inventory | ServiceKind::Telemetry | ServiceKind::Gateway => {
-            Some(crate::credentials::service(kind))
+            Some(coldchain_credentials::service(kind))
         }
     }
 }
@@ -964,7 +962,7 @@ mod tests {
                 let Role::Service(kind) = role else {
                     panic!("{value}: {role} is not a service credential");
                 };
-                assert_eq!(key.id(), crate::credentials::service(kind));
+                assert_eq!(key.id(), coldchain_credentials::service(kind));
                 assert!(value.ends_with(&format!("/{}.key", key.id())));
             }
         }

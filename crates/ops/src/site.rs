@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use clap::Args;
+use coldchain_command::say;
+use coldchain_credentials::{self as credentials, OPERATIONS};
 use coldchain_proto::booking::v1 as booking;
 use coldchain_proto::booking::v1::booking_service_client::BookingServiceClient;
 use coldchain_proto::common::v1::{Date, TemperatureClass};
@@ -25,10 +27,9 @@ use coldchain_runtime::network::ServiceKind;
 use serde_json::json;
 
 use super::format::{self, Table, or_dash, thousands, ts_short};
-use super::gateway::{call, retryable};
+use super::gateway::retryable;
 use super::{CliError, RequestIdOpt, SiteOpts, client_options, connect_as, print_json};
-use crate::credentials::{self, OPERATIONS};
-use crate::say;
+use crate::call;
 
 // ------------------------------------------------------------------ bookings
 

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! `coldchain certs`: a local certificate authority and a certificate per service instance,
 //! for compose and for trying TLS out. Production deployments bring certificates from their
 //! own CA; the servers only read PEM files named in the config.
@@ -15,14 +16,13 @@ use std::process::ExitCode;
 
 use chrono::Datelike;
 use clap::Args;
+use coldchain_command::say;
+use coldchain_credentials::write_private;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-
-use crate::credentials::write_private;
-use crate::say;
 
 /// How long issued certificates are valid, in years.
 const VALID_YEARS: i32 = 2;
@@ -33,7 +33,7 @@ pub struct CertsArgs {
     #[arg(long, default_value = "deploy/secrets/tls")]
     out: PathBuf,
     /// The network file: one certificate per service instance.
-    #[arg(long, default_value = crate::ops::DEFAULT_NETWORK)]
+    #[arg(long, default_value = coldchain_command::DEFAULT_NETWORK)]
     network: PathBuf,
     /// Replace an existing CA and certificates (otherwise an existing CA is an error).
     #[arg(long)]
@@ -52,7 +52,7 @@ pub fn run(args: CertsArgs) -> ExitCode {
         }
         Err(problem) => {
             eprintln!("coldchain: certs: {problem}");
-            ExitCode::from(crate::settings::EXIT_CONFIG)
+            ExitCode::from(coldchain_command::EXIT_CONFIG)
         }
     }
 }
@@ -87,10 +87,10 @@ fn make(args: &CertsArgs) -> Result<usize, String> {
         .flat_map(|site| {
             ServiceKind::SITE_SERVICES
                 .into_iter()
-                .map(|kind| crate::compose::service_name(site, kind))
+                .map(|kind| coldchain_deploy::service_name(site, kind))
         })
         .collect();
-    hosts.push(crate::compose::GATEWAY.to_owned());
+    hosts.push(coldchain_deploy::GATEWAY.to_owned());
     for host in &hosts {
         let (cert, key) = ca.issue(host, &names(host))?;
         write_public(&args.out.join(format!("{host}.pem")), &cert)?;

@@ -9,8 +9,7 @@ use coldchain_runtime::config::{Config, ConfigErrors};
 use coldchain_runtime::network::NetworkConfig;
 use coldchain_runtime::security::{Security, client_options};
 
-/// Exit code for a configuration problem.
-pub const EXIT_CONFIG: u8 = 2;
+pub use coldchain_command::EXIT_CONFIG;
 
 /// Config, network and the security files they name, loaded and validated together.
 pub struct Settings {
@@ -52,7 +51,7 @@ pub fn load(
             config.insecure_no_auth = true;
             config.auth_file = None;
         } else if config.auth_file.is_none() && !config.insecure_no_auth {
-            let keyring = crate::credentials::Keyring::dev(&config.data_dir);
+            let keyring = coldchain_credentials::Keyring::dev(&config.data_dir);
             keyring.ensure(&network).map_err(ConfigErrors::single)?;
             config.auth_file = Some(keyring.credentials_file());
         }

@@ -25,6 +25,7 @@ use coldchain_runtime::server::{ServiceSpec, always_healthy, bind, never_fatal};
 use tonic::transport::Channel;
 
 use super::load::{self, LoadResult, LoadSpec};
+use crate::Build;
 
 /// One site with room for anything the load asks: capacity never limits the figures.
 const BENCH_NETWORK: &str = r#"
@@ -96,20 +97,20 @@ impl Keys {
             credentials.insert(&key, role);
             Ok(key)
         };
-        let operations = make(crate::credentials::OPERATIONS, Role::Operations)?;
+        let operations = make(coldchain_credentials::OPERATIONS, Role::Operations)?;
         let warehouse = make(
-            &crate::credentials::warehouse(SITE),
+            &coldchain_credentials::warehouse(SITE),
             Role::Warehouse { site: SITE.into() },
         )?;
         let sensors = make(
-            &crate::credentials::sensors(SITE),
+            &coldchain_credentials::sensors(SITE),
             Role::SensorGateway { site: SITE.into() },
         )?;
         let customers = (0..customers)
             .map(|n| {
                 let customer = bench_customer(n);
                 make(
-                    &crate::credentials::customer(&customer),
+                    &coldchain_credentials::customer(&customer),
                     Role::BookingClient { customer },
                 )
             })
@@ -155,28 +156,30 @@ fn bench_config(data: &tempfile::TempDir) -> Config {
 }
 
 impl Host {
-    /// Starts `kind` of the bench site.
-    pub async fn start(kind: ServiceKind) -> Result<Self, String> {
-        Self::launch(kind, None, 0).await
+    /// Starts `kind` of the bench site, made by `build`.
+    pub async fn start(kind: ServiceKind, build: Build) -> Result<Self, String> {
+        Self::launch(kind, None, 0, build).await
     }
 
     /// Starts `kind` of the bench site with a clock of our choosing.
     pub async fn start_with_clock(
         kind: ServiceKind,
         clock: Option<coldchain_store::SharedClock>,
+        build: Build,
     ) -> Result<Self, String> {
-        Self::launch(kind, clock, 0).await
+        Self::launch(kind, clock, 0, build).await
     }
 
     /// Starts the booking service of the bench site, accepting `customers` booking clients.
-    pub async fn start_booking(customers: usize) -> Result<Self, String> {
-        Self::launch(ServiceKind::Booking, None, customers).await
+    pub async fn start_booking(customers: usize, build: Build) -> Result<Self, String> {
+        Self::launch(ServiceKind::Booking, None, customers, build).await
     }
 
     async fn launch(
         kind: ServiceKind,
         clock: Option<coldchain_store::SharedClock>,
         customers: usize,
+        build: Build,
     ) -> Result<Self, String> {
         let data = tempfile::Builder::new()
             .prefix("coldchain-bench")
@@ -198,7 +201,7 @@ impl Host {
         }
         let keys = Keys::generate(customers)?;
         ctx.security.credentials = Some(keys.credentials.clone());
-        let spec = crate::run::build(&ctx).map_err(|e| e.to_string())?;
+        let spec = build(&ctx).map_err(|e| e.to_string())?;
         Self::serve(spec, ctx, data, keys).await
     }
 
@@ -400,8 +403,12 @@ pub struct InventoryRun {
 
 /// Durable `RecordMovements`, one receipt a call, over 10,000 sku/lot pairs; then one
 /// consumer reads the whole ledger through `WatchLedger`.
-pub async fn inventory(spec: &LoadSpec, connections: usize) -> Result<InventoryRun, String> {
-    let host = Host::start(ServiceKind::Inventory).await?;
+pub async fn inventory(
+    spec: &LoadSpec,
+    connections: usize,
+    build: Build,
+) -> Result<InventoryRun, String> {
+    let host = Host::start(ServiceKind::Inventory, build).await?;
     let channels = host.channels_as(connections, Caller::Warehouse).await?;
     let run = run_id();
     let result = load::run("inventory", spec, move |worker, iteration| {
@@ -470,8 +477,12 @@ async fn read_ledger(channel: KeyedChannel) -> Result<(u64, Duration), String> {
 
 /// `HoldSpace` then `ConfirmBooking`, durable, one pair per iteration; each worker is the
 /// booking client of its own customer.
-pub async fn booking(spec: &LoadSpec, connections: usize) -> Result<LoadResult, String> {
-    let host = Host::start_booking(spec.concurrency).await?;
+pub async fn booking(
+    spec: &LoadSpec,
+    connections: usize,
+    build: Build,
+) -> Result<LoadResult, String> {
+    let host = Host::start_booking(spec.concurrency, build).await?;
     let connections = host.channels(connections).await?;
     let channels: Vec<KeyedChannel> = (0..spec.concurrency.max(1))
         .map(|worker| {
@@ -540,8 +551,8 @@ const STREAMS: usize = 50;
 const BATCH_SECONDS: usize = 20;
 
 /// `StreamReadings` from 500 sensors and bytes on disk per reading.
-pub async fn telemetry(spec: &LoadSpec) -> Result<TelemetryRun, String> {
-    let host = Host::start(ServiceKind::Telemetry).await?;
+pub async fn telemetry(spec: &LoadSpec, build: Build) -> Result<TelemetryRun, String> {
+    let host = Host::start(ServiceKind::Telemetry, build).await?;
     let connection = host.channels(1).await?.remove(0);
     let mut client = telemetry::telemetry_service_client::TelemetryServiceClient::new(
         host.as_caller(&connection, Caller::Operations),
@@ -674,10 +685,10 @@ pub fn readings_csv(path: &std::path::Path, rows: u64) -> std::io::Result<()> {
 /// history is pushed day by day under a manual clock that walks forward with it, as a
 /// sensor streaming for `days` days would have written it (the ingest refuses readings
 /// older than 7 days).
-pub async fn telemetry_query(spec: &LoadSpec, days: u32) -> Result<QueryRun, String> {
+pub async fn telemetry_query(spec: &LoadSpec, days: u32, build: Build) -> Result<QueryRun, String> {
     let first_second = 1_790_000_000i64;
     let clock = coldchain_store::ManualClock::at(first_second * 1000);
-    let host = Host::start_with_clock(ServiceKind::Telemetry, Some(clock.clone())).await?;
+    let host = Host::start_with_clock(ServiceKind::Telemetry, Some(clock.clone()), build).await?;
     let connection = host.channels(1).await?.remove(0);
     let mut operations = telemetry::telemetry_service_client::TelemetryServiceClient::new(
         host.as_caller(&connection, Caller::Operations),
@@ -784,8 +795,10 @@ pub async fn telemetry_query(spec: &LoadSpec, days: u32) -> Result<QueryRun, Str
 mod tests {
     use super::*;
 
+    /// Authorization by role, on a real service, is tested where the services are: in the
+    /// binary (`bench_servers_authorize_every_call`, `src/run.rs`).
     #[tokio::test]
-    async fn bench_servers_authenticate_and_authorize_every_call() {
+    async fn bench_servers_authenticate_every_call() {
         let host = Host::noop(false).await.unwrap();
         let connection = host.channels(1).await.unwrap().remove(0);
         let refused = bench::bench_service_client::BenchServiceClient::new(connection.clone())
@@ -799,22 +812,6 @@ mod tests {
         .noop(bench::NoopRequest::default())
         .await
         .unwrap();
-        host.stop().await;
-
-        let host = Host::start(ServiceKind::Inventory).await.unwrap();
-        let connection = host.channels(1).await.unwrap().remove(0);
-        let request = inventory::ListStockRequest::default();
-        let client = |caller| {
-            inventory::inventory_service_client::InventoryServiceClient::new(
-                host.as_caller(&connection, caller),
-            )
-        };
-        let denied = client(Caller::Sensors)
-            .list_stock(request.clone())
-            .await
-            .unwrap_err();
-        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
-        client(Caller::Warehouse).list_stock(request).await.unwrap();
         host.stop().await;
     }
 

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! `coldchain bench`: the speed of every service, side by side with PostgreSQL and the gRPC
 //! ceiling, in one run.
 //!
@@ -17,9 +18,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-
-use crate::say;
+use coldchain_command::say;
+use coldchain_runtime::host::{ServiceContext, StartError};
+use coldchain_runtime::server::ServiceSpec;
 use load::LoadSpec;
+pub use scenarios::{Caller, Host};
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
@@ -98,7 +101,12 @@ fn ratio(ours: Option<f64>, peer: Option<f64>) -> String {
     }
 }
 
-pub async fn run(args: BenchArgs) -> ExitCode {
+/// Makes the server of a service for a context: the binary passes the one it serves with,
+/// so the bench runs the real services without depending on them.
+pub type Build = fn(&ServiceContext) -> Result<ServiceSpec, StartError>;
+
+/// Runs the bench, starting each service under test with `build`.
+pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
     // The servers run with the subscriber they have in containers (JSON at `info`): its
     // span per RPC is part of what a call costs there. What it writes is discarded.
     coldchain_runtime::logging::init_with_writer(
@@ -178,7 +186,7 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             }
         }
         if wants("inventory") {
-            match scenarios::inventory(&spec, args.connections).await {
+            match scenarios::inventory(&spec, args.connections, build).await {
                 Ok(run) => {
                     inventory.push(figures.record_load(
                         round,
@@ -205,7 +213,7 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             }
         }
         if wants("booking") {
-            match scenarios::booking(&spec, args.connections).await {
+            match scenarios::booking(&spec, args.connections, build).await {
                 Ok(result) => booking.push(figures.record_load(
                     round,
                     "booking",
@@ -222,7 +230,7 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             }
         }
         if wants("telemetry") {
-            match scenarios::telemetry(&spec).await {
+            match scenarios::telemetry(&spec, build).await {
                 Ok(run) => {
                     if run.errors > 0 {
                         figures.errors.push(format!(
@@ -347,7 +355,7 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         });
     }
     if wants("query") {
-        match scenarios::telemetry_query(&spec, args.query_days).await {
+        match scenarios::telemetry_query(&spec, args.query_days, build).await {
             Ok(run) => {
                 figures.record_errors("query", &run.load);
                 figures.rows.push(Row {

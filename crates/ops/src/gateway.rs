@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use coldchain_command::say;
 use coldchain_proto::common::v1::TemperatureClass;
 use coldchain_proto::network::v1 as network;
 use coldchain_proto::network::v1::network_service_client::NetworkServiceClient;
@@ -14,7 +15,6 @@ use serde_json::{Value, json};
 
 use super::format::{self, Table, or_dash, thousands, ts_short};
 use super::{CliError, GatewayOpts, RequestIdOpt, connect, connect_as, print_json};
-use crate::say;
 
 /// The `--as` flag of the gateway's commands: every one of them is an operations task
 /// (`sites` and `space` are open to other roles too, so they can be tried as those).
@@ -40,21 +40,21 @@ pub fn client(
 }
 
 /// Runs a unary call, retrying UNAVAILABLE (every mutating call carries a request id).
+#[macro_export]
 macro_rules! call {
     ($client:expr, $method:ident, $request:expr) => {{
         let client = $client.clone();
         let request = $request;
-        let options = $crate::ops::client_options();
+        let options = $crate::client_options();
         coldchain_runtime::client::with_retry(&options, || {
             let mut client = client.clone();
             let request = request.clone();
-            async move { client.$method($crate::ops::unary(request)).await }
+            async move { client.$method($crate::unary(request)).await }
         })
         .await
         .map(|response| response.into_inner())
     }};
 }
-pub(crate) use call;
 
 fn warn_failures(failures: &[network::SiteError]) {
     for f in failures {

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! `coldchain demo`: a realistic day on a running network (`coldchain dev` or compose).
 //!
 //! 1. The gateway lists the network and its health.
@@ -36,6 +37,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use clap::Args;
+use coldchain_command::say;
+use coldchain_credentials::{self as credentials, OPERATIONS};
+use coldchain_ops::call;
+use coldchain_ops::format::{self, thousands};
+use coldchain_ops::{CliError, connect_as, unary};
 use coldchain_proto::booking::v1 as booking;
 use coldchain_proto::booking::v1::booking_service_client::BookingServiceClient;
 use coldchain_proto::common::v1 as common;
@@ -50,12 +56,6 @@ use coldchain_runtime::config::parse_duration;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig, TemperatureClass};
 use serde::Serialize;
 use tokio::sync::watch;
-
-use crate::credentials::{self, OPERATIONS};
-use crate::ops::format::{self, thousands};
-use crate::ops::gateway_call as call;
-use crate::ops::{CliError, connect_as, unary};
-use crate::say;
 
 /// The park: the hub, where the produce is received.
 pub const PARK: &str = "cn-huaihua-park";
@@ -76,7 +76,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "URL")]
     gateway: Option<String>,
     /// The network file (site endpoints and time zones).
-    #[arg(long, value_name = "FILE", default_value = crate::ops::DEFAULT_NETWORK)]
+    #[arg(long, value_name = "FILE", default_value = coldchain_command::DEFAULT_NETWORK)]
     network: PathBuf,
     /// Print the outcome as one JSON document instead of the narrative.
     #[arg(long)]
@@ -303,7 +303,7 @@ fn failed(step: &str, message: String) -> DemoError {
 
 /// Runs `coldchain demo`.
 pub async fn run(args: DemoArgs) -> ExitCode {
-    let network = match crate::ops::load_network(&args.network) {
+    let network = match coldchain_ops::load_network(&args.network) {
         Ok(network) => network,
         Err(error) => return error.report(),
     };
@@ -330,7 +330,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         Ok(outcome) => {
             if args.json {
                 match serde_json::to_value(&outcome) {
-                    Ok(value) => crate::ops::print_json(&value),
+                    Ok(value) => coldchain_ops::print_json(&value),
                     Err(e) => {
                         eprintln!("error: cannot encode the outcome: {e}");
                         return ExitCode::from(1);
@@ -377,7 +377,7 @@ impl Progress {
     }
 }
 
-/// A channel to `endpoint` calling as the credential `id` (see [`crate::ops::connect_as`]).
+/// A channel to `endpoint` calling as the credential `id` (see [`coldchain_ops::connect_as`]).
 fn channel_as(endpoint: &str, id: &str) -> Result<Channel, DemoError> {
     connect_as(endpoint, id).map_err(|error| DemoError {
         step: "connecting".into(),
@@ -481,7 +481,7 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
         "run {run}: asking the gateway {} for the network",
         config.gateway
     ));
-    let sites = crate::ops::gateway_list_sites(&gateway, Vec::new())
+    let sites = coldchain_ops::gateway_list_sites(&gateway, Vec::new())
         .await
         .map_err(|error| DemoError {
             step: "list sites".into(),
@@ -1384,7 +1384,7 @@ async fn follow_ledger(
         .await;
         let mut stream = match opened {
             Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) if crate::ops::stream_retryable(&status) => {
+            Ok(Err(status)) if coldchain_ops::stream_retryable(&status) => {
                 out.reconnects += 1;
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
@@ -1452,7 +1452,7 @@ async fn follow_ledger(
                         }
                     }
                     Ok(None) => continue 'outer,
-                    Err(status) if crate::ops::stream_retryable(&status) => {
+                    Err(status) if coldchain_ops::stream_retryable(&status) => {
                         out.reconnects += 1;
                         tokio::time::sleep(Duration::from_millis(250)).await;
                         continue 'outer;
@@ -1668,7 +1668,7 @@ mod tests {
     fn the_demo_customers_have_keys_in_the_dev_keyring() {
         for customer in [FORWARDER, SHIPPER, SELLER] {
             assert!(
-                crate::credentials::DEV_CUSTOMERS.contains(&customer),
+                coldchain_credentials::DEV_CUSTOMERS.contains(&customer),
                 "{customer} has no booking client in the dev keyring"
             );
         }

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! API keys on disk: `coldchain credentials add` (one credential, appended to a credentials
 //! file, its key printed once) and the keyring `coldchain dev` makes for itself (every role
 //! of the network, so the demo, the operator commands and the tests can act as each).
@@ -10,10 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use coldchain_command::say;
 use coldchain_runtime::auth::{ApiKey, Credentials, Role};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
-
-use crate::say;
 
 /// The operations credential of a keyring.
 pub const OPERATIONS: &str = "operations";
@@ -229,7 +229,7 @@ pub struct AddArgs {
     #[arg(long)]
     key_out: Option<PathBuf>,
     /// The network file, to check the site.
-    #[arg(long, default_value = crate::ops::DEFAULT_NETWORK)]
+    #[arg(long, default_value = coldchain_command::DEFAULT_NETWORK)]
     network: PathBuf,
 }
 
@@ -239,7 +239,7 @@ pub struct KeyringArgs {
     #[arg(long)]
     out: PathBuf,
     /// The network file.
-    #[arg(long, default_value = crate::ops::DEFAULT_NETWORK)]
+    #[arg(long, default_value = coldchain_command::DEFAULT_NETWORK)]
     network: PathBuf,
 }
 
@@ -252,7 +252,7 @@ pub fn run(command: CredentialsCommand) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(problem) => {
             eprintln!("coldchain: {problem}");
-            ExitCode::from(crate::settings::EXIT_CONFIG)
+            ExitCode::from(coldchain_command::EXIT_CONFIG)
         }
     }
 }

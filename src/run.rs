@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use coldchain_command::say;
 use coldchain_runtime::Shutdown;
 use coldchain_runtime::host::{RunningService, ServiceContext, StartError, spawn_service};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 use coldchain_runtime::server::{ServiceSpec, bind};
 
-use crate::say;
 use crate::settings::{self, Settings};
 
 #[derive(Args)]
@@ -113,8 +113,8 @@ fn context(
     ctx.security = settings.security.clone();
     ctx.client = settings.client.clone();
     if ctx.client.key.is_none() && settings.security.authenticates() {
-        let keyring = crate::credentials::Keyring::dev(&settings.config.data_dir);
-        ctx.client.key = keyring.key(&crate::credentials::service(kind)).ok();
+        let keyring = coldchain_credentials::Keyring::dev(&settings.config.data_dir);
+        ctx.client.key = keyring.key(&coldchain_credentials::service(kind)).ok();
     }
     ctx
 }
@@ -272,7 +272,7 @@ pub async fn dev(args: DevArgs) -> ExitCode {
             "authentication on: credentials {}; the keys of every role are in {} \
              (operator commands and the demo use them)",
             file.display(),
-            crate::credentials::Keyring::dev(&settings.config.data_dir)
+            coldchain_credentials::Keyring::dev(&settings.config.data_dir)
                 .key_file("*")
                 .display()
         ),
@@ -319,7 +319,7 @@ pub async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
     let check = async {
         // TLS (and, under mutual TLS, the client certificate) from the same configuration
         // as the server's: in a container the healthcheck shares the server's environment.
-        let options = crate::ops::transport()
+        let options = coldchain_ops::transport()
             .map(|(_, _, options)| options)
             .map_err(|e| format!("{e:?}"))?;
         let options = coldchain_runtime::client::ClientOptions {
@@ -360,5 +360,35 @@ pub async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
             say!("{endpoint}: no answer within {} ms", args.timeout_ms);
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coldchain_bench::{Caller, Host};
+    use coldchain_proto::inventory::v1 as inventory;
+    use coldchain_runtime::network::ServiceKind;
+
+    /// The bench's callers get the roles they need from the services the binary builds
+    /// (authentication itself is tested in `coldchain-bench`).
+    #[tokio::test]
+    async fn bench_servers_authorize_every_call() {
+        let host = Host::start(ServiceKind::Inventory, super::build)
+            .await
+            .unwrap();
+        let connection = host.channels(1).await.unwrap().remove(0);
+        let request = inventory::ListStockRequest::default();
+        let client = |caller| {
+            inventory::inventory_service_client::InventoryServiceClient::new(
+                host.as_caller(&connection, caller),
+            )
+        };
+        let denied = client(Caller::Sensors)
+            .list_stock(request.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        client(Caller::Warehouse).list_stock(request).await.unwrap();
+        host.stop().await;
     }
 }

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! Operator commands: gRPC clients of the gateway (`sites`, `stock`, `space`, `transfer`,
 //! `alarms`) and of one site's services (`hold`, `confirm`, `cancel`, `bookings`, `ack`,
 //! `readings`, `ledger`).
@@ -8,7 +9,7 @@
 //! error exits 2. Mutating commands send a fresh request id, or `--request-id` to retry one
 //! safely.
 
-pub(crate) mod format;
+pub mod format;
 mod gateway;
 mod site;
 
@@ -23,11 +24,10 @@ use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 use rand::Rng;
 use tonic_types::StatusExt;
 
-pub(crate) use gateway::call as gateway_call;
-pub(crate) use gateway::list_sites as gateway_list_sites;
-pub(crate) use gateway::retryable as stream_retryable;
-pub(crate) use gateway::{AlarmsArgs, SitesArgs, SpaceArgs, StockArgs, TransferCommand};
-pub(crate) use site::{
+pub use gateway::list_sites as gateway_list_sites;
+pub use gateway::retryable as stream_retryable;
+pub use gateway::{AlarmsArgs, SitesArgs, SpaceArgs, StockArgs, TransferCommand};
+pub use site::{
     AckArgs, BookingsArgs, CancelArgs, ConfirmArgs, HoldArgs, LedgerArgs, ReadingsArgs,
 };
 
@@ -211,7 +211,7 @@ pub fn client_options() -> ClientOptions {
 
 /// A lazily connected channel to `endpoint`, calling as operations (see [`connect_as`]).
 pub fn connect(endpoint: &str) -> Result<Channel, CliError> {
-    connect_as(endpoint, crate::credentials::OPERATIONS)
+    connect_as(endpoint, coldchain_credentials::OPERATIONS)
 }
 
 /// A lazily connected channel to `endpoint`, calling as the credential `id` of the dev
@@ -235,8 +235,8 @@ pub fn caller(id: &str) -> Result<ClientOptions, CliError> {
     let (config, env, mut options) = transport()?;
     if options.key.is_none() {
         let keyring = match env.get(KEYRING_VAR).filter(|v| !v.trim().is_empty()) {
-            Some(dir) => crate::credentials::Keyring::at(dir),
-            None => crate::credentials::Keyring::dev(&config.data_dir),
+            Some(dir) => coldchain_credentials::Keyring::at(dir),
+            None => coldchain_credentials::Keyring::dev(&config.data_dir),
         };
         match keyring.key(id) {
             Ok(key) => options.key = Some(key),
@@ -375,7 +375,7 @@ pub fn status_details(status: &tonic::Status) -> Vec<String> {
 /// Prints one JSON document (pretty) on stdout.
 pub fn print_json(value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());
-    crate::say!("{text}");
+    coldchain_command::say!("{text}");
 }
 
 /// Writes one line on stdout for a streaming command; false once stdout is closed (e.g.
