@@ -8,6 +8,8 @@
 use std::fmt;
 
 use coldchain_store::{StoreError, WriteError};
+
+use crate::auth::Refusal;
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// The closed set of outcomes a service may answer with.
@@ -185,6 +187,27 @@ impl From<ServiceError> for tonic::Status {
             tonic::Status::new(error.code.grpc(), error.message)
         } else {
             tonic::Status::with_error_details(error.code.grpc(), error.message, details)
+        }
+    }
+}
+
+/// A call refused before it reached a handler. Neither message reveals whether what the
+/// call names exists.
+impl From<Refusal> for ServiceError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unauthenticated => ServiceError::new(
+                Code::Unauthenticated,
+                "missing or invalid credentials: send authorization: Bearer cc1.<id>.<secret>",
+            ),
+            Refusal::Denied(why) => ServiceError::new(Code::PermissionDenied, why),
+            Refusal::RateLimited(after) => ServiceError::new(
+                Code::ResourceExhausted,
+                format!(
+                    "rate limit of this credential exceeded: retry in {} ms",
+                    after.as_millis().max(1)
+                ),
+            ),
         }
     }
 }

@@ -23,6 +23,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::auth::Gatekeeper;
+use crate::error::{Code, ServiceError};
 use crate::shutdown::Shutdown;
 
 /// Limits applied to every server.
@@ -302,7 +303,7 @@ where
                 Ok(None) => {}
                 Err(refusal) => {
                     span.in_scope(|| tracing::info!(?refusal, "call refused"));
-                    return Box::pin(async move { Ok(refusal.status().into_http()) });
+                    return Box::pin(async move { Ok(refused(refusal).into_http()) });
                 }
             }
         }
@@ -310,8 +311,9 @@ where
             let limit = self.config.limit;
             span.in_scope(|| tracing::warn!(limit, "overloaded: call shed"));
             return Box::pin(async move {
-                Ok(tonic::Status::resource_exhausted(format!(
-                    "server overloaded: {limit} calls in flight; retry with backoff"
+                Ok(refused(ServiceError::new(
+                    Code::ResourceExhausted,
+                    format!("server overloaded: {limit} calls in flight; retry with backoff"),
                 ))
                 .into_http())
             });
@@ -345,9 +347,9 @@ where
                 };
                 let response = match outcome {
                     Ok(Ok(response)) => oversized_is_resource_exhausted(response),
-                    Err(deadline) => tonic::Status::deadline_exceeded(format!(
-                        "deadline of {} ms exceeded",
-                        deadline.as_millis()
+                    Err(deadline) => refused(ServiceError::new(
+                        Code::DeadlineExceeded,
+                        format!("deadline of {} ms exceeded", deadline.as_millis()),
                     ))
                     .into_http(),
                 };
@@ -386,7 +388,10 @@ fn oversized_is_resource_exhausted(mut response: Response<Body>) -> Response<Bod
         .message()
         .split_once("too large: ")
         .map_or(status.message(), |(_, detail)| detail);
-    let replacement = tonic::Status::resource_exhausted(format!("message too large: {detail}"));
+    let replacement = refused(ServiceError::new(
+        Code::ResourceExhausted,
+        format!("message too large: {detail}"),
+    ));
     let headers = response.headers_mut();
     headers.remove("grpc-status");
     headers.remove("grpc-message");
@@ -463,6 +468,11 @@ fn with_reflection(routes: Routes, service_name: &'static str) -> Routes {
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
 const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+/// The status of a refusal the bootstrap answers itself, through the one mapping.
+fn refused(refusal: impl Into<ServiceError>) -> tonic::Status {
+    tonic::Status::from(refusal.into())
+}
 
 /// The name under which a tonic server registers, for health.
 pub fn service_name<S: NamedService>() -> &'static str {

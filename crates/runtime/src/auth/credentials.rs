@@ -35,23 +35,6 @@ pub enum Refusal {
     RateLimited(Duration),
 }
 
-impl Refusal {
-    /// The gRPC status of the refusal. Neither message reveals whether what the call names
-    /// exists.
-    pub fn status(&self) -> tonic::Status {
-        match self {
-            Refusal::Unauthenticated => tonic::Status::unauthenticated(
-                "missing or invalid credentials: send authorization: Bearer cc1.<id>.<secret>",
-            ),
-            Refusal::Denied(why) => tonic::Status::permission_denied(why.clone()),
-            Refusal::RateLimited(after) => tonic::Status::resource_exhausted(format!(
-                "rate limit of this credential exceeded: retry in {} ms",
-                after.as_millis().max(1)
-            )),
-        }
-    }
-}
-
 impl Credentials {
     /// Reads and checks the credentials file; every bad entry is reported at once. Sites
     /// must exist in `network`.
