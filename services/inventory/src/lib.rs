@@ -1,11 +1,15 @@
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 //! The inventory service of one site (`coldchain.inventory.v1.InventoryService`): stock per
 //! (sku, lot, zone), lots with expiry, FEFO/FIFO allocation, quarantine holds, an
 //! idempotent atomic movement API and a resumable change feed.
 //!
-//! Three layers, data flowing one way: [`api`] (tonic handlers: validation, error
-//! mapping, the booking check-in, the WatchLedger pump) → [`store`] (tables and write
-//! closures on `coldchain_store`) → [`domain`] (the rules, pure).
+//! One shape, data flowing one way: [`api`] (tonic handlers of a few lines, and the route
+//! that streams WatchLedger from stored bytes) → [`wire`] (protobuf ⇄ domain, validation of
+//! form, the protobuf bytes the store keeps) → [`app`] (the use cases: site checks, the
+//! booking check-in, the change feed) → [`store`] (tables and write closures on
+//! `coldchain_store`) → [`domain`] (the rules, pure). [`error`] is the one place a refusal
+//! becomes a gRPC status.
 //!
 //! Choices where the contract left room:
 //! - a later movement stating lot attributes that differ from the stored lot is
@@ -25,14 +29,24 @@
 //!   dry-run under the writer lock first, so a batch refused for its own content never
 //!   checks a booking in;
 //! - expired stock can still be issued, adjusted or transferred out (written off, sent
-//!   back); it only cannot be received or allocated.
+//!   back); it only cannot be received or allocated;
+//! - quantities are bounded by [`domain::MAX_QUANTITY`] (10^12 base units): a receipt,
+//!   issue or transfer moving more, or a count stating more, is INVALID_ARGUMENT on
+//!   `quantity`; a movement leaving a position above it is FAILED_PRECONDITION (an
+//!   adjustment is judged by its resulting balance). Totals are summed exactly, and one that
+//!   does not fit its 64-bit field is FAILED_PRECONDITION, never a saturated figure.
 //!
-//! Every ledger entry is stored as an encoded `LedgerEntry`, so WatchLedger sends the
-//! stored bytes as they are (see [`api::RawLedgerBatch`]).
+//! Every ledger entry is stored as an encoded `LedgerEntry` (see [`wire::codec`]), so
+//! WatchLedger sends the stored bytes as they are (see [`api::RawLedgerBatch`]).
 
 pub mod api;
+pub mod app;
 pub mod domain;
+pub mod error;
 pub mod store;
+pub mod wire;
+
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -75,15 +89,27 @@ pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
 pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpec, StartError> {
     let store = ctx.open_store()?;
     spawn_idempotency_sweeper(store.clone(), ctx.shutdown.clone());
-    let api = api::InventoryApi::new(
-        store::InventoryStore::new(store.clone(), ctx.site.time_zone),
+    let codecs = app::Codecs {
+        recorded: Arc::new(wire::codec::RecordedCodec),
+        allocation: Arc::new(wire::codec::AllocationCodec),
+        released: Arc::new(wire::codec::ReleasedCodec),
+        hold: Arc::new(wire::codec::HoldCodec),
+    };
+    let inventory = store::InventoryStore::new(
+        store.clone(),
+        ctx.site.time_zone,
+        Arc::new(wire::codec::EntryCodec),
+    );
+    let app = app::InventoryApp::new(
+        inventory,
         ctx.site.clone(),
         ctx.network.clone(),
         ctx.client.clone(),
         ctx.shutdown.clone(),
-        options,
+        &options,
+        codecs,
     );
-    let routes = api::InventoryRoutes::new(api, ctx.config.max_message_bytes);
+    let routes = api::InventoryRoutes::new(Arc::new(app), ctx.config.max_message_bytes);
     let closing = store.clone();
     Ok(ServiceSpec {
         label: ctx.label(),

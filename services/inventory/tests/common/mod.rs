@@ -395,3 +395,58 @@ pub fn network_with_booking(endpoint: &str) -> NetworkConfig {
     }
     network
 }
+
+// ---------------------------------------------------------------------------------------------
+// Allocation fixtures
+
+/// Stock of SKU-F in lots expiring March to June, received a minute apart.
+pub async fn allocation_fixture(h: &Harness, c: &mut Client) {
+    record(
+        c,
+        "f-1",
+        vec![receipt("SKU-F", "L-JUN", CHILLED, 40, date(2026, 6, 1))],
+    )
+    .await
+    .unwrap();
+    h.clock.advance(Duration::from_secs(60));
+    record(
+        c,
+        "f-2",
+        vec![
+            receipt("SKU-F", "L-MAY", CHILLED, 20, date(2026, 5, 1)),
+            receipt("SKU-F", "L-MAY", FROZEN, 20, date(2026, 5, 1)),
+            receipt("SKU-F", "L-APR", CHILLED, 40, date(2026, 4, 1)),
+            receipt("SKU-F", "L-MAR", CHILLED, 40, date(2026, 3, 3)),
+        ],
+    )
+    .await
+    .unwrap();
+    c.place_hold(pb::PlaceHoldRequest {
+        request_id: "hold-apr".into(),
+        sku: "SKU-F".into(),
+        lot_id: "L-APR".into(),
+        reason: "qa sample failed".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    h.advance_days(5); // 2026-03-06: L-MAR is expired
+}
+
+/// An AllocateStock request for SKU-F.
+pub fn allocate(
+    request_id: &str,
+    order: &str,
+    quantity: i64,
+    strategy: pb::AllocationStrategy,
+) -> pb::AllocateStockRequest {
+    pb::AllocateStockRequest {
+        request_id: request_id.into(),
+        order_id: order.into(),
+        sku: "SKU-F".into(),
+        quantity,
+        unit: String::new(),
+        zone_id: String::new(),
+        strategy: strategy as i32,
+    }
+}

@@ -1,0 +1,234 @@
+//! The use cases of the inventory service: the site's checks (zones, other sites), the
+//! booking check-in of receipts around the write, the writes and reads of the store, and
+//! the change feed. Takes and returns domain values; the protobuf bytes the store keeps
+//! come from the [`Codecs`] it is given.
+
+pub mod booking;
+pub mod feed;
+
+use std::sync::Arc;
+
+use coldchain_runtime::client::ClientOptions;
+use coldchain_runtime::network::{NetworkConfig, SiteConfig};
+use coldchain_runtime::{ServiceError, Shutdown};
+use coldchain_store::{RequestFingerprint, WriteError};
+
+use crate::Options;
+use crate::domain::{
+    AllocateCommand, Allocation, Hold, HoldSnapshot, LedgerEntry, Movement, PlaceHoldCommand,
+    ReleaseAllocationCommand, ReleaseHoldCommand, SkuStock, StockPage, StockQuery, StockRef,
+};
+use crate::store::{InventoryStore, ReplyCodec, TxError};
+
+pub use booking::{CheckInFailure, check_in_request_id};
+pub use feed::LedgerFeed;
+
+/// How the answers of the mutating calls are kept for idempotent replay (the bytes
+/// earlier builds kept: see `wire::codec`).
+#[derive(Clone)]
+pub struct Codecs {
+    /// RecordMovements.
+    pub recorded: Arc<dyn ReplyCodec<Vec<LedgerEntry>>>,
+    /// AllocateStock.
+    pub allocation: Arc<dyn ReplyCodec<Allocation>>,
+    /// ReleaseAllocation.
+    pub released: Arc<dyn ReplyCodec<Vec<Allocation>>>,
+    /// PlaceHold and ReleaseHold.
+    pub hold: Arc<dyn ReplyCodec<Hold>>,
+}
+
+/// A check of the site's configuration that failed (the `error` module gives the codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteRefusal {
+    /// `field` names a zone the site does not have.
+    UnknownZone {
+        /// The request field.
+        field: String,
+        /// The zone.
+        zone_id: String,
+        /// This site.
+        site_id: String,
+    },
+    /// `field` names a site the network does not have.
+    UnknownSite {
+        /// The request field.
+        field: String,
+        /// The site.
+        site_id: String,
+    },
+}
+
+/// The inventory of one site.
+pub struct InventoryApp {
+    store: InventoryStore,
+    site: Arc<SiteConfig>,
+    network: Arc<NetworkConfig>,
+    booking: booking::BookingCheckIn,
+    codecs: Codecs,
+    feed: LedgerFeed,
+}
+
+impl InventoryApp {
+    /// The inventory of `site` over `store`.
+    pub fn new(
+        store: InventoryStore,
+        site: SiteConfig,
+        network: Arc<NetworkConfig>,
+        client: ClientOptions,
+        shutdown: Shutdown,
+        options: &Options,
+        codecs: Codecs,
+    ) -> Self {
+        let booking = booking::BookingCheckIn::new(&site, &network, client);
+        let feed = LedgerFeed::new(store.raw().clone(), shutdown, options);
+        Self {
+            store,
+            site: Arc::new(site),
+            network,
+            booking,
+            codecs,
+            feed,
+        }
+    }
+
+    /// This site's id.
+    pub fn site_id(&self) -> &str {
+        &self.site.id
+    }
+
+    /// The change feed.
+    pub fn feed(&self) -> &LedgerFeed {
+        &self.feed
+    }
+
+    /// Records a batch of movements. A batch citing bookings is dry-run first (a batch
+    /// refused for its own content must not leave a booking checked in), then each booking
+    /// is checked in, then the batch is written. A request_id seen before replays without
+    /// calling the booking service again.
+    pub async fn record(
+        &self,
+        request: &RequestFingerprint,
+        movements: &[Movement],
+    ) -> Result<Vec<LedgerEntry>, ServiceError> {
+        for (index, m) in movements.iter().enumerate() {
+            self.check_zone(&format!("movements[{index}].zone_id"), &m.zone_id)?;
+            if m.kind.is_transfer() && self.network.site(&m.other_site_id).is_none() {
+                return Err(SiteRefusal::UnknownSite {
+                    field: format!("movements[{index}].other_site_id"),
+                    site_id: m.other_site_id.clone(),
+                }
+                .into());
+            }
+        }
+        let reply = &*self.codecs.recorded;
+        let bookings = booking::bookings_of(movements);
+        if !bookings.is_empty() {
+            match self
+                .store
+                .record_movements(request, reply, movements, true)
+                .await
+            {
+                Ok(written) => return Ok(written.value),
+                Err(WriteError::Rejected(TxError::DryRunPassed)) => {}
+                Err(other) => return Err(other.into()),
+            }
+            for cited in &bookings {
+                self.booking
+                    .check_in(&self.site.id, &request.request_id, cited)
+                    .await?;
+            }
+        }
+        Ok(self
+            .store
+            .record_movements(request, reply, movements, false)
+            .await?
+            .value)
+    }
+
+    /// The stock of one sku.
+    pub fn get_stock(&self, at: &StockRef) -> Result<SkuStock, ServiceError> {
+        self.check_zone("zone_id", &at.zone_id)?;
+        Ok(self.store.get_stock(&at.sku, &at.lot_id, &at.zone_id)?)
+    }
+
+    /// One page of positions (with the expiry summary when `summarize`).
+    pub fn list_stock(
+        &self,
+        query: &StockQuery,
+        page_size: usize,
+        after: Option<&[u8]>,
+        summarize: bool,
+    ) -> Result<StockPage, ServiceError> {
+        self.check_zone("zone_id", &query.zone_id)?;
+        Ok(self.store.list_stock(query, page_size, after, summarize)?)
+    }
+
+    /// Reserves stock for an order.
+    pub async fn allocate(
+        &self,
+        request: &RequestFingerprint,
+        command: &AllocateCommand,
+    ) -> Result<Allocation, ServiceError> {
+        self.check_zone("zone_id", &command.zone_id)?;
+        let reply = &*self.codecs.allocation;
+        Ok(self.store.allocate(request, reply, command).await?.value)
+    }
+
+    /// Releases an order's allocations, or the one named.
+    pub async fn release_allocation(
+        &self,
+        request: &RequestFingerprint,
+        command: &ReleaseAllocationCommand,
+    ) -> Result<Vec<Allocation>, ServiceError> {
+        let reply = &*self.codecs.released;
+        Ok(self
+            .store
+            .release_allocation(request, reply, &command.order_id, &command.allocation_id)
+            .await?
+            .value)
+    }
+
+    /// Places a hold; answers it with the stock it covers now.
+    pub async fn place_hold(
+        &self,
+        request: &RequestFingerprint,
+        command: &PlaceHoldCommand,
+    ) -> Result<(Hold, HoldSnapshot), ServiceError> {
+        self.check_zone("zone_id", &command.scope.zone_id)?;
+        let reply = &*self.codecs.hold;
+        let hold = self.store.place_hold(request, reply, command).await?.value;
+        self.with_snapshot(hold)
+    }
+
+    /// Releases a hold; answers it with the stock it covers now.
+    pub async fn release_hold(
+        &self,
+        request: &RequestFingerprint,
+        command: &ReleaseHoldCommand,
+    ) -> Result<(Hold, HoldSnapshot), ServiceError> {
+        let reply = &*self.codecs.hold;
+        let hold = self
+            .store
+            .release_hold(request, reply, &command.hold_id, &command.reason)
+            .await?
+            .value;
+        self.with_snapshot(hold)
+    }
+
+    /// The stock in a hold's scope as of now (also for a replayed answer).
+    fn with_snapshot(&self, hold: Hold) -> Result<(Hold, HoldSnapshot), ServiceError> {
+        let snapshot = self.store.hold_snapshot(&hold.scope)?;
+        Ok((hold, snapshot))
+    }
+
+    fn check_zone(&self, field: &str, zone_id: &str) -> Result<(), SiteRefusal> {
+        if zone_id.is_empty() || self.site.zone(zone_id).is_some() {
+            return Ok(());
+        }
+        Err(SiteRefusal::UnknownZone {
+            field: field.to_string(),
+            zone_id: zone_id.to_string(),
+            site_id: self.site.id.clone(),
+        })
+    }
+}

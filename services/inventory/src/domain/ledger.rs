@@ -1,0 +1,91 @@
+//! The ledger: one append-only entry per change, with a per-site sequence number.
+
+use super::{LotInfo, MovementKind, Reference};
+
+/// What a ledger entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A movement of that kind.
+    Movement(MovementKind),
+    /// Stock of a position allocated to an order (one entry per pick).
+    Allocate,
+    /// An allocation's remainder on a position released (one entry per pick).
+    Deallocate,
+    /// A hold placed.
+    HoldPlaced,
+    /// A hold released.
+    HoldReleased,
+}
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Its position in the site's ledger (1, 2, 3, …); 0 until appended.
+    pub sequence: u64,
+    /// When it was committed (UTC ms).
+    pub recorded_ms: i64,
+    /// The request_id of the call that recorded it.
+    pub request_id: String,
+    /// What it records.
+    pub kind: EntryKind,
+    /// The sku of the position, or the hold's sku scope.
+    pub sku: String,
+    /// The lot with its stored attributes (hold entries: only when scoped to a lot).
+    pub lot: Option<LotInfo>,
+    /// The zone of the position, or the hold's zone scope.
+    pub zone_id: String,
+    /// The sku's base unit (empty for hold entries).
+    pub unit: String,
+    /// The change of on hand.
+    pub delta: i64,
+    /// On hand afterwards.
+    pub balance_after: i64,
+    /// The change of allocated.
+    pub allocated_delta: i64,
+    /// The position's version afterwards.
+    pub version: u64,
+    /// The movement's or hold's reason.
+    pub reason: String,
+    /// The movement's or hold's reference.
+    pub reference: Option<Reference>,
+    /// Transfers: the other site.
+    pub other_site_id: String,
+    /// Transfers: the transfer id.
+    pub transfer_id: String,
+    /// Receipts: the booking checked in.
+    pub booking_id: String,
+    /// The order (issues citing one, allocation entries).
+    pub order_id: String,
+    /// The allocation (allocation entries).
+    pub allocation_id: String,
+    /// The hold (hold entries).
+    pub hold_id: String,
+}
+
+impl LedgerEntry {
+    /// An entry of `kind` with every other field empty.
+    pub fn new(kind: EntryKind, recorded_ms: i64, request_id: &str) -> Self {
+        Self {
+            sequence: 0,
+            recorded_ms,
+            request_id: request_id.to_string(),
+            kind,
+            sku: String::new(),
+            lot: None,
+            zone_id: String::new(),
+            unit: String::new(),
+            delta: 0,
+            balance_after: 0,
+            allocated_delta: 0,
+            version: 0,
+            reason: String::new(),
+            reference: None,
+            other_site_id: String::new(),
+            transfer_id: String::new(),
+            booking_id: String::new(),
+            order_id: String::new(),
+            allocation_id: String::new(),
+            hold_id: String::new(),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The tables of an inventory database and their records, with the conversions between a
+//! record and the domain's values. The records' serialized forms are the stored format:
+//! they do not change.
+
+use chrono::NaiveDate;
+use coldchain_store::{StoreError, Table};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    self, Allocation, AllocationState, Hold, HoldScope, LotAttributes, LotInfo, Pick, PickState,
+    Position, Reference, Strategy,
+};
+
+pub(super) const SKUS: Table<String, SkuRecord> = Table::new("skus");
+pub(super) const LOTS: Table<(String, String), LotRecord> = Table::new("lots");
+pub(super) const POSITIONS: Table<(String, String, String), PositionRecord> =
+    Table::new("positions");
+pub(super) const HOLDS: Table<String, HoldRecord> = Table::new("holds");
+pub(super) const ACTIVE_HOLDS: Table<String, ScopeRecord> = Table::new("active_holds");
+pub(super) const ALLOCATIONS: Table<String, AllocationRecord> = Table::new("allocations");
+pub(super) const ORDER_ALLOCATIONS: Table<(String, u64), String> = Table::new("order_allocations");
+/// The first receipt of each (transfer, sku, lot): its ledger entry, encoded as the ledger
+/// keeps it.
+pub(super) const TRANSFERS_IN: Table<(String, String, String), Vec<u8>> =
+    Table::new("transfers_in");
+
+// The stored codes of allocation states and strategies (equal to the protobuf values,
+// which is what earlier builds stored).
+const STATE_ACTIVE: i32 = 1;
+const STATE_CONSUMED: i32 = 2;
+const STATE_RELEASED: i32 = 3;
+const STRATEGY_FEFO: i32 = 1;
+const STRATEGY_FIFO: i32 = 2;
+
+pub(super) fn state_code(state: AllocationState) -> i32 {
+    match state {
+        AllocationState::Active => STATE_ACTIVE,
+        AllocationState::Consumed => STATE_CONSUMED,
+        AllocationState::Released => STATE_RELEASED,
+    }
+}
+
+pub(super) fn strategy_code(strategy: Strategy) -> i32 {
+    match strategy {
+        Strategy::Fefo => STRATEGY_FEFO,
+        Strategy::Fifo => STRATEGY_FIFO,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct SkuRecord {
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct LotRecord {
+    pub expiry: i32,
+    pub production: Option<i32>,
+    pub origin: String,
+    pub first_received_ms: i64,
+}
+
+impl LotRecord {
+    pub fn new(attributes: &LotAttributes, now_ms: i64) -> Self {
+        Self {
+            expiry: domain::date_to_days(attributes.expiry),
+            production: attributes.production.map(domain::date_to_days),
+            origin: attributes.origin.clone(),
+            first_received_ms: now_ms,
+        }
+    }
+
+    pub fn attributes(&self) -> Result<LotAttributes, StoreError> {
+        let bad = || StoreError::Corrupt("stored lot has an invalid date".into());
+        Ok(LotAttributes {
+            expiry: domain::date_from_days(self.expiry).ok_or_else(bad)?,
+            production: match self.production {
+                Some(days) => Some(domain::date_from_days(days).ok_or_else(bad)?),
+                None => None,
+            },
+            origin: self.origin.clone(),
+        })
+    }
+
+    pub fn info(&self, lot_id: &str) -> LotInfo {
+        LotInfo {
+            lot_id: lot_id.to_string(),
+            expiry: domain::date_from_days(self.expiry),
+            production: self.production.and_then(domain::date_from_days),
+            origin: self.origin.clone(),
+        }
+    }
+
+    pub fn expiry(&self) -> NaiveDate {
+        domain::date_from_days(self.expiry).unwrap_or(NaiveDate::MIN)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(super) struct PositionRecord {
+    pub on_hand: i64,
+    pub allocated: i64,
+    pub version: u64,
+    pub updated_ms: i64,
+}
+
+impl PositionRecord {
+    pub fn position(&self) -> Position {
+        Position {
+            on_hand: self.on_hand,
+            allocated: self.allocated,
+            version: self.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ReferenceRecord {
+    kind: i32,
+    id: String,
+}
+
+impl ReferenceRecord {
+    pub fn from_domain(reference: &Option<Reference>) -> Option<Self> {
+        reference.as_ref().map(|r| Self {
+            kind: r.kind,
+            id: r.id.clone(),
+        })
+    }
+
+    pub fn reference(&self) -> Reference {
+        Reference {
+            kind: self.kind,
+            id: self.id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct HoldRecord {
+    pub hold_id: String,
+    pub zone_id: String,
+    pub sku: String,
+    pub lot_id: String,
+    pub reason: String,
+    pub reference: Option<ReferenceRecord>,
+    pub active: bool,
+    pub placed_ms: i64,
+    pub released_ms: Option<i64>,
+    pub release_reason: String,
+}
+
+impl HoldRecord {
+    pub fn hold(&self) -> Hold {
+        Hold {
+            hold_id: self.hold_id.clone(),
+            scope: HoldScope {
+                zone_id: self.zone_id.clone(),
+                sku: self.sku.clone(),
+                lot_id: self.lot_id.clone(),
+            },
+            reason: self.reason.clone(),
+            reference: self.reference.as_ref().map(ReferenceRecord::reference),
+            active: self.active,
+            placed_ms: self.placed_ms,
+            released_ms: self.released_ms,
+            release_reason: self.release_reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ScopeRecord {
+    pub zone_id: String,
+    pub sku: String,
+    pub lot_id: String,
+}
+
+impl ScopeRecord {
+    pub fn scope(self) -> HoldScope {
+        HoldScope {
+            zone_id: self.zone_id,
+            sku: self.sku,
+            lot_id: self.lot_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct PickRecord {
+    pub lot_id: String,
+    pub zone_id: String,
+    pub expiry: i32,
+    pub quantity: i64,
+    pub consumed: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct AllocationRecord {
+    pub allocation_id: String,
+    pub order_id: String,
+    pub sku: String,
+    pub unit: String,
+    pub quantity: i64,
+    pub strategy: i32,
+    pub picks: Vec<PickRecord>,
+    pub state: i32,
+    pub created_ms: i64,
+    pub closed_ms: Option<i64>,
+}
+
+impl AllocationRecord {
+    pub fn is_active(&self) -> bool {
+        self.state == STATE_ACTIVE
+    }
+
+    pub fn state(&self) -> Result<AllocationState, StoreError> {
+        match self.state {
+            STATE_ACTIVE => Ok(AllocationState::Active),
+            STATE_CONSUMED => Ok(AllocationState::Consumed),
+            STATE_RELEASED => Ok(AllocationState::Released),
+            other => Err(StoreError::Corrupt(format!(
+                "allocation {:?} has unknown state {other}",
+                self.allocation_id
+            ))),
+        }
+    }
+
+    pub fn pick_states(&self) -> Vec<PickState> {
+        self.picks
+            .iter()
+            .map(|p| PickState {
+                lot_id: p.lot_id.clone(),
+                zone_id: p.zone_id.clone(),
+                quantity: p.quantity,
+                consumed: p.consumed,
+            })
+            .collect()
+    }
+
+    pub fn allocation(&self) -> Result<Allocation, StoreError> {
+        let strategy = match self.strategy {
+            STRATEGY_FIFO => Strategy::Fifo,
+            // Earlier builds stored 1 for FEFO; 0 (unset) also means FEFO.
+            0 | STRATEGY_FEFO => Strategy::Fefo,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "allocation {:?} has unknown strategy {other}",
+                    self.allocation_id
+                )));
+            }
+        };
+        Ok(Allocation {
+            allocation_id: self.allocation_id.clone(),
+            order_id: self.order_id.clone(),
+            sku: self.sku.clone(),
+            unit: self.unit.clone(),
+            quantity: self.quantity,
+            strategy,
+            picks: self
+                .picks
+                .iter()
+                .map(|p| Pick {
+                    lot_id: p.lot_id.clone(),
+                    expiry: domain::date_from_days(p.expiry),
+                    zone_id: p.zone_id.clone(),
+                    quantity: p.quantity,
+                    consumed: p.consumed,
+                })
+                .collect(),
+            state: self.state()?,
+            created_ms: self.created_ms,
+            closed_ms: self.closed_ms,
+        })
+    }
+}

@@ -1,0 +1,334 @@
+//! The protobuf bytes the store keeps: ledger entries (the ledger and the `transfers_in`
+//! table hold encoded `LedgerEntry` messages, which WatchLedger sends as they are) and the
+//! idempotent answers (the encoded response of each mutating RPC). Both are the bytes
+//! earlier builds stored.
+//!
+//! A ledger entry is encoded straight from the domain value through borrowed views
+//! ([`EntryView`]), which write exactly what the generated `LedgerEntry` writes (tested
+//! below) without building an owned protobuf copy under the store's writer lock.
+
+use coldchain_proto::common::v1 as common;
+use coldchain_proto::inventory::v1 as pb;
+use coldchain_runtime::proto_time;
+use coldchain_store::ReplyCodec;
+use prost::Message;
+use prost::bytes::{Buf, BufMut};
+use prost::encoding::{self, DecodeContext, WireType};
+
+use super::convert;
+use crate::domain::{Allocation, Hold, LedgerEntry, LotInfo, Reference};
+
+/// Ledger entries as encoded `coldchain.inventory.v1.LedgerEntry` messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntryCodec;
+
+impl ReplyCodec<LedgerEntry> for EntryCodec {
+    fn encode(&self, entry: &LedgerEntry) -> Vec<u8> {
+        EntryView(entry).encode_to_vec()
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<LedgerEntry, String> {
+        let entry = pb::LedgerEntry::decode(bytes).map_err(|e| e.to_string())?;
+        convert::entry_from_pb(entry)
+    }
+}
+
+/// RecordMovements' answer: an encoded `RecordMovementsResponse`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordedCodec;
+
+impl ReplyCodec<Vec<LedgerEntry>> for RecordedCodec {
+    fn encode(&self, entries: &Vec<LedgerEntry>) -> Vec<u8> {
+        EntriesView(entries).encode_to_vec()
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<LedgerEntry>, String> {
+        let response = pb::RecordMovementsResponse::decode(bytes).map_err(|e| e.to_string())?;
+        response
+            .entries
+            .into_iter()
+            .map(convert::entry_from_pb)
+            .collect()
+    }
+}
+
+/// AllocateStock's answer: an encoded `Allocation`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllocationCodec;
+
+impl ReplyCodec<Allocation> for AllocationCodec {
+    fn encode(&self, allocation: &Allocation) -> Vec<u8> {
+        convert::allocation_pb(allocation.clone()).encode_to_vec()
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Allocation, String> {
+        convert::allocation_from_pb(pb::Allocation::decode(bytes).map_err(|e| e.to_string())?)
+    }
+}
+
+/// ReleaseAllocation's answer: an encoded `ReleaseAllocationResponse`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReleasedCodec;
+
+impl ReplyCodec<Vec<Allocation>> for ReleasedCodec {
+    fn encode(&self, released: &Vec<Allocation>) -> Vec<u8> {
+        pb::ReleaseAllocationResponse {
+            released: released
+                .iter()
+                .cloned()
+                .map(convert::allocation_pb)
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<Allocation>, String> {
+        pb::ReleaseAllocationResponse::decode(bytes)
+            .map_err(|e| e.to_string())?
+            .released
+            .into_iter()
+            .map(convert::allocation_from_pb)
+            .collect()
+    }
+}
+
+/// PlaceHold's and ReleaseHold's answer: an encoded `Hold` without quantities (those are
+/// filled in when answering, also on a replay).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HoldCodec;
+
+impl ReplyCodec<Hold> for HoldCodec {
+    fn encode(&self, hold: &Hold) -> Vec<u8> {
+        convert::hold_pb(hold.clone()).encode_to_vec()
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Hold, String> {
+        convert::hold_from_pb(pb::Hold::decode(bytes).map_err(|e| e.to_string())?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Borrowed views, encoding as the generated messages do: fields in tag order, proto3
+// defaults left out.
+
+/// Encode-only views: decoding goes through the generated types.
+fn no_merge(
+    tag: u32,
+    wire_type: WireType,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), prost::DecodeError> {
+    encoding::skip_field(wire_type, tag, buf, ctx)
+}
+
+fn string_len(tag: u32, value: &String) -> usize {
+    if value.is_empty() {
+        0
+    } else {
+        encoding::string::encoded_len(tag, value)
+    }
+}
+
+fn put_string(tag: u32, value: &String, buf: &mut impl BufMut) {
+    if !value.is_empty() {
+        encoding::string::encode(tag, value, buf);
+    }
+}
+
+fn date_of(date: Option<chrono::NaiveDate>) -> Option<common::Date> {
+    date.map(proto_time::date)
+}
+
+/// A `LedgerEntry` over a domain entry.
+pub struct EntryView<'a>(pub &'a LedgerEntry);
+
+/// A `LotInfo` over a domain lot.
+struct LotView<'a>(&'a LotInfo);
+
+/// A `Reference` over a domain reference.
+struct ReferenceView<'a>(&'a Reference);
+
+/// A `RecordMovementsResponse` over domain entries.
+struct EntriesView<'a>(&'a [LedgerEntry]);
+
+impl Message for ReferenceView<'_> {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if self.0.kind != 0 {
+            encoding::int32::encode(1, &self.0.kind, buf);
+        }
+        put_string(2, &self.0.id, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        no_merge(tag, wire_type, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        let kind = if self.0.kind != 0 {
+            encoding::int32::encoded_len(1, &self.0.kind)
+        } else {
+            0
+        };
+        kind + string_len(2, &self.0.id)
+    }
+
+    fn clear(&mut self) {}
+}
+
+impl Message for LotView<'_> {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        let lot = self.0;
+        put_string(1, &lot.lot_id, buf);
+        if let Some(expiry) = date_of(lot.expiry) {
+            encoding::message::encode(2, &expiry, buf);
+        }
+        if let Some(production) = date_of(lot.production) {
+            encoding::message::encode(3, &production, buf);
+        }
+        put_string(4, &lot.origin, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        no_merge(tag, wire_type, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        let lot = self.0;
+        string_len(1, &lot.lot_id)
+            + date_of(lot.expiry).map_or(0, |d| encoding::message::encoded_len(2, &d))
+            + date_of(lot.production).map_or(0, |d| encoding::message::encoded_len(3, &d))
+            + string_len(4, &lot.origin)
+    }
+
+    fn clear(&mut self) {}
+}
+
+impl Message for EntryView<'_> {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        let e = self.0;
+        if e.sequence != 0 {
+            encoding::uint64::encode(1, &e.sequence, buf);
+        }
+        encoding::message::encode(2, &proto_time::timestamp(e.recorded_ms), buf);
+        put_string(3, &e.request_id, buf);
+        let kind = convert::entry_kind_pb(e.kind);
+        if kind != 0 {
+            encoding::int32::encode(4, &kind, buf);
+        }
+        put_string(5, &e.sku, buf);
+        if let Some(lot) = &e.lot {
+            encoding::message::encode(6, &LotView(lot), buf);
+        }
+        put_string(7, &e.zone_id, buf);
+        put_string(8, &e.unit, buf);
+        for (tag, value) in [(9, e.delta), (10, e.balance_after), (11, e.allocated_delta)] {
+            if value != 0 {
+                encoding::int64::encode(tag, &value, buf);
+            }
+        }
+        if e.version != 0 {
+            encoding::uint64::encode(12, &e.version, buf);
+        }
+        put_string(13, &e.reason, buf);
+        if let Some(reference) = &e.reference {
+            encoding::message::encode(14, &ReferenceView(reference), buf);
+        }
+        put_string(15, &e.other_site_id, buf);
+        put_string(16, &e.transfer_id, buf);
+        put_string(17, &e.booking_id, buf);
+        put_string(18, &e.order_id, buf);
+        put_string(19, &e.allocation_id, buf);
+        put_string(20, &e.hold_id, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        no_merge(tag, wire_type, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        let e = self.0;
+        let kind = convert::entry_kind_pb(e.kind);
+        let mut len = 0;
+        if e.sequence != 0 {
+            len += encoding::uint64::encoded_len(1, &e.sequence);
+        }
+        len += encoding::message::encoded_len(2, &proto_time::timestamp(e.recorded_ms));
+        len += string_len(3, &e.request_id);
+        if kind != 0 {
+            len += encoding::int32::encoded_len(4, &kind);
+        }
+        len += string_len(5, &e.sku);
+        if let Some(lot) = &e.lot {
+            len += encoding::message::encoded_len(6, &LotView(lot));
+        }
+        len += string_len(7, &e.zone_id) + string_len(8, &e.unit);
+        for (tag, value) in [(9, e.delta), (10, e.balance_after), (11, e.allocated_delta)] {
+            if value != 0 {
+                len += encoding::int64::encoded_len(tag, &value);
+            }
+        }
+        if e.version != 0 {
+            len += encoding::uint64::encoded_len(12, &e.version);
+        }
+        len += string_len(13, &e.reason);
+        if let Some(reference) = &e.reference {
+            len += encoding::message::encoded_len(14, &ReferenceView(reference));
+        }
+        len + string_len(15, &e.other_site_id)
+            + string_len(16, &e.transfer_id)
+            + string_len(17, &e.booking_id)
+            + string_len(18, &e.order_id)
+            + string_len(19, &e.allocation_id)
+            + string_len(20, &e.hold_id)
+    }
+
+    fn clear(&mut self) {}
+}
+
+impl Message for EntriesView<'_> {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        for entry in self.0 {
+            encoding::message::encode(1, &EntryView(entry), buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        no_merge(tag, wire_type, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0
+            .iter()
+            .map(|entry| encoding::message::encoded_len(1, &EntryView(entry)))
+            .sum()
+    }
+
+    fn clear(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests;

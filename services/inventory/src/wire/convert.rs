@@ -1,0 +1,365 @@
+//! Domain values ⇄ protobuf messages, field by field. Rendering moves the domain value's
+//! strings into the message; reading back a stored message refuses what a build never
+//! wrote (unknown kinds, invalid dates or instants) as corrupt.
+
+use coldchain_proto::common::v1 as common;
+use coldchain_proto::inventory::v1 as pb;
+use coldchain_runtime::proto_time;
+
+use crate::domain::{
+    Allocation, AllocationState, EntryKind, ExpiryBucket, ExpirySummary, Hold, HoldScope,
+    HoldSnapshot, LedgerEntry, LotInfo, MovementKind, Pick, Reference, StockLevel, StockTotals,
+    Strategy,
+};
+
+/// The kind of a protobuf `MovementKind` value (1..=6); `None` for unset or unknown.
+pub fn movement_kind(value: i32) -> Option<MovementKind> {
+    Some(match value {
+        1 => MovementKind::Receipt,
+        2 => MovementKind::Issue,
+        3 => MovementKind::Adjustment,
+        4 => MovementKind::TransferOut,
+        5 => MovementKind::TransferIn,
+        6 => MovementKind::Count,
+        _ => return None,
+    })
+}
+
+/// The protobuf value of a movement kind (equal in `MovementKind` and `LedgerEntryKind`).
+pub fn movement_kind_pb(kind: MovementKind) -> i32 {
+    match kind {
+        MovementKind::Receipt => 1,
+        MovementKind::Issue => 2,
+        MovementKind::Adjustment => 3,
+        MovementKind::TransferOut => 4,
+        MovementKind::TransferIn => 5,
+        MovementKind::Count => 6,
+    }
+}
+
+/// The `LedgerEntryKind` value of an entry kind.
+pub fn entry_kind_pb(kind: EntryKind) -> i32 {
+    match kind {
+        EntryKind::Movement(kind) => movement_kind_pb(kind),
+        EntryKind::Allocate => pb::LedgerEntryKind::Allocate as i32,
+        EntryKind::Deallocate => pb::LedgerEntryKind::Deallocate as i32,
+        EntryKind::HoldPlaced => pb::LedgerEntryKind::HoldPlaced as i32,
+        EntryKind::HoldReleased => pb::LedgerEntryKind::HoldReleased as i32,
+    }
+}
+
+fn entry_kind(value: i32) -> Result<EntryKind, String> {
+    if let Some(kind) = movement_kind(value) {
+        return Ok(EntryKind::Movement(kind));
+    }
+    match pb::LedgerEntryKind::try_from(value) {
+        Ok(pb::LedgerEntryKind::Allocate) => Ok(EntryKind::Allocate),
+        Ok(pb::LedgerEntryKind::Deallocate) => Ok(EntryKind::Deallocate),
+        Ok(pb::LedgerEntryKind::HoldPlaced) => Ok(EntryKind::HoldPlaced),
+        Ok(pb::LedgerEntryKind::HoldReleased) => Ok(EntryKind::HoldReleased),
+        _ => Err(format!("unknown ledger entry kind {value}")),
+    }
+}
+
+/// A strategy from its protobuf value: 0 (unset) and 1 are FEFO, 2 is FIFO; others `None`.
+pub fn strategy(value: i32) -> Option<Strategy> {
+    match value {
+        0 | 1 => Some(Strategy::Fefo),
+        2 => Some(Strategy::Fifo),
+        _ => None,
+    }
+}
+
+/// The protobuf value of a strategy (never unspecified).
+pub fn strategy_pb(strategy: Strategy) -> i32 {
+    match strategy {
+        Strategy::Fefo => pb::AllocationStrategy::Fefo as i32,
+        Strategy::Fifo => pb::AllocationStrategy::Fifo as i32,
+    }
+}
+
+fn bucket_pb(bucket: ExpiryBucket) -> i32 {
+    match bucket {
+        ExpiryBucket::Expired => pb::ExpiryBucket::Expired as i32,
+        ExpiryBucket::Within30 => pb::ExpiryBucket::Within30Days as i32,
+        ExpiryBucket::Within60 => pb::ExpiryBucket::Within60Days as i32,
+        ExpiryBucket::Within90 => pb::ExpiryBucket::Within90Days as i32,
+        ExpiryBucket::Later => pb::ExpiryBucket::Later as i32,
+    }
+}
+
+fn stored_instant(ts: Option<prost_types::Timestamp>, field: &str) -> Result<i64, String> {
+    ts.as_ref()
+        .and_then(proto_time::millis)
+        .ok_or_else(|| format!("{field} is missing or invalid"))
+}
+
+fn stored_date(date: Option<common::Date>) -> Result<Option<chrono::NaiveDate>, String> {
+    date.as_ref().map(proto_time::naive_date).transpose()
+}
+
+/// The protobuf reference.
+pub fn reference_pb(reference: Reference) -> common::Reference {
+    common::Reference {
+        kind: reference.kind,
+        id: reference.id,
+    }
+}
+
+fn reference(reference: common::Reference) -> Reference {
+    Reference {
+        kind: reference.kind,
+        id: reference.id,
+    }
+}
+
+/// The protobuf lot.
+pub fn lot_pb(lot: LotInfo) -> pb::LotInfo {
+    pb::LotInfo {
+        lot_id: lot.lot_id,
+        expiry: lot.expiry.map(proto_time::date),
+        production: lot.production.map(proto_time::date),
+        origin: lot.origin,
+    }
+}
+
+fn lot(lot: pb::LotInfo) -> Result<LotInfo, String> {
+    Ok(LotInfo {
+        lot_id: lot.lot_id,
+        expiry: stored_date(lot.expiry)?,
+        production: stored_date(lot.production)?,
+        origin: lot.origin,
+    })
+}
+
+/// The protobuf ledger entry.
+pub fn entry_pb(e: LedgerEntry) -> pb::LedgerEntry {
+    pb::LedgerEntry {
+        sequence: e.sequence,
+        recorded_at: Some(proto_time::timestamp(e.recorded_ms)),
+        request_id: e.request_id,
+        kind: entry_kind_pb(e.kind),
+        sku: e.sku,
+        lot: e.lot.map(lot_pb),
+        zone_id: e.zone_id,
+        unit: e.unit,
+        delta: e.delta,
+        balance_after: e.balance_after,
+        allocated_delta: e.allocated_delta,
+        version: e.version,
+        reason: e.reason,
+        reference: e.reference.map(reference_pb),
+        other_site_id: e.other_site_id,
+        transfer_id: e.transfer_id,
+        booking_id: e.booking_id,
+        order_id: e.order_id,
+        allocation_id: e.allocation_id,
+        hold_id: e.hold_id,
+    }
+}
+
+/// A stored ledger entry back as a domain entry.
+pub fn entry_from_pb(e: pb::LedgerEntry) -> Result<LedgerEntry, String> {
+    Ok(LedgerEntry {
+        sequence: e.sequence,
+        recorded_ms: stored_instant(e.recorded_at, "recorded_at")?,
+        request_id: e.request_id,
+        kind: entry_kind(e.kind)?,
+        sku: e.sku,
+        lot: e.lot.map(lot).transpose()?,
+        zone_id: e.zone_id,
+        unit: e.unit,
+        delta: e.delta,
+        balance_after: e.balance_after,
+        allocated_delta: e.allocated_delta,
+        version: e.version,
+        reason: e.reason,
+        reference: e.reference.map(reference),
+        other_site_id: e.other_site_id,
+        transfer_id: e.transfer_id,
+        booking_id: e.booking_id,
+        order_id: e.order_id,
+        allocation_id: e.allocation_id,
+        hold_id: e.hold_id,
+    })
+}
+
+fn allocation_state_pb(state: AllocationState) -> i32 {
+    match state {
+        AllocationState::Active => pb::AllocationState::Active as i32,
+        AllocationState::Consumed => pb::AllocationState::Consumed as i32,
+        AllocationState::Released => pb::AllocationState::Released as i32,
+    }
+}
+
+/// The protobuf allocation.
+pub fn allocation_pb(a: Allocation) -> pb::Allocation {
+    pb::Allocation {
+        allocation_id: a.allocation_id,
+        order_id: a.order_id,
+        sku: a.sku,
+        unit: a.unit,
+        quantity: a.quantity,
+        strategy: strategy_pb(a.strategy),
+        picks: a
+            .picks
+            .into_iter()
+            .map(|p| pb::Pick {
+                lot_id: p.lot_id,
+                expiry: p.expiry.map(proto_time::date),
+                zone_id: p.zone_id,
+                quantity: p.quantity,
+                consumed_quantity: p.consumed,
+            })
+            .collect(),
+        state: allocation_state_pb(a.state),
+        created_at: Some(proto_time::timestamp(a.created_ms)),
+        closed_at: a.closed_ms.map(proto_time::timestamp),
+    }
+}
+
+/// A stored allocation answer back as a domain allocation.
+pub fn allocation_from_pb(a: pb::Allocation) -> Result<Allocation, String> {
+    let state = match pb::AllocationState::try_from(a.state) {
+        Ok(pb::AllocationState::Active) => AllocationState::Active,
+        Ok(pb::AllocationState::Consumed) => AllocationState::Consumed,
+        Ok(pb::AllocationState::Released) => AllocationState::Released,
+        _ => return Err(format!("unknown allocation state {}", a.state)),
+    };
+    let picks = a
+        .picks
+        .into_iter()
+        .map(|p| {
+            Ok(Pick {
+                lot_id: p.lot_id,
+                expiry: stored_date(p.expiry)?,
+                zone_id: p.zone_id,
+                quantity: p.quantity,
+                consumed: p.consumed_quantity,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Allocation {
+        allocation_id: a.allocation_id,
+        order_id: a.order_id,
+        sku: a.sku,
+        unit: a.unit,
+        quantity: a.quantity,
+        strategy: strategy(a.strategy)
+            .ok_or_else(|| format!("unknown allocation strategy {}", a.strategy))?,
+        picks,
+        state,
+        created_ms: stored_instant(a.created_at, "created_at")?,
+        closed_ms: a
+            .closed_at
+            .map(|ts| stored_instant(Some(ts), "closed_at"))
+            .transpose()?,
+    })
+}
+
+/// The protobuf hold, without quantities.
+pub fn hold_pb(hold: Hold) -> pb::Hold {
+    pb::Hold {
+        hold_id: hold.hold_id,
+        zone_id: hold.scope.zone_id,
+        sku: hold.scope.sku,
+        lot_id: hold.scope.lot_id,
+        reason: hold.reason,
+        reference: hold.reference.map(reference_pb),
+        state: if hold.active {
+            pb::HoldState::Active as i32
+        } else {
+            pb::HoldState::Released as i32
+        },
+        placed_at: Some(proto_time::timestamp(hold.placed_ms)),
+        released_at: hold.released_ms.map(proto_time::timestamp),
+        release_reason: hold.release_reason,
+        held_quantities: Vec::new(),
+        position_count: 0,
+    }
+}
+
+/// A stored hold answer back as a domain hold.
+pub fn hold_from_pb(hold: pb::Hold) -> Result<Hold, String> {
+    let active = match pb::HoldState::try_from(hold.state) {
+        Ok(pb::HoldState::Active) => true,
+        Ok(pb::HoldState::Released) => false,
+        _ => return Err(format!("unknown hold state {}", hold.state)),
+    };
+    Ok(Hold {
+        hold_id: hold.hold_id,
+        scope: HoldScope {
+            zone_id: hold.zone_id,
+            sku: hold.sku,
+            lot_id: hold.lot_id,
+        },
+        reason: hold.reason,
+        reference: hold.reference.map(reference),
+        active,
+        placed_ms: stored_instant(hold.placed_at, "placed_at")?,
+        released_ms: hold
+            .released_at
+            .map(|ts| stored_instant(Some(ts), "released_at"))
+            .transpose()?,
+        release_reason: hold.release_reason,
+    })
+}
+
+/// The protobuf hold with the stock it covers now.
+pub fn hold_with_snapshot(hold: Hold, snapshot: HoldSnapshot) -> pb::Hold {
+    pb::Hold {
+        held_quantities: snapshot
+            .quantities
+            .into_iter()
+            .map(|q| pb::UnitQuantity {
+                unit: q.unit,
+                quantity: q.quantity,
+            })
+            .collect(),
+        position_count: snapshot.positions,
+        ..hold_pb(hold)
+    }
+}
+
+/// The protobuf stock level.
+pub fn level_pb(level: StockLevel) -> pb::StockLevel {
+    let p = level.position;
+    pb::StockLevel {
+        sku: level.sku,
+        lot: Some(lot_pb(level.lot)),
+        zone_id: level.zone_id,
+        unit: level.unit,
+        on_hand: p.on_hand,
+        allocated: p.allocated,
+        held: p.held(level.held),
+        available: p.available(level.held),
+        version: p.version,
+        expired: level.expired,
+        first_received_at: Some(proto_time::timestamp(level.first_received_ms)),
+        updated_at: Some(proto_time::timestamp(level.updated_ms)),
+    }
+}
+
+/// The protobuf totals.
+pub fn totals_pb(totals: StockTotals) -> pb::StockTotals {
+    pb::StockTotals {
+        on_hand: totals.on_hand,
+        allocated: totals.allocated,
+        held: totals.held,
+        available: totals.available,
+    }
+}
+
+/// The protobuf expiry summary row.
+pub fn summary_pb(row: ExpirySummary) -> pb::ExpiryBucketSummary {
+    pb::ExpiryBucketSummary {
+        bucket: bucket_pb(row.bucket),
+        unit: row.unit,
+        on_hand: row.totals.on_hand,
+        allocated: row.totals.allocated,
+        held: row.totals.held,
+        available: row.totals.available,
+        lot_count: row.lot_count,
+        position_count: row.position_count,
+    }
+}

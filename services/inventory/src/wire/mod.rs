@@ -1,0 +1,59 @@
+//! Protobuf ⇄ domain: requests validated in form into domain values ([`requests`]),
+//! domain answers rendered as responses (here and [`convert`]), and the protobuf bytes the
+//! store keeps ([`codec`]) and the change feed sends ([`feed`]).
+
+pub mod codec;
+pub mod convert;
+pub mod feed;
+pub mod requests;
+
+use coldchain_proto::inventory::v1 as pb;
+use coldchain_runtime::proto_time;
+
+pub use requests::{Call, ListStock};
+
+use crate::domain::{Allocation, Hold, HoldSnapshot, LedgerEntry, SkuStock, StockPage};
+
+/// RecordMovements' response.
+pub fn recorded(entries: Vec<LedgerEntry>) -> pb::RecordMovementsResponse {
+    pb::RecordMovementsResponse {
+        entries: entries.into_iter().map(convert::entry_pb).collect(),
+    }
+}
+
+/// GetStock's response.
+pub fn sku_stock(stock: SkuStock) -> pb::GetStockResponse {
+    pb::GetStockResponse {
+        sku: stock.sku,
+        unit: stock.unit,
+        levels: stock.levels.into_iter().map(convert::level_pb).collect(),
+        totals: Some(convert::totals_pb(stock.totals)),
+    }
+}
+
+/// ListStock's response for `page` of `request`.
+pub fn stock_page(page: StockPage, request: &ListStock) -> pb::ListStockResponse {
+    pb::ListStockResponse {
+        levels: page.levels.into_iter().map(convert::level_pb).collect(),
+        next_page_token: requests::next_page_token(&request.query_bytes, page.next_key.as_deref()),
+        expiry_summary: page.summary.into_iter().map(convert::summary_pb).collect(),
+        as_of: Some(proto_time::date(page.today)),
+    }
+}
+
+/// AllocateStock's response.
+pub fn allocation(allocation: Allocation) -> pb::Allocation {
+    convert::allocation_pb(allocation)
+}
+
+/// ReleaseAllocation's response.
+pub fn released(released: Vec<Allocation>) -> pb::ReleaseAllocationResponse {
+    pb::ReleaseAllocationResponse {
+        released: released.into_iter().map(convert::allocation_pb).collect(),
+    }
+}
+
+/// PlaceHold's and ReleaseHold's response: the hold with the stock it covers now.
+pub fn hold((hold, snapshot): (Hold, HoldSnapshot)) -> pb::Hold {
+    convert::hold_with_snapshot(hold, snapshot)
+}
