@@ -1,13 +1,18 @@
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 //! The telemetry service of one site (`coldchain.telemetry.v1.TelemetryService`):
 //! temperature readings from cold rooms and reefer containers, stored as compact
 //! time-series chunks; excursion and offline alarms; mean kinetic temperature; and holds
 //! on the affected stock in the site's inventory service, placed through a durable outbox.
 //!
-//! - [`domain`]: the rules, pure (codec, series merge, detection, alarms, MKT).
-//! - [`store`]: persistence on `coldchain_store`.
-//! - [`api`]: the tonic handlers; [`convert`]: records ↔ protobuf messages.
-//! - [`holds`]: the background task that drains the hold outbox.
+//! One shape, as in every service:
+//! - [`domain`]: the rules and the service's types, pure (codec, series merge, detection,
+//!   alarms, MKT, refusals);
+//! - [`store`]: persistence on `coldchain_store`, in domain types;
+//! - [`app`]: the use cases, and the background work (offline check, hold outbox, alarm
+//!   feed, the loop over a stream of readings);
+//! - [`wire`]: protobuf ⇄ domain, validation of form, the encodings the store keeps;
+//! - [`api`]: the tonic handlers; [`error`]: refusals → statuses.
 //!
 //! Readings are kept per sensor in 1-hour windows of bit-packed parts (about one to two
 //! bytes per reading) with a summary row per window, so long range queries read summaries.
@@ -19,21 +24,24 @@
 //! shutdown signal.
 
 pub mod api;
-pub mod convert;
+pub mod app;
 pub mod domain;
-pub mod holds;
+pub mod error;
 pub mod store;
+pub mod wire;
 
 use std::time::Duration;
 
 use coldchain_proto::telemetry::v1::telemetry_service_server::TelemetryServiceServer;
-use coldchain_runtime::error::ServiceError;
 use coldchain_runtime::host::{
     ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
 };
+use coldchain_runtime::retry::Backoff;
 use coldchain_runtime::server::ServiceSpec;
 
-use crate::store::TelemetryStore;
+use crate::app::TelemetryApp;
+use crate::app::holds::{HoldDrainer, HoldPlacer};
+use crate::store::{TelemetryError, TelemetryStore};
 
 /// Tuning of the background work (tests shorten it or drive it by hand).
 #[derive(Debug, Clone)]
@@ -60,15 +68,15 @@ impl Default for TelemetryOptions {
             hold_initial_backoff: Duration::from_millis(250),
             hold_max_backoff: Duration::from_secs(5),
             hold_max_backoff_refused: Duration::from_secs(60),
-            watch_buffer: api::WATCH_BUFFER,
+            watch_buffer: app::watch::WATCH_BUFFER,
         }
     }
 }
 
-/// One site's telemetry service: its store and its background work.
+/// One site's telemetry service: its use cases and its background work.
 #[derive(Clone)]
 pub struct Telemetry {
-    store: TelemetryStore,
+    app: TelemetryApp,
     ctx: ServiceContext,
     options: TelemetryOptions,
 }
@@ -76,9 +84,19 @@ pub struct Telemetry {
 impl Telemetry {
     /// Opens the site's telemetry database.
     pub fn open(ctx: &ServiceContext, options: TelemetryOptions) -> Result<Self, StartError> {
-        let store = TelemetryStore::new(ctx.open_store()?, ctx.site.clone())?;
-        Ok(Self {
+        let store = TelemetryStore::new(
+            ctx.open_store()?,
+            ctx.site.clone(),
+            wire::codec::encode_alarm_event,
+        )?;
+        let app = TelemetryApp::new(
             store,
+            ctx.shutdown.clone(),
+            options.watch_buffer,
+            ctx.config.stream_idle_timeout,
+        );
+        Ok(Self {
+            app,
             ctx: ctx.clone(),
             options,
         })
@@ -86,58 +104,56 @@ impl Telemetry {
 
     /// The store (for tests and tools).
     pub fn store(&self) -> &TelemetryStore {
-        &self.store
+        self.app.store()
     }
 
     /// Raises or refreshes SENSOR_OFFLINE alarms as of `now_ms` (the background task calls
     /// this with the context's clock). Returns how many alarms changed.
-    pub async fn check_offline(&self, now_ms: i64) -> Result<usize, ServiceError> {
-        self.store.check_offline(now_ms).await
+    pub async fn check_offline(&self, now_ms: i64) -> Result<usize, TelemetryError> {
+        self.app.check_offline(now_ms).await
     }
 
     /// Starts the background tasks and returns the server to run.
     pub fn spec(&self) -> ServiceSpec {
         let shutdown = self.ctx.shutdown.clone();
-        spawn_idempotency_sweeper(self.store.raw().clone(), shutdown.clone());
-        let placer = holds::HoldPlacer::new(
-            self.store.clone(),
+        let store = self.app.store();
+        spawn_idempotency_sweeper(store.raw().clone(), shutdown.clone());
+        let placer = HoldPlacer::new(
+            store.site().id.clone(),
             self.ctx.network.clone(),
             self.ctx.client.clone(),
-            self.options.clone(),
             self.ctx.config.max_message_bytes,
         );
-        tokio::spawn(placer.run(shutdown.clone()));
+        let drainer = HoldDrainer::new(
+            store.clone(),
+            placer,
+            Backoff::new(
+                self.options.hold_initial_backoff,
+                self.options.hold_max_backoff,
+            ),
+            Backoff::new(
+                self.options.hold_initial_backoff,
+                self.options.hold_max_backoff_refused,
+            ),
+        );
+        tokio::spawn(drainer.run(shutdown.clone()));
         if let Some(interval) = self.options.offline_check_interval {
-            let this = self.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep(interval) => {}
-                        () = shutdown.wait() => return,
-                    }
-                    let now = this.ctx.clock.now_millis();
-                    if let Err(error) = this.check_offline(now).await {
-                        tracing::warn!(%error, "offline check failed");
-                    }
-                }
-            });
+            tokio::spawn(
+                self.app
+                    .clone()
+                    .run_offline_checks(interval, self.ctx.clock.clone()),
+            );
         }
-        let server = TelemetryServiceServer::new(api::TelemetryApi::new(
-            self.store.clone(),
-            shutdown,
-            self.options.watch_buffer,
-            self.ctx.config.stream_idle_timeout,
-        ))
-        .max_decoding_message_size(self.ctx.config.max_message_bytes)
-        .max_encoding_message_size(self.ctx.config.max_message_bytes);
-        let closing = self.store.raw().clone();
+        let server = TelemetryServiceServer::new(api::TelemetryApi::new(self.app.clone()))
+            .max_decoding_message_size(self.ctx.config.max_message_bytes)
+            .max_encoding_message_size(self.ctx.config.max_message_bytes);
+        let closing = store.raw().clone();
         ServiceSpec {
             label: self.ctx.label(),
             service_name: coldchain_proto::TELEMETRY_SERVICE,
             routes: tonic::service::Routes::new(server),
-            probe: store_probe(self.store.raw().clone()),
-            fatal: store_failure(self.store.raw().clone()),
+            probe: store_probe(store.raw().clone()),
+            fatal: store_failure(store.raw().clone()),
             on_stopped: Box::new(move || closing.close()),
         }
     }

@@ -320,6 +320,103 @@ impl AlarmRecord {
     }
 }
 
+/// An alarm as shown to clients (ListAlarms, AcknowledgeAlarm, the alarm feed): the
+/// record's figures in °C and ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmView {
+    /// Its id.
+    pub alarm_id: String,
+    /// The site.
+    pub site_id: String,
+    /// The sensor.
+    pub sensor_id: String,
+    /// The sensor's binding when the alarm was raised.
+    pub binding: Binding,
+    /// What it is about.
+    pub kind: AlarmKind,
+    /// Its state.
+    pub state: AlarmState,
+    /// See [`AlarmRecord::started_at`].
+    pub started_at: i64,
+    /// See [`AlarmRecord::last_seen_at`].
+    pub last_seen_at: i64,
+    /// When the condition ended.
+    pub cleared_at: Option<i64>,
+    /// The limit crossed, °C (0 for offline).
+    pub limit_celsius: f64,
+    /// The most extreme reading, °C (0 for offline).
+    pub peak_celsius: f64,
+    /// How far the peak lies beyond the limit, °C (0 for offline).
+    pub peak_deviation_celsius: f64,
+    /// How long the condition lasted, ms.
+    pub duration_ms: i64,
+    /// °C·min beyond the limit (0 for offline).
+    pub degree_minutes: f64,
+    /// The acknowledgement.
+    pub ack: Option<Ack>,
+    /// The hold's status.
+    pub hold_status: HoldStatus,
+    /// Holds placed.
+    pub hold_ids: Vec<String>,
+    /// The last error while the hold is pending; empty otherwise.
+    pub hold_last_error: String,
+}
+
+impl AlarmRecord {
+    /// The alarm as shown, at site `site_id`.
+    pub fn view(&self, site_id: &str) -> AlarmView {
+        let excursion = self.kind != AlarmKind::SensorOffline;
+        let celsius = |centi: i32| {
+            if excursion {
+                f64::from(centi) / 100.0
+            } else {
+                0.0
+            }
+        };
+        AlarmView {
+            alarm_id: self.alarm_id.clone(),
+            site_id: site_id.to_string(),
+            sensor_id: self.sensor_id.clone(),
+            binding: self.binding.clone(),
+            kind: self.kind,
+            state: self.state(),
+            started_at: self.started_at,
+            last_seen_at: self.last_seen_at,
+            cleared_at: self.cleared_at,
+            limit_celsius: celsius(self.limit),
+            peak_celsius: celsius(self.peak),
+            peak_deviation_celsius: celsius(self.peak_deviation()),
+            duration_ms: self.duration_ms(),
+            degree_minutes: if excursion {
+                self.degree_minutes()
+            } else {
+                0.0
+            },
+            ack: self.ack.clone(),
+            hold_status: self.hold.status,
+            hold_ids: self.hold.hold_ids.clone(),
+            hold_last_error: if self.hold.status == HoldStatus::Pending {
+                self.hold.last_error.clone()
+            } else {
+                String::new()
+            },
+        }
+    }
+}
+
+/// One entry of the site's alarm feed: an alarm as it is after a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmEvent {
+    /// Its sequence in the feed.
+    pub sequence: u64,
+    /// When it was recorded (server clock), ms.
+    pub recorded_at: i64,
+    /// What changed.
+    pub change: AlarmChange,
+    /// The alarm after the change.
+    pub alarm: AlarmView,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

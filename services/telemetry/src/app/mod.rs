@@ -1,0 +1,229 @@
+//! The use cases of the telemetry service: each checks what the store cannot (a zone of
+//! the site, a registered sensor), runs the store's write or read, and answers with
+//! domain types. The background work lives here too: the offline check, the hold outbox
+//! drainer ([`holds`]), and the alarm feed ([`watch`]); and the loop over a client stream
+//! of readings ([`stream`]).
+
+pub mod holds;
+pub mod stream;
+pub mod watch;
+
+use std::time::Duration;
+
+use coldchain_network::SiteConfig;
+use coldchain_runtime::Shutdown;
+use coldchain_store::{RequestFingerprint, SharedClock};
+
+use crate::domain::alarm::AlarmView;
+use crate::domain::{
+    self, Acknowledgement, AlarmFilter, Binding, IngestSummary, MktQuery, MktResult, Page,
+    Prepared, QueryResult, ReadingsQuery, SensorFilter, SensorRecord, SensorRegistry,
+    SensorRequest, SensorState, SensorView, TelemetryRefusal,
+};
+use crate::store::{Registration, TelemetryError, TelemetryStore};
+use crate::wire::codec::{AlarmReply, IngestReply, SensorReply};
+use crate::wire::convert::class_limits;
+
+/// Turns readings of the wire into samples per sensor: (the registered sensors, the
+/// site, (batch index, readings), the server clock in ms, how many rejections to detail).
+pub type PrepareFn<R> = fn(&SensorRegistry, &str, &[(i64, &[R])], i64, usize) -> Prepared;
+
+/// The telemetry service of one site, without its transport.
+#[derive(Clone)]
+pub struct TelemetryApp {
+    store: TelemetryStore,
+    shutdown: Shutdown,
+    watch_buffer: usize,
+    idle_timeout: Duration,
+}
+
+impl TelemetryApp {
+    /// The use cases over `store`; streams end when `shutdown` fires; a WatchAlarms
+    /// consumer more than `watch_buffer` messages behind is cut off (to resume); a
+    /// StreamReadings client silent for `idle_timeout` is closed.
+    pub fn new(
+        store: TelemetryStore,
+        shutdown: Shutdown,
+        watch_buffer: usize,
+        idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            shutdown,
+            watch_buffer: watch_buffer.max(1),
+            idle_timeout,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &TelemetryStore {
+        &self.store
+    }
+
+    /// The site.
+    pub fn site(&self) -> &SiteConfig {
+        self.store.site()
+    }
+
+    /// Stores the readings of one call (PushReadings), idempotently under `request`.
+    pub async fn push_readings<R>(
+        &self,
+        request: RequestFingerprint,
+        readings: &[R],
+        prepare: PrepareFn<R>,
+    ) -> Result<IngestSummary, TelemetryError> {
+        let prepared = prepare(
+            &self.store.known_sensors(),
+            &self.site().id,
+            &[(0, readings)],
+            self.store.now_millis(),
+            domain::MAX_REJECTION_DETAILS,
+        );
+        self.store
+            .ingest(Some((request, &IngestReply)), prepared)
+            .await
+    }
+
+    /// Registers or re-registers a sensor: its profile's defaults come from its zone (which
+    /// must be one of the site) or its reefer's temperature class.
+    pub async fn register_sensor(
+        &self,
+        request: RequestFingerprint,
+        sensor: SensorRequest,
+    ) -> Result<SensorView, TelemetryError> {
+        let (default_min, default_max) = match &sensor.binding {
+            Binding::Zone(zone_id) => {
+                let zone = self.zone(zone_id)?;
+                (Some(zone.min_celsius), zone.max_celsius)
+            }
+            Binding::Reefer(r) => class_limits(r.temperature_class).ok_or_else(|| {
+                TelemetryRefusal::InvalidProfile(vec![(
+                    "reefer.temperature_class".into(),
+                    "is required".into(),
+                )])
+            })?,
+        };
+        let profile = domain::effective_profile(&sensor.profile, default_min, default_max)
+            .map_err(TelemetryRefusal::InvalidProfile)?;
+        let registration = Registration {
+            sensor_id: sensor.sensor_id,
+            binding: sensor.binding,
+            profile,
+            description: sensor.description,
+        };
+        self.store
+            .register_sensor((request, &SensorReply), registration)
+            .await
+    }
+
+    /// A page of the site's sensors, as shown now.
+    pub fn list_sensors(
+        &self,
+        filter: &SensorFilter,
+        page: &Page,
+    ) -> Result<(Vec<SensorView>, Option<Vec<u8>>), TelemetryError> {
+        if !filter.zone_id.is_empty() {
+            self.zone(&filter.zone_id)?;
+        }
+        let now = self.store.now_millis();
+        let (sensors, last) =
+            self.store
+                .list_sensors(page.after.as_deref(), page.limit, |record, state| {
+                    filter.matches(record, state, now)
+                })?;
+        let site = &self.site().id;
+        let views = sensors
+            .iter()
+            .map(|(record, state)| SensorView::of(record, state, site, now))
+            .collect();
+        Ok((views, last))
+    }
+
+    /// min/max/mean/count per bucket of a range of a sensor's readings.
+    pub fn query_readings(&self, query: &ReadingsQuery) -> Result<QueryResult, TelemetryError> {
+        self.sensor(&query.sensor_id)?;
+        Ok(self
+            .store
+            .query_readings(&query.sensor_id, query.start, query.end, query.bucket_ms)?)
+    }
+
+    /// The MKT of a range of a sensor's readings (a gap longer than the sensor's offline
+    /// period holds its last reading only that long).
+    pub fn mean_kinetic_temperature(&self, query: &MktQuery) -> Result<MktResult, TelemetryError> {
+        let (record, _) = self.sensor(&query.sensor_id)?;
+        self.store.mean_kinetic_temperature(
+            &query.sensor_id,
+            query.start,
+            query.end,
+            query.activation_energy,
+            record.profile.offline_after_ms,
+        )
+    }
+
+    /// A page of the site's alarms, newest first.
+    pub fn list_alarms(
+        &self,
+        filter: &AlarmFilter,
+        page: &Page,
+    ) -> Result<(Vec<AlarmView>, Option<Vec<u8>>), TelemetryError> {
+        if !filter.zone_id.is_empty() {
+            self.zone(&filter.zone_id)?;
+        }
+        if !filter.sensor_id.is_empty() {
+            self.sensor(&filter.sensor_id)?;
+        }
+        let (alarms, last) = self
+            .store
+            .list_alarms(filter, page.after.as_deref(), page.limit)?;
+        let site = &self.site().id;
+        Ok((alarms.iter().map(|a| a.view(site)).collect(), last))
+    }
+
+    /// Acknowledges an alarm, idempotently under `request`.
+    pub async fn acknowledge_alarm(
+        &self,
+        request: RequestFingerprint,
+        ack: Acknowledgement,
+    ) -> Result<AlarmView, TelemetryError> {
+        self.store
+            .acknowledge((request, &AlarmReply), ack.alarm_id, ack.by, ack.note)
+            .await
+    }
+
+    /// Raises or refreshes SENSOR_OFFLINE alarms as of `now_ms`; how many changed.
+    pub async fn check_offline(&self, now_ms: i64) -> Result<usize, TelemetryError> {
+        self.store.check_offline(now_ms).await
+    }
+
+    /// Runs the offline check every `interval` (by `clock`) until shutdown.
+    pub async fn run_offline_checks(self, interval: Duration, clock: SharedClock) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = self.shutdown.wait() => return,
+            }
+            if let Err(error) = self.check_offline(clock.now_millis()).await {
+                tracing::warn!(%error, "offline check failed");
+            }
+        }
+    }
+
+    fn zone(&self, zone_id: &str) -> Result<&coldchain_network::ZoneConfig, TelemetryRefusal> {
+        self.site()
+            .zone(zone_id)
+            .ok_or_else(|| TelemetryRefusal::UnknownZone {
+                zone_id: zone_id.to_string(),
+                site_id: self.site().id.clone(),
+            })
+    }
+
+    fn sensor(&self, sensor_id: &str) -> Result<(SensorRecord, SensorState), TelemetryError> {
+        self.store.sensor(sensor_id)?.ok_or_else(|| {
+            TelemetryRefusal::UnknownSensor {
+                sensor_id: sensor_id.to_string(),
+                site_id: self.site().id.clone(),
+            }
+            .into()
+        })
+    }
+}
