@@ -7,12 +7,13 @@
 //! is printed next to it. Figures are printed, never asserted: `--smoke` runs every scenario
 //! for a moment and fails only on errors.
 
+mod host;
 mod load;
 mod network;
 mod postgres;
+mod report;
 mod scenarios;
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,7 +23,11 @@ use coldchain_command::say;
 use coldchain_runtime::host::{ServiceContext, StartError};
 use coldchain_runtime::server::ServiceSpec;
 use load::LoadSpec;
-pub use scenarios::{Caller, Host};
+use postgres::Postgres;
+use report::{Figures, Row, median, rate, ratio};
+
+pub use host::{Caller, Host, dir_size};
+pub use scenarios::{ROUND_SECONDS, readings_round};
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
@@ -62,45 +67,6 @@ pub struct BenchArgs {
     output: Option<PathBuf>,
 }
 
-/// One line of the report.
-struct Row {
-    figure: String,
-    ours: String,
-    peer: String,
-    ratio: String,
-    target: String,
-}
-
-#[derive(Default)]
-struct Figures {
-    rows: Vec<Row>,
-    details: Vec<String>,
-    errors: Vec<String>,
-}
-
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    Some(values[values.len() / 2])
-}
-
-fn rate(value: f64) -> String {
-    if value >= 10_000.0 {
-        format!("{:.0}k/s", value / 1000.0)
-    } else {
-        format!("{value:.0}/s")
-    }
-}
-
-fn ratio(ours: Option<f64>, peer: Option<f64>) -> String {
-    match (ours, peer) {
-        (Some(ours), Some(peer)) if peer > 0.0 => format!("{:.2}×", ours / peer),
-        _ => "–".into(),
-    }
-}
-
 /// Makes the server of a service for a context: the binary passes the one it serves with,
 /// so the bench runs the real services without depending on them.
 pub type Build = fn(&ServiceContext) -> Result<ServiceSpec, StartError>;
@@ -122,276 +88,48 @@ pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
         args.query_days = 1;
         args.concurrency = args.concurrency.min(16);
     }
-    let wanted: Vec<String> = args
-        .scenarios
-        .split(',')
-        .map(|s| s.trim().to_lowercase())
-        .collect();
-    let wants = |name: &str| wanted.iter().any(|w| w == "all" || w == name);
+    let wanted = Wanted(
+        args.scenarios
+            .split(',')
+            .map(|s| s.trim().to_lowercase())
+            .collect(),
+    );
     let spec = LoadSpec {
         concurrency: args.concurrency,
         warmup: Duration::from_secs(args.warmup),
         duration: Duration::from_secs(args.duration),
         rate: args.rate,
     };
-
-    let pg = if args.no_postgres || !(wants("inventory") || wants("booking") || wants("telemetry"))
+    let pg = if args.no_postgres
+        || !(wanted.has("inventory") || wanted.has("booking") || wanted.has("telemetry"))
     {
         None
     } else {
-        eprintln!("starting PostgreSQL on loopback…");
-        match postgres::Postgres::start() {
-            Ok(pg) => Some(pg),
-            Err(problem) => {
-                eprintln!(
-                    "PostgreSQL cannot be started ({problem}); printing our own figures only"
-                );
-                None
-            }
-        }
+        start_postgres()
     };
 
     let mut figures = Figures::default();
-    let mut ceiling = Vec::new();
-    let mut durable_ceiling = Vec::new();
-    let mut inventory = Vec::new();
-    let mut inventory_pg = Vec::new();
-    let mut watch = Vec::new();
-    let mut booking = Vec::new();
-    let mut booking_pg = Vec::new();
-    let mut ingest = Vec::new();
-    let mut copy_pg = Vec::new();
-    let mut bytes = Vec::new();
-
+    let mut samples = Samples::default();
+    let bench = Bench {
+        args: &args,
+        wanted: &wanted,
+        spec: &spec,
+        build,
+        pg: pg.as_ref(),
+    };
     for round in 1..=args.rounds {
         eprintln!("round {round}/{}", args.rounds);
-        if wants("ceiling") {
-            match scenarios::ceiling(&spec, args.connections, false).await {
-                Ok(result) => ceiling.push(figures.record_load(
-                    round,
-                    "ceiling",
-                    "ceiling (no-op unary)",
-                    &result,
-                )),
-                Err(e) => figures.errors.push(format!("ceiling: {e}")),
-            }
-            match scenarios::ceiling(&spec, args.connections, true).await {
-                Ok(result) => durable_ceiling.push(figures.record_load(
-                    round,
-                    "durable no-op",
-                    "durable no-op (one ledger entry)",
-                    &result,
-                )),
-                Err(e) => figures.errors.push(format!("durable no-op: {e}")),
-            }
-        }
-        if wants("inventory") {
-            match scenarios::inventory(&spec, args.connections, build).await {
-                Ok(run) => {
-                    inventory.push(figures.record_load(
-                        round,
-                        "inventory",
-                        "inventory RecordMovements",
-                        &run.load,
-                    ));
-                    watch.push(run.watch_entries_per_second);
-                    if run.watch_entries < run.load.statuses.get("OK").copied().unwrap_or(0) {
-                        figures.errors.push(format!(
-                            "watch ledger: read {} entries, fewer than the {} acknowledged in the window",
-                            run.watch_entries,
-                            run.load.statuses.get("OK").copied().unwrap_or(0)
-                        ));
-                    }
-                }
-                Err(e) => figures.errors.push(format!("inventory: {e}")),
-            }
-            if let Some(pg) = &pg {
-                match pg.pgbench(postgres::MOVEMENT_SCRIPT, args.concurrency, spec.duration) {
-                    Ok(tps) => inventory_pg.push(tps),
-                    Err(e) => figures.errors.push(format!("postgres movement: {e}")),
-                }
-            }
-        }
-        if wants("booking") {
-            match scenarios::booking(&spec, args.connections, build).await {
-                Ok(result) => booking.push(figures.record_load(
-                    round,
-                    "booking",
-                    "booking HoldSpace+ConfirmBooking",
-                    &result,
-                )),
-                Err(e) => figures.errors.push(format!("booking: {e}")),
-            }
-            if let Some(pg) = &pg {
-                match pg.pgbench(postgres::BOOKING_SCRIPT, args.concurrency, spec.duration) {
-                    Ok(tps) => booking_pg.push(tps),
-                    Err(e) => figures.errors.push(format!("postgres booking: {e}")),
-                }
-            }
-        }
-        if wants("telemetry") {
-            match scenarios::telemetry(&spec, build).await {
-                Ok(run) => {
-                    if run.errors > 0 {
-                        figures.errors.push(format!(
-                            "telemetry: {} readings or streams failed",
-                            run.errors
-                        ));
-                    }
-                    figures.details.push(format!(
-                        "telemetry StreamReadings: {} readings from 500 sensors, {:.2} bytes on disk per reading",
-                        run.readings, run.bytes_per_reading
-                    ));
-                    ingest.push(run.readings_per_second);
-                    bytes.push(run.bytes_per_reading);
-                    if let Some(pg) = &pg {
-                        let rows = run.readings.clamp(10_000, 2_000_000);
-                        let csv = pg.scratch().join("readings.csv");
-                        let copied = scenarios::readings_csv(&csv, rows)
-                            .map_err(|e| e.to_string())
-                            .and_then(|()| pg.copy_readings(&csv));
-                        match copied {
-                            Ok(elapsed) => {
-                                copy_pg.push(rows as f64 / elapsed.as_secs_f64().max(1e-9))
-                            }
-                            Err(e) => figures.errors.push(format!("postgres copy: {e}")),
-                        }
-                    }
-                }
-                Err(e) => figures.errors.push(format!("telemetry: {e}")),
-            }
-        }
+        bench.round(round, &mut figures, &mut samples).await;
+    }
+    bench.summary_rows(samples, &mut figures);
+    if wanted.has("query") {
+        bench.query(&mut figures).await;
+    }
+    if wanted.has("network") {
+        idle_network(&mut figures).await;
     }
 
-    let ceiling = median(ceiling);
-    let durable_ceiling = median(durable_ceiling);
-    let inventory = median(inventory);
-    let watch = median(watch);
-    let booking = median(booking);
-    let ingest = median(ingest);
-    let bytes = median(bytes);
-    let (inventory_pg, booking_pg, copy_pg) =
-        (median(inventory_pg), median(booking_pg), median(copy_pg));
-    let fmt = |v: Option<f64>| v.map(rate).unwrap_or_else(|| "–".into());
-    if wants("ceiling") {
-        figures.rows.push(Row {
-            figure: "gRPC ceiling: no-op unary, same server stack".into(),
-            ours: fmt(ceiling),
-            peer: "–".into(),
-            ratio: "–".into(),
-            target: "reference".into(),
-        });
-        // What a durable call costs before any service logic: the most any write of
-        // this stack could reach on this machine, next to PostgreSQL's movement.
-        figures.rows.push(Row {
-            figure: "durable no-op: one ledger entry a call through the group commit".into(),
-            ours: fmt(durable_ceiling),
-            peer: if wants("inventory") {
-                format!("{} (movement)", fmt(inventory_pg))
-            } else {
-                "–".into()
-            },
-            ratio: ratio(durable_ceiling, inventory_pg),
-            target: "reference".into(),
-        });
-    }
-    if wants("inventory") {
-        figures.rows.push(Row {
-            figure: format!(
-                "inventory: durable RecordMovements, {} clients, 10,000 pairs",
-                args.concurrency
-            ),
-            ours: fmt(inventory),
-            peer: fmt(inventory_pg),
-            ratio: ratio(inventory, inventory_pg),
-            target: "≥ 4× PostgreSQL".into(),
-        });
-        figures.rows.push(Row {
-            figure: "inventory vs the no-op ceiling".into(),
-            ours: fmt(inventory),
-            peer: format!("{} (ceiling)", fmt(ceiling)),
-            ratio: match (inventory, ceiling) {
-                (Some(i), Some(c)) if c > 0.0 => format!("{:.0}%", 100.0 * i / c),
-                _ => "–".into(),
-            },
-            target: "≥ 60% of ceiling".into(),
-        });
-        figures.rows.push(Row {
-            figure: "inventory: WatchLedger entries to one consumer".into(),
-            ours: fmt(watch),
-            peer: "–".into(),
-            ratio: "–".into(),
-            target: "≥ 200k/s".into(),
-        });
-    }
-    if wants("booking") {
-        figures.rows.push(Row {
-            figure: format!(
-                "booking: HoldSpace then ConfirmBooking, {} clients (pairs)",
-                args.concurrency
-            ),
-            ours: fmt(booking),
-            peer: fmt(booking_pg),
-            ratio: ratio(booking, booking_pg),
-            target: "≥ 4× PostgreSQL".into(),
-        });
-    }
-    if wants("telemetry") {
-        figures.rows.push(Row {
-            figure: "telemetry: StreamReadings from 500 sensors (readings) vs COPY".into(),
-            ours: fmt(ingest),
-            peer: fmt(copy_pg),
-            ratio: ratio(ingest, copy_pg),
-            target: "≥ 5× PostgreSQL COPY".into(),
-        });
-        figures.rows.push(Row {
-            figure: "telemetry: bytes on disk per stored reading".into(),
-            ours: bytes
-                .map(|b| format!("{b:.2} B"))
-                .unwrap_or_else(|| "–".into()),
-            peer: "–".into(),
-            ratio: "–".into(),
-            target: "≤ 4 B".into(),
-        });
-    }
-    if wants("query") {
-        match scenarios::telemetry_query(&spec, args.query_days, build).await {
-            Ok(run) => {
-                figures.record_errors("query", &run.load);
-                figures.rows.push(Row {
-                    figure: format!("telemetry: QueryReadings of {} days in 1 h buckets ({} readings, {} buckets)", args.query_days, run.readings, run.buckets),
-                    ours: format!("{} (p50 {:.2} ms)", rate(run.load.ok_per_second()), run.load.latency_ms(0.5)),
-                    peer: "–".into(),
-                    ratio: "–".into(),
-                    target: "reads chunk summaries".into(),
-                });
-            }
-            Err(e) => figures.errors.push(format!("query: {e}")),
-        }
-    }
-    if wants("network") {
-        match network::idle_network().await {
-            Ok(run) => {
-                figures.rows.push(Row {
-                    figure: "network: time until all 25 servers are healthy".into(),
-                    ours: format!("{} ms", run.time_to_healthy.as_millis()),
-                    peer: "–".into(),
-                    ratio: "–".into(),
-                    target: "≤ 5 s".into(),
-                });
-                figures.rows.push(Row {
-                    figure: "network: resident memory of the idle dev network".into(),
-                    ours: format!("{:.0} MiB", run.rss_bytes as f64 / 1048576.0),
-                    peer: "–".into(),
-                    ratio: "–".into(),
-                    target: "< 300 MiB".into(),
-                });
-            }
-            Err(e) => figures.errors.push(format!("network: {e}")),
-        }
-    }
-
-    let report = render(&args, &figures);
+    let report = report::render(&args, &figures);
     say!("{report}");
     if let Some(path) = &args.output
         && let Err(e) = std::fs::write(path, &report)
@@ -406,85 +144,314 @@ pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
     }
 }
 
-impl Figures {
-    /// Records one round of a load scenario: its failures, its latency line, and returns
-    /// its rate of successful calls.
-    fn record_load(
-        &mut self,
-        round: usize,
-        scenario: &str,
-        label: &str,
-        result: &load::LoadResult,
-    ) -> f64 {
-        self.record_errors(scenario, result);
-        self.details.push(format!(
-            "round {round}, {label}: {} calls, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, statuses {:?}",
-            result.calls,
-            result.latency_ms(0.5),
-            result.latency_ms(0.99),
-            result.latency_ms(0.999),
-            result.statuses
-        ));
-        result.ok_per_second()
-    }
+/// The scenarios asked for (`all` for every one).
+struct Wanted(Vec<String>);
 
-    /// Records a load's failed calls, and a load that completed none, as errors.
-    fn record_errors(&mut self, scenario: &str, result: &load::LoadResult) {
-        if result.errors() > 0 {
-            self.errors.push(format!(
-                "{scenario}: {} calls failed: {:?}",
-                result.errors(),
-                result.statuses
-            ));
-        }
-        if result.calls == 0 {
-            self.errors.push(format!(
-                "{scenario}: no call completed in the measured window"
-            ));
+impl Wanted {
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|w| w == "all" || w == name)
+    }
+}
+
+fn start_postgres() -> Option<Postgres> {
+    eprintln!("starting PostgreSQL on loopback…");
+    match Postgres::start() {
+        Ok(pg) => Some(pg),
+        Err(problem) => {
+            eprintln!("PostgreSQL cannot be started ({problem}); printing our own figures only");
+            None
         }
     }
 }
 
-fn render(args: &BenchArgs, figures: &Figures) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# Benchmarks\n");
-    let _ = writeln!(
-        out,
-        "Run on {} ({}), {}.\n",
-        network::machine(),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        if args.smoke { "smoke run" } else { "full run" }
-    );
-    let _ = writeln!(
-        out,
-        "Reproduce: `cargo run --release -- bench --duration {} --warmup {} --rounds {} --concurrency {} --connections {}`\n",
-        args.duration, args.warmup, args.rounds, args.concurrency, args.connections
-    );
-    let _ = writeln!(
-        out,
-        "Client and server share this machine; every figure is the median of {} round(s), ours and PostgreSQL alternated within each round.\n",
-        args.rounds
-    );
-    let _ = writeln!(out, "| figure | ours | PostgreSQL | ratio | target |");
-    let _ = writeln!(out, "|---|---|---|---|---|");
-    for row in &figures.rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            row.figure, row.ours, row.peer, row.ratio, row.target
+/// Each round's figure of each scenario, ours and PostgreSQL's; the report shows medians.
+#[derive(Default)]
+struct Samples {
+    ceiling: Vec<f64>,
+    durable_ceiling: Vec<f64>,
+    inventory: Vec<f64>,
+    inventory_pg: Vec<f64>,
+    watch: Vec<f64>,
+    booking: Vec<f64>,
+    booking_pg: Vec<f64>,
+    ingest: Vec<f64>,
+    copy_pg: Vec<f64>,
+    bytes: Vec<f64>,
+}
+
+/// One run of the bench: what it runs, and with what.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    wanted: &'a Wanted,
+    spec: &'a LoadSpec,
+    build: Build,
+    pg: Option<&'a Postgres>,
+}
+
+impl Bench<'_> {
+    /// One round: each scenario asked for, ours then PostgreSQL's.
+    async fn round(&self, round: usize, figures: &mut Figures, samples: &mut Samples) {
+        if self.wanted.has("ceiling") {
+            self.ceiling(round, figures, samples).await;
+        }
+        if self.wanted.has("inventory") {
+            self.inventory(round, figures, samples).await;
+        }
+        if self.wanted.has("booking") {
+            self.booking(round, figures, samples).await;
+        }
+        if self.wanted.has("telemetry") {
+            self.telemetry(figures, samples).await;
+        }
+    }
+
+    /// The no-op ceiling and the durable no-op.
+    async fn ceiling(&self, round: usize, figures: &mut Figures, samples: &mut Samples) {
+        match scenarios::ceiling(self.spec, self.args.connections, false).await {
+            Ok(result) => samples.ceiling.push(figures.record_load(
+                round,
+                "ceiling",
+                "ceiling (no-op unary)",
+                &result,
+            )),
+            Err(e) => figures.errors.push(format!("ceiling: {e}")),
+        }
+        match scenarios::ceiling(self.spec, self.args.connections, true).await {
+            Ok(result) => samples.durable_ceiling.push(figures.record_load(
+                round,
+                "durable no-op",
+                "durable no-op (one ledger entry)",
+                &result,
+            )),
+            Err(e) => figures.errors.push(format!("durable no-op: {e}")),
+        }
+    }
+
+    /// RecordMovements and WatchLedger, and PostgreSQL's movement.
+    async fn inventory(&self, round: usize, figures: &mut Figures, samples: &mut Samples) {
+        match scenarios::inventory(self.spec, self.args.connections, self.build).await {
+            Ok(run) => {
+                samples.inventory.push(figures.record_load(
+                    round,
+                    "inventory",
+                    "inventory RecordMovements",
+                    &run.load,
+                ));
+                samples.watch.push(run.watch_entries_per_second);
+                if run.watch_entries < run.load.statuses.get("OK").copied().unwrap_or(0) {
+                    figures.errors.push(format!(
+                        "watch ledger: read {} entries, fewer than the {} acknowledged in the window",
+                        run.watch_entries,
+                        run.load.statuses.get("OK").copied().unwrap_or(0)
+                    ));
+                }
+            }
+            Err(e) => figures.errors.push(format!("inventory: {e}")),
+        }
+        if let Some(pg) = self.pg {
+            match pg.pgbench(
+                postgres::MOVEMENT_SCRIPT,
+                self.args.concurrency,
+                self.spec.duration,
+            ) {
+                Ok(tps) => samples.inventory_pg.push(tps),
+                Err(e) => figures.errors.push(format!("postgres movement: {e}")),
+            }
+        }
+    }
+
+    /// HoldSpace then ConfirmBooking, and PostgreSQL's booking.
+    async fn booking(&self, round: usize, figures: &mut Figures, samples: &mut Samples) {
+        match scenarios::booking(self.spec, self.args.connections, self.build).await {
+            Ok(result) => samples.booking.push(figures.record_load(
+                round,
+                "booking",
+                "booking HoldSpace+ConfirmBooking",
+                &result,
+            )),
+            Err(e) => figures.errors.push(format!("booking: {e}")),
+        }
+        if let Some(pg) = self.pg {
+            match pg.pgbench(
+                postgres::BOOKING_SCRIPT,
+                self.args.concurrency,
+                self.spec.duration,
+            ) {
+                Ok(tps) => samples.booking_pg.push(tps),
+                Err(e) => figures.errors.push(format!("postgres booking: {e}")),
+            }
+        }
+    }
+
+    /// StreamReadings and bytes per reading, and PostgreSQL's COPY.
+    async fn telemetry(&self, figures: &mut Figures, samples: &mut Samples) {
+        match scenarios::telemetry(self.spec, self.build).await {
+            Ok(run) => {
+                if run.errors > 0 {
+                    figures.errors.push(format!(
+                        "telemetry: {} readings or streams failed",
+                        run.errors
+                    ));
+                }
+                figures.details.push(format!(
+                    "telemetry StreamReadings: {} readings from 500 sensors, {:.2} bytes on disk per reading",
+                    run.readings, run.bytes_per_reading
+                ));
+                samples.ingest.push(run.readings_per_second);
+                samples.bytes.push(run.bytes_per_reading);
+                if let Some(pg) = self.pg {
+                    let rows = run.readings.clamp(10_000, 2_000_000);
+                    let csv = pg.scratch().join("readings.csv");
+                    let copied = scenarios::readings_csv(&csv, rows)
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| pg.copy_readings(&csv));
+                    match copied {
+                        Ok(elapsed) => samples
+                            .copy_pg
+                            .push(rows as f64 / elapsed.as_secs_f64().max(1e-9)),
+                        Err(e) => figures.errors.push(format!("postgres copy: {e}")),
+                    }
+                }
+            }
+            Err(e) => figures.errors.push(format!("telemetry: {e}")),
+        }
+    }
+
+    /// The medians of the rounds, as rows next to PostgreSQL's.
+    fn summary_rows(&self, samples: Samples, figures: &mut Figures) {
+        let ceiling = median(samples.ceiling);
+        let durable_ceiling = median(samples.durable_ceiling);
+        let inventory = median(samples.inventory);
+        let watch = median(samples.watch);
+        let booking = median(samples.booking);
+        let ingest = median(samples.ingest);
+        let bytes = median(samples.bytes);
+        let (inventory_pg, booking_pg, copy_pg) = (
+            median(samples.inventory_pg),
+            median(samples.booking_pg),
+            median(samples.copy_pg),
         );
-    }
-    if !figures.details.is_empty() {
-        let _ = writeln!(out, "\nLatency and statuses, round by round:\n");
-        for line in &figures.details {
-            let _ = writeln!(out, "- {line}");
+        let fmt = |v: Option<f64>| v.map(rate).unwrap_or_else(|| "–".into());
+        if self.wanted.has("ceiling") {
+            figures.rows.push(Row {
+                figure: "gRPC ceiling: no-op unary, same server stack".into(),
+                ours: fmt(ceiling),
+                peer: "–".into(),
+                ratio: "–".into(),
+                target: "reference".into(),
+            });
+            // What a durable call costs before any service logic: the most any write of
+            // this stack could reach on this machine, next to PostgreSQL's movement.
+            figures.rows.push(Row {
+                figure: "durable no-op: one ledger entry a call through the group commit".into(),
+                ours: fmt(durable_ceiling),
+                peer: if self.wanted.has("inventory") {
+                    format!("{} (movement)", fmt(inventory_pg))
+                } else {
+                    "–".into()
+                },
+                ratio: ratio(durable_ceiling, inventory_pg),
+                target: "reference".into(),
+            });
+        }
+        if self.wanted.has("inventory") {
+            figures.rows.push(Row {
+                figure: format!(
+                    "inventory: durable RecordMovements, {} clients, 10,000 pairs",
+                    self.args.concurrency
+                ),
+                ours: fmt(inventory),
+                peer: fmt(inventory_pg),
+                ratio: ratio(inventory, inventory_pg),
+                target: "≥ 4× PostgreSQL".into(),
+            });
+            figures.rows.push(Row {
+                figure: "inventory vs the no-op ceiling".into(),
+                ours: fmt(inventory),
+                peer: format!("{} (ceiling)", fmt(ceiling)),
+                ratio: match (inventory, ceiling) {
+                    (Some(i), Some(c)) if c > 0.0 => format!("{:.0}%", 100.0 * i / c),
+                    _ => "–".into(),
+                },
+                target: "≥ 60% of ceiling".into(),
+            });
+            figures.rows.push(Row {
+                figure: "inventory: WatchLedger entries to one consumer".into(),
+                ours: fmt(watch),
+                peer: "–".into(),
+                ratio: "–".into(),
+                target: "≥ 200k/s".into(),
+            });
+        }
+        if self.wanted.has("booking") {
+            figures.rows.push(Row {
+                figure: format!(
+                    "booking: HoldSpace then ConfirmBooking, {} clients (pairs)",
+                    self.args.concurrency
+                ),
+                ours: fmt(booking),
+                peer: fmt(booking_pg),
+                ratio: ratio(booking, booking_pg),
+                target: "≥ 4× PostgreSQL".into(),
+            });
+        }
+        if self.wanted.has("telemetry") {
+            figures.rows.push(Row {
+                figure: "telemetry: StreamReadings from 500 sensors (readings) vs COPY".into(),
+                ours: fmt(ingest),
+                peer: fmt(copy_pg),
+                ratio: ratio(ingest, copy_pg),
+                target: "≥ 5× PostgreSQL COPY".into(),
+            });
+            figures.rows.push(Row {
+                figure: "telemetry: bytes on disk per stored reading".into(),
+                ours: bytes
+                    .map(|b| format!("{b:.2} B"))
+                    .unwrap_or_else(|| "–".into()),
+                peer: "–".into(),
+                ratio: "–".into(),
+                target: "≤ 4 B".into(),
+            });
         }
     }
-    if !figures.errors.is_empty() {
-        let _ = writeln!(out, "\nErrors:\n");
-        for line in &figures.errors {
-            let _ = writeln!(out, "- {line}");
+
+    /// QueryReadings over days of history (once, after the rounds).
+    async fn query(&self, figures: &mut Figures) {
+        match scenarios::telemetry_query(self.spec, self.args.query_days, self.build).await {
+            Ok(run) => {
+                figures.record_errors("query", &run.load);
+                figures.rows.push(Row {
+                figure: format!("telemetry: QueryReadings of {} days in 1 h buckets ({} readings, {} buckets)", self.args.query_days, run.readings, run.buckets),
+                ours: format!("{} (p50 {:.2} ms)", rate(run.load.ok_per_second()), run.load.latency_ms(0.5)),
+                peer: "–".into(),
+                ratio: "–".into(),
+                target: "reads chunk summaries".into(),
+            });
+            }
+            Err(e) => figures.errors.push(format!("query: {e}")),
         }
     }
-    out
+}
+
+/// The idle dev network: time to healthy and resident memory.
+async fn idle_network(figures: &mut Figures) {
+    match network::idle_network().await {
+        Ok(run) => {
+            figures.rows.push(Row {
+                figure: "network: time until all 25 servers are healthy".into(),
+                ours: format!("{} ms", run.time_to_healthy.as_millis()),
+                peer: "–".into(),
+                ratio: "–".into(),
+                target: "≤ 5 s".into(),
+            });
+            figures.rows.push(Row {
+                figure: "network: resident memory of the idle dev network".into(),
+                ours: format!("{:.0} MiB", run.rss_bytes as f64 / 1048576.0),
+                peer: "–".into(),
+                ratio: "–".into(),
+                target: "< 300 MiB".into(),
+            });
+        }
+        Err(e) => figures.errors.push(format!("network: {e}")),
+    }
 }

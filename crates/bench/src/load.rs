@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use coldchain_runtime::retry::code_name;
 use hdrhistogram::Histogram;
 
 /// How to drive one scenario.
@@ -57,16 +58,19 @@ impl LoadResult {
     }
 }
 
-/// The name of a call's outcome.
+/// The name of a call's outcome: its gRPC code's canonical name.
 pub fn status_name(result: &Result<(), tonic::Status>) -> String {
     match result {
         Ok(()) => "OK".to_string(),
-        Err(status) => format!("{:?}", status.code()).to_uppercase(),
+        Err(status) => code_name(status.code()).to_string(),
     }
 }
 
+/// 1 µs .. 60 s at 3 significant digits.
+// The bounds are constants that hdrhistogram accepts (low ≥ 1, high ≥ 2 × low, at most 5
+// significant digits): this cannot fail.
+#[allow(clippy::expect_used)]
 fn new_histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 

@@ -1,4 +1,4 @@
-//! Output helpers: status code and enum names, dates and instants, tables, the JSON shapes of
+//! Output helpers: enum names, dates and instants, tables, the JSON shapes of
 //! the contracts' messages (stable: enum names without their prefix, dates `YYYY-MM-DD`,
 //! instants RFC 3339 UTC, durations in milliseconds), and the terminal chart of `readings`.
 
@@ -8,31 +8,8 @@ use coldchain_proto::common::v1 as common;
 use coldchain_proto::inventory::v1 as inventory;
 use coldchain_proto::network::v1 as network;
 use coldchain_proto::telemetry::v1 as telemetry;
+use coldchain_runtime::proto_time;
 use serde_json::{Value, json};
-
-/// The canonical name of a gRPC code, e.g. `INVALID_ARGUMENT`.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
-}
 
 macro_rules! enum_names {
     ($(($name:ident, $parse:ident, $ty:ty, $prefix:literal)),* $(,)?) => {$(
@@ -153,16 +130,6 @@ enum_names!(
     ),
 );
 
-/// A calendar date as the contracts carry it.
-pub fn to_date(day: NaiveDate) -> common::Date {
-    use chrono::Datelike;
-    common::Date {
-        year: day.year(),
-        month: day.month() as i32,
-        day: day.day() as i32,
-    }
-}
-
 /// Parses `YYYY-MM-DD`.
 pub fn parse_day(text: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
@@ -171,35 +138,24 @@ pub fn parse_day(text: &str) -> Result<NaiveDate, String> {
 
 /// Parses `YYYY-MM-DD` into a contract date.
 pub fn parse_date(text: &str) -> Result<common::Date, String> {
-    parse_day(text).map(to_date)
+    parse_day(text).map(proto_time::date)
 }
 
-/// `YYYY-MM-DD`, or `None` when unset or not a real date.
+/// `YYYY-MM-DD` (as sent when not a real date); `None` when unset or a part is negative.
 pub fn date_str(date: Option<&common::Date>) -> Option<String> {
     let d = date?;
-    let day = NaiveDate::from_ymd_opt(
-        d.year,
-        u32::try_from(d.month).ok()?,
-        u32::try_from(d.day).ok()?,
-    );
-    Some(match day {
-        Some(day) => day.format("%Y-%m-%d").to_string(),
-        None => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
+    if d.month < 0 || d.day < 0 {
+        return None;
+    }
+    Some(match proto_time::naive_date(d) {
+        Ok(day) => day.format("%Y-%m-%d").to_string(),
+        Err(_) => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
     })
 }
 
-/// A contract instant as a chrono one.
+/// A contract instant as a chrono one (the services keep milliseconds).
 pub fn instant(ts: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    let ts = ts?;
-    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
-}
-
-/// A chrono instant as a contract one.
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
+    DateTime::from_timestamp_millis(proto_time::millis(ts?)?)
 }
 
 /// RFC 3339 UTC, e.g. `2026-03-01T10:00:00Z` (milliseconds when not whole seconds).
@@ -214,23 +170,9 @@ pub fn ts_short(ts: Option<&prost_types::Timestamp>) -> String {
         .unwrap_or_else(|| "-".to_string())
 }
 
-/// A contract duration in milliseconds.
-pub fn duration_ms(d: Option<&prost_types::Duration>) -> Option<i64> {
-    let d = d?;
-    Some(d.seconds.saturating_mul(1000) + i64::from(d.nanos / 1_000_000))
-}
-
-/// A std duration as a contract one.
-pub fn proto_duration(d: std::time::Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
 /// For tables: `4m30s`, `850ms`, or `-`.
 pub fn duration_short(d: Option<&prost_types::Duration>) -> String {
-    match duration_ms(d) {
+    match d.and_then(proto_time::duration_millis) {
         None => "-".to_string(),
         Some(ms) if ms < 1000 => format!("{ms}ms"),
         Some(ms) => {
@@ -459,7 +401,7 @@ pub fn alarm_json(a: &telemetry::Alarm) -> Value {
         "limit_celsius": a.limit_celsius,
         "peak_celsius": a.peak_celsius,
         "peak_deviation_celsius": a.peak_deviation_celsius,
-        "duration_ms": duration_ms(a.duration.as_ref()),
+        "duration_ms": a.duration.as_ref().and_then(proto_time::duration_millis),
         "degree_minutes": a.degree_minutes,
         "acknowledged_by": a.acknowledged_by,
         "acknowledged_at": ts_str(a.acknowledged_at.as_ref()),
@@ -590,7 +532,7 @@ mod tests {
         assert!(parse_date("2026-02-30").is_err());
         assert!(parse_date("01/03/2026").is_err());
         assert_eq!(
-            date_str(Some(&to_date(parse_day("2026-12-31").unwrap()))).unwrap(),
+            date_str(Some(&proto_time::date(parse_day("2026-12-31").unwrap()))).unwrap(),
             "2026-12-31"
         );
         assert_eq!(thousands(12000), "12,000");

@@ -11,7 +11,9 @@
 
 pub mod format;
 mod gateway;
+mod pages;
 mod site;
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,15 +23,16 @@ use clap::{Args, Subcommand};
 use coldchain_runtime::client::Channel;
 use coldchain_runtime::client::ClientOptions;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
+use coldchain_runtime::retry::describe;
 use rand::Rng;
 use tonic_types::StatusExt;
 
 pub use gateway::list_sites as gateway_list_sites;
-pub use gateway::retryable as stream_retryable;
 pub use gateway::{AlarmsArgs, SitesArgs, SpaceArgs, StockArgs, TransferCommand};
 pub use site::{
     AckArgs, BookingsArgs, CancelArgs, ConfirmArgs, HoldArgs, LedgerArgs, ReadingsArgs,
 };
+pub use stream::retryable as stream_retryable;
 
 /// The default gateway endpoint (the `dev` network's).
 pub const DEFAULT_GATEWAY: &str = "http://127.0.0.1:50051";
@@ -278,6 +281,23 @@ pub fn unary<T>(message: T) -> tonic::Request<T> {
     coldchain_runtime::client::request(message, &client_options())
 }
 
+/// Runs a unary call, retrying UNAVAILABLE (every mutating call carries a request id).
+#[macro_export]
+macro_rules! call {
+    ($client:expr, $method:ident, $request:expr) => {{
+        let client = $client.clone();
+        let request = $request;
+        let options = $crate::client_options();
+        coldchain_runtime::client::with_retry(&options, || {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move { client.$method($crate::unary(request)).await }
+        })
+        .await
+        .map(|response| response.into_inner())
+    }};
+}
+
 /// Why a command failed.
 #[derive(Debug)]
 pub enum CliError {
@@ -303,6 +323,12 @@ impl From<tonic::Status> for CliError {
     }
 }
 
+/// The failure of the mutating call with `request_id`, so that the error names it for a
+/// safe retry.
+pub fn retry_with(request_id: &str) -> impl Fn(tonic::Status) -> CliError + '_ {
+    move |status| CliError::from(status).with_request_id(request_id)
+}
+
 impl CliError {
     /// Attaches the request id of the failed mutating call.
     pub fn with_request_id(self, id: &str) -> Self {
@@ -319,9 +345,7 @@ impl CliError {
     pub fn summary(&self) -> String {
         match self {
             CliError::Usage(message) | CliError::Failed(message) => message.clone(),
-            CliError::Rpc { status, .. } => {
-                format!("{}: {}", format::code_name(status.code()), status.message())
-            }
+            CliError::Rpc { status, .. } => describe(status),
         }
     }
 

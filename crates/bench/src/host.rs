@@ -1,0 +1,423 @@
+//! The servers of the scenarios: real servers of this project, started in this process on
+//! 127.0.0.1:0 over a temporary data directory, driven through the generated clients.
+//!
+//! The servers authenticate and authorize every call as in production (the figures include
+//! that cost); each load client presents the key of the role that makes its calls in real
+//! life. Only the per-credential rate limit is raised out of the way: it would otherwise
+//! shed the load it is meant to measure.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use coldchain_proto::bench::v1 as bench;
+use coldchain_runtime::Shutdown;
+use coldchain_runtime::auth::{ApiKey, Credentials, Role};
+use coldchain_runtime::client::{Channel as KeyedChannel, ClientOptions};
+use coldchain_runtime::config::Config;
+use coldchain_runtime::error::ServiceError;
+use coldchain_runtime::host::{RunningService, ServiceContext, spawn_service};
+use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
+use coldchain_runtime::server::{ServiceSpec, always_healthy, bind, never_fatal};
+use tonic::transport::Channel;
+
+use crate::Build;
+
+/// One site with room for anything the load asks: capacity never limits the figures.
+const BENCH_NETWORK: &str = r#"
+[gateway]
+listen = "127.0.0.1:61000"
+
+[[site]]
+id = "bench-site"
+name = "Benchmark site"
+location = "loopback"
+reached_by = "loopback"
+time_zone = "Asia/Shanghai"
+
+[site.ports]
+inventory = 61001
+telemetry = 61002
+booking = 61003
+
+[[site.zone]]
+id = "chilled-a"
+class = "CHILLED"
+min_celsius = 0.0
+max_celsius = 4.0
+capacity_pallets = 4000000000
+"#;
+
+/// The site of [`BENCH_NETWORK`].
+const SITE: &str = "bench-site";
+
+/// A per-credential rate no load of this bench reaches: the limiter runs (its cost is in
+/// the figures) but never sheds.
+const UNLIMITED_RATE: usize = 10_000_000;
+
+/// Who a load client calls as.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller {
+    /// Operations: registers sensors.
+    Operations,
+    /// The bench site's warehouse system: records movements, reads stock and the ledger.
+    Warehouse,
+    /// The bench site's sensor gateway: streams readings.
+    Sensors,
+    /// The booking client of the n-th bench customer ([`bench_customer`]).
+    Customer(usize),
+}
+
+/// The customer the n-th booking client books for.
+pub fn bench_customer(n: usize) -> String {
+    format!("bench-customer-{n}")
+}
+
+/// The credentials a bench server accepts and the keys its callers present: made in
+/// memory for each server, never written anywhere.
+pub struct Keys {
+    credentials: Arc<Credentials>,
+    operations: ApiKey,
+    warehouse: ApiKey,
+    sensors: ApiKey,
+    customers: Vec<ApiKey>,
+}
+
+impl Keys {
+    /// Operations, the site's warehouse and sensor gateway, and `customers` booking
+    /// clients.
+    fn generate(customers: usize) -> Result<Keys, String> {
+        let mut credentials = Credentials::default();
+        let mut make = |id: &str, role: Role| -> Result<ApiKey, String> {
+            let key = ApiKey::generate(id)?;
+            credentials.insert(&key, role);
+            Ok(key)
+        };
+        let operations = make(coldchain_credentials::OPERATIONS, Role::Operations)?;
+        let warehouse = make(
+            &coldchain_credentials::warehouse(SITE),
+            Role::Warehouse { site: SITE.into() },
+        )?;
+        let sensors = make(
+            &coldchain_credentials::sensors(SITE),
+            Role::SensorGateway { site: SITE.into() },
+        )?;
+        let customers = (0..customers)
+            .map(|n| {
+                let customer = bench_customer(n);
+                make(
+                    &coldchain_credentials::customer(&customer),
+                    Role::BookingClient { customer },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Keys {
+            credentials: Arc::new(credentials),
+            operations,
+            warehouse,
+            sensors,
+            customers,
+        })
+    }
+
+    /// The key of `caller`; `None` for a customer beyond those generated (its calls are
+    /// then refused, and counted as errors).
+    fn key(&self, caller: Caller) -> Option<&ApiKey> {
+        match caller {
+            Caller::Operations => Some(&self.operations),
+            Caller::Warehouse => Some(&self.warehouse),
+            Caller::Sensors => Some(&self.sensors),
+            Caller::Customer(n) => self.customers.get(n),
+        }
+    }
+}
+
+/// A server of ours running for one scenario, with its data directory and the keys of its
+/// callers.
+pub struct Host {
+    pub service: RunningService,
+    pub data: tempfile::TempDir,
+    pub keys: Keys,
+}
+
+/// The bench's process config: room for any load, authentication on, no rate shedding.
+fn bench_config(data: &tempfile::TempDir) -> Config {
+    Config {
+        data_dir: data.path().to_path_buf(),
+        concurrency_limit: 100_000,
+        rate_limit: UNLIMITED_RATE,
+        rate_burst: UNLIMITED_RATE,
+        ..Config::default()
+    }
+}
+
+/// The context of `kind` at the bench site, with its data in `data`.
+fn bench_context(kind: ServiceKind, data: &tempfile::TempDir) -> Result<ServiceContext, String> {
+    let network = NetworkConfig::parse(BENCH_NETWORK).map_err(|e| e.to_string())?;
+    let site: SiteConfig = network
+        .site(SITE)
+        .cloned()
+        .ok_or_else(|| format!("the bench network has no site {SITE}"))?;
+    Ok(ServiceContext::new(
+        kind,
+        site,
+        Arc::new(network),
+        Arc::new(bench_config(data)),
+        Shutdown::new(),
+    ))
+}
+
+impl Host {
+    /// Starts `kind` of the bench site, made by `build`.
+    pub async fn start(kind: ServiceKind, build: Build) -> Result<Self, String> {
+        Self::launch(kind, None, 0, build).await
+    }
+
+    /// Starts `kind` of the bench site with a clock of our choosing.
+    pub async fn start_with_clock(
+        kind: ServiceKind,
+        clock: Option<coldchain_store::SharedClock>,
+        build: Build,
+    ) -> Result<Self, String> {
+        Self::launch(kind, clock, 0, build).await
+    }
+
+    /// Starts the booking service of the bench site, accepting `customers` booking clients.
+    pub async fn start_booking(customers: usize, build: Build) -> Result<Self, String> {
+        Self::launch(ServiceKind::Booking, None, customers, build).await
+    }
+
+    async fn launch(
+        kind: ServiceKind,
+        clock: Option<coldchain_store::SharedClock>,
+        customers: usize,
+        build: Build,
+    ) -> Result<Self, String> {
+        let data = tempfile::Builder::new()
+            .prefix("coldchain-bench")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let mut ctx = bench_context(kind, &data)?;
+        if let Some(clock) = clock {
+            ctx.clock = clock;
+        }
+        let keys = Keys::generate(customers)?;
+        ctx.security.credentials = Some(keys.credentials.clone());
+        let spec = build(&ctx).map_err(|e| e.to_string())?;
+        Self::serve(spec, ctx, data, keys).await
+    }
+
+    /// Starts the no-op service on the same server stack. With `durable`, each call also
+    /// appends one ledger entry to a database of the services' kind and answers once the
+    /// group commit has made it durable: the same wait a service's write has, with no rows
+    /// of its own (the entries of one commit share one key).
+    pub async fn noop(durable: bool) -> Result<Self, String> {
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut ctx = bench_context(ServiceKind::Gateway, &data)?;
+        // The ceiling pays for authentication too, so the services' share of it stays
+        // comparable.
+        let keys = Keys::generate(0)?;
+        ctx.security.credentials = Some(keys.credentials.clone());
+        let store = if durable {
+            Some(ctx.open_store().map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let closing = store.clone();
+        let spec = ServiceSpec {
+            label: "bench/noop".into(),
+            service_name: coldchain_proto::BENCH_SERVICE,
+            routes: tonic::service::Routes::new(
+                bench::bench_service_server::BenchServiceServer::new(Noop { store }),
+            ),
+            probe: always_healthy(),
+            on_stopped: Box::new(move || {
+                if let Some(store) = closing {
+                    store.close();
+                }
+            }),
+            fatal: never_fatal(),
+        };
+        Self::serve(spec, ctx, data, keys).await
+    }
+
+    async fn serve(
+        spec: ServiceSpec,
+        ctx: ServiceContext,
+        data: tempfile::TempDir,
+        keys: Keys,
+    ) -> Result<Self, String> {
+        let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .map_err(|e| e.to_string())?;
+        let service = spawn_service(listener, spec, ctx.limits(), ctx.shutdown.clone())
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            service,
+            data,
+            keys,
+        })
+    }
+
+    /// `connection` presenting the key of `caller` on every call.
+    pub fn as_caller(&self, connection: &Channel, caller: Caller) -> KeyedChannel {
+        KeyedChannel::new(connection.clone(), self.keys.key(caller))
+    }
+
+    /// `connections` channels to the server, connected now, calling as `caller`.
+    pub async fn channels_as(
+        &self,
+        connections: usize,
+        caller: Caller,
+    ) -> Result<Vec<KeyedChannel>, String> {
+        Ok(self
+            .channels(connections)
+            .await?
+            .iter()
+            .map(|connection| self.as_caller(connection, caller))
+            .collect())
+    }
+
+    /// `connections` channels to the server, connected now, without credentials.
+    ///
+    /// Made by `coldchain_runtime::client`, the connector the services use towards each
+    /// other: tonic's channel over TCP with writes coalesced. The clients share the
+    /// server's two cores, and coalescing cuts what their connections cost, so less of
+    /// the machine goes to the load generator (PostgreSQL's, `pgbench`, is C).
+    pub async fn channels(&self, connections: usize) -> Result<Vec<Channel>, String> {
+        let options = ClientOptions {
+            // The bench reports latency itself; a call is never cut short.
+            call_timeout: Duration::from_secs(600),
+            ..ClientOptions::default()
+        };
+        let mut out = Vec::new();
+        for _ in 0..connections.max(1) {
+            let channel = coldchain_runtime::client::transport(&self.service.endpoint(), &options)
+                .await
+                .map_err(|e| e.to_string())?;
+            out.push(channel);
+        }
+        Ok(out)
+    }
+
+    pub async fn stop(self) {
+        self.service.stop().await;
+    }
+
+    /// Stops the service cleanly, then measures the bytes its data directory takes: the
+    /// data at rest, without the write-ahead log's space made ahead for records to come.
+    pub async fn stop_and_measure_disk(self) -> u64 {
+        self.service.stop().await;
+        dir_size(self.data.path())
+    }
+}
+
+/// The bytes the files under `path` take (what cannot be read counts as nothing).
+pub fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The no-op service; with a store, the durable no-op (see [`Host::noop`]).
+struct Noop {
+    store: Option<coldchain_store::Store>,
+}
+
+#[tonic::async_trait]
+impl bench::bench_service_server::BenchService for Noop {
+    async fn noop(
+        &self,
+        request: tonic::Request<bench::NoopRequest>,
+    ) -> Result<tonic::Response<bench::NoopResponse>, tonic::Status> {
+        let payload = request.into_inner().payload;
+        let Some(store) = &self.store else {
+            return Ok(tonic::Response::new(bench::NoopResponse { payload }));
+        };
+        let written = store
+            .write(None, |tx| {
+                tx.append_ledger(|_| payload.clone());
+                Ok::<_, std::convert::Infallible>(bench::NoopResponse { payload })
+            })
+            .await
+            // Through the one error mapping, as a service's handler would.
+            .map_err(|e| tonic::Status::from(ServiceError::unavailable(e.to_string())))?;
+        Ok(tonic::Response::new(written.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Authorization by role, on a real service, is tested where the services are: in the
+    /// binary (`bench_servers_authorize_every_call`, `src/run.rs`).
+    #[tokio::test]
+    async fn bench_servers_authenticate_every_call() {
+        let host = Host::noop(false).await.unwrap();
+        let connection = host.channels(1).await.unwrap().remove(0);
+        let refused = bench::bench_service_client::BenchServiceClient::new(connection.clone())
+            .noop(bench::NoopRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        bench::bench_service_client::BenchServiceClient::new(
+            host.as_caller(&connection, Caller::Operations),
+        )
+        .noop(bench::NoopRequest::default())
+        .await
+        .unwrap();
+        host.stop().await;
+    }
+
+    /// The durable no-op is only a fair reference if each answer really waited for a
+    /// durable write: every acknowledged call must be in the ledger after a restart.
+    #[tokio::test]
+    async fn the_durable_no_op_answers_after_its_ledger_entry_is_stored() {
+        let host = Host::noop(true).await.unwrap();
+        let connection = host.channels(1).await.unwrap().remove(0);
+        let mut client = bench::bench_service_client::BenchServiceClient::new(
+            host.as_caller(&connection, Caller::Operations),
+        );
+        for payload in [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()] {
+            let answer = client
+                .noop(bench::NoopRequest {
+                    payload: payload.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(answer.payload, payload);
+        }
+        let Host { service, data, .. } = host;
+        service.stop().await;
+        let store = coldchain_store::Store::open(
+            &data.path().join("gateway"),
+            &coldchain_store::Identity {
+                site: "hub".into(),
+                service: "gateway".into(),
+            },
+            coldchain_store::StoreOptions::default(),
+        )
+        .unwrap();
+        let entries: Vec<Vec<u8>> = store
+            .ledger_from(1, 10)
+            .unwrap()
+            .into_iter()
+            .map(|record| record.bytes)
+            .collect();
+        assert_eq!(
+            entries,
+            [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
+        store.close();
+    }
+}

@@ -1,0 +1,62 @@
+//! `HoldSpace` then `ConfirmBooking`, each worker the booking client of its own customer.
+
+use coldchain_proto::booking::v1 as booking;
+use coldchain_runtime::client::Channel as KeyedChannel;
+use coldchain_runtime::proto_time;
+
+use super::run_id;
+use crate::Build;
+use crate::host::{Caller, Host, bench_customer};
+use crate::load::{self, LoadResult, LoadSpec};
+
+/// `HoldSpace` then `ConfirmBooking`, durable, one pair per iteration; each worker is the
+/// booking client of its own customer.
+pub async fn booking(
+    spec: &LoadSpec,
+    connections: usize,
+    build: Build,
+) -> Result<LoadResult, String> {
+    let host = Host::start_booking(spec.concurrency, build).await?;
+    let connections = host.channels(connections).await?;
+    let channels: Vec<KeyedChannel> = (0..spec.concurrency.max(1))
+        .map(|worker| {
+            host.as_caller(
+                &connections[worker % connections.len()],
+                Caller::Customer(worker),
+            )
+        })
+        .collect();
+    let run = run_id();
+    let today = chrono::Utc::now().date_naive();
+    let result = load::run("booking", spec, move |worker, iteration| {
+        let mut client = booking::booking_service_client::BookingServiceClient::new(
+            channels[worker % channels.len()].clone(),
+        );
+        let day = today + chrono::Days::new(1 + (worker as u64 * 31 + iteration) % 365);
+        let date = proto_time::date(day);
+        let hold = booking::HoldSpaceRequest {
+            request_id: format!("bench-{run}-{worker}-{iteration}-hold"),
+            customer_id: bench_customer(worker),
+            space: Some(booking::hold_space_request::Space::ZoneId(
+                "chilled-a".into(),
+            )),
+            pallets: 1,
+            first_day: Some(date),
+            last_day: Some(date),
+            ..Default::default()
+        };
+        async move {
+            let held = client.hold_space(hold).await?.into_inner();
+            client
+                .confirm_booking(booking::ConfirmBookingRequest {
+                    request_id: format!("bench-{run}-{worker}-{iteration}-confirm"),
+                    booking_id: held.booking_id,
+                })
+                .await
+                .map(|_| ())
+        }
+    })
+    .await;
+    host.stop().await;
+    Ok(result)
+}

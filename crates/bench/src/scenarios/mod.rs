@@ -1,0 +1,23 @@
+//! Our side of every scenario, one module each, on the servers of [`crate::host`].
+
+mod booking;
+mod ceiling;
+mod inventory;
+mod query;
+mod telemetry;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use booking::booking;
+pub use ceiling::ceiling;
+pub use inventory::inventory;
+pub use query::telemetry_query;
+pub use telemetry::{ROUND_SECONDS, readings_csv, readings_round, telemetry};
+
+/// A fresh id for a scenario's run, so that its request ids are new to the server.
+fn run_id() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
