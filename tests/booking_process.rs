@@ -3,6 +3,7 @@
 //! zone and day the counters still equal the sum of the live bookings and never exceed the
 //! capacity. Each load task is the booking client of its own customer; the checks after the
 //! restart read as the site's warehouse system.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

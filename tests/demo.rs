@@ -4,6 +4,7 @@
 //! follower. A second run (a new day's ids) succeeds too, and a replay of the first run's
 //! id changes nothing. The network requires keys: the demo takes each role's from the
 //! keyring `dev` made under the data directory they share.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

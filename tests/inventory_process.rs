@@ -5,6 +5,7 @@
 //! ledger deltas. Requests whose outcome the kill made unknown are retried with the same
 //! request_id afterwards and land exactly once. The writers call as the site's warehouse
 //! system, with its key.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

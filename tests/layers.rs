@@ -10,6 +10,7 @@
 //!
 //! Test code is left out: files named `tests.rs`, files under a `tests/` directory, and
 //! everything from a file's `#[cfg(test)]` module on.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,7 @@
 //! configuration with exit code 2 and every problem listed. `serve` refuses to start
 //! without credentials unless told to run insecurely, and `dev --insecure-no-auth` says so
 //! loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

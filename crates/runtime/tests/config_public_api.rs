@@ -1,5 +1,6 @@
 //! The configuration API as the binary uses it: config from file + environment, then the
 //! network file it names, with every problem of both in one report.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
 use std::time::Duration;

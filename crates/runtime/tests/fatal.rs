@@ -1,6 +1,7 @@
 //! A server whose store can no longer make writes durable stops itself, says why, and
 //! closes its store: a process left running with such a store looks alive to its
 //! supervisor and is never restarted, while opening the store again replays its log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,6 +4,7 @@
 //! `valgrind --tool=callgrind` to count instructions per write.
 //!
 //!     cargo run --release -p coldchain-store --example write_path -- [writes]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::sync::Arc;
 use std::time::Instant;

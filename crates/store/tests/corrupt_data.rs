@@ -6,6 +6,7 @@
 //! sled's I/O threads have let go of its lock, see `common::raw_sled`), overwrites or adds raw entries in the store's trees (`data`
 //! for rows, `_meta` for identity) under keys built with the public `Table::raw_key`, and
 //! reopens the store. No test hook in the store is needed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

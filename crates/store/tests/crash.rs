@@ -4,6 +4,7 @@
 //!
 //! The child is this same test binary, run again with `CHILD_DIR` set: the test function
 //! then plays the writer instead of the checker.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

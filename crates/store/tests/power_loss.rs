@@ -3,6 +3,7 @@
 //! after every file and directory of the sled database was fsynced. The store's
 //! file-system calls go through a seam that these tests record, and the order is checked:
 //! at a checkpoint during load, and when a start replays the log a crash left.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

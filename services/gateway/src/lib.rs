@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 //! The network gateway at the hub (`coldchain.network.v1.NetworkService`): questions
 //! across the sites, a merged alarm feed, and corridor transfers between two sites'
 //! inventories.
@@ -8,21 +9,22 @@
 //!   answer's `failures` (or, for `ListSites`, as an UNREACHABLE endpoint) and never fails
 //!   or stalls the whole answer.
 //! - `WatchAlarms` keeps one upstream alarm feed per site, each resuming from its own
-//!   cursor across site restarts ([`watch`]).
-//! - Transfers are a durable, idempotent saga in the gateway's own store ([`saga`],
+//!   cursor across site restarts ([`app::watch`]).
+//! - Transfers are a durable, idempotent saga in the gateway's own store ([`app::saga`],
 //!   [`store`]), driven by the handlers and, after a restart or an outage, by a background
-//!   resumer.
+//!   resumer ([`app::resumer`]).
 //!
-//! Layers: [`api`] (handlers) → [`saga`] / [`watch`] / [`sites`] (calls to the sites) →
-//! [`store`] (the gateway's database) → [`domain`] (the rules, pure).
+//! Layers: [`api`] (handlers of a few lines) → [`wire`] (protobuf ⇄ domain, form) →
+//! [`app`] (use cases, calls to the sites, background workers) → [`store`] (the gateway's
+//! database) → [`domain`] (the rules, pure); [`error`] is the one place a refusal becomes
+//! a status.
 
 pub mod api;
-pub mod convert;
+pub mod app;
 pub mod domain;
-pub mod saga;
-pub mod sites;
+pub mod error;
 pub mod store;
-pub mod watch;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,12 +91,12 @@ pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
 pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpec, StartError> {
     let store = ctx.open_store()?;
     spawn_idempotency_sweeper(store.clone(), ctx.shutdown.clone());
-    let sites = Arc::new(sites::Sites::new(ctx.network.clone(), &ctx.client));
+    let sites = Arc::new(app::sites::Sites::new(ctx.network.clone(), &ctx.client));
     let transfers = store::GatewayStore::new(store.clone());
-    let saga = Arc::new(saga::Saga::new(
+    let saga = Arc::new(app::saga::Saga::new(
         transfers.clone(),
         sites.clone(),
-        saga::SagaOptions {
+        app::saga::SagaOptions {
             step_timeout: options.step_timeout,
             step_attempts: options.step_attempts,
             resume_interval: options.resume_interval,
@@ -103,8 +105,8 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
         },
         &ctx.client,
     ));
-    saga.clone().spawn_resumer(ctx.shutdown.clone());
-    let api = api::GatewayApi::new(
+    app::resumer::spawn(saga.clone(), ctx.shutdown.clone());
+    let app = app::GatewayApp::new(
         transfers,
         sites,
         saga,
@@ -112,6 +114,7 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
         options,
         ctx.shutdown.clone(),
     );
+    let api = api::GatewayApi::new(Arc::new(app));
     let server = NetworkServiceServer::new(api)
         .max_decoding_message_size(ctx.config.max_message_bytes)
         .max_encoding_message_size(ctx.config.max_message_bytes);

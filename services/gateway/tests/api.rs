@@ -1218,12 +1218,16 @@ async fn a_crash_after_the_source_recorded_but_before_the_gateway_did_ships_once
             train_or_route: String::new(),
         };
         transfers
-            .create(&coldchain_store::fingerprint("crash-start", b"crash"), spec)
+            .create(
+                &coldchain_store::fingerprint("crash-start", b"crash"),
+                &coldchain_gateway::wire::TransferRefCodec,
+                spec,
+            )
             .await
             .expect("recorded");
         let transfer = transfers.get("T-CRASH").unwrap().unwrap();
         let mut park = net.inventory(PARK).await;
-        park.record_movements(coldchain_gateway::saga::transfer_out_request(&transfer))
+        park.record_movements(coldchain_gateway::wire::transfer_out_request(&transfer))
             .await
             .expect("the source recorded the transfer out");
         store.close();

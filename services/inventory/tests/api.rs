@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 over temporary data dirs: every unary RPC, every error the issue names and
 //! idempotency (the change feed, concurrency, restart and the booking check-in are in
 //! `feed.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

@@ -15,17 +15,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coldchain_network::ServiceKind;
 use coldchain_proto::network::v1 as pb;
 use coldchain_proto::telemetry::v1 as tel;
 use coldchain_runtime::Shutdown;
-use coldchain_runtime::network::ServiceKind;
+use coldchain_runtime::retry::Backoff;
 use futures::{Stream, StreamExt};
 use prost::Message;
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain;
-use crate::sites::Sites;
+use super::sites::Sites;
+use crate::{error, wire};
 
 /// Most encoded bytes gathered into one merged message.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -111,10 +111,7 @@ async fn coordinate(
         let first = tokio::select! {
             biased;
             () = &mut stop => {
-                let _ = end_tx.send(tonic::Status::unavailable(format!(
-                    "server shutting down; resume with from_sequences {}",
-                    cursors_text(&cursors)
-                )));
+                let _ = end_tx.send(error::watch_shutting_down(&cursors_text(&cursors)));
                 break;
             }
             () = out_tx.closed() => break,
@@ -139,11 +136,10 @@ async fn coordinate(
             Ok(Ok(())) => cursors = advanced,
             Ok(Err(_)) => break,
             Err(_) => {
-                let _ = end_tx.send(tonic::Status::resource_exhausted(format!(
-                    "watch client too slow: the stream stalled for {} ms; resume with from_sequences {}",
-                    options.stall.as_millis(),
-                    cursors_text(&cursors)
-                )));
+                let _ = end_tx.send(error::watch_too_slow(
+                    options.stall,
+                    &cursors_text(&cursors),
+                ));
                 break;
             }
         }
@@ -179,6 +175,7 @@ async fn feed(
     tx: mpsc::Sender<FeedItem>,
     options: WatchOptions,
 ) {
+    let backoff = Backoff::new(options.backoff_initial, options.backoff_max);
     let mut connected: Option<bool> = None;
     let mut attempt: u32 = 0;
     loop {
@@ -193,10 +190,7 @@ async fn feed(
                 )
                 .await;
                 match opened {
-                    Err(_) => tonic::Status::deadline_exceeded(format!(
-                        "alarm feed did not open within {} ms",
-                        options.connect_timeout.as_millis()
-                    )),
+                    Err(_) => error::feed_not_opened(options.connect_timeout),
                     Ok(Err(status)) => status,
                     Ok(Ok(response)) => {
                         if connected != Some(true) {
@@ -240,11 +234,7 @@ async fn feed(
                                         return;
                                     }
                                 }
-                                Ok(None) => {
-                                    break tonic::Status::unavailable(
-                                        "the site ended its alarm feed",
-                                    );
-                                }
+                                Ok(None) => break error::feed_ended(),
                                 Err(status) => break status,
                             }
                         }
@@ -257,17 +247,17 @@ async fn feed(
             let status = pb::SiteFeedStatus {
                 site_id: site.clone(),
                 connected: false,
-                error: Some(sites.site_error(&site, ServiceKind::Telemetry, &failure)),
+                error: Some(wire::site_error(sites.site_error(
+                    &site,
+                    ServiceKind::Telemetry,
+                    &failure,
+                ))),
             };
             if tx.send(FeedItem::Status(status)).await.is_err() {
                 return;
             }
         }
         attempt = attempt.saturating_add(1);
-        let wait = domain::jittered(
-            domain::backoff(attempt, options.backoff_initial, options.backoff_max),
-            rand::thread_rng().gen_range(0.0..=1.0),
-        );
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(backoff.next(attempt)).await;
     }
 }

@@ -1,6 +1,6 @@
 //! The corridor-transfer saga: the calls to the two inventories and to the source's
-//! telemetry, each idempotent by a request_id derived from the transfer id, and the
-//! background resumer that drives every unfinished transfer forward.
+//! telemetry, each idempotent by a request_id derived from the transfer id (the
+//! background [`super::resumer`] drives every unfinished transfer forward through it).
 //!
 //! The steps, each recorded in the gateway's store after the site answered:
 //! 1. REQUESTED: the source's `RecordMovements` TRANSFER_OUT (request_id
@@ -13,21 +13,21 @@
 //!    (request_id `gateway:<id>:transfer-in`; the destination also dedupes by transfer,
 //!    sku and lot) → COMPLETED.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use coldchain_proto::inventory::v1 as inv;
-use coldchain_proto::telemetry::v1 as tel;
-use coldchain_runtime::Shutdown;
+use coldchain_runtime::ServiceError;
 use coldchain_runtime::client::{ClientOptions, with_retry};
-use futures::StreamExt;
-use rand::Rng;
+use coldchain_runtime::retry::{describe, is_transient};
 
-use crate::convert::{class_to_proto, lot_from_proto, lot_to_proto, millis};
-use crate::domain::{self, Refusal, SensorBinding, Transfer, TransferState};
-use crate::sites::{Sites, describe, is_transient, timed, within};
+use super::claims::Claims;
+use super::sites::{Sites, timed, within};
+use crate::domain::{Refusal, SensorBinding, Transfer, TransferState};
+use crate::error::write_error;
 use crate::store::GatewayStore;
+use crate::wire::sites::{
+    recorded_ms, sensor_request, shipped_lots, transfer_in_request, transfer_out_request,
+};
 
 /// How the saga calls sites and retries.
 #[derive(Debug, Clone)]
@@ -71,112 +71,10 @@ pub struct Saga {
     sites: Arc<Sites>,
     options: SagaOptions,
     retry: ClientOptions,
-    busy: Mutex<HashMap<String, usize>>,
+    claims: Claims,
 }
 
-/// Marks a transfer as being driven by a handler while alive (the resumer leaves it alone).
-pub struct Claim<'a> {
-    saga: &'a Saga,
-    transfer_id: String,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        let mut busy = self.saga.busy.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = busy.get_mut(&self.transfer_id) {
-            *n -= 1;
-            if *n == 0 {
-                busy.remove(&self.transfer_id);
-            }
-        }
-    }
-}
-
-/// The TRANSFER_OUT batch of a transfer at its source: one movement per line. Built only
-/// from the stored transfer, so every retry sends the same bytes under the same request_id.
-pub fn transfer_out_request(t: &Transfer) -> inv::RecordMovementsRequest {
-    inv::RecordMovementsRequest {
-        request_id: domain::transfer_out_request_id(&t.transfer_id),
-        movements: t
-            .lines
-            .iter()
-            .map(|line| inv::Movement {
-                kind: inv::MovementKind::TransferOut as i32,
-                sku: line.sku.clone(),
-                lot: Some(inv::LotInfo {
-                    lot_id: line.lot_id.clone(),
-                    ..inv::LotInfo::default()
-                }),
-                zone_id: line.source_zone_id.clone(),
-                quantity: line.quantity,
-                unit: line.unit.clone(),
-                reason: format!(
-                    "corridor transfer {} to {}",
-                    t.transfer_id, t.destination_site_id
-                ),
-                other_site_id: t.destination_site_id.clone(),
-                transfer_id: t.transfer_id.clone(),
-                ..inv::Movement::default()
-            })
-            .collect(),
-    }
-}
-
-/// The TRANSFER_IN batch of a transfer at its destination: one movement per (sku, lot),
-/// carrying the lot's attributes as the source stored them.
-pub fn transfer_in_request(t: &Transfer) -> inv::RecordMovementsRequest {
-    inv::RecordMovementsRequest {
-        request_id: domain::transfer_in_request_id(&t.transfer_id),
-        movements: t
-            .receipt_lines()
-            .into_iter()
-            .map(|line| inv::Movement {
-                kind: inv::MovementKind::TransferIn as i32,
-                sku: line.sku,
-                lot: Some(match &line.lot {
-                    Some(lot) => lot_to_proto(lot),
-                    None => inv::LotInfo {
-                        lot_id: line.lot_id.clone(),
-                        ..inv::LotInfo::default()
-                    },
-                }),
-                zone_id: line.zone_id,
-                quantity: line.quantity,
-                unit: line.unit,
-                reason: format!(
-                    "corridor transfer {} from {}",
-                    t.transfer_id, t.source_site_id
-                ),
-                other_site_id: t.source_site_id.clone(),
-                transfer_id: t.transfer_id.clone(),
-                ..inv::Movement::default()
-            })
-            .collect(),
-    }
-}
-
-/// The registration of a transfer's reefer sensor at the source's telemetry service.
-pub fn sensor_request(t: &Transfer) -> tel::RegisterSensorRequest {
-    tel::RegisterSensorRequest {
-        request_id: domain::sensor_request_id(&t.transfer_id),
-        sensor_id: t.reefer_sensor_id.clone(),
-        binding: Some(tel::register_sensor_request::Binding::Reefer(
-            tel::ReeferBinding {
-                container_id: t.reefer_container_id.clone(),
-                train_or_route: t.train_or_route.clone(),
-                transfer_id: t.transfer_id.clone(),
-                temperature_class: class_to_proto(t.reefer_class) as i32,
-            },
-        )),
-        profile: None,
-        description: format!(
-            "reefer {} of corridor transfer {}",
-            t.reefer_container_id, t.transfer_id
-        ),
-    }
-}
-
-type StepResult<T> = Result<T, tonic::Status>;
+type StepResult<T> = Result<T, ServiceError>;
 
 impl Saga {
     /// The saga over `store`, calling `sites`.
@@ -196,25 +94,23 @@ impl Saga {
             sites,
             options,
             retry,
-            busy: Mutex::new(HashMap::new()),
+            claims: Claims::default(),
         }
     }
 
-    /// Marks `transfer_id` as driven by a handler until the claim is dropped.
-    pub fn claim(&self, transfer_id: &str) -> Claim<'_> {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        *busy.entry(transfer_id.to_string()).or_insert(0) += 1;
-        Claim {
-            saga: self,
-            transfer_id: transfer_id.to_string(),
-        }
+    /// The transfers.
+    pub fn store(&self) -> &GatewayStore {
+        &self.store
     }
 
-    fn is_busy(&self, transfer_id: &str) -> bool {
-        self.busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(transfer_id)
+    /// How it calls sites and retries.
+    pub fn options(&self) -> &SagaOptions {
+        &self.options
+    }
+
+    /// Who drives which transfer.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
     }
 
     /// Does the step the transfer's state calls for: the TRANSFER_OUT (REQUESTED), the
@@ -250,25 +146,15 @@ impl Saga {
         };
         match answer {
             Ok(response) if response.entries.len() == transfer.lines.len() => {
-                let lots = response
-                    .entries
-                    .iter()
-                    .zip(&transfer.lines)
-                    .map(|(entry, line)| lot_from_proto(entry.lot.as_ref(), &line.lot_id))
-                    .collect::<Vec<_>>();
-                let shipped_ms = response
-                    .entries
-                    .iter()
-                    .filter_map(|e| e.recorded_at.as_ref())
-                    .map(millis)
-                    .max();
+                let lots = shipped_lots(&transfer, &response);
+                let shipped_ms = recorded_ms(&response);
                 let shipped = self
                     .store
                     .update(&id, |t, now| {
                         t.shipped(lots, shipped_ms.unwrap_or(now), now)
                     })
                     .await
-                    .map_err(crate::api::write_status)?;
+                    .map_err(write_error)?;
                 tracing::info!(transfer_id = %id, source = %shipped.source_site_id, "transfer out recorded at the source: in transit");
                 if shipped.state == TransferState::InTransit
                     && shipped.sensor == SensorBinding::Pending
@@ -300,7 +186,7 @@ impl Saga {
                     .store
                     .update(&id, |t, now| Ok(t.refused(refusal, error, now)))
                     .await
-                    .map_err(crate::api::write_status)?;
+                    .map_err(write_error)?;
                 tracing::info!(transfer_id = %id, error = %failed.last_error, "the source refused the transfer out: failed");
                 Ok(Driven {
                     transfer: failed,
@@ -334,7 +220,7 @@ impl Saga {
                     .store
                     .update(&id, |t, now| Ok(t.sensor_bound(now)))
                     .await
-                    .map_err(crate::api::write_status)?;
+                    .map_err(write_error)?;
                 Ok(Driven::done(bound))
             }
             Err(status) if is_transient(status.code()) => {
@@ -347,7 +233,7 @@ impl Saga {
                     .store
                     .update(&id, |t, now| Ok(t.sensor_refused(error, now)))
                     .await
-                    .map_err(crate::api::write_status)?;
+                    .map_err(write_error)?;
                 tracing::warn!(transfer_id = %id, error = %refused.last_error, "the reefer sensor could not be bound");
                 Ok(Driven::done(refused))
             }
@@ -358,8 +244,16 @@ impl Saga {
     /// transfer RECEIVING (the stock left the source; it must not vanish): it is retried
     /// like an outage until an operator fixes its cause.
     pub async fn receive(&self, transfer: Transfer) -> StepResult<Driven> {
-        let request = transfer_in_request(&transfer);
         let id = transfer.transfer_id.clone();
+        let request = match transfer_in_request(&transfer) {
+            Ok(request) => request,
+            // Cannot happen for a transfer StartTransfer checked; recorded, never sent
+            // with a clipped quantity.
+            Err(error) => {
+                let error = format!("INTERNAL: {error}");
+                return self.failed_step(&id, TransferState::Receiving, error).await;
+            }
+        };
         let answer = match self.sites.inventory(&transfer.destination_site_id) {
             Ok(client) => {
                 let timeout = self.options.step_timeout;
@@ -376,17 +270,12 @@ impl Saga {
         };
         match answer {
             Ok(response) => {
-                let completed_ms = response
-                    .entries
-                    .iter()
-                    .filter_map(|e| e.recorded_at.as_ref())
-                    .map(millis)
-                    .max();
+                let completed_ms = recorded_ms(&response);
                 let completed = self
                     .store
                     .update(&id, |t, now| t.completed(completed_ms.unwrap_or(now), now))
                     .await
-                    .map_err(crate::api::write_status)?;
+                    .map_err(write_error)?;
                 tracing::info!(transfer_id = %id, destination = %completed.destination_site_id, "transfer in recorded at the destination: completed");
                 Ok(Driven::done(completed))
             }
@@ -412,92 +301,11 @@ impl Saga {
             .store
             .update(id, |t, now| Ok(t.step_failed(during, error, now)))
             .await
-            .map_err(crate::api::write_status)?;
+            .map_err(write_error)?;
         Ok(Driven {
             transfer,
             retry: true,
             refusal: None,
         })
-    }
-
-    /// Drives every unfinished transfer forward until `shutdown`: at start (after a
-    /// restart), then every `resume_interval`; a transfer whose step failed waits a
-    /// doubling backoff before its next attempt.
-    pub fn spawn_resumer(self: Arc<Self>, shutdown: Shutdown) {
-        tokio::spawn(async move {
-            let mut backoffs: HashMap<String, (u32, tokio::time::Instant)> = HashMap::new();
-            let mut ticker = tokio::time::interval(self.options.resume_interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let stop = shutdown.wait();
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    () = &mut stop => return,
-                    _ = ticker.tick() => {}
-                }
-                let pending = match self.store.pending() {
-                    Ok(pending) => pending,
-                    Err(error) => {
-                        tracing::warn!(%error, "resumer cannot read pending transfers");
-                        continue;
-                    }
-                };
-                let pending_set: HashSet<&String> = pending.iter().collect();
-                backoffs.retain(|id, _| pending_set.contains(id));
-                let now = tokio::time::Instant::now();
-                let due: Vec<String> = pending
-                    .iter()
-                    .filter(|id| backoffs.get(*id).is_none_or(|(_, next)| *next <= now))
-                    .filter(|id| !self.is_busy(id))
-                    .cloned()
-                    .collect();
-                if due.is_empty() {
-                    continue;
-                }
-                let round = futures::stream::iter(due)
-                    .map(|id| {
-                        let saga = self.clone();
-                        async move {
-                            let result = match saga.store.get(&id) {
-                                Ok(Some(transfer)) => saga.drive(transfer).await,
-                                Ok(None) => Err(tonic::Status::not_found(format!(
-                                    "transfer {id:?} vanished"
-                                ))),
-                                Err(error) => Err(tonic::Status::internal(error.to_string())),
-                            };
-                            (id, result)
-                        }
-                    })
-                    .buffer_unordered(8)
-                    .collect::<Vec<_>>();
-                let results = tokio::select! {
-                    () = &mut stop => return,
-                    results = round => results,
-                };
-                for (id, result) in results {
-                    let retry = match &result {
-                        Ok(driven) => driven.retry,
-                        Err(status) => {
-                            tracing::warn!(transfer_id = %id, error = %describe(status), "resuming a transfer failed");
-                            true
-                        }
-                    };
-                    if retry {
-                        let attempts = backoffs.get(&id).map_or(1, |(n, _)| n.saturating_add(1));
-                        let wait = domain::jittered(
-                            domain::backoff(
-                                attempts,
-                                self.options.resume_backoff,
-                                self.options.resume_backoff_max,
-                            ),
-                            rand::thread_rng().gen_range(0.0..=1.0),
-                        );
-                        backoffs.insert(id, (attempts, tokio::time::Instant::now() + wait));
-                    } else {
-                        backoffs.remove(&id);
-                    }
-                }
-            }
-        });
     }
 }

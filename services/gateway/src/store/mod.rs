@@ -10,28 +10,24 @@
 //!
 //! Every change of a transfer is one atomic write that also updates the indexes and appends
 //! the transfer as it now is to the ledger (an audit trail of every state change).
+//!
+//! The answer of an idempotent write (a [`TransferRef`]) is kept through the codec the
+//! caller hands in (`wire::TransferRefCodec`: the protobuf bytes earlier builds kept).
 
-use coldchain_runtime::idempotency::Protobuf;
 use coldchain_store::{
     Idempotent, KeyCodec, RequestFingerprint, Store, StoreError, Table, Value, WriteError, WriteTx,
     Written,
 };
 
-use crate::domain::{self, Transfer, TransferError, TransferSpec, TransferState};
+use crate::domain::{self, Transfer, TransferError, TransferRef, TransferSpec};
+
+pub use crate::domain::TransferFilter as ListFilter;
+pub use coldchain_store::ReplyCodec;
 
 const TRANSFERS: Table<String, Transfer> = Table::new("transfer");
 const BY_CREATED: Table<(i64, String), ()> = Table::new("created");
 const TRANSIT: Table<(String, String), ()> = Table::new("transit");
 const PENDING: Table<String, ()> = Table::new("pending");
-
-/// The stored response of an idempotent transfer call: the transfer it concerns. A replay
-/// answers the transfer's current state, read after the replay.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TransferRef {
-    /// The transfer's id.
-    #[prost(string, tag = "1")]
-    pub transfer_id: String,
-}
 
 /// Why a write was refused: a rule of the transfer, or storage.
 #[derive(Debug)]
@@ -51,26 +47,6 @@ impl From<StoreError> for Refused {
 impl From<TransferError> for Refused {
     fn from(error: TransferError) -> Self {
         Refused::Transfer(error)
-    }
-}
-
-/// Filters of ListTransfers.
-#[derive(Debug, Clone, Default)]
-pub struct ListFilter {
-    /// Only these states (empty: all).
-    pub states: Vec<TransferState>,
-    /// Only from this site (empty: any).
-    pub source_site_id: String,
-    /// Only to this site (empty: any).
-    pub destination_site_id: String,
-}
-
-impl ListFilter {
-    fn matches(&self, t: &Transfer) -> bool {
-        (self.states.is_empty() || self.states.contains(&t.state))
-            && (self.source_site_id.is_empty() || self.source_site_id == t.source_site_id)
-            && (self.destination_site_id.is_empty()
-                || self.destination_site_id == t.destination_site_id)
     }
 }
 
@@ -106,11 +82,12 @@ impl GatewayStore {
     pub async fn create(
         &self,
         request: &RequestFingerprint,
+        reply: &dyn ReplyCodec<TransferRef>,
         spec: TransferSpec,
     ) -> Result<Written<TransferRef>, WriteError<Refused>> {
         let digest = request.digest;
         self.store
-            .write(Some(Idempotent::new(request, &Protobuf)), move |tx| {
+            .write(Some(Idempotent::new(request, reply)), move |tx| {
                 let now = tx.now_millis();
                 let transfer_id = match &spec.transfer_id {
                     Some(id) => id.clone(),
@@ -142,10 +119,11 @@ impl GatewayStore {
     pub async fn arrive(
         &self,
         request: &RequestFingerprint,
+        reply: &dyn ReplyCodec<TransferRef>,
         transfer_id: &str,
     ) -> Result<Written<TransferRef>, WriteError<Refused>> {
         self.store
-            .write(Some(Idempotent::new(request, &Protobuf)), |tx| {
+            .write(Some(Idempotent::new(request, reply)), |tx| {
                 let now = tx.now_millis();
                 let mut transfer = tx
                     .get(&TRANSFERS, &transfer_id.to_string())?
@@ -181,7 +159,7 @@ impl GatewayStore {
                     put_transfer(tx, Some(&before), &transfer)?;
                 }
                 *slot = Some(transfer);
-                Ok(TransferRef::default())
+                Ok::<(), Refused>(())
             })
             .await?;
         after.ok_or_else(|| {
@@ -286,134 +264,4 @@ fn put_transfer(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use coldchain_runtime::network::TemperatureClass;
-    use coldchain_store::{Identity, StoreOptions, fingerprint};
-
-    fn open(dir: &std::path::Path) -> GatewayStore {
-        let store = Store::open(
-            dir,
-            &Identity {
-                site: "hub".into(),
-                service: "gateway".into(),
-            },
-            StoreOptions::default(),
-        )
-        .expect("open");
-        GatewayStore::new(store)
-    }
-
-    fn spec(id: Option<&str>, sku: &str) -> TransferSpec {
-        TransferSpec {
-            transfer_id: id.map(str::to_string),
-            source_site_id: "cn-huaihua-park".into(),
-            destination_site_id: "la-vientiane".into(),
-            lines: vec![domain::Line {
-                sku: sku.into(),
-                lot_id: "l1".into(),
-                source_zone_id: "chilled-a".into(),
-                destination_zone_id: "chilled-a".into(),
-                quantity: 5,
-                unit: "kg".into(),
-                lot: None,
-            }],
-            reefer_sensor_id: String::new(),
-            reefer_container_id: String::new(),
-            reefer_class: TemperatureClass::Chilled,
-            train_or_route: String::new(),
-        }
-    }
-
-    #[tokio::test]
-    async fn indexes_follow_the_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        let created = store
-            .create(&fingerprint("r1", b"1"), spec(Some("t1"), "kiwi"))
-            .await
-            .unwrap();
-        assert_eq!(created.value.transfer_id, "t1");
-        assert_eq!(store.pending().unwrap(), ["t1"]);
-        assert!(store.travelling_with_sku("kiwi").unwrap().is_empty());
-
-        let shipped = store
-            .update("t1", |t, now| t.shipped(vec![], now, now))
-            .await
-            .unwrap();
-        assert_eq!(shipped.state, TransferState::InTransit);
-        assert!(store.pending().unwrap().is_empty());
-        assert_eq!(store.travelling_with_sku("kiwi").unwrap().len(), 1);
-        assert!(store.travelling_with_sku("kiwi2").unwrap().is_empty());
-
-        store.arrive(&fingerprint("r2", b"2"), "t1").await.unwrap();
-        assert_eq!(store.pending().unwrap(), ["t1"]);
-        assert_eq!(store.travelling_with_sku("kiwi").unwrap().len(), 1);
-
-        store
-            .update("t1", |t, now| t.completed(now, now))
-            .await
-            .unwrap();
-        assert!(store.pending().unwrap().is_empty());
-        assert!(store.travelling_with_sku("kiwi").unwrap().is_empty());
-        assert_eq!(
-            store.raw().durable_sequence(),
-            4,
-            "one ledger entry per change"
-        );
-    }
-
-    #[tokio::test]
-    async fn an_id_is_taken_only_by_another_definition_and_lists_page() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        store
-            .create(&fingerprint("r1", b"1"), spec(Some("t1"), "kiwi"))
-            .await
-            .unwrap();
-        let same = store
-            .create(&fingerprint("r2", b"2"), spec(Some("t1"), "kiwi"))
-            .await
-            .unwrap();
-        assert_eq!(same.value.transfer_id, "t1");
-        let other = store
-            .create(&fingerprint("r3", b"3"), spec(Some("t1"), "citrus"))
-            .await;
-        assert!(matches!(
-            other,
-            Err(WriteError::Rejected(Refused::Transfer(
-                TransferError::AlreadyExists(_)
-            )))
-        ));
-        let assigned = store
-            .create(&fingerprint("r4", b"4"), spec(None, "citrus"))
-            .await
-            .unwrap();
-        assert!(assigned.value.transfer_id.starts_with("tr-"));
-
-        let all = store.list(&ListFilter::default(), None, 10).unwrap();
-        assert_eq!(all.transfers.len(), 2);
-        assert!(all.last_key.is_none());
-        let first = store.list(&ListFilter::default(), None, 1).unwrap();
-        assert_eq!(first.transfers.len(), 1);
-        let key = first.last_key.expect("more");
-        let second = store.list(&ListFilter::default(), Some(&key), 1).unwrap();
-        assert_eq!(second.transfers.len(), 1);
-        assert_ne!(
-            first.transfers[0].transfer_id,
-            second.transfers[0].transfer_id
-        );
-        assert!(second.last_key.is_none());
-        let filtered = store
-            .list(
-                &ListFilter {
-                    states: vec![TransferState::Completed],
-                    ..ListFilter::default()
-                },
-                None,
-                10,
-            )
-            .unwrap();
-        assert!(filtered.transfers.is_empty());
-    }
-}
+mod tests;

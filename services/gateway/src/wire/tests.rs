@@ -1,0 +1,139 @@
+//! Conversions, the stored-answer codec, and the domain's derived ids against the
+//! runtime's limits.
+
+use chrono::NaiveDate;
+use coldchain_network::TemperatureClass;
+use coldchain_proto::common::v1 as common;
+use coldchain_runtime::proto_time::{millis, naive_date, timestamp};
+use coldchain_runtime::validate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_REQUEST_ID_LEN};
+use coldchain_store::ReplyCodec;
+
+use super::*;
+use crate::domain::{
+    MAX_STEP_REQUEST_ID_BYTES, assigned_transfer_id, sensor_request_id, transfer_in_request_id,
+    transfer_out_request_id,
+};
+
+fn date_from_proto(date: &common::Date) -> Option<NaiveDate> {
+    naive_date(date).ok()
+}
+
+fn page_size(asked: i32) -> usize {
+    coldchain_runtime::validate::Violations::new().page_size(asked)
+}
+
+#[test]
+fn timestamps_round_trip_including_before_the_epoch() {
+    for ms in [0, 1, 999, 1_772_330_400_123, -1, -1001] {
+        assert_eq!(millis(&timestamp(ms)), Some(ms));
+    }
+}
+
+#[test]
+fn dates_are_checked() {
+    let ok = common::Date {
+        year: 2026,
+        month: 2,
+        day: 28,
+    };
+    assert_eq!(date_from_proto(&ok), NaiveDate::from_ymd_opt(2026, 2, 28));
+    for bad in [
+        common::Date {
+            year: 2026,
+            month: 2,
+            day: 29,
+        },
+        common::Date {
+            year: 0,
+            month: 1,
+            day: 1,
+        },
+        common::Date {
+            year: 10000,
+            month: 1,
+            day: 1,
+        },
+        common::Date {
+            year: 2026,
+            month: 0,
+            day: 1,
+        },
+        common::Date {
+            year: 2026,
+            month: -1,
+            day: 1,
+        },
+    ] {
+        assert_eq!(date_from_proto(&bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn enums_round_trip() {
+    for class in TemperatureClass::ALL {
+        assert_eq!(
+            class_from_proto(class_to_proto(class) as i32),
+            Ok(Some(class))
+        );
+    }
+    assert_eq!(class_from_proto(0), Ok(None));
+    assert!(class_from_proto(99).is_err());
+    for state in TransferState::ALL {
+        assert_eq!(state_from_proto(state_to_proto(state) as i32), Some(state));
+    }
+    assert_eq!(state_from_proto(0), None);
+    assert_eq!(state_from_proto(42), None);
+}
+
+#[test]
+fn page_sizes_default_and_clamp() {
+    assert_eq!(page_size(0), DEFAULT_PAGE_SIZE);
+    assert_eq!(page_size(7), 7);
+    assert_eq!(page_size(5000), MAX_PAGE_SIZE);
+}
+
+#[test]
+fn the_domains_request_id_limit_is_the_runtimes() {
+    assert_eq!(MAX_STEP_REQUEST_ID_BYTES, MAX_REQUEST_ID_LEN);
+}
+
+#[test]
+fn request_ids_are_valid_identifiers_and_distinct() {
+    let max = MAX_REQUEST_ID_LEN;
+    for id in [
+        "T-1".to_string(),
+        "x".repeat(100),
+        "y".repeat(128),
+        "é".repeat(64),
+    ] {
+        let ids = [
+            transfer_out_request_id(&id),
+            transfer_in_request_id(&id),
+            sensor_request_id(&id),
+        ];
+        for request_id in &ids {
+            coldchain_runtime::validate::check_id(request_id, max).expect("a valid request id");
+        }
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[1], ids[2]);
+    }
+    assert_eq!(transfer_out_request_id("T-1"), "gateway:T-1:transfer-out");
+    assert_ne!(
+        transfer_out_request_id(&"x".repeat(128)),
+        transfer_out_request_id(&"z".repeat(128))
+    );
+    let assigned = assigned_transfer_id(&[0xab; 32], 1_700_000_000_000);
+    coldchain_runtime::validate::check_id(&assigned, 64).expect("a valid transfer id");
+}
+
+/// The bytes earlier builds kept for a StartTransfer/ReceiveTransfer answer: the protobuf
+/// message `{ string transfer_id = 1; }`. They must still decode, and new answers must be
+/// kept the same way.
+#[test]
+fn the_stored_answer_keeps_the_bytes_of_earlier_builds() {
+    let earlier: &[u8] = b"\x0a\x04T-42";
+    let decoded = TransferRefCodec.decode(earlier).expect("decodes");
+    assert_eq!(decoded.transfer_id, "T-42");
+    assert_eq!(TransferRefCodec.encode(&decoded), earlier);
+    assert!(TransferRefCodec.decode(&[0xff]).is_err());
+}
