@@ -4,7 +4,6 @@
 
 use coldchain_runtime::{Code, ServiceError};
 
-use crate::app::{CheckInFailure, SiteRefusal};
 use crate::domain::{DomainError, StockRefusal};
 use crate::store::TxError;
 
@@ -101,6 +100,52 @@ pub fn service_error(error: DomainError, at: Option<usize>) -> ServiceError {
                 format!("{total} does not fit in a 64-bit quantity"),
             ),
     }
+}
+
+/// A check of the site's configuration that failed (the codes are chosen below).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteRefusal {
+    /// `field` names a zone the site does not have.
+    UnknownZone {
+        /// The request field.
+        field: String,
+        /// The zone.
+        zone_id: String,
+        /// This site.
+        site_id: String,
+    },
+    /// `field` names a site the network does not have.
+    UnknownSite {
+        /// The request field.
+        field: String,
+        /// The site.
+        site_id: String,
+    },
+}
+
+/// Why a booking was not checked in (the codes are chosen below).
+#[derive(Debug)]
+pub enum CheckInFailure {
+    /// The site's booking service cannot be reached at all (no endpoint, bad endpoint).
+    Unreachable {
+        /// The movement citing the booking.
+        index: usize,
+        /// The booking.
+        booking_id: String,
+        /// Why.
+        problem: String,
+    },
+    /// The booking service answered with an error.
+    Answered {
+        /// The movement citing the booking.
+        index: usize,
+        /// The booking.
+        booking_id: String,
+        /// Where the booking service is.
+        endpoint: String,
+        /// Its answer.
+        status: tonic::Status,
+    },
 }
 
 impl From<TxError> for ServiceError {

@@ -8,31 +8,7 @@ use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 use sha2::{Digest, Sha256};
 
 use crate::domain::Movement;
-
-/// Why a booking was not checked in (the `error` module gives the codes).
-#[derive(Debug)]
-pub enum CheckInFailure {
-    /// The site's booking service cannot be reached at all (no endpoint, bad endpoint).
-    Unreachable {
-        /// The movement citing the booking.
-        index: usize,
-        /// The booking.
-        booking_id: String,
-        /// Why.
-        problem: String,
-    },
-    /// The booking service answered with an error.
-    Answered {
-        /// The movement citing the booking.
-        index: usize,
-        /// The booking.
-        booking_id: String,
-        /// Where the booking service is.
-        endpoint: String,
-        /// Its answer.
-        status: tonic::Status,
-    },
-}
+use crate::error::CheckInFailure;
 
 /// The booking service of a site, connected lazily (on the first receipt citing a booking).
 pub struct BookingCheckIn {

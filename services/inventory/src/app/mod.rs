@@ -20,7 +20,8 @@ use crate::domain::{
 };
 use crate::store::{InventoryStore, ReplyCodec, TxError};
 
-pub use booking::{CheckInFailure, check_in_request_id};
+pub use crate::error::{CheckInFailure, SiteRefusal};
+pub use booking::check_in_request_id;
 pub use feed::LedgerFeed;
 
 /// How the answers of the mutating calls are kept for idempotent replay (the bytes
@@ -35,27 +36,6 @@ pub struct Codecs {
     pub released: Arc<dyn ReplyCodec<Vec<Allocation>>>,
     /// PlaceHold and ReleaseHold.
     pub hold: Arc<dyn ReplyCodec<Hold>>,
-}
-
-/// A check of the site's configuration that failed (the `error` module gives the codes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SiteRefusal {
-    /// `field` names a zone the site does not have.
-    UnknownZone {
-        /// The request field.
-        field: String,
-        /// The zone.
-        zone_id: String,
-        /// This site.
-        site_id: String,
-    },
-    /// `field` names a site the network does not have.
-    UnknownSite {
-        /// The request field.
-        field: String,
-        /// The site.
-        site_id: String,
-    },
 }
 
 /// The inventory of one site.
