@@ -1,6 +1,7 @@
 //! A quick local measure of StreamReadings (the shape of `coldchain bench`'s telemetry
 //! scenario: 500 sensors, 50 streams, rounds of 5 batches of 10 sensors × 20 s).
 //! `cargo run --release -p coldchain-telemetry --example ingest_bench -- [seconds]`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,18 +2,15 @@
 //! the use case in the app, the answer through the wire. Refusals become statuses in
 //! `error`.
 
-use std::pin::Pin;
-
 use coldchain_proto::telemetry::v1 as pb;
 use coldchain_proto::telemetry::v1::telemetry_service_server::TelemetryService;
+use coldchain_runtime::feed::FeedStream;
 use coldchain_runtime::idempotency::record_request_id;
-use futures::{Stream, TryStreamExt};
+use futures::TryStreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::app::TelemetryApp;
 use crate::wire::{self, convert, requests};
-
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchAlarmsResponse, Status>> + Send>>;
 
 /// The telemetry service of one site.
 pub struct TelemetryApi {
@@ -113,16 +110,19 @@ impl TelemetryService for TelemetryApi {
         Ok(Response::new(convert::alarm(alarm)))
     }
 
-    type WatchAlarmsStream = WatchStream;
+    type WatchAlarmsStream = FeedStream<pb::WatchAlarmsResponse>;
 
+    /// The alarm feed from `from_sequence`, by the rules of the network's one resumable
+    /// feed (see [`crate::app::watch`]): a message with no events and the head once the
+    /// consumer has everything and every keep-alive interval after; RESOURCE_EXHAUSTED for
+    /// a consumer that leaves its queue full for the stall time, UNAVAILABLE at shutdown,
+    /// both naming `resume from_sequence N`; DATA_LOSS for an event that cannot be decoded.
     async fn watch_alarms(
         &self,
         request: Request<pb::WatchAlarmsRequest>,
     ) -> Result<Response<Self::WatchAlarmsStream>, Status> {
         let from = request.get_ref().from_sequence;
         let events = (self.app).watch_alarms(from, wire::alarm_event, wire::watch_message);
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(events),
-        )))
+        Ok(Response::new(events))
     }
 }

@@ -48,8 +48,6 @@ impl From<StreamEnd> for ServiceError {
     fn from(end: StreamEnd) -> Self {
         let code = match end {
             StreamEnd::Idle { .. } => Code::DeadlineExceeded,
-            StreamEnd::ShuttingDown { .. } => Code::Unavailable,
-            StreamEnd::ConsumerTooSlow { .. } => Code::ResourceExhausted,
             StreamEnd::EntryUnreadable { .. } => Code::DataLoss,
         };
         ServiceError::new(code, end.message())
@@ -123,12 +121,15 @@ mod tests {
     }
 
     #[test]
-    fn stream_ends_name_where_to_resume() {
-        let status = Status::from(StreamEnd::ConsumerTooSlow { resume_from: 7 });
-        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    fn stream_ends_get_their_codes() {
+        let status = Status::from(StreamEnd::EntryUnreadable {
+            sequence: 7,
+            error: "truncated".into(),
+        });
+        assert_eq!(status.code(), tonic::Code::DataLoss);
         assert_eq!(
             status.message(),
-            "consumer too slow, resume from_sequence 7"
+            "alarm event 7 cannot be decoded: truncated"
         );
         let status = Status::from(StreamEnd::Idle { seconds: 30 });
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);

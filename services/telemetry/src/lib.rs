@@ -21,7 +21,13 @@
 //! readings replay detection from their window and alarms are reconciled with the result.
 //!
 //! Background tasks (the offline check and the hold outbox) stop on the context's
-//! shutdown signal.
+//! shutdown signal. The hold outbox is drained by the network's one durable drainer
+//! (`coldchain_runtime::drainer`), and WatchAlarms is the network's one resumable feed
+//! (`coldchain_runtime::feed`) over the store's ledger, with that feed's rules (see
+//! [`app::watch`]): a message with no events and the head when the consumer is caught up
+//! and every `watch_keepalive` while idle; RESOURCE_EXHAUSTED for a consumer whose queue
+//! stays full for `watch_stall`, UNAVAILABLE at shutdown, both naming
+//! `resume from_sequence N`.
 
 pub mod api;
 pub mod app;
@@ -33,6 +39,8 @@ pub mod wire;
 use std::time::Duration;
 
 use coldchain_proto::telemetry::v1::telemetry_service_server::TelemetryServiceServer;
+use coldchain_runtime::drainer::{Claims, Drainer, DrainerOptions};
+use coldchain_runtime::feed::FeedOptions;
 use coldchain_runtime::host::{
     ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
 };
@@ -40,7 +48,7 @@ use coldchain_runtime::retry::Backoff;
 use coldchain_runtime::server::ServiceSpec;
 
 use crate::app::TelemetryApp;
-use crate::app::holds::{HoldDrainer, HoldPlacer};
+use crate::app::holds::HoldPlacer;
 use crate::store::{TelemetryError, TelemetryStore};
 
 /// Tuning of the background work (tests shorten it or drive it by hand).
@@ -56,9 +64,14 @@ pub struct TelemetryOptions {
     pub hold_max_backoff: Duration,
     /// The longest retry delay after a refusal (NOT_FOUND, INVALID_ARGUMENT, …).
     pub hold_max_backoff_refused: Duration,
-    /// Messages a WatchAlarms stream may have queued for its consumer before it is ended
-    /// with RESOURCE_EXHAUSTED (a slow consumer never blocks writers).
+    /// Messages a WatchAlarms stream queues for its consumer (a slow consumer never blocks
+    /// writers).
     pub watch_buffer: usize,
+    /// How long a WatchAlarms consumer may leave its queue full before the stream ends with
+    /// RESOURCE_EXHAUSTED (naming where to resume).
+    pub watch_stall: Duration,
+    /// An idle WatchAlarms stream sends a message with no events (and the head) this often.
+    pub watch_keepalive: Duration,
 }
 
 impl Default for TelemetryOptions {
@@ -69,6 +82,8 @@ impl Default for TelemetryOptions {
             hold_max_backoff: Duration::from_secs(5),
             hold_max_backoff_refused: Duration::from_secs(60),
             watch_buffer: app::watch::WATCH_BUFFER,
+            watch_stall: Duration::from_secs(10),
+            watch_keepalive: Duration::from_secs(15),
         }
     }
 }
@@ -89,10 +104,17 @@ impl Telemetry {
             ctx.site.clone(),
             wire::codec::encode_alarm_event,
         )?;
+        let watch_feed = FeedOptions {
+            buffer: options.watch_buffer,
+            batch: app::watch::WATCH_BATCH,
+            stall: options.watch_stall,
+            keepalive: options.watch_keepalive,
+            ..FeedOptions::default()
+        };
         let app = TelemetryApp::new(
             store,
             ctx.shutdown.clone(),
-            options.watch_buffer,
+            watch_feed,
             ctx.config.stream_idle_timeout,
         );
         Ok(Self {
@@ -119,22 +141,30 @@ impl Telemetry {
         let store = self.app.store();
         spawn_idempotency_sweeper(store.raw().clone(), shutdown.clone());
         let placer = HoldPlacer::new(
-            store.site().id.clone(),
+            store.clone(),
             self.ctx.network.clone(),
             self.ctx.client.clone(),
             self.ctx.config.max_message_bytes,
         );
-        let drainer = HoldDrainer::new(
-            store.clone(),
-            placer,
-            Backoff::new(
+        let holds = DrainerOptions {
+            // Woken when a hold is queued, and again when a backoff passes.
+            poll: None,
+            backoff: Backoff::new(
                 self.options.hold_initial_backoff,
                 self.options.hold_max_backoff,
             ),
-            Backoff::new(
+            refused_backoff: Backoff::new(
                 self.options.hold_initial_backoff,
                 self.options.hold_max_backoff_refused,
             ),
+            // One hold at a time, oldest alarm first.
+            concurrency: 1,
+        };
+        let drainer = Drainer::new(
+            std::sync::Arc::new(placer),
+            Claims::new(),
+            store.outbox_signal(),
+            holds,
         );
         tokio::spawn(drainer.run(shutdown.clone()));
         if let Some(interval) = self.options.offline_check_interval {

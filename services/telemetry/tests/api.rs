@@ -1,5 +1,6 @@
 //! The telemetry service through its generated client: real tonic servers on 127.0.0.1:0
 //! over temporary data directories, with a manual clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 
@@ -1233,8 +1234,11 @@ async fn a_slow_watcher_is_cut_off_with_a_resumable_error() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let inventory = format!("http://127.0.0.1:{}", free_port());
+    // A full queue is tolerated for `watch_stall`: shorter than the wait below, so the
+    // consumer is cut off while it does not read.
     let options = coldchain_telemetry::TelemetryOptions {
         watch_buffer: 1,
+        watch_stall: Duration::from_millis(200),
         ..fast_options()
     };
     let server = Server::start(
@@ -1277,7 +1281,19 @@ async fn a_slow_watcher_is_cut_off_with_a_resumable_error() {
         .collect();
     push(&mut client, "flaps", readings).await;
 
-    let mut watch = client
+    // A watcher whose HTTP/2 window is the protocol's smallest, so the transport cannot
+    // absorb the whole feed while it does not read.
+    let channel = tonic::transport::Endpoint::from_shared(server.running.endpoint())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let mut watch =
+        coldchain_proto::telemetry::v1::telemetry_service_client::TelemetryServiceClient::new(
+            channel,
+        )
         .watch_alarms(pb::WatchAlarmsRequest { from_sequence: 1 })
         .await
         .unwrap()

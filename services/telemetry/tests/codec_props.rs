@@ -5,6 +5,7 @@
 //! add what a corrupt database needs on top: whatever the decoder accepts is well formed and
 //! can be appended to, window rows round-trip, and a corrupt row or part is an error for
 //! that window, never a panic or an allocation sized by corrupt data.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use coldchain_telemetry::domain::codec::{
     MAX_CENTI_CELSIUS, MAX_CENTI_PERCENT, PART_MAX, Sample, append_part, decode_part,

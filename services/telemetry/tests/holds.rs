@@ -2,6 +2,7 @@
 //! inventory service and is placed exactly once; a reefer's excursion holds its transfer's
 //! lots at the destination. Real tonic servers on 127.0.0.1:0 with a manual clock, and
 //! fake inventory and gateway services.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

@@ -1,21 +1,21 @@
-//! The hold outbox drainer: a background worker that places the holds excursion alarms
-//! require in the inventory service, retrying with backoff until they succeed.
+//! The hold outbox: the holds excursion alarms require, placed in the inventory service
+//! by the network's one durable drainer (`coldchain_runtime::drainer`), retried with
+//! backoff until they succeed.
 //!
 //! Each outbox entry is written in the same write that raises its alarm, so an inventory
-//! outage (or a crash of this process) delays a hold but never loses it. Every PlaceHold
-//! call of an entry carries the request_id fixed in the entry, so a retry after a lost
-//! answer never places a second hold. Transient failures (`retry::is_transient`:
-//! UNAVAILABLE, UNIMPLEMENTED, DEADLINE_EXCEEDED, DATA_LOSS, …) back off up to the
-//! transient ceiling; refusals (NOT_FOUND, INVALID_ARGUMENT, …) are retried too, but
-//! only up to the refused ceiling, and the alarm shows the last error while it is pending.
+//! outage (or a crash of this process) delays a hold but never loses it; the store wakes
+//! the drainer when it queues one. Every PlaceHold call of an entry carries the request_id
+//! fixed in the entry, so a retry after a lost answer never places a second hold. Transient
+//! failures (`retry::is_transient`: UNAVAILABLE, UNIMPLEMENTED, DEADLINE_EXCEEDED,
+//! DATA_LOSS, …) back off up to the transient ceiling; refusals (NOT_FOUND,
+//! INVALID_ARGUMENT, …) are retried too, but only up to the refused ceiling, and the alarm
+//! shows the last error while it is pending.
 //!
-//! Two parts: [`HoldPlacer`] makes one attempt at an entry (the calls to other services),
-//! [`HoldDrainer`] schedules attempts and records their outcomes in the store. (A shared
-//! durable drainer may later replace the latter.)
+//! [`HoldPlacer`] is the drainer's [`Outbox`]: an attempt at an entry makes the calls to
+//! other services and records the outcome in the store.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use coldchain_network::{NetworkConfig, ServiceKind};
 use coldchain_proto::common::v1::{Reference, ReferenceKind};
@@ -23,10 +23,9 @@ use coldchain_proto::inventory::v1::PlaceHoldRequest;
 use coldchain_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use coldchain_proto::network::v1::network_service_client::NetworkServiceClient;
 use coldchain_proto::network::v1::{GetTransferRequest, TransferState};
-use coldchain_runtime::Shutdown;
 use coldchain_runtime::client::{Channel, ClientOptions, lazy_channel, request};
-use coldchain_runtime::retry::{Backoff, code_name, is_transient};
-use tokio::time::Instant;
+use coldchain_runtime::drainer::{Attempt, Outbox};
+use coldchain_runtime::retry::{code_name, is_transient};
 use tonic::Code;
 
 use crate::store::{HoldTarget, OutboxEntry, TelemetryStore};
@@ -69,35 +68,42 @@ fn failure(what: &str, status: &tonic::Status) -> Failure {
     }
 }
 
-/// Makes one attempt at an outbox entry: the calls to the site's inventory (and, for a
-/// transfer's lots, to the gateway and the destination's inventory).
+/// Places the holds of a site's outbox: one attempt at an entry is the calls to the site's
+/// inventory (and, for a transfer's lots, to the gateway and the destination's inventory),
+/// and its outcome recorded in the store.
 pub struct HoldPlacer {
-    site_id: String,
+    store: TelemetryStore,
     network: Arc<NetworkConfig>,
     client: ClientOptions,
     max_message_bytes: usize,
-    channels: HashMap<String, Channel>,
+    /// Channels by endpoint, made once (the lock is never held across a call).
+    channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl HoldPlacer {
-    /// A placer for the holds of site `site_id`, calling through `client`.
+    /// A placer for the holds queued in `store` (of its site), calling through `client`.
     pub fn new(
-        site_id: String,
+        store: TelemetryStore,
         network: Arc<NetworkConfig>,
         client: ClientOptions,
         max_message_bytes: usize,
     ) -> Self {
         Self {
-            site_id,
+            store,
             network,
             client,
             max_message_bytes,
-            channels: HashMap::new(),
+            channels: Mutex::default(),
         }
     }
 
-    fn channel(&mut self, endpoint: &str) -> Result<Channel, Failure> {
-        if let Some(channel) = self.channels.get(endpoint) {
+    fn channel(&self, endpoint: &str) -> Result<Channel, Failure> {
+        // A panic while holding this lock leaves the map consistent (one insert).
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = channels.get(endpoint) {
             return Ok(channel.clone());
         }
         let channel = lazy_channel(endpoint, &self.client).map_err(|e| Failure {
@@ -108,11 +114,11 @@ impl HoldPlacer {
             ),
             transient: false,
         })?;
-        self.channels.insert(endpoint.to_string(), channel.clone());
+        channels.insert(endpoint.to_string(), channel.clone());
         Ok(channel)
     }
 
-    fn inventory(&mut self, site_id: &str) -> Result<InventoryServiceClient<Channel>, Failure> {
+    fn inventory(&self, site_id: &str) -> Result<InventoryServiceClient<Channel>, Failure> {
         let endpoint = self
             .network
             .endpoint(site_id, ServiceKind::Inventory)
@@ -130,14 +136,14 @@ impl HoldPlacer {
 
     /// One attempt at placing the hold(s) of `entry`, every call with the request id the
     /// entry fixed.
-    pub async fn place(&mut self, entry: &OutboxEntry) -> Result<Placed, Failure> {
+    pub async fn place(&self, entry: &OutboxEntry) -> Result<Placed, Failure> {
         let reference = Some(Reference {
             kind: ReferenceKind::Alarm as i32,
             id: entry.alarm_id.clone(),
         });
         match &entry.target {
             HoldTarget::Zone { zone_id } => {
-                let site_id = self.site_id.clone();
+                let site_id = self.store.site().id.clone();
                 let mut client = self.inventory(&site_id)?;
                 let message = PlaceHoldRequest {
                     request_id: entry.request_id.clone(),
@@ -230,125 +236,46 @@ impl HoldPlacer {
     }
 }
 
-/// Drains a site's hold outbox: every entry is attempted when queued, and after a failure
-/// again after a jittered, doubling backoff.
-pub struct HoldDrainer {
-    store: TelemetryStore,
-    placer: HoldPlacer,
-    transient: Backoff,
-    refused: Backoff,
-}
+impl Outbox for HoldPlacer {
+    type Item = OutboxEntry;
 
-/// When an entry is next due, and how many attempts at it failed.
-struct Retry {
-    at: Instant,
-    failures: u32,
-}
-
-impl HoldDrainer {
-    /// A drainer of `store`'s outbox placing through `placer`: `transient` paces retries
-    /// after transient failures, `refused` after refusals.
-    pub fn new(
-        store: TelemetryStore,
-        placer: HoldPlacer,
-        transient: Backoff,
-        refused: Backoff,
-    ) -> Self {
-        Self {
-            store,
-            placer,
-            transient,
-            refused,
-        }
+    fn key(entry: &OutboxEntry) -> String {
+        entry.alarm_id.clone()
     }
 
-    /// Drains the outbox until `shutdown`.
-    pub async fn run(mut self, shutdown: Shutdown) {
-        let signal = self.store.outbox_signal();
-        let mut schedule: HashMap<String, Retry> = HashMap::new();
-        loop {
-            if shutdown.is_triggered() {
-                return;
+    fn pending(&self) -> Result<Vec<OutboxEntry>, String> {
+        self.store.outbox().map_err(|error| error.to_string())
+    }
+
+    async fn attempt(&self, entry: OutboxEntry) -> Attempt {
+        let alarm_id = entry.alarm_id.clone();
+        let (recorded, outcome) = match self.place(&entry).await {
+            Ok(Placed::Holds(hold_ids)) => {
+                tracing::info!(%alarm_id, ?hold_ids, "hold placed");
+                let recorded = self.store.hold_placed(alarm_id.clone(), hold_ids).await;
+                (recorded, Attempt::Done)
             }
-            let entries = match self.store.outbox() {
-                Ok(entries) => entries,
-                Err(error) => {
-                    tracing::error!(%error, "cannot read the hold outbox");
-                    Vec::new()
-                }
-            };
-            schedule.retain(|alarm_id, _| entries.iter().any(|e| &e.alarm_id == alarm_id));
-            let mut next_wake: Option<Instant> = None;
-            for entry in entries {
-                if shutdown.is_triggered() {
-                    return;
-                }
-                if let Some(retry) = schedule.get(&entry.alarm_id)
-                    && retry.at > Instant::now()
-                {
-                    next_wake = Some(next_wake.map_or(retry.at, |w| w.min(retry.at)));
-                    continue;
-                }
-                let attempt = tokio::select! {
-                    result = self.placer.place(&entry) => result,
-                    () = shutdown.wait() => return,
-                };
-                let recorded = match attempt {
-                    Ok(Placed::Holds(hold_ids)) => {
-                        tracing::info!(alarm_id = %entry.alarm_id, ?hold_ids, "hold placed");
-                        schedule.remove(&entry.alarm_id);
-                        self.store
-                            .hold_placed(entry.alarm_id.clone(), hold_ids)
-                            .await
-                    }
-                    Ok(Placed::NotRequired(why)) => {
-                        tracing::info!(alarm_id = %entry.alarm_id, %why, "no hold required");
-                        schedule.remove(&entry.alarm_id);
-                        self.store
-                            .hold_not_required(entry.alarm_id.clone(), why)
-                            .await
-                    }
-                    Err(failure) => {
-                        let failures = schedule
-                            .get(&entry.alarm_id)
-                            .map_or(1, |r| r.failures.saturating_add(1));
-                        let backoff = if failure.transient {
-                            self.transient
-                        } else {
-                            self.refused
-                        };
-                        // Equal jitter: retries spread but still back off.
-                        let wait = backoff.next(failures).max(Duration::from_millis(1));
-                        let at = Instant::now() + wait;
-                        schedule.insert(entry.alarm_id.clone(), Retry { at, failures });
-                        next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
-                        tracing::warn!(
-                            alarm_id = %entry.alarm_id,
-                            error = %failure.message,
-                            retry_in_ms = wait.as_millis() as u64,
-                            "placing the hold failed; will retry"
-                        );
-                        self.store
-                            .hold_failed(entry.alarm_id.clone(), failure.message)
-                            .await
-                    }
-                };
-                if let Err(error) = recorded {
-                    tracing::error!(alarm_id = %entry.alarm_id, %error, "cannot record the hold outcome");
-                    let at = Instant::now() + self.transient.max;
-                    next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
-                }
+            Ok(Placed::NotRequired(why)) => {
+                tracing::info!(%alarm_id, %why, "no hold required");
+                let recorded = self.store.hold_not_required(alarm_id.clone(), why).await;
+                (recorded, Attempt::Done)
             }
-            let sleep = async {
-                match next_wake {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = signal.notified() => {}
-                () = sleep => {}
-                () = shutdown.wait() => return,
+            Err(failure) => {
+                tracing::warn!(%alarm_id, error = %failure.message, "placing the hold failed; will retry");
+                let recorded = self
+                    .store
+                    .hold_failed(alarm_id.clone(), failure.message)
+                    .await;
+                let transient = failure.transient;
+                (recorded, Attempt::Retry { transient })
+            }
+        };
+        match recorded {
+            Ok(()) => outcome,
+            Err(error) => {
+                // The entry stays in the outbox; the next attempt repeats the same request.
+                tracing::error!(%alarm_id, %error, "cannot record the hold outcome");
+                Attempt::Retry { transient: true }
             }
         }
     }

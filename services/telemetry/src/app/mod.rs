@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use coldchain_network::SiteConfig;
 use coldchain_runtime::Shutdown;
+use coldchain_runtime::feed::FeedOptions;
 use coldchain_store::{RequestFingerprint, SharedClock};
 
 use crate::domain::alarm::AlarmView;
@@ -33,24 +34,24 @@ pub type PrepareFn<R> = fn(&SensorRegistry, &str, &[(i64, &[R])], i64, usize) ->
 pub struct TelemetryApp {
     store: TelemetryStore,
     shutdown: Shutdown,
-    watch_buffer: usize,
+    watch_feed: FeedOptions,
     idle_timeout: Duration,
 }
 
 impl TelemetryApp {
-    /// The use cases over `store`; streams end when `shutdown` fires; a WatchAlarms
-    /// consumer more than `watch_buffer` messages behind is cut off (to resume); a
-    /// StreamReadings client silent for `idle_timeout` is closed.
+    /// The use cases over `store`; streams end when `shutdown` fires; WatchAlarms streams
+    /// are batched and paced by `watch_feed` (see [`watch`]); a StreamReadings client silent
+    /// for `idle_timeout` is closed.
     pub fn new(
         store: TelemetryStore,
         shutdown: Shutdown,
-        watch_buffer: usize,
+        watch_feed: FeedOptions,
         idle_timeout: Duration,
     ) -> Self {
         Self {
             store,
             shutdown,
-            watch_buffer: watch_buffer.max(1),
+            watch_feed,
             idle_timeout,
         }
     }

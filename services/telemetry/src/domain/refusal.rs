@@ -103,24 +103,15 @@ impl TelemetryRefusal {
     }
 }
 
-/// Why a stream ended before its consumer or client finished it. Each names where to
-/// resume: everything before it was delivered (a feed) or stored (readings).
+/// Why a stream ended before its consumer or client finished it, for reasons of this
+/// service (a stalled consumer and a shutdown end the alarm feed by the rules of the shared
+/// feed, which names where to resume).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEnd {
     /// A client stream of readings sent nothing for the idle timeout.
     Idle {
         /// The idle timeout, seconds.
         seconds: u64,
-    },
-    /// The server is shutting down.
-    ShuttingDown {
-        /// The sequence to resume from.
-        resume_from: u64,
-    },
-    /// The consumer of a feed left too many messages unread.
-    ConsumerTooSlow {
-        /// The sequence to resume from.
-        resume_from: u64,
     },
     /// A stored feed entry cannot be decoded.
     EntryUnreadable {
@@ -139,12 +130,6 @@ impl StreamEnd {
                 "no batch for {seconds} s: idle stream closed (every batch before it was \
                  stored); send more often or open a new stream"
             ),
-            StreamEnd::ShuttingDown { resume_from } => {
-                format!("server shutting down, resume from_sequence {resume_from}")
-            }
-            StreamEnd::ConsumerTooSlow { resume_from } => {
-                format!("consumer too slow, resume from_sequence {resume_from}")
-            }
             StreamEnd::EntryUnreadable { sequence, error } => {
                 format!("alarm event {sequence} cannot be decoded: {error}")
             }

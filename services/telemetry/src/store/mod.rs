@@ -21,10 +21,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use coldchain_network::SiteConfig;
 use coldchain_store::{
-    Idempotent, KeyCodec, LedgerRecord, ReplyCodec, RequestFingerprint, Store, StoreError,
-    WriteError,
+    Idempotent, KeyCodec, ReplyCodec, RequestFingerprint, Store, StoreError, WriteError,
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::domain::alarm::AlarmEvent;
 use crate::domain::{
@@ -144,7 +143,7 @@ impl TelemetryStore {
         })
     }
 
-    /// The underlying store (clock, close, health).
+    /// The underlying store (clock, close, health, and its ledger: the alarm feed).
     pub fn raw(&self) -> &Store {
         &self.store
     }
@@ -170,21 +169,6 @@ impl TelemetryStore {
     /// The store's clock, ms.
     pub fn now_millis(&self) -> i64 {
         self.store.clock().now_millis()
-    }
-
-    /// Up to `limit` stored alarm events from sequence `from`, as encoded.
-    pub fn feed_from(&self, from: u64, limit: usize) -> Result<Vec<LedgerRecord>, StoreError> {
-        self.store.ledger_from(from, limit)
-    }
-
-    /// The highest durable sequence of the feed.
-    pub fn feed_head(&self) -> u64 {
-        self.store.durable_sequence()
-    }
-
-    /// Changes when the feed's durable head moves.
-    pub fn subscribe_feed(&self) -> watch::Receiver<u64> {
-        self.store.subscribe_ledger()
     }
 
     /// Registers or re-registers a sensor; the answer is the sensor as shown now.
