@@ -1,12 +1,16 @@
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 //! The booking service of one site (`coldchain.booking.v1.BookingService`): pallet
 //! positions in temperature zones, reserved per site-local day by shippers, forwarders and
 //! e-commerce sellers. Two clients racing for the last pallets of a frozen room never both
 //! win.
 //!
-//! Layers: [`domain`] (pure rules: states, transitions, capacity arithmetic, zone choice,
-//! site-local days), [`store`] (sled tables and the write closures), [`api`] (tonic
-//! handlers).
+//! One shape, data flowing one way: [`api`] (tonic handlers of a few lines) → [`wire`]
+//! (protobuf ⇄ domain, validation of form, the bytes kept for idempotent answers) →
+//! [`app`] (the use cases: zones of a request, who may see which booking, the background
+//! sweeper) → [`store`] (tables and write closures on `coldchain_store`) → [`domain`] (the
+//! rules, pure: states, transitions, capacity arithmetic, zone choice, site-local days,
+//! booking ids). [`error`] is the one place a refusal becomes a gRPC status.
 //!
 //! # Decisions
 //!
@@ -26,9 +30,19 @@
 //!   keeping big blocks free elsewhere. No room: FAILED_PRECONDITION listing every short day
 //!   of the zone that came closest (fewest pallets missing in total), one
 //!   `PreconditionFailure` violation (kind `CAPACITY`) per short day.
-//! - **Booking ids** are `BK-` + the 12-digit ledger sequence of the hold's entry: unique at
-//!   the site, ordered by creation, no extra row; an idempotent replay returns the stored
-//!   response (same id).
+//! - **Booking ids** are unique across the network: `BK-` + the 12-digit ledger sequence of
+//!   the hold's entry + `-` + the site id, e.g. `BK-000000000042-cn-huaihua-park` (letters,
+//!   digits and `-` only: safe in URLs and command lines; at most 79 bytes). Ordered by
+//!   creation within a site, no extra row; an idempotent replay returns the stored response
+//!   (same id). Bookings made by builds before this one keep their ids (`BK-` + the 12
+//!   digits alone, the same at every site) and are found by them at their site; they sort
+//!   before the new ones of the same first day, as they were made first. An id naming
+//!   another site is NOT_FOUND (naming that site) without a read; any other id this site
+//!   does not have is NOT_FOUND as before. See [`domain::id`].
+//! - **Pallet counts** fit the contract's `int32`: a zone offers at most
+//!   [`domain::MAX_ZONE_PALLETS`] (2,147,483,647) positions a day (a larger
+//!   `capacity_pallets` counts as that), and held + confirmed + checked_in never exceed the
+//!   capacity, so every count and sum GetAvailability reports is exact.
 //! - **Holds** last `hold_ttl` (default 15 min, at most 24 h), but never beyond the check-in
 //!   deadline of their first day (`expires_at` is capped there).
 //! - **Lapses**: a HELD booking strictly after `expires_at` is EXPIRED; a CONFIRMED one
@@ -50,12 +64,16 @@
 //!   the positions used (a COMPLETED booking "occupies" them). Completion before first_day
 //!   frees every day.
 //! - **Ledger**: every state change (also automatic lapses) appends one entry, the booking
-//!   after the change ([`store::LedgerEntry`], postcard), in the same write.
+//!   after the change ([`domain::LedgerEntry`], postcard), in the same write.
 
 pub mod api;
+pub mod app;
 pub mod domain;
+pub mod error;
 pub mod store;
+pub mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use coldchain_proto::booking::v1::booking_service_server::BookingServiceServer;
@@ -98,12 +116,14 @@ pub fn service_with(
     let store = ctx.open_store()?;
     let bookings = Bookings::new(store.clone(), ctx.site.clone(), options.no_show_grace);
     spawn_idempotency_sweeper(store.clone(), ctx.shutdown.clone());
-    spawn_sweeper(
+    app::sweeper::spawn_sweeper(
         bookings.clone(),
         options.sweep_interval,
         ctx.shutdown.clone(),
     );
-    let server = BookingServiceServer::new(api::Api::new(bookings.clone()))
+    let reply = Arc::new(wire::BookingCodec::new(&ctx.site.id));
+    let app = app::BookingApp::new(bookings.clone(), reply);
+    let server = BookingServiceServer::new(api::Api::new(Arc::new(app)))
         .max_decoding_message_size(ctx.config.max_message_bytes)
         .max_encoding_message_size(ctx.config.max_message_bytes);
     let closing = store.clone();
@@ -118,21 +138,4 @@ pub fn service_with(
         },
         bookings,
     ))
-}
-
-/// Stores lapsed holds and no-shows every `interval` until shutdown.
-fn spawn_sweeper(bookings: Bookings, interval: Duration, shutdown: coldchain_runtime::Shutdown) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = shutdown.wait() => return,
-            }
-            match bookings.sweep_due().await {
-                Ok(0) => {}
-                Ok(swept) => tracing::debug!(swept, "lapsed expired holds and no-shows"),
-                Err(error) => tracing::warn!(%error, "sweeping due bookings failed"),
-            }
-        }
-    });
 }

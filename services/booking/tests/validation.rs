@@ -3,6 +3,7 @@
 //! must answer with. After each mutating table the store's sequence shows that nothing was
 //! written, and the base request then succeeds under the request_id every row used (a
 //! refused request must not consume its request_id).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

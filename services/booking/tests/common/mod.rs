@@ -19,7 +19,9 @@ use coldchain_runtime::network::{
 };
 use coldchain_runtime::server::bind;
 use coldchain_store::ManualClock;
+use tonic::Code;
 use tonic::transport::Channel;
+use tonic_types::StatusExt;
 
 /// 2026-12-01T02:00:00Z: 10:00 on 2026-12-01 in Huaihua (Asia/Shanghai).
 pub const T0_MS: i64 = 1_796_090_400_000;
@@ -58,7 +60,7 @@ pub fn day(s: &str) -> NaiveDate {
 }
 
 pub fn date(s: &str) -> common::Date {
-    coldchain_booking::api::date_to_proto(day(s))
+    coldchain_runtime::proto_time::date(day(s))
 }
 
 /// A booking server in this process.
@@ -343,4 +345,67 @@ pub async fn assert_counters_match_bookings(
             );
         }
     }
+}
+
+// ----- helpers of the API tests -----
+
+pub fn ms(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .expect("instant")
+        .timestamp_millis()
+}
+
+pub fn ts(rfc3339: &str) -> prost_types::Timestamp {
+    let ms = ms(rfc3339);
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn state(b: &pb::Booking) -> pb::BookingState {
+    pb::BookingState::try_from(b.state).expect("a known state")
+}
+
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+pub async fn rows(
+    c: &mut pb::booking_service_client::BookingServiceClient<tonic::transport::Channel>,
+    zone: &str,
+    first: &str,
+    last: &str,
+) -> Vec<(String, i32, i32, i32, i32)> {
+    c.get_availability(availability_zone(zone, first, last))
+        .await
+        .expect("availability")
+        .into_inner()
+        .days
+        .into_iter()
+        .map(|r| {
+            let d = r.date.unwrap();
+            (
+                format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
+                r.held,
+                r.confirmed,
+                r.checked_in,
+                r.free,
+            )
+        })
+        .collect()
+}
+
+pub fn row(
+    day: &str,
+    held: i32,
+    confirmed: i32,
+    checked_in: i32,
+    free: i32,
+) -> (String, i32, i32, i32, i32) {
+    (day.to_string(), held, confirmed, checked_in, free)
 }
