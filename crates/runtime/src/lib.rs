@@ -1,9 +1,10 @@
 #![forbid(unsafe_code)]
 //! What every service shares at runtime: configuration, the network file, tracing, the
 //! server bootstrap, the client connector and its retry policy, errors, validation, page
-//! tokens, time conversions, idempotency and shutdown.
+//! tokens, time and temperature-class conversions, idempotency and shutdown.
 
 pub mod auth;
+pub mod class;
 pub mod client;
 pub mod coalesce;
 pub mod config;

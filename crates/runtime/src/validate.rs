@@ -13,6 +13,8 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 /// The longest free text (reasons, notes, origins), in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 512;
+/// The control characters free text may hold: newline and tab.
+pub const TEXT_CONTROLS: &[char] = &['\n', '\t'];
 
 /// Collects field violations of one request.
 #[derive(Debug, Default)]
@@ -70,16 +72,30 @@ impl Violations {
     /// 512 bytes is what a client can budget for whatever script it writes in), without
     /// control characters other than newline and tab.
     pub fn text(&mut self, field: &str, value: &str, required: bool) {
+        self.text_within(field, value, required, MAX_TEXT_LEN, TEXT_CONTROLS);
+    }
+
+    /// Free text of at most `max` bytes of UTF-8 (the first problem found is reported):
+    /// required and blank, too long, or with a control character other than the
+    /// `allowed` ones ([`TEXT_CONTROLS`] for multi-line text, none for a single line).
+    pub fn text_within(
+        &mut self,
+        field: &str,
+        value: &str,
+        required: bool,
+        max: usize,
+        allowed: &[char],
+    ) {
         if required && value.trim().is_empty() {
             self.add(field, "is required");
-        } else if value.len() > MAX_TEXT_LEN {
+        } else if value.len() > max {
             self.add(
                 field,
-                format!("must be at most {MAX_TEXT_LEN} bytes, got {}", value.len()),
+                format!("must be at most {max} bytes, got {}", value.len()),
             );
         } else if value
             .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+            .any(|c| c.is_control() && !allowed.contains(&c))
         {
             self.add(field, "must not contain control characters");
         }
@@ -242,6 +258,33 @@ mod tests {
             .map(|v| v.field)
             .collect();
         assert_eq!(fields, ["page_size", "page_token"]);
+    }
+
+    #[test]
+    fn text_within_its_own_limit_and_control_characters() {
+        let mut v = Violations::new();
+        v.text_within("note", "two\nlines", true, 16, TEXT_CONTROLS);
+        v.text_within("route", &"x".repeat(16), true, 16, &[]);
+        assert!(v.is_empty());
+        v.text_within("route", "a\tb", true, 16, &[]);
+        v.text_within("note", &"x".repeat(17), false, 16, TEXT_CONTROLS);
+        v.text_within("reason", " ", true, 16, &[]);
+        v.text_within("origin", "", false, 16, &[]);
+        let descriptions: Vec<_> = v
+            .finish()
+            .unwrap_err()
+            .field_violations
+            .into_iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect();
+        assert_eq!(
+            descriptions,
+            [
+                "route: must not contain control characters",
+                "note: must be at most 16 bytes, got 17",
+                "reason: is required",
+            ]
+        );
     }
 
     #[test]

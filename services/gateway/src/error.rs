@@ -75,11 +75,6 @@ pub fn step_task_failed(error: impl std::fmt::Display) -> ServiceError {
     ServiceError::internal(format!("transfer step failed: {error}"))
 }
 
-/// A pending transfer the resumer could no longer read.
-pub fn transfer_vanished(transfer_id: &str) -> ServiceError {
-    ServiceError::not_found(format!("transfer {transfer_id:?} vanished"))
-}
-
 /// A site's answer whose totals do not fit the contract's 64-bit fields: refused for that
 /// site (as the inventory refuses such totals itself), never saturated.
 pub fn total_failure(site_id: &str, error: &TotalTooLarge) -> SiteFailure {

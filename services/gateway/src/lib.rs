@@ -11,8 +11,8 @@
 //! - `WatchAlarms` keeps one upstream alarm feed per site, each resuming from its own
 //!   cursor across site restarts ([`app::watch`]).
 //! - Transfers are a durable, idempotent saga in the gateway's own store ([`app::saga`],
-//!   [`store`]), driven by the handlers and, after a restart or an outage, by a background
-//!   resumer ([`app::resumer`]).
+//!   [`store`]), driven by the handlers and, after a restart or an outage, by the network's
+//!   durable drainer (`coldchain_runtime::drainer`); one driver per transfer at a time.
 //!
 //! Layers: [`api`] (handlers of a few lines) → [`wire`] (protobuf ⇄ domain, form) →
 //! [`app`] (use cases, calls to the sites, background workers) → [`store`] (the gateway's
@@ -47,11 +47,11 @@ pub struct Options {
     pub step_timeout: Duration,
     /// Transfers: attempts of one step within a call (UNAVAILABLE is retried).
     pub step_attempts: u32,
-    /// Transfers: how often the resumer looks for unfinished transfers.
+    /// Transfers: how often the drainer looks for unfinished transfers.
     pub resume_interval: Duration,
-    /// Transfers: the resumer's first backoff after a failed step.
+    /// Transfers: the drainer's first backoff after a failed step.
     pub resume_backoff: Duration,
-    /// Transfers: the resumer's longest backoff.
+    /// Transfers: the drainer's longest backoff.
     pub resume_backoff_max: Duration,
     /// WatchAlarms: merged messages queued per client.
     pub watch_buffer: usize,
@@ -62,6 +62,9 @@ pub struct Options {
     pub watch_backoff_initial: Duration,
     /// WatchAlarms: the longest reconnect backoff of a site feed.
     pub watch_backoff_max: Duration,
+    /// A test seam of the transfers: see [`app::saga::StepHook`].
+    #[doc(hidden)]
+    pub before_call: app::saga::StepHook,
 }
 
 impl Default for Options {
@@ -78,6 +81,7 @@ impl Default for Options {
             watch_stall: Duration::from_secs(10),
             watch_backoff_initial: Duration::from_millis(200),
             watch_backoff_max: Duration::from_secs(5),
+            before_call: app::saga::StepHook::default(),
         }
     }
 }
@@ -102,10 +106,11 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
             resume_interval: options.resume_interval,
             resume_backoff: options.resume_backoff,
             resume_backoff_max: options.resume_backoff_max,
+            before_call: options.before_call.clone(),
         },
         &ctx.client,
     ));
-    app::resumer::spawn(saga.clone(), ctx.shutdown.clone());
+    tokio::spawn(saga.drainer().run(ctx.shutdown.clone()));
     let app = app::GatewayApp::new(
         transfers,
         sites,

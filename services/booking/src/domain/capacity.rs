@@ -104,14 +104,7 @@ impl DayCounts {
         bucket: Bucket,
         pallets: u32,
     ) -> Result<(), CounterError> {
-        let slot = self.slot(bucket);
-        *slot = slot.checked_add(pallets).ok_or(CounterError {
-            day,
-            bucket,
-            current: *slot,
-            delta: i64::from(pallets),
-        })?;
-        Ok(())
+        self.shift(day, bucket, i64::from(pallets))
     }
 
     /// Removes `pallets` from `bucket`.
@@ -121,12 +114,19 @@ impl DayCounts {
         bucket: Bucket,
         pallets: u32,
     ) -> Result<(), CounterError> {
+        self.shift(day, bucket, -i64::from(pallets))
+    }
+
+    /// Moves `bucket` by `delta` pallets; a counter that would leave `0..=u32::MAX` stays
+    /// as it was and the move is an error.
+    fn shift(&mut self, day: NaiveDate, bucket: Bucket, delta: i64) -> Result<(), CounterError> {
         let slot = self.slot(bucket);
-        *slot = slot.checked_sub(pallets).ok_or(CounterError {
+        // A u32 plus or minus a u32 always fits an i64.
+        *slot = u32::try_from(i64::from(*slot) + delta).map_err(|_| CounterError {
             day,
             bucket,
             current: *slot,
-            delta: -i64::from(pallets),
+            delta,
         })?;
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use coldchain_network::TemperatureClass;
 use coldchain_proto::booking::v1 as pb;
 use coldchain_proto::common::v1 as common;
-use coldchain_runtime::proto_time;
+use coldchain_runtime::{class, proto_time};
 
 use crate::domain::{Booking, BookingState, DayRow};
 
@@ -57,7 +57,7 @@ pub fn booking_from_pb(b: pb::Booking) -> Result<Booking, String> {
         |field: &str, n: i32| u32::try_from(n).map_err(|_| format!("{field} {n} is negative"));
     let class = common::TemperatureClass::try_from(b.temperature_class)
         .ok()
-        .and_then(class_from_pb)
+        .and_then(class::from_proto)
         .map(|c| c.as_str().to_string())
         .unwrap_or_default();
     Ok(Booking {
@@ -116,31 +116,9 @@ pub fn state_from_pb(state: pb::BookingState) -> Option<BookingState> {
     })
 }
 
-fn class_pb(class: TemperatureClass) -> common::TemperatureClass {
-    match class {
-        TemperatureClass::Frozen => common::TemperatureClass::Frozen,
-        TemperatureClass::Chilled => common::TemperatureClass::Chilled,
-        TemperatureClass::Pharma => common::TemperatureClass::Pharma,
-        TemperatureClass::Cool => common::TemperatureClass::Cool,
-        TemperatureClass::Ambient => common::TemperatureClass::Ambient,
-    }
-}
-
-/// The class of a proto class; `None` for UNSPECIFIED.
-pub fn class_from_pb(class: common::TemperatureClass) -> Option<TemperatureClass> {
-    Some(match class {
-        common::TemperatureClass::Unspecified => return None,
-        common::TemperatureClass::Frozen => TemperatureClass::Frozen,
-        common::TemperatureClass::Chilled => TemperatureClass::Chilled,
-        common::TemperatureClass::Pharma => TemperatureClass::Pharma,
-        common::TemperatureClass::Cool => TemperatureClass::Cool,
-        common::TemperatureClass::Ambient => TemperatureClass::Ambient,
-    })
-}
-
 fn class_pb_of_name(name: &str) -> common::TemperatureClass {
     TemperatureClass::from_str(name)
-        .map(class_pb)
+        .map(class::to_proto)
         .unwrap_or(common::TemperatureClass::Unspecified)
 }
 

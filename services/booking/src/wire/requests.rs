@@ -5,12 +5,13 @@ use chrono::NaiveDate;
 use coldchain_proto::booking::v1 as pb;
 use coldchain_proto::common::v1 as common;
 use coldchain_runtime::ServiceError;
+use coldchain_runtime::class;
 use coldchain_runtime::idempotency::fingerprint_of;
 use coldchain_runtime::proto_time;
 use coldchain_runtime::validate::Violations;
 use coldchain_store::RequestFingerprint;
 
-use super::convert::{class_from_pb, state_from_pb};
+use super::convert::state_from_pb;
 use crate::domain::{
     self, AvailabilityQuery, HoldCommand, HoldTerms, ListQuery, SpaceAsk, Transition,
 };
@@ -55,19 +56,13 @@ pub fn get_availability(
     today: NaiveDate,
 ) -> Result<AvailabilityQuery, ServiceError> {
     let mut v = Violations::new();
-    let space = match &r.space {
-        None => {
-            v.add("space", "one of temperature_class or zone_id is required");
-            None
-        }
-        Some(pb::get_availability_request::Space::TemperatureClass(c)) => {
-            class(&mut v, "temperature_class", *c).map(SpaceAsk::Class)
-        }
-        Some(pb::get_availability_request::Space::ZoneId(z)) => {
-            v.id("zone_id", z);
-            Some(SpaceAsk::Zone(z.clone()))
-        }
-    };
+    let space = space(
+        &mut v,
+        r.space.as_ref().map(|s| match s {
+            pb::get_availability_request::Space::TemperatureClass(c) => SpaceField::Class(*c),
+            pb::get_availability_request::Space::ZoneId(z) => SpaceField::Zone(z),
+        }),
+    );
     let range = range(&mut v, r.first_day.as_ref(), r.last_day.as_ref());
     if let Some((_, last)) = range {
         v.check(last >= today, "last_day", || {
@@ -88,19 +83,13 @@ pub fn hold_space(r: &pb::HoldSpaceRequest) -> Result<Call<HoldCommand>, Service
     let mut v = Violations::new();
     v.request_id(&r.request_id);
     v.id("customer_id", &r.customer_id);
-    let space = match &r.space {
-        None => {
-            v.add("space", "one of temperature_class or zone_id is required");
-            None
-        }
-        Some(pb::hold_space_request::Space::TemperatureClass(c)) => {
-            class(&mut v, "temperature_class", *c).map(SpaceAsk::Class)
-        }
-        Some(pb::hold_space_request::Space::ZoneId(z)) => {
-            v.id("zone_id", z);
-            Some(SpaceAsk::Zone(z.clone()))
-        }
-    };
+    let space = space(
+        &mut v,
+        r.space.as_ref().map(|s| match s {
+            pb::hold_space_request::Space::TemperatureClass(c) => SpaceField::Class(*c),
+            pb::hold_space_request::Space::ZoneId(z) => SpaceField::Zone(z),
+        }),
+    );
     v.check(r.pallets >= 1, "pallets", || {
         format!("must be at least 1, got {}", r.pallets)
     });
@@ -139,77 +128,69 @@ pub fn hold_space(r: &pb::HoldSpaceRequest) -> Result<Call<HoldCommand>, Service
 pub fn confirm_booking(
     r: &pb::ConfirmBookingRequest,
 ) -> Result<Call<TransitionCall>, ServiceError> {
-    let mut v = Violations::new();
-    v.request_id(&r.request_id);
-    v.id("booking_id", &r.booking_id);
-    v.finish()?;
-    Ok(transition(
-        &r.request_id,
-        r,
-        &r.booking_id,
-        Transition::Confirm,
-    ))
+    transition(&r.request_id, r, &r.booking_id, |_| {}, Transition::Confirm)
 }
 
 /// CancelBooking.
 pub fn cancel_booking(r: &pb::CancelBookingRequest) -> Result<Call<TransitionCall>, ServiceError> {
-    let mut v = Violations::new();
-    v.request_id(&r.request_id);
-    v.id("booking_id", &r.booking_id);
-    bytes_text(&mut v, "reason", &r.reason, true, domain::MAX_REASON_BYTES);
-    v.finish()?;
+    let reason = |v: &mut Violations| {
+        bytes_text(v, "reason", &r.reason, true, domain::MAX_REASON_BYTES);
+    };
     let cancel = Transition::Cancel {
         reason: r.reason.clone(),
     };
-    Ok(transition(&r.request_id, r, &r.booking_id, cancel))
+    transition(&r.request_id, r, &r.booking_id, reason, cancel)
 }
 
 /// CheckIn.
 pub fn check_in(r: &pb::CheckInRequest) -> Result<Call<TransitionCall>, ServiceError> {
-    let mut v = Violations::new();
-    v.request_id(&r.request_id);
-    v.id("booking_id", &r.booking_id);
-    if let Some(n) = r.pallets_arrived {
-        v.check(n >= 1, "pallets_arrived", || {
-            format!("must be at least 1 when set, got {n}")
-        });
-    }
-    v.finish()?;
+    let pallets_arrived = |v: &mut Violations| {
+        if let Some(n) = r.pallets_arrived {
+            v.check(n >= 1, "pallets_arrived", || {
+                format!("must be at least 1 when set, got {n}")
+            });
+        }
+    };
     let check_in = Transition::CheckIn {
         pallets_arrived: r.pallets_arrived.map(i64::from),
     };
-    Ok(transition(&r.request_id, r, &r.booking_id, check_in))
+    transition(&r.request_id, r, &r.booking_id, pallets_arrived, check_in)
 }
 
 /// CompleteBooking.
 pub fn complete_booking(
     r: &pb::CompleteBookingRequest,
 ) -> Result<Call<TransitionCall>, ServiceError> {
-    let mut v = Violations::new();
-    v.request_id(&r.request_id);
-    v.id("booking_id", &r.booking_id);
-    v.finish()?;
-    Ok(transition(
+    transition(
         &r.request_id,
         r,
         &r.booking_id,
+        |_| {},
         Transition::Complete,
-    ))
+    )
 }
 
+/// A transition of `booking_id`: the request's id and the booking id checked, then what
+/// `check` checks of the request's other fields, every bad field reported at once.
 fn transition<M: prost::Message>(
     request_id: &str,
     message: &M,
     booking_id: &str,
+    check: impl FnOnce(&mut Violations),
     transition: Transition,
-) -> Call<TransitionCall> {
-    Call {
+) -> Result<Call<TransitionCall>, ServiceError> {
+    let mut v = Violations::new();
+    v.request_id(request_id);
+    v.id("booking_id", booking_id);
+    check(&mut v);
+    v.finish()?;
+    Ok(Call {
         request: fingerprint_of(request_id, message),
         command: TransitionCall {
             booking_id: booking_id.to_string(),
             transition,
         },
-    }
+    })
 }
 
 /// GetBooking: the booking id.
@@ -280,6 +261,29 @@ fn list_query_bytes(q: &ListQuery) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The `space` oneof of GetAvailability and HoldSpace: the same two choices in each.
+enum SpaceField<'a> {
+    /// `temperature_class`.
+    Class(i32),
+    /// `zone_id`.
+    Zone(&'a str),
+}
+
+/// The space asked for: required, a valid class or zone id.
+fn space(v: &mut Violations, space: Option<SpaceField<'_>>) -> Option<SpaceAsk> {
+    match space {
+        None => {
+            v.add("space", "one of temperature_class or zone_id is required");
+            None
+        }
+        Some(SpaceField::Class(c)) => class(v, "temperature_class", c).map(SpaceAsk::Class),
+        Some(SpaceField::Zone(z)) => {
+            v.id("zone_id", z);
+            Some(SpaceAsk::Zone(z.to_string()))
+        }
+    }
+}
+
 /// A required class: a known value, not UNSPECIFIED.
 fn class(v: &mut Violations, field: &str, value: i32) -> Option<TemperatureClass> {
     match common::TemperatureClass::try_from(value) {
@@ -287,7 +291,7 @@ fn class(v: &mut Violations, field: &str, value: i32) -> Option<TemperatureClass
             v.add(field, "must not be TEMPERATURE_CLASS_UNSPECIFIED");
             None
         }
-        Ok(class) => class_from_pb(class),
+        Ok(class) => class::from_proto(class),
         Err(_) => {
             v.add(field, format!("{value} is not a temperature class"));
             None
@@ -343,16 +347,7 @@ fn range(
 
 /// Free text of `1..=max` bytes (or empty when optional), without control characters.
 fn bytes_text(v: &mut Violations, field: &str, value: &str, required: bool, max: usize) {
-    if required && value.trim().is_empty() {
-        v.add(field, "is required");
-    } else if value.len() > max {
-        v.add(
-            field,
-            format!("must be at most {max} bytes, got {}", value.len()),
-        );
-    } else if value.chars().any(char::is_control) {
-        v.add(field, "must not contain control characters");
-    }
+    v.text_within(field, value, required, max, &[]);
 }
 
 /// The TTL in ms: unset → the default; otherwise a valid duration in (0, 24 h], whole

@@ -1,14 +1,12 @@
 //! The gateway's use cases: fan-out queries across the sites ([`queries`], [`alarms`]),
 //! the merged alarm stream ([`watch`]), and corridor transfers ([`transfers`]) driven by
-//! the [`saga`] from the handlers and the background [`resumer`], with [`claims`] deciding
-//! who drives. Calls to the sites go through [`sites`]. Takes what [`crate::wire`] read
+//! the [`saga`] from the handlers and the background drainer, one driver per transfer at a
+//! time. Calls to the sites go through [`sites`]. Takes what [`crate::wire`] read
 //! and returns domain answers (or, where a site's own message is passed on, its
 //! protobuf).
 
 pub mod alarms;
-pub mod claims;
 pub mod queries;
-pub mod resumer;
 pub mod saga;
 pub mod sites;
 pub mod transfers;

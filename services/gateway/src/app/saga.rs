@@ -1,6 +1,13 @@
 //! The corridor-transfer saga: the calls to the two inventories and to the source's
-//! telemetry, each idempotent by a request_id derived from the transfer id (the
-//! background [`super::resumer`] drives every unfinished transfer forward through it).
+//! telemetry, each idempotent by a request_id derived from the transfer id.
+//!
+//! Who drives: a request handler drives its transfer at once; the network's one durable
+//! drainer (`coldchain_runtime::drainer`, with the saga as its [`Outbox`]) drives every
+//! unfinished transfer forward, at start (after a restart), every `resume_interval`, and
+//! after a failed step once its backoff has passed. Every driver holds the transfer's
+//! exclusive claim ([`Claims`]) from before it reads the transfer's state until the step is
+//! recorded, so a handler and the drainer never drive one transfer at once: a handler
+//! waits for the claim, the drainer skips a claimed transfer.
 //!
 //! The steps, each recorded in the gateway's store after the site answered:
 //! 1. REQUESTED: the source's `RecordMovements` TRANSFER_OUT (request_id
@@ -13,14 +20,18 @@
 //!    (request_id `gateway:<id>:transfer-in`; the destination also dedupes by transfer,
 //!    sku and lot) → COMPLETED.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use coldchain_runtime::ServiceError;
 use coldchain_runtime::client::{ClientOptions, with_retry};
-use coldchain_runtime::retry::{describe, is_transient};
+use coldchain_runtime::drainer::{Attempt, Claims, Drainer, DrainerOptions, Outbox};
+use coldchain_runtime::retry::{Backoff, describe, is_transient};
+use tokio::sync::Notify;
 
-use super::claims::Claims;
 use super::sites::{Sites, timed, within};
 use crate::domain::{Refusal, SensorBinding, Transfer, TransferState};
 use crate::error::write_error;
@@ -36,12 +47,52 @@ pub struct SagaOptions {
     pub step_timeout: Duration,
     /// Attempts of one step within one drive (UNAVAILABLE is retried with backoff).
     pub step_attempts: u32,
-    /// How often the resumer looks for unfinished transfers.
+    /// How often the drainer looks for unfinished transfers.
     pub resume_interval: Duration,
-    /// The resumer's first backoff after a failed step of a transfer.
+    /// The drainer's first backoff after a failed step of a transfer.
     pub resume_backoff: Duration,
-    /// The resumer's longest backoff.
+    /// The drainer's longest backoff.
     pub resume_backoff_max: Duration,
+    /// A test seam: awaited by every driver after it claimed a transfer and before it
+    /// calls a site.
+    #[doc(hidden)]
+    pub before_call: StepHook,
+}
+
+/// What a [`StepHook`] runs: given the transfer id and the step (`transfer-out`,
+/// `reefer-sensor`, `transfer-in`), a future the driver awaits.
+type HookFn = dyn Fn(&str, &'static str) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
+/// A test seam between a driver's claim and its call to a site (none by default), so a
+/// test can hold a driver there and watch what the others do meanwhile.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct StepHook(Option<Arc<HookFn>>);
+
+impl StepHook {
+    /// A hook running `hook`.
+    pub fn new<F>(hook: impl Fn(&str, &'static str) -> F + Send + Sync + 'static) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        Self(Some(Arc::new(move |id, step| Box::pin(hook(id, step)))))
+    }
+
+    async fn run(&self, transfer_id: &str, step: &'static str) {
+        if let Some(hook) = &self.0 {
+            hook(transfer_id, step).await;
+        }
+    }
+}
+
+impl fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "StepHook(set)"
+        } else {
+            "StepHook(none)"
+        })
+    }
 }
 
 /// What one drive of a transfer did.
@@ -65,13 +116,13 @@ impl Driven {
     }
 }
 
-/// The saga's machinery, shared by the handlers and the resumer.
+/// The saga's machinery, shared by the handlers and the drainer.
 pub struct Saga {
     store: GatewayStore,
     sites: Arc<Sites>,
     options: SagaOptions,
     retry: ClientOptions,
-    claims: Claims,
+    claims: Arc<Claims>,
 }
 
 type StepResult<T> = Result<T, ServiceError>;
@@ -94,7 +145,7 @@ impl Saga {
             sites,
             options,
             retry,
-            claims: Claims::default(),
+            claims: Claims::new(),
         }
     }
 
@@ -108,9 +159,28 @@ impl Saga {
         &self.options
     }
 
-    /// Who drives which transfer.
-    pub fn claims(&self) -> &Claims {
+    /// Who drives which transfer: a driver holds the transfer's claim from before it reads
+    /// the transfer until its step is recorded.
+    pub fn claims(&self) -> &Arc<Claims> {
         &self.claims
+    }
+
+    /// The background driver of every unfinished transfer (run it until shutdown).
+    pub fn drainer(self: &Arc<Self>) -> Drainer<Saga> {
+        let backoff = Backoff::new(self.options.resume_backoff, self.options.resume_backoff_max);
+        let options = DrainerOptions {
+            poll: Some(self.options.resume_interval),
+            backoff,
+            refused_backoff: backoff,
+            concurrency: 8,
+        };
+        // Nothing wakes it: a handler drives a new step itself; the poll finds the rest.
+        Drainer::new(
+            self.clone(),
+            self.claims.clone(),
+            Arc::new(Notify::new()),
+            options,
+        )
     }
 
     /// Does the step the transfer's state calls for: the TRANSFER_OUT (REQUESTED), the
@@ -130,6 +200,7 @@ impl Saga {
     pub async fn ship(&self, transfer: Transfer) -> StepResult<Driven> {
         let request = transfer_out_request(&transfer);
         let id = transfer.transfer_id.clone();
+        self.options.before_call.run(&id, "transfer-out").await;
         let answer = match self.sites.inventory(&transfer.source_site_id) {
             Ok(client) => {
                 let timeout = self.options.step_timeout;
@@ -202,6 +273,7 @@ impl Saga {
     pub async fn bind_sensor(&self, transfer: Transfer) -> StepResult<Driven> {
         let request = sensor_request(&transfer);
         let id = transfer.transfer_id.clone();
+        self.options.before_call.run(&id, "reefer-sensor").await;
         let answer = match self.sites.telemetry(&transfer.source_site_id) {
             Ok(client) => {
                 let timeout = self.options.step_timeout;
@@ -254,6 +326,7 @@ impl Saga {
                 return self.failed_step(&id, TransferState::Receiving, error).await;
             }
         };
+        self.options.before_call.run(&id, "transfer-in").await;
         let answer = match self.sites.inventory(&transfer.destination_site_id) {
             Ok(client) => {
                 let timeout = self.options.step_timeout;
@@ -307,5 +380,39 @@ impl Saga {
             retry: true,
             refusal: None,
         })
+    }
+}
+
+/// The drainer's view of the saga: the pending transfers, each attempted by one drive under
+/// the claim the drainer took for it.
+impl Outbox for Saga {
+    type Item = String;
+
+    fn key(transfer_id: &String) -> String {
+        transfer_id.clone()
+    }
+
+    fn pending(&self) -> Result<Vec<String>, String> {
+        self.store.pending().map_err(|error| error.to_string())
+    }
+
+    async fn attempt(&self, transfer_id: String) -> Attempt {
+        // Read under the claim: the state a handler recorded before releasing it.
+        let driven = match self.store.get(&transfer_id) {
+            Ok(Some(transfer)) => self.drive(transfer).await,
+            Ok(None) => return Attempt::Done,
+            Err(error) => Err(ServiceError::from(error)),
+        };
+        match driven {
+            Ok(driven) if driven.retry && driven.transfer.needs_work() => Attempt::Retry {
+                transient: driven.refusal.is_none(),
+            },
+            Ok(_) => Attempt::Done,
+            Err(failure) => {
+                let status: tonic::Status = failure.into();
+                tracing::warn!(%transfer_id, error = %describe(&status), "resuming a transfer failed");
+                Attempt::Retry { transient: true }
+            }
+        }
     }
 }

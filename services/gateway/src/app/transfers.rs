@@ -1,6 +1,6 @@
 //! The transfer use cases: StartTransfer and ReceiveTransfer record the change durably
-//! (idempotently by request id), then drive the saga's step in its own task; GetTransfer
-//! reads. Also the merged WatchAlarms stream's start.
+//! (idempotently by request id), then drive the saga's step in its own task, under the
+//! transfer's claim; GetTransfer reads. Also the merged WatchAlarms stream's start.
 
 use coldchain_runtime::ServiceError;
 use coldchain_store::{ReplyCodec, RequestFingerprint};
@@ -33,8 +33,7 @@ impl GatewayApp {
             .create(request, reply, spec)
             .await
             .map_err(write_error)?;
-        let transfer = self.get_transfer(&written.value.transfer_id)?;
-        self.drive(transfer, Step::Start).await
+        self.drive(&written.value.transfer_id, Step::Start).await
     }
 
     /// ReceiveTransfer: records the arrival (RECEIVING), then tries the destination.
@@ -48,8 +47,7 @@ impl GatewayApp {
             .arrive(request, reply, transfer_id)
             .await
             .map_err(write_error)?;
-        let transfer = self.get_transfer(transfer_id)?;
-        self.drive(transfer, Step::Receive).await
+        self.drive(transfer_id, Step::Receive).await
     }
 
     /// GetTransfer.
@@ -61,18 +59,23 @@ impl GatewayApp {
     }
 
     /// Runs a saga step in its own task, so a client that goes away mid-call does not cut
-    /// a step between the site's answer and the gateway's record of it.
-    async fn drive(&self, transfer: Transfer, step: Step) -> Result<Driven, ServiceError> {
+    /// a step between the site's answer and the gateway's record of it. The task waits for
+    /// the transfer's claim (the drainer or another handler may be driving it) and reads
+    /// the transfer under it: claim, read and step are one act.
+    async fn drive(&self, transfer_id: &str, step: Step) -> Result<Driven, ServiceError> {
         let saga = self.saga.clone();
-        let id = transfer.transfer_id.clone();
+        let id = transfer_id.to_string();
         tokio::spawn(async move {
-            let _claim = saga.claims().claim(&id);
+            let _claim = saga.claims().claim(&id).await;
+            let transfer = saga
+                .store()
+                .get(&id)?
+                .ok_or_else(|| TransferError::NotFound(id.clone()))?;
             match (step, transfer.state) {
-                (Step::Start, TransferState::Requested | TransferState::InTransit)
-                | (Step::Receive, TransferState::Receiving) => match step {
-                    Step::Start => saga.drive(transfer).await,
-                    Step::Receive => saga.receive(transfer).await,
-                },
+                (Step::Start, TransferState::Requested | TransferState::InTransit) => {
+                    saga.drive(transfer).await
+                }
+                (Step::Receive, TransferState::Receiving) => saga.receive(transfer).await,
                 _ => Ok(Driven {
                     transfer,
                     retry: false,

@@ -6,7 +6,7 @@
 //! | `transfer` | transfer_id | the [`Transfer`] |
 //! | `created` | (−created_ms, transfer_id) | () — ListTransfers, newest first |
 //! | `transit` | (sku, transfer_id) | () — transfers IN_TRANSIT or RECEIVING, for FindStock |
-//! | `pending` | transfer_id | () — transfers with a saga step to do, for the resumer |
+//! | `pending` | transfer_id | () — transfers with a saga step to do, for the drainer  |
 //!
 //! Every change of a transfer is one atomic write that also updates the indexes and appends
 //! the transfer as it now is to the ledger (an audit trail of every state change).

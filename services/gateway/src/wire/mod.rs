@@ -54,13 +54,7 @@ impl ReplyCodec<TransferRef> for TransferRefCodec {
 
 /// A class → its proto enum.
 pub fn class_to_proto(class: TemperatureClass) -> common::TemperatureClass {
-    match class {
-        TemperatureClass::Frozen => common::TemperatureClass::Frozen,
-        TemperatureClass::Chilled => common::TemperatureClass::Chilled,
-        TemperatureClass::Pharma => common::TemperatureClass::Pharma,
-        TemperatureClass::Cool => common::TemperatureClass::Cool,
-        TemperatureClass::Ambient => common::TemperatureClass::Ambient,
-    }
+    coldchain_runtime::class::to_proto(class)
 }
 
 /// An unknown enum value in a request.
@@ -69,14 +63,9 @@ pub struct UnknownValue(pub i32);
 
 /// A proto class value → `Ok(None)` for UNSPECIFIED, `Err` for an unknown value.
 pub fn class_from_proto(value: i32) -> Result<Option<TemperatureClass>, UnknownValue> {
-    match common::TemperatureClass::try_from(value).map_err(|_| UnknownValue(value))? {
-        common::TemperatureClass::Unspecified => Ok(None),
-        common::TemperatureClass::Frozen => Ok(Some(TemperatureClass::Frozen)),
-        common::TemperatureClass::Chilled => Ok(Some(TemperatureClass::Chilled)),
-        common::TemperatureClass::Pharma => Ok(Some(TemperatureClass::Pharma)),
-        common::TemperatureClass::Cool => Ok(Some(TemperatureClass::Cool)),
-        common::TemperatureClass::Ambient => Ok(Some(TemperatureClass::Ambient)),
-    }
+    common::TemperatureClass::try_from(value)
+        .map(coldchain_runtime::class::from_proto)
+        .map_err(|_| UnknownValue(value))
 }
 
 /// A state → its proto enum.

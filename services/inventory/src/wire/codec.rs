@@ -9,6 +9,7 @@
 
 use coldchain_proto::common::v1 as common;
 use coldchain_proto::inventory::v1 as pb;
+use coldchain_runtime::idempotency::Protobuf;
 use coldchain_runtime::proto_time;
 use coldchain_store::ReplyCodec;
 use prost::Message;
@@ -28,8 +29,7 @@ impl ReplyCodec<LedgerEntry> for EntryCodec {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<LedgerEntry, String> {
-        let entry = pb::LedgerEntry::decode(bytes).map_err(|e| e.to_string())?;
-        convert::entry_from_pb(entry)
+        convert::entry_from_pb(Protobuf.decode(bytes)?)
     }
 }
 
@@ -43,7 +43,7 @@ impl ReplyCodec<Vec<LedgerEntry>> for RecordedCodec {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Vec<LedgerEntry>, String> {
-        let response = pb::RecordMovementsResponse::decode(bytes).map_err(|e| e.to_string())?;
+        let response: pb::RecordMovementsResponse = Protobuf.decode(bytes)?;
         response
             .entries
             .into_iter()
@@ -62,7 +62,7 @@ impl ReplyCodec<Allocation> for AllocationCodec {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Allocation, String> {
-        convert::allocation_from_pb(pb::Allocation::decode(bytes).map_err(|e| e.to_string())?)
+        convert::allocation_from_pb(Protobuf.decode(bytes)?)
     }
 }
 
@@ -83,8 +83,8 @@ impl ReplyCodec<Vec<Allocation>> for ReleasedCodec {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Vec<Allocation>, String> {
-        pb::ReleaseAllocationResponse::decode(bytes)
-            .map_err(|e| e.to_string())?
+        let response: pb::ReleaseAllocationResponse = Protobuf.decode(bytes)?;
+        response
             .released
             .into_iter()
             .map(convert::allocation_from_pb)
@@ -103,7 +103,7 @@ impl ReplyCodec<Hold> for HoldCodec {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Hold, String> {
-        convert::hold_from_pb(pb::Hold::decode(bytes).map_err(|e| e.to_string())?)
+        convert::hold_from_pb(Protobuf.decode(bytes)?)
     }
 }
 
@@ -111,14 +111,23 @@ impl ReplyCodec<Hold> for HoldCodec {
 // Borrowed views, encoding as the generated messages do: fields in tag order, proto3
 // defaults left out.
 
-/// Encode-only views: decoding goes through the generated types.
-fn no_merge(
-    tag: u32,
-    wire_type: WireType,
-    buf: &mut impl Buf,
-    ctx: DecodeContext,
-) -> Result<(), prost::DecodeError> {
-    encoding::skip_field(wire_type, tag, buf, ctx)
+/// The decoding half of an encode-only view's `Message`: nothing is decoded into a view
+/// (decoding goes through the generated types), so fields are skipped and there is
+/// nothing to clear.
+macro_rules! encode_only {
+    () => {
+        fn merge_field(
+            &mut self,
+            tag: u32,
+            wire_type: WireType,
+            buf: &mut impl Buf,
+            ctx: DecodeContext,
+        ) -> Result<(), prost::DecodeError> {
+            encoding::skip_field(wire_type, tag, buf, ctx)
+        }
+
+        fn clear(&mut self) {}
+    };
 }
 
 fn string_len(tag: u32, value: &String) -> usize {
@@ -159,16 +168,6 @@ impl Message for ReferenceView<'_> {
         put_string(2, &self.0.id, buf);
     }
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        no_merge(tag, wire_type, buf, ctx)
-    }
-
     fn encoded_len(&self) -> usize {
         let kind = if self.0.kind != 0 {
             encoding::int32::encoded_len(1, &self.0.kind)
@@ -178,7 +177,7 @@ impl Message for ReferenceView<'_> {
         kind + string_len(2, &self.0.id)
     }
 
-    fn clear(&mut self) {}
+    encode_only!();
 }
 
 impl Message for LotView<'_> {
@@ -194,16 +193,6 @@ impl Message for LotView<'_> {
         put_string(4, &lot.origin, buf);
     }
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        no_merge(tag, wire_type, buf, ctx)
-    }
-
     fn encoded_len(&self) -> usize {
         let lot = self.0;
         string_len(1, &lot.lot_id)
@@ -212,7 +201,7 @@ impl Message for LotView<'_> {
             + string_len(4, &lot.origin)
     }
 
-    fn clear(&mut self) {}
+    encode_only!();
 }
 
 impl Message for EntryView<'_> {
@@ -253,16 +242,6 @@ impl Message for EntryView<'_> {
         put_string(20, &e.hold_id, buf);
     }
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        no_merge(tag, wire_type, buf, ctx)
-    }
-
     fn encoded_len(&self) -> usize {
         let e = self.0;
         let kind = convert::entry_kind_pb(e.kind);
@@ -300,7 +279,7 @@ impl Message for EntryView<'_> {
             + string_len(20, &e.hold_id)
     }
 
-    fn clear(&mut self) {}
+    encode_only!();
 }
 
 impl Message for EntriesView<'_> {
@@ -310,16 +289,6 @@ impl Message for EntriesView<'_> {
         }
     }
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        no_merge(tag, wire_type, buf, ctx)
-    }
-
     fn encoded_len(&self) -> usize {
         self.0
             .iter()
@@ -327,7 +296,7 @@ impl Message for EntriesView<'_> {
             .sum()
     }
 
-    fn clear(&mut self) {}
+    encode_only!();
 }
 
 #[cfg(test)]

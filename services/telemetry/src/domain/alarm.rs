@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Binding;
-use super::detect::{Excursion, ExcursionKind};
+use super::detect::{self, Excursion, ExcursionKind};
 
 /// What an alarm is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,32 +158,14 @@ impl AlarmRecord {
         hold_required: bool,
         now_ms: i64,
     ) -> Self {
-        Self {
-            alarm_id,
-            sensor_id,
-            binding,
-            kind: excursion.kind.into(),
-            started_at: excursion.started_at,
-            last_seen_at: excursion.last_seen_at,
-            last_at: excursion.last_at,
-            cleared_at: excursion.cleared_at,
-            limit: excursion.limit,
-            peak: excursion.peak,
-            twice_area: excursion.twice_area,
-            ack: None,
-            hold: HoldInfo {
-                status: if hold_required {
-                    HoldStatus::Pending
-                } else {
-                    HoldStatus::NotRequired
-                },
-                hold_ids: Vec::new(),
-                last_error: String::new(),
-            },
-            retracted: false,
-            raised_at: now_ms,
-            last_event_at: now_ms,
-        }
+        let hold = if hold_required {
+            HoldStatus::Pending
+        } else {
+            HoldStatus::NotRequired
+        };
+        let mut alarm = Self::raised(alarm_id, sensor_id, binding, hold, now_ms);
+        alarm.take_figures(excursion);
+        alarm
     }
 
     /// A new SENSOR_OFFLINE alarm: silent since `since`, found silent at `now_ms`.
@@ -195,11 +177,32 @@ impl AlarmRecord {
         now_ms: i64,
     ) -> Self {
         Self {
+            started_at: since,
+            ..Self::raised(
+                alarm_id,
+                sensor_id,
+                binding,
+                HoldStatus::NotRequired,
+                now_ms,
+            )
+        }
+    }
+
+    /// A new alarm raised at `now_ms` whose hold is `hold`: a SENSOR_OFFLINE one seen at
+    /// `now_ms`, without limit, peak or area, until the constructor sets its figures.
+    fn raised(
+        alarm_id: String,
+        sensor_id: String,
+        binding: Binding,
+        hold: HoldStatus,
+        now_ms: i64,
+    ) -> Self {
+        Self {
             alarm_id,
             sensor_id,
             binding,
             kind: AlarmKind::SensorOffline,
-            started_at: since,
+            started_at: now_ms,
             last_seen_at: now_ms,
             last_at: now_ms,
             cleared_at: None,
@@ -208,7 +211,7 @@ impl AlarmRecord {
             twice_area: 0,
             ack: None,
             hold: HoldInfo {
-                status: HoldStatus::NotRequired,
+                status: hold,
                 hold_ids: Vec::new(),
                 last_error: String::new(),
             },
@@ -216,6 +219,18 @@ impl AlarmRecord {
             raised_at: now_ms,
             last_event_at: now_ms,
         }
+    }
+
+    /// Takes the figures of an excursion as detected (its side included).
+    fn take_figures(&mut self, excursion: &Excursion) {
+        self.kind = excursion.kind.into();
+        self.started_at = excursion.started_at;
+        self.last_seen_at = excursion.last_seen_at;
+        self.last_at = excursion.last_at;
+        self.cleared_at = excursion.cleared_at;
+        self.limit = excursion.limit;
+        self.peak = excursion.peak;
+        self.twice_area = excursion.twice_area;
     }
 
     /// Active or cleared, acknowledged or not.
@@ -240,35 +255,26 @@ impl AlarmRecord {
 
     /// How long the condition lasted (until cleared, or so far), ms.
     pub fn duration_ms(&self) -> i64 {
-        self.end().saturating_sub(self.started_at).max(0)
+        detect::duration_ms(self.started_at, self.end())
     }
 
     /// °C·min beyond the limit.
     pub fn degree_minutes(&self) -> f64 {
-        self.twice_area as f64 / 2.0 / 100.0 / 60_000.0
+        detect::degree_minutes(self.twice_area)
     }
 
-    /// How far the peak lies beyond the limit, centi-°C.
+    /// How far the peak lies beyond the limit, centi-°C (0 for an offline alarm).
     pub fn peak_deviation(&self) -> i32 {
-        match self.kind {
-            AlarmKind::ExcursionHigh => self.peak.saturating_sub(self.limit).max(0),
-            AlarmKind::ExcursionLow => self.limit.saturating_sub(self.peak).max(0),
-            AlarmKind::SensorOffline => 0,
-        }
+        self.kind
+            .excursion()
+            .map_or(0, |side| side.beyond(self.limit, self.peak))
     }
 
     /// Takes recomputed figures; the change to record, if any.
     pub fn apply_excursion(&mut self, excursion: &Excursion) -> Option<AlarmChange> {
         let was_active = self.is_active();
         let before = self.clone();
-        self.kind = excursion.kind.into();
-        self.started_at = excursion.started_at;
-        self.last_seen_at = excursion.last_seen_at;
-        self.last_at = excursion.last_at;
-        self.cleared_at = excursion.cleared_at;
-        self.limit = excursion.limit;
-        self.peak = excursion.peak;
-        self.twice_area = excursion.twice_area;
+        self.take_figures(excursion);
         if *self == before {
             None
         } else if was_active && !self.is_active() {

@@ -29,6 +29,27 @@ pub enum ExcursionKind {
     Low,
 }
 
+impl ExcursionKind {
+    /// How far `value` lies beyond `limit` on this side, centi-°C (0 within it).
+    pub fn beyond(self, limit: i32, value: i32) -> i32 {
+        match self {
+            ExcursionKind::High => value.saturating_sub(limit).max(0),
+            ExcursionKind::Low => limit.saturating_sub(value).max(0),
+        }
+    }
+}
+
+/// How long a condition from `started_at` to `end` lasted, ms (never negative): the
+/// figure an excursion and its alarm both show.
+pub fn duration_ms(started_at: i64, end: i64) -> i64 {
+    end.saturating_sub(started_at).max(0)
+}
+
+/// Twice the integral of a deviation (centi-°C·ms, as kept) in °C·min.
+pub fn degree_minutes(twice_area: i128) -> f64 {
+    twice_area as f64 / 2.0 / 100.0 / 60_000.0
+}
+
 /// The alarm rules of a sensor in store units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -62,10 +83,7 @@ impl Limits {
     }
 
     fn deviation(&self, kind: ExcursionKind, value: i32) -> i32 {
-        match kind {
-            ExcursionKind::High => value.saturating_sub(self.max).max(0),
-            ExcursionKind::Low => self.limit(kind).saturating_sub(value).max(0),
-        }
+        kind.beyond(self.limit(kind), value)
     }
 
     fn clears(&self, kind: ExcursionKind, value: i32) -> bool {
@@ -207,20 +225,17 @@ impl Excursion {
 
     /// How long it lasted (until cleared, or so far), ms.
     pub fn duration_ms(&self) -> i64 {
-        self.end().saturating_sub(self.started_at).max(0)
+        duration_ms(self.started_at, self.end())
     }
 
     /// The integral of the deviation beyond the limit, °C·min.
     pub fn degree_minutes(&self) -> f64 {
-        self.twice_area as f64 / 2.0 / 100.0 / 60_000.0
+        degree_minutes(self.twice_area)
     }
 
     /// How far the peak lies beyond the limit, centi-°C.
     pub fn peak_deviation(&self) -> i32 {
-        match self.kind {
-            ExcursionKind::High => self.peak.saturating_sub(self.limit).max(0),
-            ExcursionKind::Low => self.limit.saturating_sub(self.peak).max(0),
-        }
+        self.kind.beyond(self.limit, self.peak)
     }
 }
 

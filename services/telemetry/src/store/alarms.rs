@@ -26,64 +26,50 @@ impl TelemetryStore {
         if candidates.is_empty() {
             return Ok(0);
         }
-        let store = self.store.clone();
-        let site = self.site.clone();
-        let encode = self.encode_event;
-        spawned(async move {
+        self.write_alarms(None, move |tx, feed| {
             let mut changed = 0usize;
-            let changed_ref = &mut changed;
-            store
-                .write(None, move |tx| {
-                    let feed = Feed {
-                        site_id: &site.id,
-                        encode,
-                    };
-                    for id in &candidates {
-                        let Some(record) = tx.get(&SENSORS, id)? else {
-                            continue;
-                        };
-                        let mut state = tx.get(&SENSOR_STATE, id)?.unwrap_or_default();
-                        if !state.is_silent(&record.profile, record.registered_at, now_ms) {
+            for id in &candidates {
+                let Some(record) = tx.get(&SENSORS, id)? else {
+                    continue;
+                };
+                let mut state = tx.get(&SENSOR_STATE, id)?.unwrap_or_default();
+                if !state.is_silent(&record.profile, record.registered_at, now_ms) {
+                    continue;
+                }
+                let open = match &state.offline_alarm {
+                    Some(alarm_id) => tx.get(&ALARMS, alarm_id)?.filter(|a| a.is_active()),
+                    None => None,
+                };
+                match open {
+                    Some(mut alarm) => {
+                        if now_ms.saturating_sub(alarm.last_seen_at)
+                            < record.profile.offline_after_ms
+                        {
                             continue;
                         }
-                        let open = match &state.offline_alarm {
-                            Some(alarm_id) => tx.get(&ALARMS, alarm_id)?.filter(|a| a.is_active()),
-                            None => None,
-                        };
-                        match open {
-                            Some(mut alarm) => {
-                                if now_ms.saturating_sub(alarm.last_seen_at)
-                                    < record.profile.offline_after_ms
-                                {
-                                    continue;
-                                }
-                                alarm.last_seen_at = now_ms;
-                                alarm.last_at = now_ms;
-                                feed.emit(tx, AlarmChange::Updated, &mut alarm);
-                                tx.put(&ALARMS, &alarm.alarm_id, &alarm)?;
-                            }
-                            None => {
-                                let alarm_id = next_alarm_id(tx)?;
-                                let since = state.newest.map_or(record.registered_at, |s| s.ts);
-                                let mut alarm = AlarmRecord::offline(
-                                    alarm_id.clone(),
-                                    id.clone(),
-                                    record.binding.clone(),
-                                    since,
-                                    now_ms,
-                                );
-                                feed.emit(tx, AlarmChange::Raised, &mut alarm);
-                                put_alarm(tx, &alarm, None)?;
-                                state.offline_alarm = Some(alarm_id);
-                                tx.put(&SENSOR_STATE, id, &state)?;
-                            }
-                        }
-                        *changed_ref += 1;
+                        alarm.last_seen_at = now_ms;
+                        alarm.last_at = now_ms;
+                        feed.emit(tx, AlarmChange::Updated, &mut alarm);
+                        tx.put(&ALARMS, &alarm.alarm_id, &alarm)?;
                     }
-                    Ok::<_, TelemetryError>(())
-                })
-                .await
-                .map_err(TelemetryError::from)?;
+                    None => {
+                        let alarm_id = next_alarm_id(tx)?;
+                        let since = state.newest.map_or(record.registered_at, |s| s.ts);
+                        let mut alarm = AlarmRecord::offline(
+                            alarm_id.clone(),
+                            id.clone(),
+                            record.binding.clone(),
+                            since,
+                            now_ms,
+                        );
+                        feed.emit(tx, AlarmChange::Raised, &mut alarm);
+                        put_alarm(tx, &alarm, None)?;
+                        state.offline_alarm = Some(alarm_id);
+                        tx.put(&SENSOR_STATE, id, &state)?;
+                    }
+                }
+                changed += 1;
+            }
             Ok(changed)
         })
         .await
@@ -129,36 +115,21 @@ impl TelemetryStore {
         by: String,
         note: String,
     ) -> Result<AlarmView, TelemetryError> {
-        let store = self.store.clone();
-        let site = self.site.clone();
-        let encode = self.encode_event;
-        spawned(async move {
-            store
-                .write(Some(Idempotent::new(&request, codec)), move |tx| {
-                    let Some(mut alarm) = tx.get(&ALARMS, &alarm_id)? else {
-                        return Err(TelemetryRefusal::UnknownAlarm {
-                            alarm_id,
-                            site_id: site.id.clone(),
-                        }
-                        .into());
-                    };
-                    let now = tx.now_millis();
-                    if let Err(state) = alarm.acknowledge(&by, &note, now) {
-                        return Err(
-                            TelemetryRefusal::AlreadyAcknowledged { alarm_id, state }.into()
-                        );
-                    }
-                    let feed = Feed {
-                        site_id: &site.id,
-                        encode,
-                    };
-                    feed.emit(tx, AlarmChange::Acknowledged, &mut alarm);
-                    tx.put(&ALARMS, &alarm_id, &alarm)?;
-                    Ok::<_, TelemetryError>(alarm.view(&site.id))
-                })
-                .await
-                .map(|written| written.value)
-                .map_err(TelemetryError::from)
+        self.write_alarms(Some((request, codec)), move |tx, feed| {
+            let Some(mut alarm) = tx.get(&ALARMS, &alarm_id)? else {
+                return Err(TelemetryRefusal::UnknownAlarm {
+                    alarm_id,
+                    site_id: feed.site_id.to_string(),
+                }
+                .into());
+            };
+            let now = tx.now_millis();
+            if let Err(state) = alarm.acknowledge(&by, &note, now) {
+                return Err(TelemetryRefusal::AlreadyAcknowledged { alarm_id, state }.into());
+            }
+            feed.emit(tx, AlarmChange::Acknowledged, &mut alarm);
+            tx.put(&ALARMS, &alarm_id, &alarm)?;
+            Ok(alarm.view(feed.site_id))
         })
         .await
     }
@@ -199,32 +170,19 @@ impl TelemetryStore {
         hold_ids: Vec<String>,
         note: String,
     ) -> Result<(), TelemetryError> {
-        let store = self.store.clone();
-        let site = self.site.clone();
-        let encode = self.encode_event;
-        spawned(async move {
-            store
-                .write(None, move |tx| {
-                    let feed = Feed {
-                        site_id: &site.id,
-                        encode,
-                    };
-                    if tx.get(&OUTBOX, &alarm_id)?.is_none() {
-                        return Ok(());
-                    }
-                    tx.delete(&OUTBOX, &alarm_id);
-                    if let Some(mut alarm) = tx.get(&ALARMS, &alarm_id)? {
-                        alarm.hold.status = status;
-                        alarm.hold.hold_ids = hold_ids;
-                        alarm.hold.last_error = note;
-                        feed.emit(tx, AlarmChange::HoldChanged, &mut alarm);
-                        tx.put(&ALARMS, &alarm_id, &alarm)?;
-                    }
-                    Ok::<_, TelemetryError>(())
-                })
-                .await
-                .map(|_| ())
-                .map_err(TelemetryError::from)
+        self.write_alarms(None, move |tx, feed| {
+            if tx.get(&OUTBOX, &alarm_id)?.is_none() {
+                return Ok(());
+            }
+            tx.delete(&OUTBOX, &alarm_id);
+            if let Some(mut alarm) = tx.get(&ALARMS, &alarm_id)? {
+                alarm.hold.status = status;
+                alarm.hold.hold_ids = hold_ids;
+                alarm.hold.last_error = note;
+                feed.emit(tx, AlarmChange::HoldChanged, &mut alarm);
+                tx.put(&ALARMS, &alarm_id, &alarm)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -236,28 +194,47 @@ impl TelemetryStore {
                 if alarm.hold.status == HoldStatus::Pending && alarm.hold.last_error != error => {}
             _ => return Ok(()),
         }
+        self.write_alarms(None, move |tx, feed| {
+            if let Some(mut alarm) = tx.get(&ALARMS, &alarm_id)?
+                && alarm.hold.status == HoldStatus::Pending
+                && alarm.hold.last_error != error
+            {
+                alarm.hold.last_error = error;
+                feed.emit(tx, AlarmChange::HoldChanged, &mut alarm);
+                tx.put(&ALARMS, &alarm_id, &alarm)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `work` as one write of the store, on a task of its own (see `spawned`), with
+    /// the site's feed to record alarm changes in; with `idempotency`, a request seen
+    /// before gets its first answer back instead.
+    async fn write_alarms<T: Send + 'static>(
+        &self,
+        idempotency: Option<Idempotency<T>>,
+        work: impl FnOnce(&mut WriteTx<'_>, Feed<'_>) -> Result<T, TelemetryError> + Send + 'static,
+    ) -> Result<T, TelemetryError> {
         let store = self.store.clone();
         let site = self.site.clone();
         let encode = self.encode_event;
         spawned(async move {
+            let idempotent = idempotency
+                .as_ref()
+                .map(|(request, codec)| Idempotent::new(request, *codec));
             store
-                .write(None, move |tx| {
-                    let feed = Feed {
-                        site_id: &site.id,
-                        encode,
-                    };
-                    if let Some(mut alarm) = tx.get(&ALARMS, &alarm_id)?
-                        && alarm.hold.status == HoldStatus::Pending
-                        && alarm.hold.last_error != error
-                    {
-                        alarm.hold.last_error = error;
-                        feed.emit(tx, AlarmChange::HoldChanged, &mut alarm);
-                        tx.put(&ALARMS, &alarm_id, &alarm)?;
-                    }
-                    Ok::<_, TelemetryError>(())
+                .write(idempotent, move |tx| {
+                    work(
+                        tx,
+                        Feed {
+                            site_id: &site.id,
+                            encode,
+                        },
+                    )
                 })
                 .await
-                .map(|_| ())
+                .map(|written| written.value)
                 .map_err(TelemetryError::from)
         })
         .await

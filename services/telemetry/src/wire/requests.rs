@@ -6,7 +6,7 @@ use coldchain_proto::telemetry::v1 as pb;
 use coldchain_runtime::error::ServiceError;
 use coldchain_runtime::idempotency::fingerprint_of;
 use coldchain_runtime::proto_time;
-use coldchain_runtime::validate::Violations;
+use coldchain_runtime::validate::{TEXT_CONTROLS, Violations};
 use coldchain_store::RequestFingerprint;
 use prost_types::Timestamp;
 
@@ -32,19 +32,7 @@ pub const MAX_BUCKETS: i64 = 100_000;
 /// limit, where `Violations::text` has the common 512), without control characters
 /// other than newline and tab.
 fn text(v: &mut Violations, field: &str, value: &str, required: bool, max: usize) {
-    if required && value.trim().is_empty() {
-        v.add(field, "is required");
-    } else if value.len() > max {
-        v.add(
-            field,
-            format!("must be at most {max} bytes, got {}", value.len()),
-        );
-    } else if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        v.add(field, "must not contain control characters");
-    }
+    v.text_within(field, value, required, max, TEXT_CONTROLS);
 }
 
 /// A required, valid instant as ms: the first millisecond at or after it (`ceil`).
