@@ -47,6 +47,12 @@ pub fn load(
     }
     let network = NetworkConfig::load(&config.network_file)?;
     if let Mode::Dev { insecure } = mode {
+        if let Some(port) = config.health_port {
+            return Err(ConfigErrors::single(format!(
+                "health_port = {port}: dev runs every server in one process and they cannot share \
+                 one health port; it is for `serve` (one server per process, as in Kubernetes)"
+            )));
+        }
         if insecure {
             config.insecure_no_auth = true;
             config.auth_file = None;
@@ -88,4 +94,28 @@ pub fn warn_if_insecure(settings: &Settings) {
                   way on a network you do not fully control.";
     eprintln!("\n{}\n{banner}\n{}\n", "!".repeat(78), "!".repeat(78));
     tracing::warn!("{banner}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `dev` serves 25 servers from one process: they cannot share one health port.
+    #[test]
+    fn dev_refuses_a_health_port_and_serve_takes_it() {
+        let network = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/network.toml"));
+        let env = BTreeMap::from([
+            ("COLDCHAIN_HEALTH_PORT".to_owned(), "8086".to_owned()),
+            ("COLDCHAIN_INSECURE_NO_AUTH".to_owned(), "true".to_owned()),
+        ]);
+        let Err(errors) = load(&env, Some(network.clone()), Mode::Dev { insecure: true }) else {
+            panic!("dev took a health port");
+        };
+        assert!(
+            errors.to_string().contains("health_port = 8086"),
+            "{errors}"
+        );
+        let settings = load(&env, Some(network), Mode::Serve).unwrap();
+        assert_eq!(settings.config.health_port, Some(8086));
+    }
 }

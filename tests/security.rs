@@ -739,15 +739,42 @@ async fn tls_is_required_when_configured_and_mutual_tls_requires_a_client_certif
             .expect_err("a server certificate from an unknown CA");
     }
 
-    // Mutual TLS: without a client certificate from the CA, no call gets through.
+    // Mutual TLS: without a client certificate from the CA, no call gets through. With a
+    // health port (as in Kubernetes, whose gRPC probes speak plaintext only), health alone is
+    // answered in plaintext there, and nothing else is.
     env.push(("COLDCHAIN_TLS_CLIENT_CA", certs.join("ca.pem")));
-    let _server = Killed(serve_booking(&net, &env, &[]));
+    let health_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let health_port_text = health_port.to_string();
+    let _server = Killed(serve_booking(
+        &net,
+        &env,
+        &[("COLDCHAIN_HEALTH_PORT", health_port_text.as_str())],
+    ));
     let with_cert = tls_options(
         &certs.join("ca.pem"),
         Some((&certs.join("client.pem"), &certs.join("client.key"))),
         &ops,
     );
     wait_serving(&endpoint, &with_cert).await;
+    let health_endpoint = format!("http://127.0.0.1:{health_port}");
+    let plaintext = ClientOptions {
+        max_attempts: 1,
+        ..ClientOptions::default()
+    };
+    wait_serving(&health_endpoint, &plaintext).await;
+    let only_health = availability_with(
+        &health_endpoint,
+        &ClientOptions {
+            key: Some(ops.clone()),
+            ..plaintext.clone()
+        },
+    )
+    .await
+    .expect_err("the health port serves health only");
+    assert_eq!(only_health.code(), Code::Unimplemented, "{only_health:?}");
     availability_with(&endpoint, &with_cert)
         .await
         .expect("a client certificate from the CA");

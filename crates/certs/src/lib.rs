@@ -7,8 +7,10 @@
 //! - `ca.pem` (trust this) and `ca.key` (keep it away from the servers; it is only needed to
 //!   issue more certificates);
 //! - `<service>-<site>.pem` / `.key` for every site service and `gateway.pem` / `.key`, each
-//!   valid for its compose host name, `localhost` and `127.0.0.1`, usable as server and as
-//!   client certificate (mutual TLS between services);
+//!   valid for its compose host name (also its Kubernetes Service name), that name in the
+//!   Kubernetes namespace (`--namespace`, default `coldchain`: `<name>.<ns>`, `<name>.<ns>.svc`,
+//!   `<name>.<ns>.svc.cluster.local`, for clients in other namespaces), `localhost` and
+//!   `127.0.0.1`, usable as server and as client certificate (mutual TLS between services);
 //! - `client.pem` / `.key`: a client certificate for tools (the CLI, the tests) under mutual TLS.
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,10 @@ pub struct CertsArgs {
     /// Replace an existing CA and certificates (otherwise an existing CA is an error).
     #[arg(long)]
     force: bool,
+    /// The Kubernetes namespace the network runs in (deploy/k8s): certificates also name
+    /// `<name>.<namespace>.svc` and its variants.
+    #[arg(long, default_value = coldchain_deploy::k8s::NAMESPACE)]
+    namespace: String,
 }
 
 pub fn run(args: CertsArgs) -> ExitCode {
@@ -57,10 +63,15 @@ pub fn run(args: CertsArgs) -> ExitCode {
     }
 }
 
-/// The host names a service instance is reached by: its compose name and the loopback names.
-pub fn names(host: &str) -> Vec<String> {
+/// The host names a service instance is reached by: its compose name (the same as its
+/// Kubernetes Service name, which clients in its namespace use), the Service's names for
+/// clients in other namespaces of `namespace`, and the loopback names.
+pub fn names(host: &str, namespace: &str) -> Vec<String> {
     vec![
         host.to_owned(),
+        format!("{host}.{namespace}"),
+        format!("{host}.{namespace}.svc"),
+        format!("{host}.{namespace}.svc.cluster.local"),
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
     ]
@@ -68,6 +79,12 @@ pub fn names(host: &str) -> Vec<String> {
 
 fn make(args: &CertsArgs) -> Result<usize, String> {
     let network = NetworkConfig::load(&args.network).map_err(|e| e.to_string())?;
+    if !coldchain_deploy::k8s::is_dns_label(&args.namespace) {
+        return Err(format!(
+            "--namespace {:?}: a Kubernetes namespace is a DNS label (a-z, 0-9, '-', at most 63)",
+            args.namespace
+        ));
+    }
     if args.out.join("ca.pem").exists() && !args.force {
         return Err(format!(
             "{} already holds a CA: pass --force to replace it (every certificate it signed \
@@ -92,11 +109,11 @@ fn make(args: &CertsArgs) -> Result<usize, String> {
         .collect();
     hosts.push(coldchain_deploy::GATEWAY.to_owned());
     for host in &hosts {
-        let (cert, key) = ca.issue(host, &names(host))?;
+        let (cert, key) = ca.issue(host, &names(host, &args.namespace))?;
         write_public(&args.out.join(format!("{host}.pem")), &cert)?;
         write_private(&args.out.join(format!("{host}.key")), &key)?;
     }
-    let (cert, key) = ca.issue("client", &names("client"))?;
+    let (cert, key) = ca.issue("client", &names("client", &args.namespace))?;
     write_public(&args.out.join("client.pem"), &cert)?;
     write_private(&args.out.join("client.key"), &key)?;
     Ok(hosts.len() + 1)
@@ -169,4 +186,26 @@ fn validity(params: &mut CertificateParams) {
 
 fn text(error: rcgen::Error) -> String {
     error.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate names the compose host (also the Kubernetes Service, for clients in its
+    /// namespace) and the Service's names for clients in other namespaces.
+    #[test]
+    fn names_cover_compose_and_kubernetes() {
+        assert_eq!(
+            names("inventory-la-vientiane", "coldchain"),
+            [
+                "inventory-la-vientiane",
+                "inventory-la-vientiane.coldchain",
+                "inventory-la-vientiane.coldchain.svc",
+                "inventory-la-vientiane.coldchain.svc.cluster.local",
+                "localhost",
+                "127.0.0.1",
+            ]
+        );
+    }
 }

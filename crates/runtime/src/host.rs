@@ -118,6 +118,10 @@ impl ServiceContext {
             shutdown_grace: self.config.shutdown_grace,
             gatekeeper,
             tls: self.security.server_tls.clone(),
+            health_addr: self
+                .config
+                .health_port
+                .map(|port| std::net::SocketAddr::new(self.config.listen_host, port)),
             ..Limits::default()
         }
     }

@@ -45,6 +45,9 @@ pub struct Limits {
     pub gatekeeper: Option<Arc<Gatekeeper>>,
     /// TLS; `None` serves plaintext.
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Where to answer `grpc.health.v1.Health` alone in plaintext too, for probes that
+    /// cannot speak TLS (Kubernetes' gRPC probes); `None` for no such listener.
+    pub health_addr: Option<SocketAddr>,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             health_interval: Duration::from_secs(2),
             gatekeeper: None,
             tls: None,
+            health_addr: None,
         }
     }
 }
@@ -88,6 +92,9 @@ pub enum ServeError {
     /// The service's [`Fatal`] condition fired: it stopped itself.
     #[error("stopped because it can no longer serve: {0}")]
     Failed(String),
+    /// The plaintext health listener could not be bound.
+    #[error("health listener: {0}")]
+    HealthListener(std::io::Error),
 }
 
 /// What a service hands to [`serve`].
@@ -125,6 +132,18 @@ pub async fn serve(
     limits: Limits,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
+    // Health alone, in plaintext, on a port of its own: what it tells (SERVING or not) is
+    // open on the main port too, so this opens nothing new. It stops with the server.
+    let health_listener = match limits.health_addr {
+        Some(addr) => match bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                (spec.on_stopped)();
+                return Err(ServeError::HealthListener(error));
+            }
+        },
+        None => None,
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
 
     let probe_task = tokio::spawn(run_probe(
@@ -135,6 +154,21 @@ pub async fn serve(
         shutdown.clone(),
         spec.label.clone(),
     ));
+
+    let health_task = health_listener.map(|listener| {
+        let health_only = tonic::transport::Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown.wait(),
+            );
+        let label = spec.label.clone();
+        tokio::spawn(async move {
+            if let Err(error) = health_only.await {
+                tracing::error!(service = %label, %error, "plaintext health listener failed");
+            }
+        })
+    });
 
     let routes = with_reflection(spec.routes.add_service(health_service), spec.service_name);
     let guard = GuardLayer {
@@ -188,6 +222,9 @@ pub async fn serve(
         }
     };
     probe_task.abort();
+    if let Some(task) = health_task {
+        task.abort();
+    }
     (spec.on_stopped)();
     tracing::debug!(service = %spec.label, "stopped");
     result?;

@@ -120,6 +120,10 @@ pub struct Config {
     pub rate_burst: usize,
     /// A client stream that sends nothing for this long is closed. Default 60 s.
     pub stream_idle_timeout: Duration,
+    /// When set, the server also answers `grpc.health.v1.Health` (and nothing else) in
+    /// plaintext on this port of `listen_host`, for probes that cannot speak TLS: Kubernetes'
+    /// native gRPC probes never do. One server per process (`serve`), so `dev` refuses it.
+    pub health_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -148,6 +152,7 @@ impl Default for Config {
             rate_limit: 2000,
             rate_burst: 4000,
             stream_idle_timeout: Duration::from_secs(60),
+            health_port: None,
         }
     }
 }
@@ -173,6 +178,7 @@ enum Kind {
     Duration,
     Count,
     Bytes,
+    OptionalPort,
 }
 
 /// The fields of [`Config`], as written in the TOML file (the environment variable is
@@ -201,6 +207,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("rate_limit", Kind::Count),
     ("rate_burst", Kind::Count),
     ("stream_idle_timeout", Kind::Duration),
+    ("health_port", Kind::OptionalPort),
 ];
 
 impl Config {
@@ -336,7 +343,9 @@ impl Config {
             };
             let text = match (value, kind) {
                 (toml::Value::String(s), _) => s.clone(),
-                (toml::Value::Integer(i), Kind::Count | Kind::Bytes) => i.to_string(),
+                (toml::Value::Integer(i), Kind::Count | Kind::Bytes | Kind::OptionalPort) => {
+                    i.to_string()
+                }
                 (toml::Value::Boolean(b), Kind::Bool) => b.to_string(),
                 (other, _) => {
                     let shown = match other {
@@ -464,6 +473,19 @@ impl Config {
                     _ => self.rate_burst = n,
                 }
             }
+            Kind::OptionalPort => {
+                // An empty value clears a port set by an earlier layer.
+                self.health_port = if text.trim().is_empty() {
+                    None
+                } else {
+                    match text.trim().parse::<u16>() {
+                        Ok(0) | Err(_) => {
+                            return Err(format!("expected a port from 1 to 65535, got {text:?}"));
+                        }
+                        Ok(port) => Some(port),
+                    }
+                };
+            }
             Kind::Bytes => {
                 let n = parse_byte_size(text)?;
                 if field == "max_message_bytes" {
@@ -504,6 +526,7 @@ impl Kind {
             Kind::Duration => "a duration string like \"10s\"",
             Kind::Count => "a positive integer",
             Kind::Bytes => "an integer number of bytes or a size string like \"8MiB\"",
+            Kind::OptionalPort => "a port number",
         }
     }
 }

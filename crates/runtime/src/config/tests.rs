@@ -136,6 +136,7 @@ fn every_field_has_an_env_var() {
         ("COLDCHAIN_RATE_LIMIT".into(), "10"),
         ("COLDCHAIN_RATE_BURST".into(), "20"),
         ("COLDCHAIN_STREAM_IDLE_TIMEOUT".into(), "5s"),
+        ("COLDCHAIN_HEALTH_PORT".into(), "8086"),
     ];
     assert_eq!(
         vars.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
@@ -172,8 +173,29 @@ fn every_field_has_an_env_var() {
             rate_limit: 10,
             rate_burst: 20,
             stream_idle_timeout: Duration::from_secs(5),
+            health_port: Some(8086),
         }
     );
+}
+
+#[test]
+fn health_port_is_a_port_or_nothing() {
+    let c = load_str(Some("health_port = 8086\n"), &[]).unwrap();
+    assert_eq!(c.health_port, Some(8086));
+    let c = load_str(
+        Some("health_port = 8086\n"),
+        &[("COLDCHAIN_HEALTH_PORT", "")],
+    )
+    .unwrap();
+    assert_eq!(c.health_port, None, "an empty variable clears it");
+    for bad in ["0", "65536", "http"] {
+        let err = load_str(None, &[("COLDCHAIN_HEALTH_PORT", bad)]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("expected a port from 1 to 65535, got {bad:?}")),
+            "{err}"
+        );
+    }
 }
 
 #[test]
