@@ -18,6 +18,10 @@
 //!   (it is the network's front door, behind TLS and API keys); nothing else gets in.
 //!
 //! The model is `serde_json` values, rendered by [`crate::yaml`]; the tests assert on the model.
+//!
+//! This file is longer than 600 lines because every kind of object is built here beside the
+//! objects whose names it refers to (a StatefulSet, its Service, its policy, its budget):
+//! split apart, those names would have to be kept in step across files.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
