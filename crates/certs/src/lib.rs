@@ -20,7 +20,7 @@ use chrono::Datelike;
 use clap::Args;
 use coldchain_command::say;
 use coldchain_credentials::write_private;
-use coldchain_runtime::network::{NetworkConfig, ServiceKind};
+use coldchain_runtime::network::NetworkConfig;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -98,16 +98,7 @@ fn make(args: &CertsArgs) -> Result<usize, String> {
     write_public(&args.out.join("ca.pem"), &ca.cert_pem)?;
     write_private(&args.out.join("ca.key"), &ca.key.serialize_pem())?;
 
-    let mut hosts: Vec<String> = network
-        .sites
-        .iter()
-        .flat_map(|site| {
-            ServiceKind::SITE_SERVICES
-                .into_iter()
-                .map(|kind| coldchain_deploy::service_name(site, kind))
-        })
-        .collect();
-    hosts.push(coldchain_deploy::GATEWAY.to_owned());
+    let hosts = coldchain_deploy::container_names(&network);
     for host in &hosts {
         let (cert, key) = ca.issue(host, &names(host, &args.namespace))?;
         write_public(&args.out.join(format!("{host}.pem")), &cert)?;

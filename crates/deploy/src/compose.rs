@@ -3,19 +3,15 @@
 
 use std::fmt::Write as _;
 
-use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
+use coldchain_runtime::network::{NetworkConfig, ServiceKind};
 
 use crate::{
-    BACKBONE, GATEWAY, IMAGE_UID, Options, PUBLISH_VAR, SECRETS_VAR, Target, dependencies, flow, q,
-    security_env, service_name, site_network,
+    BACKBONE, GATEWAY, IMAGE_UID, Options, PUBLISH_VAR, SECRETS_VAR, Server, Target, dependencies,
+    flow, q, security_env, service_name, site_network, site_service_names,
 };
 
 pub(crate) struct Container<'a> {
-    name: String,
-    kind: ServiceKind,
-    site: Option<&'a SiteConfig>,
-    port: u16,
-    command: Vec<String>,
+    server: Server<'a>,
     networks: Vec<String>,
     depends_on: Vec<String>,
     memory: &'a str,
@@ -35,16 +31,7 @@ pub(crate) fn containers<'a>(
             ServiceKind::Telemetry,
         ] {
             out.push(Container {
-                name: service_name(site, kind),
-                kind,
-                site: Some(site),
-                port: site.port(kind).unwrap_or_default(),
-                command: vec![
-                    "serve".into(),
-                    kind.as_str().into(),
-                    "--site".into(),
-                    site.id.clone(),
-                ],
+                server: Server::at_site(site, kind),
                 networks: vec![BACKBONE.into(), site_network(site)],
                 depends_on: dependencies(kind)
                     .iter()
@@ -56,21 +43,9 @@ pub(crate) fn containers<'a>(
         }
     }
     out.push(Container {
-        name: GATEWAY.into(),
-        kind: ServiceKind::Gateway,
-        site: None,
-        port: network.gateway.port(),
-        command: vec!["serve".into(), "gateway".into()],
+        server: Server::gateway(network),
         networks: vec![BACKBONE.into()],
-        depends_on: network
-            .sites
-            .iter()
-            .flat_map(|site| {
-                ServiceKind::SITE_SERVICES
-                    .into_iter()
-                    .map(move |kind| service_name(site, kind))
-            })
-            .collect(),
+        depends_on: site_service_names(network).collect(),
         memory: &options.gateway_memory,
         publish: true,
     });
@@ -139,9 +114,9 @@ pub(crate) fn render_yaml(network: &NetworkConfig, options: &Options, target: Ta
     out.push_str("\nservices:\n");
     let mut previous_site = None;
     for c in &all {
-        let site = c.site.map(|s| s.id.as_str());
+        let site = c.server.site.map(|s| s.id.as_str());
         if site != previous_site {
-            match c.site {
+            match c.server.site {
                 Some(s) => {
                     let about = format!("{}, {} ({})", s.name, s.location, s.reached_by);
                     let about = about.replace(|c: char| c.is_control(), " ");
@@ -166,16 +141,21 @@ pub(crate) fn render_yaml(network: &NetworkConfig, options: &Options, target: Ta
 
     out.push_str("\nvolumes:\n");
     for c in &all {
-        let _ = writeln!(out, "  {}:", volume_name(&c.name));
-        out.push_str("    labels:\n");
-        let _ = writeln!(
-            out,
-            "      coldchain.site: {}",
-            q(c.site.map_or("hub", |s| s.id.as_str()))
-        );
-        let _ = writeln!(out, "      coldchain.service: {}", q(c.kind.as_str()));
+        let _ = writeln!(out, "  {}:", volume_name(&c.server.name));
+        render_labels(&mut out, c);
     }
     out
+}
+
+/// The labels of a service and of its volume: the site (`hub` for the gateway) and the kind.
+fn render_labels(out: &mut String, c: &Container<'_>) {
+    out.push_str("    labels:\n");
+    let _ = writeln!(out, "      coldchain.site: {}", q(c.server.site_label()));
+    let _ = writeln!(
+        out,
+        "      coldchain.service: {}",
+        q(c.server.kind.as_str())
+    );
 }
 
 pub(crate) fn render_network_driver(out: &mut String, target: Target, what: &str) {
@@ -193,14 +173,14 @@ pub(crate) fn render_service(
     options: &Options,
     target: Target,
 ) {
-    let _ = writeln!(out, "  {}:", c.name);
+    let _ = writeln!(out, "  {}:", c.server.name);
     let _ = writeln!(out, "    image: {}", q(&options.image));
     if target == Target::Compose {
         out.push_str("    build:\n");
         let _ = writeln!(out, "      context: {}", q(&options.build_context));
         let _ = writeln!(out, "      dockerfile: {}", q(&options.dockerfile));
     }
-    let command: Vec<&str> = c.command.iter().map(String::as_str).collect();
+    let command: Vec<&str> = c.server.args.iter().map(String::as_str).collect();
     let _ = writeln!(out, "    command: {}", flow(&command));
     out.push_str("    environment:\n");
     let env = [
@@ -219,11 +199,11 @@ pub(crate) fn render_service(
     for (name, value) in env {
         let _ = writeln!(out, "      {name}: {}", q(value));
     }
-    for (name, value) in security_env(&c.name, c.kind, options) {
+    for (name, value) in security_env(&c.server.name, c.server.kind, options) {
         let _ = writeln!(out, "      {name}: {}", q(&value));
     }
     out.push_str("    volumes:\n");
-    let _ = writeln!(out, "      - {}:/data", volume_name(&c.name));
+    let _ = writeln!(out, "      - {}:/data", volume_name(&c.server.name));
     let _ = writeln!(
         out,
         "      - {}",
@@ -239,10 +219,14 @@ pub(crate) fn render_service(
     if c.publish {
         out.push_str("    ports:\n");
         // The host port can be moved without editing the file: GATEWAY_HOST_PORT=60051.
-        let published = format!("${{{PUBLISH_VAR}:-{}}}", c.port);
+        let published = format!("${{{PUBLISH_VAR}:-{}}}", c.server.port);
         match target {
             Target::Compose => {
-                let _ = writeln!(out, "      - {}", q(&format!("{published}:{}", c.port)));
+                let _ = writeln!(
+                    out,
+                    "      - {}",
+                    q(&format!("{published}:{}", c.server.port))
+                );
             }
             // Published on the node that runs the gateway (host mode): the routing mesh needs
             // a VIP, which dnsrr services do not have (see endpoint_mode below).
@@ -250,13 +234,13 @@ pub(crate) fn render_service(
                 let _ = writeln!(
                     out,
                     "      - target: {}\n        published: {}\n        protocol: tcp\n        mode: host",
-                    c.port,
+                    c.server.port,
                     q(&published)
                 );
             }
         }
     }
-    let probe = format!("127.0.0.1:{}", c.port);
+    let probe = format!("127.0.0.1:{}", c.server.port);
     out.push_str("    healthcheck:\n");
     let _ = writeln!(
         out,
@@ -278,13 +262,7 @@ pub(crate) fn render_service(
     out.push_str("    stop_grace_period: 15s\n");
     out.push_str("    read_only: true\n");
     out.push_str("    cap_drop: [\"ALL\"]\n");
-    out.push_str("    labels:\n");
-    let _ = writeln!(
-        out,
-        "      coldchain.site: {}",
-        q(c.site.map_or("hub", |s| s.id.as_str()))
-    );
-    let _ = writeln!(out, "      coldchain.service: {}", q(c.kind.as_str()));
+    render_labels(out, c);
     out.push_str("    logging:\n      driver: json-file\n      options:\n");
     out.push_str("        max-size: \"10m\"\n        max-file: \"5\"\n");
     out.push_str("    deploy:\n");
@@ -297,7 +275,7 @@ pub(crate) fn render_service(
         out.push_str("      restart_policy:\n        condition: any\n        delay: 2s\n");
         out.push_str("      update_config:\n        order: stop-first\n");
         out.push_str("      placement:\n        constraints:\n");
-        let constraint = match c.site {
+        let constraint = match c.server.site {
             Some(site) => format!("node.labels.coldchain.site.{} == true", site.id),
             None => "node.labels.coldchain.hub == true".to_owned(),
         };

@@ -30,7 +30,7 @@ use coldchain_credentials::Keyring;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 use serde_json::{Value, json};
 
-use crate::{GATEWAY, IMAGE_UID, Options, caller_credential, service_name, yaml};
+use crate::{GATEWAY, IMAGE_UID, Options, caller_credential, yaml};
 
 /// The namespace of the base (`coldchain certs --namespace` names hosts in it).
 pub const NAMESPACE: &str = "coldchain";
@@ -86,20 +86,9 @@ pub struct Manifests {
 }
 
 /// A server of the network as a Kubernetes workload.
-struct Workload<'a> {
-    /// The compose container name, which is also the Service and the certificate's host.
-    name: String,
-    kind: ServiceKind,
-    site: Option<&'a SiteConfig>,
-    port: u16,
-    args: Vec<String>,
-}
+type Workload<'a> = crate::Server<'a>;
 
 impl Workload<'_> {
-    fn site_label(&self) -> &str {
-        self.site.map_or("hub", |s| s.id.as_str())
-    }
-
     fn labels(&self) -> Value {
         json!({
             "app.kubernetes.io/name": "coldchain",
@@ -121,18 +110,7 @@ impl Workload<'_> {
 fn site_workloads(site: &SiteConfig) -> Vec<Workload<'_>> {
     ServiceKind::SITE_SERVICES
         .into_iter()
-        .map(|kind| Workload {
-            name: service_name(site, kind),
-            kind,
-            site: Some(site),
-            port: site.port(kind).unwrap_or_default(),
-            args: vec![
-                "serve".into(),
-                kind.as_str().into(),
-                "--site".into(),
-                site.id.clone(),
-            ],
-        })
+        .map(|kind| Workload::at_site(site, kind))
         .collect()
 }
 
@@ -140,13 +118,7 @@ fn site_workloads(site: &SiteConfig) -> Vec<Workload<'_>> {
 /// second Deployment with its Service, its claim-less pod and its port: the site policies
 /// already admit pods of component `console`, and `hub.yaml` is where its objects go.
 fn hub_workloads(network: &NetworkConfig) -> Vec<Workload<'_>> {
-    vec![Workload {
-        name: GATEWAY.into(),
-        kind: ServiceKind::Gateway,
-        site: None,
-        port: network.gateway.port(),
-        args: vec!["serve".into(), "gateway".into()],
-    }]
+    vec![Workload::gateway(network)]
 }
 
 /// The memory quantity of a compose limit (`256M`: MiB for docker) in Kubernetes' units.
@@ -627,18 +599,8 @@ fn base_kustomization(options: &Options, resources: &[String]) -> String {
 
 /// The files of the overlay's Secrets: exactly what the pods mount, never `ca.key`.
 fn secret_files(network: &NetworkConfig) -> (Vec<String>, Vec<String>) {
-    let mut hosts: Vec<String> = network
-        .sites
-        .iter()
-        .flat_map(|site| {
-            ServiceKind::SITE_SERVICES
-                .into_iter()
-                .map(move |kind| service_name(site, kind))
-        })
-        .collect();
-    hosts.push(GATEWAY.into());
     let mut tls = vec!["secrets/tls/ca.pem".to_owned()];
-    for host in hosts {
+    for host in crate::container_names(network) {
         tls.push(format!("secrets/tls/{host}.pem"));
         tls.push(format!("secrets/tls/{host}.key"));
     }
@@ -725,6 +687,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::service_name;
 
     fn shipped() -> (NetworkConfig, Manifests) {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/network.toml");

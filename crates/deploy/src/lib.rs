@@ -173,6 +173,68 @@ pub fn service_name(site: &SiteConfig, kind: ServiceKind) -> String {
     format!("{}-{}", kind.as_str(), site.id)
 }
 
+/// The container names of the site services, site by site: `inventory-la-vientiane`, ...
+pub fn site_service_names(network: &NetworkConfig) -> impl Iterator<Item = String> + '_ {
+    network.sites.iter().flat_map(|site| {
+        ServiceKind::SITE_SERVICES
+            .into_iter()
+            .map(move |kind| service_name(site, kind))
+    })
+}
+
+/// Every container name, the gateway last: each one is also the host of the container's
+/// certificate.
+pub fn container_names(network: &NetworkConfig) -> Vec<String> {
+    let mut names: Vec<String> = site_service_names(network).collect();
+    names.push(GATEWAY.to_owned());
+    names
+}
+
+/// A server of the network, as compose runs it and as Kubernetes runs it.
+struct Server<'a> {
+    /// The container name, which is also the Service and the certificate's host.
+    name: String,
+    kind: ServiceKind,
+    site: Option<&'a SiteConfig>,
+    port: u16,
+    /// The binary's arguments: `serve inventory --site la-vientiane`, `serve gateway`.
+    args: Vec<String>,
+}
+
+impl<'a> Server<'a> {
+    /// The `kind` service of `site`.
+    fn at_site(site: &'a SiteConfig, kind: ServiceKind) -> Self {
+        Self {
+            name: service_name(site, kind),
+            kind,
+            site: Some(site),
+            port: site.port(kind).unwrap_or_default(),
+            args: vec![
+                "serve".into(),
+                kind.as_str().into(),
+                "--site".into(),
+                site.id.clone(),
+            ],
+        }
+    }
+
+    /// The gateway, at the hub.
+    fn gateway(network: &NetworkConfig) -> Self {
+        Self {
+            name: GATEWAY.into(),
+            kind: ServiceKind::Gateway,
+            site: None,
+            port: network.gateway.port(),
+            args: vec!["serve".into(), "gateway".into()],
+        }
+    }
+
+    /// The site's id, `hub` for the gateway.
+    fn site_label(&self) -> &str {
+        self.site.map_or("hub", |s| s.id.as_str())
+    }
+}
+
 /// The network a site's services share: `site-la-vientiane`.
 pub fn site_network(site: &SiteConfig) -> String {
     format!("site-{}", site.id)

@@ -26,6 +26,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coldchain_proto::inventory::v1::{RecordMovementsRequest, RecordMovementsResponse};
 use coldchain_runtime::ServiceError;
 use coldchain_runtime::client::{ClientOptions, with_retry};
 use coldchain_runtime::drainer::{Attempt, Claims, Drainer, DrainerOptions, Outbox};
@@ -201,20 +202,9 @@ impl Saga {
         let request = transfer_out_request(&transfer);
         let id = transfer.transfer_id.clone();
         self.options.before_call.run(&id, "transfer-out").await;
-        let answer = match self.sites.inventory(&transfer.source_site_id) {
-            Ok(client) => {
-                let timeout = self.options.step_timeout;
-                with_retry(&self.retry, || {
-                    let mut client = client.clone();
-                    let request = request.clone();
-                    async move {
-                        within(timeout, client.record_movements(timed(request, timeout))).await
-                    }
-                })
-                .await
-            }
-            Err(status) => Err(status),
-        };
+        let answer = self
+            .record_movements(&transfer.source_site_id, request)
+            .await;
         match answer {
             Ok(response) if response.entries.len() == transfer.lines.len() => {
                 let lots = shipped_lots(&transfer, &response);
@@ -274,18 +264,12 @@ impl Saga {
         let request = sensor_request(&transfer);
         let id = transfer.transfer_id.clone();
         self.options.before_call.run(&id, "reefer-sensor").await;
-        let answer = match self.sites.telemetry(&transfer.source_site_id) {
-            Ok(client) => {
-                let timeout = self.options.step_timeout;
-                with_retry(&self.retry, || {
-                    let mut client = client.clone();
-                    let request = request.clone();
-                    async move { within(timeout, client.register_sensor(timed(request, timeout))).await }
-                })
-                .await
-            }
-            Err(status) => Err(status),
-        };
+        let client = self.sites.telemetry(&transfer.source_site_id);
+        let answer = self
+            .call(client, request, |mut client, request| async move {
+                client.register_sensor(request).await
+            })
+            .await;
         match answer {
             Ok(_) => {
                 let bound = self
@@ -327,20 +311,9 @@ impl Saga {
             }
         };
         self.options.before_call.run(&id, "transfer-in").await;
-        let answer = match self.sites.inventory(&transfer.destination_site_id) {
-            Ok(client) => {
-                let timeout = self.options.step_timeout;
-                with_retry(&self.retry, || {
-                    let mut client = client.clone();
-                    let request = request.clone();
-                    async move {
-                        within(timeout, client.record_movements(timed(request, timeout))).await
-                    }
-                })
-                .await
-            }
-            Err(status) => Err(status),
-        };
+        let answer = self
+            .record_movements(&transfer.destination_site_id, request)
+            .await;
         match answer {
             Ok(response) => {
                 let completed_ms = recorded_ms(&response);
@@ -361,6 +334,45 @@ impl Saga {
                 Ok(driven)
             }
         }
+    }
+
+    /// The movements of `request` recorded at `site`'s inventory (see [`Self::call`]).
+    async fn record_movements(
+        &self,
+        site: &str,
+        request: RecordMovementsRequest,
+    ) -> Result<RecordMovementsResponse, tonic::Status> {
+        let client = self.sites.inventory(site);
+        self.call(client, request, |mut client, request| async move {
+            client.record_movements(request).await
+        })
+        .await
+    }
+
+    /// One step's call to a site: `send` with the step timeout (as `grpc-timeout` and as a
+    /// local deadline), retried by the saga's policy. A client that could not be made is
+    /// the answer.
+    async fn call<C, Q, T, F, Fut>(
+        &self,
+        client: Result<C, tonic::Status>,
+        request: Q,
+        send: F,
+    ) -> Result<T, tonic::Status>
+    where
+        C: Clone,
+        Q: Clone,
+        F: Fn(C, tonic::Request<Q>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = client?;
+        let timeout = self.options.step_timeout;
+        with_retry(&self.retry, || {
+            within(
+                timeout,
+                send(client.clone(), timed(request.clone(), timeout)),
+            )
+        })
+        .await
     }
 
     async fn failed_step(
