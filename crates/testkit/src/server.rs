@@ -93,6 +93,21 @@ impl TestServer {
         config: Config,
         build: Build,
     ) -> Self {
+        let mut server = Self::new(kind, site, network, clock, config, build);
+        server.boot().await;
+        server
+    }
+
+    /// [`TestServer::start_with`] without starting: `config` (e.g. its `data_dir`, to share a
+    /// directory between two instances) and `client` may be changed before [`TestServer::boot`].
+    pub fn new(
+        kind: ServiceKind,
+        site: SiteConfig,
+        network: NetworkConfig,
+        clock: Arc<ManualClock>,
+        config: Config,
+        build: Build,
+    ) -> Self {
         #[allow(clippy::expect_used)] // a test without a temporary directory cannot run
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = Config {
@@ -100,7 +115,7 @@ impl TestServer {
             shutdown_grace: Duration::from_secs(2),
             ..config
         };
-        let mut server = Self {
+        Self {
             dir,
             clock,
             network: Arc::new(network),
@@ -111,9 +126,7 @@ impl TestServer {
             endpoint: String::new(),
             build,
             running: None,
-        };
-        server.boot().await;
-        server
+        }
     }
 
     /// The context the service is started with.
@@ -169,6 +182,11 @@ impl TestServer {
     /// The running instance's shutdown signal.
     pub fn shutdown(&self) -> Option<Shutdown> {
         self.running.as_ref().map(|r| r.shutdown.clone())
+    }
+
+    /// Hands the running instance over (its new owner stops it).
+    pub fn take_running(&mut self) -> Option<RunningService> {
+        self.running.take()
     }
 
     /// Whether an instance is running.

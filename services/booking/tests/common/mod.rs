@@ -3,22 +3,21 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use coldchain_booking::{BookingOptions, Bookings, service_with};
 use coldchain_proto::booking::v1 as pb;
 use coldchain_proto::booking::v1::booking_service_client::BookingServiceClient;
 use coldchain_proto::common::v1 as common;
-use coldchain_runtime::Shutdown;
 use coldchain_runtime::config::Config;
-use coldchain_runtime::host::{RunningService, ServiceContext, spawn_service};
+use coldchain_runtime::host::ServiceContext;
 use coldchain_runtime::network::{
     NetworkConfig, ServiceKind, SiteConfig, TemperatureClass, ZoneConfig,
 };
-use coldchain_runtime::server::bind;
 use coldchain_store::ManualClock;
+use coldchain_testkit::server::{Build, TestServer, shipped_network};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -27,11 +26,7 @@ use tonic_types::StatusExt;
 pub const T0_MS: i64 = 1_796_090_400_000;
 
 pub fn network() -> NetworkConfig {
-    NetworkConfig::parse(include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/network.toml"
-    )))
-    .expect("the shipped network file is valid")
+    shipped_network()
 }
 
 /// The park as shipped.
@@ -63,14 +58,15 @@ pub fn date(s: &str) -> common::Date {
     coldchain_runtime::proto_time::date(day(s))
 }
 
-/// A booking server in this process.
+/// A booking server in this process: a [`TestServer`] and the [`Bookings`] it serves.
 pub struct Harness {
     pub dir: Arc<tempfile::TempDir>,
     pub clock: Arc<ManualClock>,
     pub site: SiteConfig,
     pub options: BookingOptions,
-    pub running: Option<RunningService>,
+    pub server: TestServer,
     pub bookings: Bookings,
+    built: Arc<Mutex<Option<Bookings>>>,
 }
 
 impl Harness {
@@ -90,48 +86,43 @@ impl Harness {
         site: SiteConfig,
         options: BookingOptions,
     ) -> Self {
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Config::default()
+        let built = Arc::new(Mutex::new(None));
+        let build: Build = {
+            let (built, options) = (built.clone(), options.clone());
+            Arc::new(move |ctx: &ServiceContext| {
+                let (spec, bookings) = service_with(ctx, options.clone())?;
+                *built.lock().expect("built") = Some(bookings);
+                Ok(spec)
+            })
         };
-        let mut ctx = ServiceContext::new(
+        let mut server = TestServer::new(
             ServiceKind::Booking,
             site.clone(),
-            Arc::new(network()),
-            Arc::new(config),
-            Shutdown::new(),
+            network(),
+            clock.clone(),
+            Config::default(),
+            build,
         );
-        ctx.clock = clock.clone();
-        // After a restart in the same process the previous instance's background tasks may
-        // still be letting go of the database (sled locks it): retry briefly.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let (spec, bookings) = loop {
-            match service_with(&ctx, options.clone()) {
-                Ok(built) => break built,
-                Err(error) if Instant::now() < deadline => {
-                    let _ = error;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(error) => panic!("booking service did not start: {error}"),
-            }
-        };
-        let listener = bind("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("bind");
-        let running =
-            spawn_service(listener, spec, ctx.limits(), ctx.shutdown.clone()).expect("spawn");
+        server.config.data_dir = dir.path().to_path_buf();
+        server.boot().await;
+        let bookings = Self::built(&built);
         Self {
             dir,
             clock,
             site,
             options,
-            running: Some(running),
+            server,
             bookings,
+            built,
         }
     }
 
+    fn built(built: &Mutex<Option<Bookings>>) -> Bookings {
+        built.lock().expect("built").take().expect("built bookings")
+    }
+
     pub fn endpoint(&self) -> String {
-        self.running.as_ref().expect("running").endpoint()
+        self.server.endpoint.clone()
     }
 
     /// A client on its own connection.
@@ -145,19 +136,30 @@ impl Harness {
     }
 
     /// Stops the server (drain, flush, close) and starts a new one on the same data.
-    pub async fn restart(mut self) -> Self {
-        let running = self.running.take().expect("running");
-        running.stop().await;
+    pub async fn restart(self) -> Self {
         let Harness {
             dir,
             clock,
             site,
             options,
+            mut server,
             bookings,
-            ..
+            built,
         } = self;
+        server.stop().await;
+        // The store is released only when its last handle is.
         drop(bookings);
-        Self::start_in(dir, clock, site, options).await
+        server.boot().await;
+        let bookings = Self::built(&built);
+        Self {
+            dir,
+            clock,
+            site,
+            options,
+            server,
+            bookings,
+            built,
+        }
     }
 
     pub fn advance(&self, by: Duration) {

@@ -2,6 +2,7 @@
 //! manual clock, restartable on the same data; message builders; a fake booking service.
 #![allow(dead_code)]
 
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,12 +13,10 @@ use coldchain_proto::common::v1 as common;
 use coldchain_proto::inventory::v1 as pb;
 use coldchain_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use coldchain_runtime::Shutdown;
-use coldchain_runtime::client::ClientOptions;
-use coldchain_runtime::config::Config;
 use coldchain_runtime::host::{RunningService, ServiceContext, spawn_service};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
 use coldchain_runtime::server::{ServiceSpec, always_healthy, bind, never_fatal};
-use coldchain_store::ManualClock;
+use coldchain_testkit::server::{Build, TestServer, shipped_network};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -33,22 +32,27 @@ pub const DAY_MS: i64 = 86_400_000;
 pub type Client = InventoryServiceClient<Channel>;
 
 pub fn network() -> NetworkConfig {
-    NetworkConfig::parse(include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/network.toml"
-    )))
-    .expect("shipped network parses")
+    shipped_network()
 }
 
-/// A running inventory service and what it needs to restart on the same data.
+/// A running inventory service (a [`TestServer`], which it derefs to: `dir`, `clock`,
+/// `endpoint`, `stop`, `restart`) and the options it is built with.
 pub struct Harness {
-    pub dir: tempfile::TempDir,
-    pub clock: Arc<ManualClock>,
-    pub network: NetworkConfig,
-    pub client_options: ClientOptions,
+    pub server: TestServer,
     pub options: Options,
-    pub running: Option<RunningService>,
-    pub endpoint: String,
+}
+
+impl Deref for Harness {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut TestServer {
+        &mut self.server
+    }
 }
 
 impl Harness {
@@ -57,65 +61,14 @@ impl Harness {
     }
 
     pub async fn start_with(network: NetworkConfig, options: Options) -> Self {
-        let mut harness = Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-            clock: ManualClock::at(START_MS),
-            network,
-            client_options: ClientOptions {
-                connect_timeout: Duration::from_millis(300),
-                call_timeout: Duration::from_millis(1500),
-                max_attempts: 2,
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(20),
-                ..ClientOptions::default()
-            },
-            options,
-            running: None,
-            endpoint: String::new(),
-        };
-        harness.boot().await;
-        harness
-    }
-
-    fn context(&self) -> ServiceContext {
-        let site = self.network.site(SITE).expect("site").clone();
-        let config = Config {
-            data_dir: self.dir.path().to_path_buf(),
-            shutdown_grace: Duration::from_secs(2),
-            ..Config::default()
-        };
-        let mut ctx = ServiceContext::new(
-            ServiceKind::Inventory,
-            site,
-            Arc::new(self.network.clone()),
-            Arc::new(config),
-            Shutdown::new(),
-        );
-        ctx.clock = self.clock.clone();
-        ctx.client = self.client_options.clone();
-        ctx
-    }
-
-    async fn boot(&mut self) {
-        let ctx = self.context();
-        // The previous instance's database may take a moment to be released.
-        let mut attempts = 0;
-        let spec = loop {
-            match coldchain_inventory::service_with(&ctx, self.options.clone()) {
-                Ok(spec) => break spec,
-                Err(error) if attempts < 100 => {
-                    attempts += 1;
-                    let _ = error;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(error) => panic!("service does not start: {error}"),
-            }
-        };
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
-        let running =
-            spawn_service(listener, spec, ctx.limits(), ctx.shutdown.clone()).expect("spawn");
-        self.endpoint = running.endpoint();
-        self.running = Some(running);
+        let site = network.site(SITE).expect("site").clone();
+        let build_options = options.clone();
+        let build: Build = Arc::new(move |ctx: &ServiceContext| {
+            coldchain_inventory::service_with(ctx, build_options.clone())
+        });
+        let server =
+            TestServer::start(ServiceKind::Inventory, site, network, START_MS, build).await;
+        Self { server, options }
     }
 
     pub async fn client(&self) -> Client {
@@ -124,19 +77,8 @@ impl Harness {
             .expect("connect")
     }
 
-    pub async fn stop(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.stop().await;
-        }
-    }
-
-    pub async fn restart(&mut self) {
-        self.stop().await;
-        self.boot().await;
-    }
-
     pub fn shutdown(&self) -> Shutdown {
-        self.running.as_ref().expect("running").shutdown.clone()
+        self.server.shutdown().expect("running")
     }
 
     pub fn advance_days(&self, days: i64) {

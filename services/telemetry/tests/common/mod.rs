@@ -20,6 +20,7 @@ use coldchain_runtime::network::{NetworkConfig, ServiceKind};
 use coldchain_runtime::server::{Limits, ServiceSpec, always_healthy, bind, never_fatal};
 use coldchain_store::ManualClock;
 use coldchain_telemetry::{Telemetry, TelemetryOptions};
+use coldchain_testkit::server::{Build, TestServer, shipped_network};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -29,11 +30,7 @@ pub const T0: i64 = 1_767_225_600_000;
 pub const MINUTE: i64 = 60_000;
 
 pub fn network_with_inventory(inventory: &str) -> Arc<NetworkConfig> {
-    let mut network = NetworkConfig::parse(include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/network.toml"
-    )))
-    .expect("shipped network");
+    let mut network = shipped_network();
     for site in &mut network.sites {
         // Never reach a real dev network on the shipped ports.
         site.endpoints.inventory = Some(inventory.to_string());
@@ -90,26 +87,39 @@ impl Server {
             ..Config::default()
         };
         edit(&mut config);
-        let shutdown = Shutdown::new();
         let site = network.site(SITE).expect("site").clone();
-        let ctx = ServiceContext {
-            kind: ServiceKind::Telemetry,
-            site,
-            network,
-            config: Arc::new(config),
-            clock,
-            shutdown: shutdown.clone(),
-            client: ClientOptions {
-                connect_timeout: Duration::from_millis(300),
-                call_timeout: Duration::from_secs(2),
-                ..ClientOptions::default()
-            },
-            security: Default::default(),
+        let opened = Arc::new(Mutex::new(None));
+        let build: Build = {
+            let opened = opened.clone();
+            Arc::new(move |ctx: &ServiceContext| {
+                let telemetry = Telemetry::open(ctx, options.clone())?;
+                let spec = telemetry.spec();
+                *opened.lock().expect("opened") = Some(telemetry);
+                Ok(spec)
+            })
         };
-        let telemetry = Telemetry::open(&ctx, options).expect("open telemetry");
-        let spec = telemetry.spec();
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
-        let running = spawn_service(listener, spec, ctx.limits(), shutdown).expect("spawn");
+        let mut server = TestServer::new(
+            ServiceKind::Telemetry,
+            site,
+            (*network).clone(),
+            clock,
+            config.clone(),
+            build,
+        );
+        // Exactly the given configuration, in the given directory.
+        server.config = config;
+        server.client = ClientOptions {
+            connect_timeout: Duration::from_millis(300),
+            call_timeout: Duration::from_secs(2),
+            ..ClientOptions::default()
+        };
+        server.boot().await;
+        let telemetry = opened
+            .lock()
+            .expect("opened")
+            .take()
+            .expect("telemetry opened");
+        let running = server.take_running().expect("running");
         let client = TelemetryServiceClient::connect(running.endpoint())
             .await
             .expect("connect");
