@@ -48,7 +48,10 @@ fn sources(dir: &str) -> Vec<Source> {
                     Some(end) => text[..end].to_string(),
                     None => text,
                 };
-                let path = path.strip_prefix(ROOT).expect("under the root").to_path_buf();
+                let path = path
+                    .strip_prefix(ROOT)
+                    .expect("under the root")
+                    .to_path_buf();
                 out.push(Source { path, code });
             }
         }
@@ -90,7 +93,9 @@ fn report(rule: &str, violations: Vec<String>) {
 
 /// The layer of a service's source file: the first module under `src/`.
 fn layer(path: &Path) -> Option<&str> {
-    let mut parts = path.components().map(|c| c.as_os_str().to_str().unwrap_or(""));
+    let mut parts = path
+        .components()
+        .map(|c| c.as_os_str().to_str().unwrap_or(""));
     if parts.next()? != "services" {
         return None;
     }
