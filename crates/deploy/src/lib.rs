@@ -54,6 +54,8 @@ use coldchain_command::{DEFAULT_NETWORK, EXIT_CONFIG, say};
 use coldchain_credentials::Keyring;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 
+pub mod prometheus;
+
 /// Exit code of `--check` when a file differs (and of a failed write).
 const EXIT_DIFFERS: u8 = 1;
 
@@ -74,6 +76,9 @@ pub struct ComposeArgs {
     /// The optional override that publishes every site service on the host's loopback.
     #[arg(long, default_value = "deploy/compose.sites.yaml")]
     sites_output: PathBuf,
+    /// The directory of the Prometheus scrape config and alert rules.
+    #[arg(long, default_value = "deploy/prometheus")]
+    prometheus_dir: PathBuf,
     /// Compare the files with what would be generated; exit 1 and summarise every difference
     /// instead of writing.
     #[arg(long)]
@@ -436,6 +441,7 @@ fn render_service(out: &mut String, c: &Container<'_>, options: &Options, target
         ("COLDCHAIN_RPC_TIMEOUT", "10s"),
         ("COLDCHAIN_SHUTDOWN_GRACE", "5s"),
         ("COLDCHAIN_SLED_CACHE_BYTES", options.sled_cache.as_str()),
+        ("COLDCHAIN_METRICS_LISTEN", "0.0.0.0:9464"),
     ];
     for (name, value) in env {
         let _ = writeln!(out, "      {name}: {}", q(value));
@@ -721,11 +727,15 @@ pub async fn run(args: ComposeArgs) -> ExitCode {
         ..Options::default()
     };
     let generated = generate(&network, &options);
+    let prometheus =
+        prometheus::Generated::new(&network, &args.prometheus_dir, &options.source_name);
+    let mut all = files(&args, &generated).to_vec();
+    all.extend(prometheus.files());
     let containers = network.sites.len() * ServiceKind::SITE_SERVICES.len() + 1;
 
     if args.check {
         let mut stale = 0;
-        for (path, expected) in files(&args, &generated) {
+        for &(path, expected) in &all {
             let actual = std::fs::read_to_string(path).ok();
             match difference(expected, actual.as_deref()) {
                 None => say!("{}: up to date", path.display()),
@@ -748,11 +758,12 @@ pub async fn run(args: ComposeArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    for (path, text) in files(&args, &generated) {
+    for &(path, text) in &all {
         if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
             say!("{}: unchanged", path.display());
             continue;
         }
+        let _ = path.parent().map(std::fs::create_dir_all);
         if let Err(error) = std::fs::write(path, text) {
             eprintln!("coldchain: cannot write {}: {error}", path.display());
             return ExitCode::from(EXIT_DIFFERS);

@@ -42,6 +42,7 @@ pub mod traces;
 
 use metrics::{Counter, Gauge, Histogram, Label, SharedString};
 
+pub use coldchain_store::observe as store;
 pub use exporter::{MetricsEndpoint, enabled};
 
 /// Duration of a call as the server saw it.
