@@ -174,6 +174,7 @@ pub async fn start_all(
 fn start_logs_and_traces(
     settings: &Settings,
     service_name: &str,
+    site: Option<&str>,
 ) -> Result<Option<Traces>, ExitCode> {
     let config_error = |problem: String| {
         eprintln!("coldchain: {problem}");
@@ -181,7 +182,15 @@ fn start_logs_and_traces(
     };
     let traces = TraceSettings::from_env(&TraceSettings::env_from_process(), service_name)
         .map_err(config_error)?
-        .map(|wanted| Traces::start(&wanted))
+        .map(|mut wanted| {
+            // Which site's instance this process is: `service.name` says which service.
+            if let Some(site) = site {
+                wanted
+                    .attributes
+                    .push(("coldchain.site".to_owned(), site.to_owned()));
+            }
+            Traces::start(&wanted)
+        })
         .transpose()
         .map_err(config_error)?;
     coldchain_runtime::logging::init_with_traces(
@@ -240,11 +249,15 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    let traces =
-        match start_logs_and_traces(&settings, &format!("coldchain-{}", args.service.as_str())) {
-            Ok(traces) => traces,
-            Err(code) => return code,
-        };
+    let name = format!("coldchain-{}", args.service.as_str());
+    let site = match args.service {
+        ServiceKind::Gateway => Some("hub"),
+        _ => args.site.as_deref(),
+    };
+    let traces = match start_logs_and_traces(&settings, &name, site) {
+        Ok(traces) => traces,
+        Err(code) => return code,
+    };
     let code = serve_one(args, settings).await;
     stop_traces(traces).await;
     code
@@ -322,7 +335,7 @@ pub async fn dev(args: DevArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    let traces = match start_logs_and_traces(&settings, "coldchain-dev") {
+    let traces = match start_logs_and_traces(&settings, "coldchain-dev", None) {
         Ok(traces) => traces,
         Err(code) => return code,
     };

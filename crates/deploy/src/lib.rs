@@ -442,6 +442,10 @@ fn render_service(out: &mut String, c: &Container<'_>, options: &Options, target
         ("COLDCHAIN_SHUTDOWN_GRACE", "5s"),
         ("COLDCHAIN_SLED_CACHE_BYTES", options.sled_cache.as_str()),
         ("COLDCHAIN_METRICS_LISTEN", "0.0.0.0:9464"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "${OTEL_EXPORTER_OTLP_ENDPOINT:-}",
+        ),
     ];
     for (name, value) in env {
         let _ = writeln!(out, "      {name}: {}", q(value));

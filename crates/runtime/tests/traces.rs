@@ -143,6 +143,7 @@ async fn a_call_and_the_call_it_makes_are_one_trace_with_parent_links() {
     let traces = Traces::start(&TraceSettings {
         endpoint: format!("http://{collector_addr}"),
         service_name: Some("trace-test".into()),
+        attributes: Vec::new(),
     })
     .unwrap();
     let logs = Captured::default();

@@ -40,6 +40,8 @@ pub struct TraceSettings {
     pub endpoint: String,
     /// `service.name` of the resource when `OTEL_SERVICE_NAME` does not name one.
     pub service_name: Option<String>,
+    /// More attributes of the resource (`OTEL_RESOURCE_ATTRIBUTES` adds its own).
+    pub attributes: Vec<(String, String)>,
 }
 
 impl TraceSettings {
@@ -84,6 +86,7 @@ impl TraceSettings {
             service_name: var("OTEL_SERVICE_NAME")
                 .is_none()
                 .then(|| default_service_name.to_owned()),
+            attributes: Vec::new(),
         }))
     }
 
@@ -120,6 +123,12 @@ impl Traces {
         if let Some(name) = &settings.service_name {
             resource = resource.with_service_name(name.clone());
         }
+        resource = resource.with_attributes(
+            settings
+                .attributes
+                .iter()
+                .map(|(key, value)| opentelemetry::KeyValue::new(key.clone(), value.clone())),
+        );
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(resource.build())
@@ -251,6 +260,7 @@ mod tests {
             Ok(Some(TraceSettings {
                 endpoint: "http://collector:4317".into(),
                 service_name: Some("coldchain-inventory".into()),
+                attributes: Vec::new(),
             }))
         );
         let named = env(&[
