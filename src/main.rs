@@ -70,7 +70,10 @@ fn main() -> ExitCode {
             Command::Healthcheck(args) => run::healthcheck(args).await,
             Command::Ops(command) => coldchain_ops::run(command).await,
             Command::Demo(args) => coldchain_demo::run(args).await,
-            Command::Bench(args) => coldchain_bench::run(args, run::build).await,
+            Command::Bench(args) => match run::bench_metrics() {
+                Ok(()) => coldchain_bench::run(args, run::build).await,
+                Err(code) => code,
+            },
             Command::Compose(args) => coldchain_deploy::run(args).await,
             Command::Certs(args) => coldchain_certs::run(args),
             Command::Credentials(command) => coldchain_credentials::run(command),

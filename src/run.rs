@@ -11,6 +11,8 @@ use coldchain_command::say;
 use coldchain_runtime::Shutdown;
 use coldchain_runtime::host::{RunningService, ServiceContext, StartError, spawn_service};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
+use coldchain_runtime::observe::traces::{TraceSettings, Traces};
+use coldchain_runtime::observe::{MetricsEndpoint, exporter};
 use coldchain_runtime::server::{ServiceSpec, bind};
 
 use crate::settings::{self, Settings};
@@ -111,7 +113,10 @@ fn context(
         shutdown.clone(),
     );
     ctx.security = settings.security.clone();
-    ctx.client = settings.client.clone();
+    ctx.client = coldchain_runtime::client::ClientOptions {
+        metrics: ctx.client.metrics.take(),
+        ..settings.client.clone()
+    };
     if ctx.client.key.is_none() && settings.security.authenticates() {
         let keyring = coldchain_credentials::Keyring::dev(&settings.config.data_dir);
         ctx.client.key = keyring.key(&coldchain_credentials::service(kind)).ok();
@@ -164,12 +169,101 @@ pub async fn start_all(
     }
 }
 
+/// Starts the trace exporter the standard `OTEL_*` variables ask for (none by default) and
+/// the log subscriber; a bad variable is a configuration error (exit 2).
+fn start_logs_and_traces(
+    settings: &Settings,
+    service_name: &str,
+    site: Option<&str>,
+) -> Result<Option<Traces>, ExitCode> {
+    let config_error = |problem: String| {
+        eprintln!("coldchain: {problem}");
+        ExitCode::from(settings::EXIT_CONFIG)
+    };
+    let traces = TraceSettings::from_env(&TraceSettings::env_from_process(), service_name)
+        .map_err(config_error)?
+        .map(|mut wanted| {
+            // Which site's instance this process is: `service.name` says which service.
+            if let Some(site) = site {
+                wanted
+                    .attributes
+                    .push(("coldchain.site".to_owned(), site.to_owned()));
+            }
+            Traces::start(&wanted)
+        })
+        .transpose()
+        .map_err(config_error)?;
+    coldchain_runtime::logging::init_with_traces(
+        settings.config.log_format,
+        &settings.config.log_level,
+        std::io::stderr,
+        traces.as_ref(),
+    );
+    Ok(traces)
+}
+
+/// Serves `GET /metrics` on `metrics_listen` (unless it is off): before any server is
+/// built, so that their series are recorded. An address that cannot be bound is a
+/// configuration error (exit 2).
+async fn start_metrics(
+    settings: &Settings,
+    shutdown: &Shutdown,
+) -> Result<Option<MetricsEndpoint>, ExitCode> {
+    exporter::start(settings.config.metrics_listen, shutdown)
+        .await
+        .map_err(|problem| {
+            eprintln!("coldchain: {problem} (set metrics_listen / COLDCHAIN_METRICS_LISTEN to a free address, or \"off\")");
+            ExitCode::from(settings::EXIT_CONFIG)
+        })
+}
+
+/// Sends the last spans, if traces are on.
+async fn stop_traces(traces: Option<Traces>) {
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
+}
+
+/// For `coldchain bench`: records metrics as the servers do when `metrics_listen` is set
+/// (serving no endpoint: the bench's figures must include what recording costs, not
+/// depend on a free port).
+pub fn bench_metrics() -> Result<(), ExitCode> {
+    let env = coldchain_runtime::config::Config::env_from_process();
+    let file = coldchain_runtime::config::Config::file_from_env(&env);
+    let config =
+        coldchain_runtime::config::Config::load(file.as_deref(), &env).map_err(|errors| {
+            eprintln!("coldchain: {errors}");
+            ExitCode::from(settings::EXIT_CONFIG)
+        })?;
+    if config.metrics_listen.is_some() {
+        exporter::install().map_err(|problem| {
+            eprintln!("coldchain: {problem}");
+            ExitCode::from(1)
+        })?;
+    }
+    Ok(())
+}
+
 pub async fn serve(args: ServeArgs) -> ExitCode {
-    let settings = match settings::load_or_exit(args.network, settings::Mode::Serve) {
+    let settings = match settings::load_or_exit(args.network.clone(), settings::Mode::Serve) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    coldchain_runtime::logging::init(settings.config.log_format, &settings.config.log_level);
+    let name = format!("coldchain-{}", args.service.as_str());
+    let site = match args.service {
+        ServiceKind::Gateway => Some("hub"),
+        _ => args.site.as_deref(),
+    };
+    let traces = match start_logs_and_traces(&settings, &name, site) {
+        Ok(traces) => traces,
+        Err(code) => return code,
+    };
+    let code = serve_one(args, settings).await;
+    stop_traces(traces).await;
+    code
+}
+
+async fn serve_one(args: ServeArgs, settings: Settings) -> ExitCode {
     settings::warn_if_insecure(&settings);
     let network = Arc::new(settings.network.clone());
     let site = match (args.service, &args.site) {
@@ -202,6 +296,13 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         .unwrap_or(SocketAddr::new(settings.config.listen_host, port));
     let shutdown = Shutdown::new();
     shutdown.trigger_on_os_signals();
+    let metrics = match start_metrics(&settings, &shutdown).await {
+        Ok(metrics) => metrics,
+        Err(code) => return code,
+    };
+    if let Some(metrics) = metrics {
+        tracing::info!(url = %metrics.url(), "serving metrics");
+    }
     let ctx = context(&settings, args.service, site, &shutdown);
     match start_all(vec![Planned { ctx, addr }]).await {
         Ok(running) => {
@@ -234,10 +335,23 @@ pub async fn dev(args: DevArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    coldchain_runtime::logging::init(settings.config.log_format, &settings.config.log_level);
+    let traces = match start_logs_and_traces(&settings, "coldchain-dev", None) {
+        Ok(traces) => traces,
+        Err(code) => return code,
+    };
+    let code = run_network(settings, started).await;
+    stop_traces(traces).await;
+    code
+}
+
+async fn run_network(settings: Settings, started: Instant) -> ExitCode {
     settings::warn_if_insecure(&settings);
     let shutdown = Shutdown::new();
     shutdown.trigger_on_os_signals();
+    let metrics = match start_metrics(&settings, &shutdown).await {
+        Ok(metrics) => metrics,
+        Err(code) => return code,
+    };
     let planned = plan_network(&settings, &shutdown);
     let running = match start_all(planned).await {
         Ok(running) => running,
@@ -280,6 +394,13 @@ pub async fn dev(args: DevArgs) -> ExitCode {
     }
     if settings.security.server_tls.is_some() {
         say!("TLS on: clients reach these endpoints as https://");
+    }
+    match metrics {
+        Some(metrics) => say!(
+            "metrics of every server: {} (labels site and service)",
+            metrics.url()
+        ),
+        None => say!("metrics off (metrics_listen)"),
     }
     let mut failed = Vec::new();
     for (ctx, service) in running {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -43,7 +43,7 @@ impl Drop for Dev {
 impl Dev {
     fn start() -> Dev {
         let net = TestNetwork::new();
-        let child = Command::new(common::binary())
+        let child = common::command()
             .args(["dev", "--network"])
             .arg(&net.file)
             .env("COLDCHAIN_DATA_DIR", net.data_dir())
@@ -95,7 +95,7 @@ fn run(args: &[String]) -> Out {
 }
 
 fn run_env(args: &[String], env: &[(&str, &str)]) -> Out {
-    let output = Command::new(common::binary())
+    let output = common::command()
         .args(args)
         .env("COLDCHAIN_LOG_LEVEL", "warn")
         .envs(env.iter().copied())

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use coldchain_runtime::network::ServiceKind;
@@ -48,7 +48,7 @@ async fn serving(endpoint: &str) -> bool {
 
 fn start_dev() -> Dev {
     let net = TestNetwork::new();
-    let child = Command::new(common::binary())
+    let child = common::command()
         .args(["dev", "--network"])
         .arg(&net.file)
         .env("COLDCHAIN_DATA_DIR", net.data_dir())
@@ -87,7 +87,7 @@ fn start_dev() -> Dev {
 /// Runs `coldchain demo --json` (plus `extra`) and parses its outcome.
 fn demo(dev: &Dev, extra: &[&str]) -> Value {
     let started = Instant::now();
-    let output = Command::new(common::binary())
+    let output = common::command()
         .args(["demo", "--json", "--wait", "20s", "--gateway"])
         .arg(dev.net.config().gateway_endpoint())
         .arg("--network")
@@ -307,7 +307,7 @@ fn the_demo_drives_a_day_and_runs_again() {
     }
 
     // The human form: a short narrative with figures on stdout, progress on stderr.
-    let output = Command::new(common::binary())
+    let output = common::command()
         .args(["demo", "--run-id", &run_id, "--gateway"])
         .arg(dev.net.config().gateway_endpoint())
         .arg("--network")
@@ -339,7 +339,7 @@ fn the_demo_drives_a_day_and_runs_again() {
 
     // Without keys the network refuses the demo at its first call.
     let empty = tempfile::tempdir().expect("tempdir");
-    let output = Command::new(common::binary())
+    let output = common::command()
         .args(["demo", "--gateway"])
         .arg(dev.net.config().gateway_endpoint())
         .arg("--network")
@@ -360,7 +360,7 @@ fn the_demo_drives_a_day_and_runs_again() {
 fn the_demo_fails_cleanly_without_a_network_or_with_a_bad_run_id() {
     let net = TestNetwork::new();
     let gateway = format!("http://127.0.0.1:{}", common::free_port());
-    let output = Command::new(common::binary())
+    let output = common::command()
         .args(["demo", "--gateway", &gateway, "--network"])
         .arg(&net.file)
         .output()
@@ -373,7 +373,7 @@ fn the_demo_fails_cleanly_without_a_network_or_with_a_bad_run_id() {
         "{stderr}"
     );
 
-    let output = Command::new(common::binary())
+    let output = common::command()
         .args(["demo", "--run-id", "bad id!", "--network"])
         .arg(&net.file)
         .output()

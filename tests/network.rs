@@ -22,7 +22,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 fn start_dev(net: &TestNetwork) -> std::process::Child {
-    Command::new(common::binary())
+    common::command()
         .args(["dev", "--network"])
         .arg(&net.file)
         .env("COLDCHAIN_DATA_DIR", net.data_dir())
@@ -263,7 +263,7 @@ async fn check_credentials_are_required(net: &TestNetwork) {
 
 fn run_dev_expecting_failure(net_file: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = Command::new(common::binary())
+    let output = common::command()
         .args(["dev", "--network"])
         .arg(net_file)
         .env("COLDCHAIN_DATA_DIR", dir.path())
@@ -316,7 +316,7 @@ fn bad_environment_values_exit_2_listing_every_problem() {
 #[test]
 fn serve_without_credentials_exits_2_naming_auth_file() {
     let net = TestNetwork::new();
-    let output = Command::new(common::binary())
+    let output = common::command()
         .args([
             "serve",
             "inventory",
@@ -341,7 +341,7 @@ fn dev_without_authentication_warns_loudly() {
     use std::io::BufRead as _;
 
     let net = TestNetwork::new();
-    let mut dev = Command::new(common::binary())
+    let mut dev = common::command()
         .args(["dev", "--insecure-no-auth", "--network"])
         .arg(&net.file)
         .env("COLDCHAIN_DATA_DIR", net.data_dir())

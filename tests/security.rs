@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use coldchain_proto::inventory::v1 as inventory;
 use coldchain_runtime::auth::ApiKey;
 use coldchain_runtime::client::{Channel, ClientOptions, lazy_channel};
 use coldchain_runtime::network::ServiceKind;
-use common::{TestNetwork, binary};
+use common::{TestNetwork, command};
 use prost::Message;
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -196,7 +196,7 @@ struct Dev {
 impl Dev {
     fn start() -> Dev {
         let net = TestNetwork::new();
-        let child = Command::new(binary())
+        let child = command()
             .args(["dev", "--network"])
             .arg(&net.file)
             .env("COLDCHAIN_DATA_DIR", net.data_dir())
@@ -573,7 +573,7 @@ async fn cross_site_and_cross_customer_attempts_are_denied_and_change_nothing() 
 
 /// Runs a keyring and certificates command of the binary.
 fn coldchain(args: &[&str], network: &Path) {
-    let status = Command::new(binary())
+    let status = command()
         .args(args)
         .arg("--network")
         .arg(network)
@@ -585,7 +585,7 @@ fn coldchain(args: &[&str], network: &Path) {
 
 /// `coldchain serve booking` for SITE with extra environment.
 fn serve_booking(net: &TestNetwork, env: &[(&str, PathBuf)], extra: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(binary());
+    let mut command = command();
     command
         .args(["serve", "booking", "--site", SITE, "--network"])
         .arg(&net.file)

@@ -158,6 +158,15 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_coldchain")
 }
 
+/// A `coldchain` command with metrics off: servers the tests start never bind the default
+/// metrics port (9464), which tests running side by side would fight over. A test of the
+/// metrics sets `COLDCHAIN_METRICS_LISTEN` again (the last value wins).
+pub fn command() -> Command {
+    let mut command = Command::new(binary());
+    command.env("COLDCHAIN_METRICS_LISTEN", "off");
+    command
+}
+
 /// The operations credential of a keyring.
 pub const OPERATIONS: &str = "operations";
 
@@ -191,7 +200,7 @@ pub struct Keyring {
 impl Keyring {
     /// Makes the keyring of every role of `network` with `coldchain credentials keyring`.
     pub fn make(dir: &Path, network: &Path) -> Keyring {
-        let output = Command::new(binary())
+        let output = command()
             .args(["credentials", "keyring", "--out"])
             .arg(dir)
             .arg("--network")
@@ -228,7 +237,7 @@ impl Keyring {
     /// afterwards accept it) and answers its id.
     pub fn add_booking_client(&self, customer_id: &str) -> String {
         let id = customer(customer_id);
-        let output = Command::new(binary())
+        let output = command()
             .args(["credentials", "add", "--file"])
             .arg(self.credentials_file())
             .args([
@@ -295,7 +304,7 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Server {
         let keyring = net.keyring();
-        let mut command = Command::new(binary());
+        let mut command = command();
         command
             .arg("serve")
             .arg(service)
@@ -351,7 +360,7 @@ impl Server {
     pub fn wait_healthy(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            let ok = Command::new(binary())
+            let ok = command()
                 .args(["healthcheck", &self.endpoint, "--timeout-ms", "500"])
                 .stdout(Stdio::null())
                 .status()

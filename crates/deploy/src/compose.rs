@@ -195,6 +195,11 @@ pub(crate) fn render_service(
         ("COLDCHAIN_RPC_TIMEOUT", "10s"),
         ("COLDCHAIN_SHUTDOWN_GRACE", "5s"),
         ("COLDCHAIN_SLED_CACHE_BYTES", options.sled_cache.as_str()),
+        ("COLDCHAIN_METRICS_LISTEN", "0.0.0.0:9464"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "${OTEL_EXPORTER_OTLP_ENDPOINT:-}",
+        ),
     ];
     for (name, value) in env {
         let _ = writeln!(out, "      {name}: {}", q(value));

@@ -156,6 +156,7 @@ fn shared_env(options: &Options) -> Vec<(String, String)> {
             options.sled_cache.clone(),
         ),
         ("COLDCHAIN_HEALTH_PORT".into(), HEALTH_PORT.to_string()),
+        ("COLDCHAIN_METRICS_LISTEN".into(), "0.0.0.0:9464".into()),
         (
             "COLDCHAIN_AUTH_FILE".into(),
             keyring.credentials_file().display().to_string(),

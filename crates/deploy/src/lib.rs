@@ -63,6 +63,8 @@ use coldchain_command::{DEFAULT_NETWORK, EXIT_CONFIG, say};
 use coldchain_credentials::Keyring;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 
+pub mod prometheus;
+
 /// Exit code of `--check` when a file differs (and of a failed write).
 const EXIT_DIFFERS: u8 = 1;
 
@@ -86,6 +88,9 @@ pub struct ComposeArgs {
     /// The directory of the Kubernetes manifests (a kustomize base and an example overlay).
     #[arg(long, default_value = "deploy/k8s")]
     k8s_output: PathBuf,
+    /// The directory of the Prometheus scrape config and alert rules.
+    #[arg(long, default_value = "deploy/prometheus")]
+    prometheus_dir: PathBuf,
     /// Compare the files with what would be generated; exit 1 and summarise every difference
     /// instead of writing.
     #[arg(long)]
@@ -428,12 +433,20 @@ fn execute(args: &ComposeArgs) -> u8 {
         ..Options::default()
     };
     let generated = generate(&network, &options);
+    let prometheus =
+        prometheus::Generated::new(&network, &args.prometheus_dir, &options.source_name);
+    let mut all = files(args, &generated);
+    all.extend(
+        prometheus
+            .files()
+            .map(|(path, text)| (path.to_path_buf(), text)),
+    );
     let containers = network.sites.len() * ServiceKind::SITE_SERVICES.len() + 1;
 
     if args.check {
         let mut stale = 0;
-        for (path, expected) in files(args, &generated) {
-            let actual = std::fs::read_to_string(&path).ok();
+        for (path, expected) in &all {
+            let actual = std::fs::read_to_string(path).ok();
             match difference(expected, actual.as_deref()) {
                 None => say!("{}: up to date", path.display()),
                 Some(summary) => {
@@ -459,8 +472,8 @@ fn execute(args: &ComposeArgs) -> u8 {
         return 0;
     }
 
-    for (path, text) in files(args, &generated) {
-        if std::fs::read_to_string(&path).ok().as_deref() == Some(text) {
+    for (path, text) in &all {
+        if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
             say!("{}: unchanged", path.display());
             continue;
         }
@@ -468,7 +481,7 @@ fn execute(args: &ComposeArgs) -> u8 {
             Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
             _ => Ok(()),
         }
-        .and_then(|()| std::fs::write(&path, text));
+        .and_then(|()| std::fs::write(path, text));
         if let Err(error) = written {
             eprintln!("coldchain: cannot write {}: {error}", path.display());
             return EXIT_DIFFERS;
@@ -553,6 +566,7 @@ mod tests {
             network_output: at("network.compose.toml"),
             sites_output: at("compose.sites.yaml"),
             k8s_output: at("k8s"),
+            prometheus_dir: at("prometheus"),
             check: true,
         };
         assert_eq!(execute(&args), EXIT_DIFFERS, "nothing written yet");

@@ -3,8 +3,12 @@
 //! `UNAVAILABLE` by the network's one policy ([`crate::retry`]).
 //!
 //! A [`Channel`] speaks TLS when the options carry a CA, and sends this process's API key on
-//! every call when they carry one.
+//! every call when they carry one. It observes every call (`rpc_client_call_duration_seconds`)
+//! when the process records metrics, and opens a client span whose context goes out as
+//! `traceparent` when it exports traces (see [`crate::observe`]).
 
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +20,7 @@ use tonic::transport::{ClientTlsConfig, Endpoint};
 use crate::auth::ApiKey;
 use crate::coalesce::CoalescedWrites;
 use crate::error::ServiceError;
+use crate::observe::rpc::{CallObserver, RpcMetrics};
 use crate::retry::Backoff;
 
 /// How a client connects and retries.
@@ -35,6 +40,9 @@ pub struct ClientOptions {
     pub tls: Option<ClientTlsConfig>,
     /// The API key sent on every call; `None` sends none.
     pub key: Option<ApiKey>,
+    /// Where the calls' durations and codes are recorded, with the calling instance's
+    /// labels; `None` records nothing.
+    pub metrics: Option<Arc<RpcMetrics>>,
 }
 
 impl Default for ClientOptions {
@@ -47,6 +55,7 @@ impl Default for ClientOptions {
             max_backoff: Duration::from_secs(1),
             tls: None,
             key: None,
+            metrics: None,
         }
     }
 }
@@ -64,6 +73,7 @@ impl ClientOptions {
 pub struct Channel {
     inner: tonic::transport::Channel,
     authorization: Option<http::HeaderValue>,
+    metrics: Option<Arc<RpcMetrics>>,
 }
 
 impl Channel {
@@ -72,14 +82,21 @@ impl Channel {
         Self {
             inner,
             authorization: key.map(ApiKey::header_value),
+            metrics: None,
         }
+    }
+
+    /// The same channel, recording its calls into `metrics`.
+    pub fn observed(mut self, metrics: Option<Arc<RpcMetrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
 impl tower::Service<http::Request<Body>> for Channel {
     type Response = http::Response<Body>;
     type Error = tonic::transport::Error;
-    type Future = tonic::transport::channel::ResponseFuture;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         tower::Service::poll_ready(&mut self.inner, cx)
@@ -93,8 +110,61 @@ impl tower::Service<http::Request<Body>> for Channel {
                 .entry(http::header::AUTHORIZATION)
                 .or_insert_with(|| value.clone());
         }
-        self.inner.call(request)
+        let observer = self.metrics.as_ref().map(|m| m.start(request.uri().path()));
+        let span = crate::observe::traces::client_span(&mut request);
+        let inner = match &span {
+            Some(span) => span.in_scope(|| self.inner.call(request)),
+            None => self.inner.call(request),
+        };
+        ResponseFuture {
+            inner,
+            observer,
+            span,
+        }
     }
+}
+
+/// A call of a [`Channel`] under way: observed when it answers, inside its client span.
+pub struct ResponseFuture {
+    inner: tonic::transport::channel::ResponseFuture,
+    observer: Option<CallObserver>,
+    span: Option<tracing::Span>,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<http::Response<Body>, tonic::transport::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let _entered = this.span.as_ref().map(tracing::Span::enter);
+        let polled = Pin::new(&mut this.inner).poll(cx);
+        match polled {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(response)) => Poll::Ready(Ok(match this.observer.take() {
+                Some(observer) => observer.finish(response),
+                None => response,
+            })),
+            Poll::Ready(Err(error)) => {
+                if let Some(observer) = this.observer.take() {
+                    observer.failed(transport_code(&error));
+                }
+                Poll::Ready(Err(error))
+            }
+        }
+    }
+}
+
+/// The code tonic turns a transport failure into for the caller: `CANCELLED` when the
+/// channel's own timeout expired, `UNAVAILABLE` otherwise.
+fn transport_code(error: &tonic::transport::Error) -> tonic::Code {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<tonic::TimeoutExpired>() {
+            return tonic::Code::Cancelled;
+        }
+        source = cause.source();
+    }
+    tonic::Code::Unavailable
 }
 
 /// A channel that connects on first use and reconnects after failures. With TLS options an
@@ -103,14 +173,15 @@ pub fn lazy_channel(endpoint: &str, options: &ClientOptions) -> Result<Channel, 
     Ok(Channel::new(
         configure(endpoint, options)?.connect_with_connector_lazy(connector(options)),
         options.key.as_ref(),
-    ))
+    )
+    .observed(options.metrics.clone()))
 }
 
 /// Like [`lazy_channel`], but connects now: for command-line tools that should say at once
 /// that a server is unreachable or refuses the handshake.
 pub async fn connect(endpoint: &str, options: &ClientOptions) -> Result<Channel, ServiceError> {
     let channel = transport(endpoint, options).await?;
-    Ok(Channel::new(channel, options.key.as_ref()))
+    Ok(Channel::new(channel, options.key.as_ref()).observed(options.metrics.clone()))
 }
 
 /// One HTTP/2 connection to `endpoint`, made now, without credentials: for callers that

@@ -11,6 +11,8 @@ use crate::auth::{Gatekeeper, ServerScope};
 use crate::client::ClientOptions;
 use crate::config::Config;
 use crate::network::{NetworkConfig, ServiceKind, SiteConfig};
+use crate::observe::ServiceLabels;
+use crate::observe::rpc::{RpcMetrics, Side};
 use crate::security::Security;
 use crate::server::Limits;
 use crate::shutdown::Shutdown;
@@ -37,7 +39,8 @@ pub struct ServiceContext {
 }
 
 impl ServiceContext {
-    /// A context with the real clock and default client options.
+    /// A context with the real clock and default client options (which observe the calls
+    /// this instance makes, when the process records metrics).
     pub fn new(
         kind: ServiceKind,
         site: SiteConfig,
@@ -45,7 +48,7 @@ impl ServiceContext {
         config: Arc<Config>,
         shutdown: Shutdown,
     ) -> Self {
-        Self {
+        let mut ctx = Self {
             kind,
             site,
             network,
@@ -54,7 +57,20 @@ impl ServiceContext {
             shutdown,
             client: ClientOptions::default(),
             security: Security::default(),
-        }
+        };
+        ctx.client.metrics = RpcMetrics::new(Side::Client, ctx.metric_labels());
+        ctx
+    }
+
+    /// The `site` and `service` labels of this instance's series (the gateway's site is
+    /// `hub`, as in its store's identity), and the hook through which a service registers
+    /// series of its own (see [`crate::observe`]).
+    pub fn metric_labels(&self) -> ServiceLabels {
+        let site = match self.kind {
+            ServiceKind::Gateway => "hub".to_string(),
+            _ => self.site.id.clone(),
+        };
+        ServiceLabels::new(site, self.kind.as_str())
     }
 
     /// `la-vientiane/inventory`, for logs.
@@ -75,12 +91,10 @@ impl ServiceContext {
 
     /// Opens this instance's database.
     pub fn open_store(&self) -> Result<Store, StoreError> {
+        let labels = self.metric_labels();
         let identity = Identity {
-            site: match self.kind {
-                ServiceKind::Gateway => "hub".to_string(),
-                _ => self.site.id.clone(),
-            },
-            service: self.kind.as_str().to_string(),
+            site: labels.site.into_owned(),
+            service: labels.service.into_owned(),
         };
         Store::open(
             &self.data_path(),
@@ -122,6 +136,7 @@ impl ServiceContext {
                 .config
                 .health_port
                 .map(|port| std::net::SocketAddr::new(self.config.listen_host, port)),
+            metrics: RpcMetrics::new(Side::Server, self.metric_labels()),
             ..Limits::default()
         }
     }
@@ -131,7 +146,10 @@ impl ServiceContext {
 pub fn store_probe(store: Store) -> crate::server::HealthProbe {
     Arc::new(move || {
         let store = store.clone();
-        Box::pin(async move { store.check().map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            store.measure_disk();
+            store.check().map_err(|e| e.to_string())
+        })
     })
 }
 

@@ -1,7 +1,8 @@
 #![forbid(unsafe_code)]
-//! What every service shares at runtime: configuration, the network file, tracing, the
-//! server bootstrap, the client connector and its retry policy, errors, validation, page
-//! tokens, time and temperature-class conversions, idempotency and shutdown.
+//! What every service shares at runtime: configuration, the network file, tracing, metrics
+//! and traces (`observe`), the server bootstrap, the client connector and its retry policy,
+//! errors, validation, page tokens, time and temperature-class conversions, idempotency and
+//! shutdown.
 
 pub mod auth;
 pub mod class;
@@ -14,6 +15,7 @@ pub mod feed;
 pub mod host;
 pub mod idempotency;
 pub mod logging;
+pub mod observe;
 pub mod page_token;
 pub mod proto_time;
 pub mod retry;

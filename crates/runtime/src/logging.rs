@@ -6,6 +6,7 @@ use tracing::field::{Field, Visit};
 use tracing::span::Record;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FormattedFields, MakeWriter};
@@ -24,22 +25,66 @@ pub fn init_with_writer<W>(format: LogFormat, level: &str, writer: W)
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
+    init_with_traces(format, level, writer, None);
+}
+
+/// [`init_with_writer`], also turning spans into OpenTelemetry spans when `traces` is given.
+///
+/// Without traces the log filter is the subscriber's only filter, as it always was. With
+/// them, it filters the log lines only: the trace layer takes every span at `info` and
+/// above whatever the log level (`COLDCHAIN_LOG_LEVEL=warn` must not cut traces short).
+pub fn init_with_traces<W>(
+    format: LogFormat,
+    level: &str,
+    writer: W,
+    traces: Option<&crate::observe::traces::Traces>,
+) where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .fmt_fields(JsonSpanFields)
+    let registry = tracing_subscriber::registry();
+    let _ = match (traces, format) {
+        (None, LogFormat::Json) => registry.with(filter).with(json(writer)).try_init(),
+        (None, LogFormat::Human) => registry.with(filter).with(human(writer)).try_init(),
+        (Some(traces), LogFormat::Json) => registry
+            .with(traces.layer().with_filter(LevelFilter::INFO))
+            .with(json(writer).with_filter(filter))
             .try_init(),
-        LogFormat::Human => builder
-            .compact()
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        (Some(traces), LogFormat::Human) => registry
+            .with(traces.layer().with_filter(LevelFilter::INFO))
+            .with(human(writer).with_filter(filter))
             .try_init(),
     };
+}
+
+/// JSON lines, each with its span's fields (see [`JsonSpanFields`]).
+fn json<S, W>(writer: W) -> impl tracing_subscriber::Layer<S> + Send + Sync
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .fmt_fields(JsonSpanFields)
+        .with_writer(writer)
+}
+
+/// Compact human-readable lines, coloured on a terminal.
+fn human<S, W>(writer: W) -> impl tracing_subscriber::Layer<S> + Send + Sync
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .compact()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer)
 }
 
 /// A span's fields as one JSON object, for the JSON format's `span` entry.

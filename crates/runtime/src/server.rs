@@ -1,6 +1,8 @@
 //! The server bootstrap every service uses: health with real status, reflection (v1 and
 //! v1alpha), a per-RPC deadline, a global concurrency limit that sheds load, message size
-//! limits, one tracing span per RPC, and a graceful shutdown that drains and then flushes.
+//! limits, one tracing span per RPC (an OpenTelemetry server span when traces are on), the
+//! RPC metrics of every call it answers, and a graceful shutdown that drains and then
+//! flushes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,6 +26,7 @@ use tracing::Instrument;
 
 use crate::auth::Gatekeeper;
 use crate::error::{Code, ServiceError};
+use crate::observe::rpc::{CallObserver, RpcMetrics};
 use crate::shutdown::Shutdown;
 
 /// Limits applied to every server.
@@ -48,6 +51,8 @@ pub struct Limits {
     /// Where to answer `grpc.health.v1.Health` alone in plaintext too, for probes that
     /// cannot speak TLS (Kubernetes' gRPC probes); `None` for no such listener.
     pub health_addr: Option<SocketAddr>,
+    /// Where every call's duration and code are recorded; `None` while metrics are off.
+    pub metrics: Option<Arc<RpcMetrics>>,
 }
 
 impl Default for Limits {
@@ -61,6 +66,7 @@ impl Default for Limits {
             gatekeeper: None,
             tls: None,
             health_addr: None,
+            metrics: None,
         }
     }
 }
@@ -153,6 +159,7 @@ pub async fn serve(
         limits.health_interval,
         shutdown.clone(),
         spec.label.clone(),
+        limits.metrics.as_ref().map(|m| m.health(spec.service_name)),
     ));
 
     let health_task = health_listener.map(|listener| {
@@ -177,6 +184,7 @@ pub async fn serve(
         timeout: limits.rpc_timeout,
         label: Arc::from(spec.label.as_str()),
         gatekeeper: limits.gatekeeper.clone(),
+        metrics: limits.metrics.clone(),
     };
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
@@ -241,6 +249,7 @@ async fn run_probe(
     interval: Duration,
     shutdown: Shutdown,
     label: String,
+    serving: Option<metrics::Gauge>,
 ) {
     let mut last: Option<bool> = None;
     loop {
@@ -265,6 +274,9 @@ async fn run_probe(
             };
             health.set_service_status("", status).await;
             health.set_service_status(service_name, status).await;
+            if let Some(gauge) = &serving {
+                gauge.set(if ok { 1.0 } else { 0.0 });
+            }
             last = Some(ok);
         }
         if shutdown.is_triggered() {
@@ -277,8 +289,8 @@ async fn run_probe(
     }
 }
 
-/// Sheds calls beyond the concurrency limit, enforces the deadline, and opens the
-/// per-RPC tracing span.
+/// Sheds calls beyond the concurrency limit, enforces the deadline, opens the per-RPC
+/// tracing span and observes the call.
 #[derive(Clone)]
 struct GuardLayer {
     permits: Arc<Semaphore>,
@@ -286,6 +298,7 @@ struct GuardLayer {
     timeout: Duration,
     label: Arc<str>,
     gatekeeper: Option<Arc<Gatekeeper>>,
+    metrics: Option<Arc<RpcMetrics>>,
 }
 
 impl<S> Layer<S> for GuardLayer {
@@ -322,13 +335,9 @@ where
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let method = request.uri().path().to_string();
-        let span = tracing::info_span!(
-            "rpc",
-            service = %self.config.label,
-            method = %method,
-            caller = tracing::field::Empty,
-            request_id = tracing::field::Empty,
-        );
+        let span =
+            crate::observe::traces::server_span(&self.config.label, &method, request.headers());
+        let observer = self.config.metrics.as_ref().map(|m| m.start(&method));
         // Who is calling comes first: a refused caller costs no concurrency permit.
         if let Some(gatekeeper) = &self.config.gatekeeper {
             let authorization = request.headers().get(http::header::AUTHORIZATION);
@@ -340,20 +349,21 @@ where
                 Ok(None) => {}
                 Err(refusal) => {
                     span.in_scope(|| tracing::info!(?refusal, "call refused"));
-                    return Box::pin(async move { Ok(refused(refusal).into_http()) });
+                    let response = observed(observer, refused(refusal).into_http());
+                    return Box::pin(async move { Ok(response) });
                 }
             }
         }
         let Ok(permit) = self.config.permits.clone().try_acquire_owned() else {
             let limit = self.config.limit;
             span.in_scope(|| tracing::warn!(limit, "overloaded: call shed"));
-            return Box::pin(async move {
-                Ok(refused(ServiceError::new(
-                    Code::ResourceExhausted,
-                    format!("server overloaded: {limit} calls in flight; retry with backoff"),
-                ))
-                .into_http())
-            });
+            let response = refused(ServiceError::new(
+                Code::ResourceExhausted,
+                format!("server overloaded: {limit} calls in flight; retry with backoff"),
+            ))
+            .into_http();
+            let response = observed(observer, response);
+            return Box::pin(async move { Ok(response) });
         };
         // A client stream lasts as long as the client keeps sending: only the client's own
         // deadline bounds it. Every other call gets the server's deadline too.
@@ -391,6 +401,7 @@ where
                     .into_http(),
                 };
                 drop(permit);
+                let response = observed(observer, response);
                 let code = response
                     .headers()
                     .get("grpc-status")
@@ -406,6 +417,14 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// `response`, its call recorded by `observer` (when metrics are on).
+fn observed(observer: Option<CallObserver>, response: Response<Body>) -> Response<Body> {
+    match observer {
+        Some(observer) => observer.finish(response),
+        None => response,
     }
 }
 

@@ -27,6 +27,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::StoreError;
 use crate::fs::FileSystem;
+use crate::observe::StoreMetrics;
 use crate::records::{LedgerBlock, RecordedRequests};
 use crate::request_filter::RequestFilter;
 use crate::row_cache::RowCache;
@@ -108,6 +109,8 @@ struct Pending {
     requests: RecordedRequests,
     /// Someone waits for this generation even though it may hold no change.
     flush_requested: bool,
+    /// Writes staged into it (for the writers-per-commit histogram).
+    writers: u64,
     /// The log thread sleeps on `wake` and nobody has woken it yet. Writers wake it only
     /// then: a `notify_one` is a system call even when nothing sleeps, and under load the
     /// log thread is nearly always busy with the previous generation.
@@ -191,6 +194,8 @@ pub(crate) struct Target {
     pub applied: u64,
     /// See `StoreOptions::row_cache_bytes`.
     pub row_cache_bytes: usize,
+    /// Where the log thread records its syncs.
+    pub metrics: StoreMetrics,
 }
 
 impl GroupCommit {
@@ -217,6 +222,7 @@ impl GroupCommit {
                 ledger: None,
                 requests: RecordedRequests::default(),
                 flush_requested: false,
+                writers: 0,
                 log_sleeping: false,
                 done: Arc::default(),
             }),
@@ -229,9 +235,10 @@ impl GroupCommit {
         let (logged_tx, logged_rx) = mpsc::channel();
         let writer = WalWriter::new(&target.wal_dir, target.segment_bytes);
         let log_shared = shared.clone();
+        let metrics = target.metrics.clone();
         let log = std::thread::Builder::new()
             .name(format!("wal-{name}"))
-            .spawn(move || log_thread(writer, log_shared, logged_tx))?;
+            .spawn(move || log_thread(writer, log_shared, logged_tx, metrics))?;
         let apply_shared = shared.clone();
         let apply = std::thread::Builder::new()
             .name(format!("apply-{name}"))
@@ -284,6 +291,8 @@ impl GroupCommit {
         }
         if changes.is_empty() && ledger.is_empty() && request.is_none() {
             pending.flush_requested = true;
+        } else {
+            pending.writers += 1;
         }
         for (key, value) in changes {
             writer.rows.update(&key, &value);
@@ -390,9 +399,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Takes each generation staged, logs and syncs it, and hands it to the apply thread.
-fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<Logged>) {
+fn log_thread(
+    mut writer: WalWriter,
+    shared: Arc<Shared>,
+    logged: mpsc::Sender<Logged>,
+    metrics: StoreMetrics,
+) {
     loop {
-        let (generation, mut changes, ledger, requests, done, stopping) = {
+        let (generation, mut changes, ledger, requests, done, stopping, writers) = {
             let mut pending = lock(&shared.pending);
             while !shared.stopping.load(Ordering::SeqCst)
                 && !pending.flush_requested
@@ -418,8 +432,12 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
                 std::mem::take(&mut pending.requests),
                 std::mem::take(&mut pending.done),
                 stopping,
+                std::mem::take(&mut pending.writers),
             )
         };
+        if writers > 0 {
+            metrics.writers.record(writers as f64);
+        }
         coalesce(&mut changes);
         let last_sequence = ledger.as_ref().and_then(LedgerBlock::last_sequence);
         changes.extend(ledger.and_then(LedgerBlock::into_change));
@@ -433,8 +451,13 @@ fn log_thread(mut writer: WalWriter, shared: Arc<Shared>, logged: mpsc::Sender<L
         }
         let mut closed = None;
         if !changes.is_empty() {
+            let started = std::time::Instant::now();
             match writer.append(generation, &changes) {
-                Ok(segment) => closed = segment,
+                Ok(segment) => {
+                    metrics.wal_sync.record(started.elapsed().as_secs_f64());
+                    metrics.wal_appended.increment(writer.last_record_bytes());
+                    closed = segment;
+                }
                 Err(error) => {
                     let message = shared.fail("writing the write-ahead log", &error);
                     done.finish(Err(message));

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod fs;
 mod group_commit;
 pub mod keys;
+pub mod observe;
 mod records;
 mod request_filter;
 mod row_cache;

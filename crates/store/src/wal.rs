@@ -264,6 +264,11 @@ impl WalWriter {
         Ok(closed)
     }
 
+    /// The bytes the last [`WalWriter::append`] wrote.
+    pub(crate) fn last_record_bytes(&self) -> u64 {
+        self.buffer.len() as u64
+    }
+
     /// Closes the segment being written, if any (on shutdown, so it can be retired too).
     pub(crate) fn close_current(&mut self) -> Option<ClosedSegment> {
         self.current.take().map(|segment| ClosedSegment {
@@ -450,25 +455,36 @@ pub(crate) fn apply(
     Ok(())
 }
 
-/// Brings `data` up to date with the log in `dir` after a crash: applies every logged
-/// generation after the one `data` has, in order, flushes sled, and deletes the segments.
-/// Returns the last generation now applied.
-///
-/// A torn record at the end of the newest segment is a write the crash interrupted, never
-/// acknowledged: it and anything after it are dropped. Damage anywhere else would lose
-/// acknowledged writes, so it refuses to open, and leaves the files for an operator.
+/// [`recover_counting`], returning the last generation now applied.
+#[cfg(test)]
 pub(crate) fn recover(
     db: &sled::Db,
     data: &sled::Tree,
     dir: &Path,
     fs: &dyn FileSystem,
 ) -> Result<u64, StoreError> {
+    recover_counting(db, data, dir, fs).map(|(applied, _)| applied)
+}
+
+/// Brings `data` up to date with the log in `dir` after a crash: applies every logged
+/// generation after the one `data` has, in order, flushes sled, and deletes the segments.
+/// Returns the last generation now applied, and how many generations it replayed.
+///
+/// A torn record at the end of the newest segment is a write the crash interrupted, never
+/// acknowledged: it and anything after it are dropped. Damage anywhere else would lose
+/// acknowledged writes, so it refuses to open, and leaves the files for an operator.
+pub(crate) fn recover_counting(
+    db: &sled::Db,
+    data: &sled::Tree,
+    dir: &Path,
+    fs: &dyn FileSystem,
+) -> Result<(u64, u64), StoreError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| io_error(dir, "cannot create write-ahead log directory", e))?;
     let mut applied = applied_generation(data)?;
     let found = segments(dir)?;
     let newest = found.len().saturating_sub(1);
-    let mut replayed = 0usize;
+    let mut replayed = 0u64;
     for (index, (_, path)) in found.iter().enumerate() {
         let bytes = std::fs::read(path)
             .map_err(|e| io_error(path, "cannot read write-ahead log segment", e))?;
@@ -516,7 +532,7 @@ pub(crate) fn recover(
             );
         }
     }
-    Ok(applied)
+    Ok((applied, replayed))
 }
 
 #[cfg(test)]

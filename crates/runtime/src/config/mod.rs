@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use coldchain_network::{did_you_mean, toml_error_message};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -124,6 +124,10 @@ pub struct Config {
     /// plaintext on this port of `listen_host`, for probes that cannot speak TLS: Kubernetes'
     /// native gRPC probes never do. One server per process (`serve`), so `dev` refuses it.
     pub health_port: Option<u16>,
+    /// Where the process serves its Prometheus metrics (`GET /metrics`); `None` (written
+    /// `""` or `"off"`) serves none and records none. Default 127.0.0.1:9464 (0.0.0.0:9464
+    /// in containers).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -153,9 +157,15 @@ impl Default for Config {
             rate_burst: 4000,
             stream_idle_timeout: Duration::from_secs(60),
             health_port: None,
+            metrics_listen: Some(DEFAULT_METRICS_LISTEN),
         }
     }
 }
+
+/// Where metrics are served unless configured otherwise: 9464 is the port OpenTelemetry's
+/// Prometheus exporters use.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -179,6 +189,7 @@ enum Kind {
     Count,
     Bytes,
     OptionalPort,
+    Listen,
 }
 
 /// The fields of [`Config`], as written in the TOML file (the environment variable is
@@ -208,6 +219,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("rate_burst", Kind::Count),
     ("stream_idle_timeout", Kind::Duration),
     ("health_port", Kind::OptionalPort),
+    ("metrics_listen", Kind::Listen),
 ];
 
 impl Config {
@@ -427,6 +439,7 @@ impl Config {
                 check_log_filter(text)?;
                 self.log_level = text.trim().to_owned();
             }
+            Kind::Listen => self.metrics_listen = parse_listen(text)?,
             Kind::Ip => {
                 self.listen_host = text.trim().parse().map_err(|_| {
                     format!("expected an ip address like 127.0.0.1 or 0.0.0.0, got {text:?}")
@@ -527,8 +540,23 @@ impl Kind {
             Kind::Count => "a positive integer",
             Kind::Bytes => "an integer number of bytes or a size string like \"8MiB\"",
             Kind::OptionalPort => "a port number",
+            Kind::Listen => "an address string like \"127.0.0.1:9464\", or \"off\"",
         }
     }
+}
+
+/// An address to listen on, or `None` for `""` / `"off"`.
+fn parse_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        format!(
+            "expected an address with a port like 127.0.0.1:9464 or 0.0.0.0:9464, or \"off\", \
+             got {text:?}"
+        )
+    })
 }
 
 /// Checks a `tracing` filter: comma-separated directives, each a level or `target=level`.

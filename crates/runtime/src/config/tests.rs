@@ -137,6 +137,7 @@ fn every_field_has_an_env_var() {
         ("COLDCHAIN_RATE_BURST".into(), "20"),
         ("COLDCHAIN_STREAM_IDLE_TIMEOUT".into(), "5s"),
         ("COLDCHAIN_HEALTH_PORT".into(), "8086"),
+        ("COLDCHAIN_METRICS_LISTEN".into(), "0.0.0.0:9999"),
     ];
     assert_eq!(
         vars.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
@@ -174,6 +175,7 @@ fn every_field_has_an_env_var() {
             rate_burst: 20,
             stream_idle_timeout: Duration::from_secs(5),
             health_port: Some(8086),
+            metrics_listen: Some("0.0.0.0:9999".parse().unwrap()),
         }
     );
 }
@@ -195,6 +197,47 @@ fn health_port_is_a_port_or_nothing() {
                 .contains(&format!("expected a port from 1 to 65535, got {bad:?}")),
             "{err}"
         );
+    }
+}
+
+#[test]
+fn metrics_listen_defaults_to_9464_and_turns_off() {
+    assert_eq!(
+        load_str(None, &[]).unwrap().metrics_listen,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    for off in ["", "off", " OFF "] {
+        let c = load_str(None, &[("COLDCHAIN_METRICS_LISTEN", off)]).unwrap();
+        assert_eq!(c.metrics_listen, None, "{off:?}");
+    }
+    let c = load_str(Some("metrics_listen = \"off\"\n"), &[]).unwrap();
+    assert_eq!(c.metrics_listen, None);
+    let c = load_str(
+        Some("metrics_listen = \"off\"\n"),
+        &[("COLDCHAIN_METRICS_LISTEN", "127.0.0.1:0")],
+    )
+    .unwrap();
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+}
+
+#[test]
+fn a_bad_metrics_listen_is_reported_with_the_other_problems() {
+    let err = load_str(
+        Some("metrics_listen = 9464\n"),
+        &[
+            ("COLDCHAIN_METRICS_LISTEN", "localhost"),
+            ("COLDCHAIN_RPC_TIMEOUT", "0s"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "config.toml: metrics_listen: expected an address string like \"127.0.0.1:9464\", or \"off\", got integer 9464",
+        "COLDCHAIN_METRICS_LISTEN: expected an address with a port like 127.0.0.1:9464",
+        "got \"localhost\"",
+        "COLDCHAIN_RPC_TIMEOUT: must be more than 0s",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
     }
 }
 

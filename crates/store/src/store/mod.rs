@@ -14,6 +14,7 @@ use crate::StoreError;
 use crate::clock::SharedClock;
 use crate::group_commit::{Commit, GroupCommit, Staged, Target, WriteSet};
 use crate::keys::KeyCodec;
+use crate::observe::StoreMetrics;
 use crate::records::{self, LEDGER_BLOCKS, REQUEST_EXPIRY};
 use crate::request_filter::RequestFilter;
 use crate::table::{Table, Value};
@@ -76,6 +77,7 @@ struct Inner {
     commit: GroupCommit,
     durable_sequence: watch::Receiver<u64>,
     options: StoreOptions,
+    metrics: StoreMetrics,
 }
 
 /// One service instance's database. Cheap to clone.
@@ -113,7 +115,10 @@ impl Store {
         let data = db.open_tree("data")?;
         // Generations a crash left in the write-ahead log but not in sled's files.
         let wal_dir = path.join(WAL_DIR);
-        let applied = wal::recover(&db, &data, &wal_dir, options.file_system.as_ref())?;
+        let (applied, replayed) =
+            wal::recover_counting(&db, &data, &wal_dir, options.file_system.as_ref())?;
+        StoreMetrics::replayed(identity, replayed);
+        let metrics = StoreMetrics::new(identity);
         records::upgrade_legacy(&db, &data)?;
         let next_sequence = match data.scan_prefix(LEDGER_BLOCKS).next_back() {
             Some(block) => {
@@ -139,6 +144,7 @@ impl Store {
                 segment_bytes: options.wal_segment_bytes,
                 applied,
                 row_cache_bytes: options.row_cache_bytes,
+                metrics: metrics.clone(),
             },
             next_sequence,
             requests,
@@ -153,6 +159,7 @@ impl Store {
                 commit,
                 durable_sequence,
                 options,
+                metrics,
             }),
         })
     }
@@ -237,7 +244,10 @@ impl Store {
             }
         };
         let (value, commit, replayed) = match staging {
-            Staging::Replayed(value, commit) => (value, commit, true),
+            Staging::Replayed(value, commit) => {
+                self.inner.metrics.replays.increment(1);
+                (value, commit, true)
+            }
             Staging::Staged(value, commit) => (value, commit, false),
         };
         commit.wait().await?;
@@ -497,6 +507,23 @@ impl Store {
         }
         self.inner.db.get(META_FORMAT)?;
         Ok(())
+    }
+
+    /// Updates the disk-usage gauges (sled's files, the write-ahead log's segments). The
+    /// health probe calls it every few seconds; it reads file sizes, nothing more.
+    pub fn measure_disk(&self) {
+        if let Ok(bytes) = self.inner.db.size_on_disk() {
+            self.inner.metrics.sled_disk.set(bytes as f64);
+        }
+        let wal_dir = self.inner.path.join(WAL_DIR);
+        if let Ok(entries) = std::fs::read_dir(&wal_dir) {
+            let bytes: u64 = entries
+                .filter_map(|entry| entry.ok()?.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|metadata| metadata.len())
+                .sum();
+            self.inner.metrics.wal_disk.set(bytes as f64);
+        }
     }
 
     /// Resolves, with the reason, once the store can no longer make writes durable (its
