@@ -5,7 +5,8 @@
 # copy: never deploy/secrets), every rendered object passes strict schema validation for
 # Kubernetes 1.30 (kubernetes-validate, whose schemas ship in the package), and every name a
 # workload refers to (ConfigMaps, Secrets with kustomize's hash suffix, claims, the Service of
-# a StatefulSet) is an object of the rendering, in the same namespace.
+# a StatefulSet) is an object of the rendering, in the same namespace; and that the overlay's
+# metrics component (components/metrics) reached every workload.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s%N)
@@ -84,11 +85,25 @@ for d in docs:
     for want_kind, name in wanted:
         if (want_kind, ns, name) not in have:
             problems.append(f"{kind}/{meta['name']}: refers to {want_kind}/{name}, which is not rendered")
+# The metrics component: the scrape annotations and the port `metrics` on every workload's
+# pod, and the policy that admits the scrapers to that port.
+scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": "9464", "prometheus.io/path": "/metrics"}
+workloads = [d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]
+for d in workloads:
+    template = d["spec"]["template"]
+    name = f"{d['kind']}/{d['metadata']['name']}"
+    if template["metadata"].get("annotations") != scrape:
+        problems.append(f"{name}: no scrape annotations")
+    ports = template["spec"]["containers"][0]["ports"]
+    if {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} not in ports:
+        problems.append(f"{name}: no container port metrics 9464")
+if sum(d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "metrics-scrape" for d in docs) != 1:
+    problems.append("NetworkPolicy/metrics-scrape: not rendered")
 for p in problems:
     print(p, file=sys.stderr)
 kinds = collections.Counter(d["kind"] for d in docs)
 print("overlay:", ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
-print(f"references: {'all resolve' if not problems else f'{len(problems)} broken'}")
+print(f"references and metrics ({len(workloads)} workloads): {'all good' if not problems else f'{len(problems)} problems'}")
 sys.exit(1 if problems else 0)
 EOF
 

@@ -16,8 +16,14 @@
 //!   from the gateway (and the console, when it exists) and from the site's own clients (pods
 //!   or namespaces labelled [`CLIENT_LABEL`]`: <site>`); the gateway accepts calls from anywhere
 //!   (it is the network's front door, behind TLS and API keys); nothing else gets in.
+//! - Metrics are an optional kustomize Component (`components/metrics`, enabled by the example
+//!   overlay): the container port `metrics` and the `prometheus.io/*` scrape annotations on
+//!   every workload's pod template (patches selected by kind and label), and a policy that
+//!   admits pods or namespaces labelled [`SCRAPER_LABEL`]`: "true"` to [`METRICS_PORT`]. No
+//!   ServiceMonitor: it needs the Prometheus Operator's CRDs.
 //!
-//! The model is `serde_json` values, rendered by [`crate::yaml`]; the tests assert on the model.
+//! The model is `serde_json` values, rendered by [`crate::yaml`]; the tests assert on the model
+//! (the component's patches applied to it as kustomize applies them).
 //!
 //! This file is longer than 600 lines because every kind of object is built here beside the
 //! objects whose names it refers to (a StatefulSet, its Service, its policy, its budget):
@@ -30,6 +36,7 @@ use coldchain_credentials::Keyring;
 use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 use serde_json::{Value, json};
 
+use crate::prometheus::METRICS_PORT;
 use crate::{GATEWAY, IMAGE_UID, Options, caller_credential, yaml};
 
 /// The namespace of the base (`coldchain certs --namespace` names hosts in it).
@@ -44,6 +51,10 @@ pub const SHUTDOWN_GRACE_SECONDS: u32 = 5;
 pub const TERMINATION_GRACE_SECONDS: u32 = 15;
 /// The label that admits a client to a site: on a pod of the namespace, or on a namespace.
 pub const CLIENT_LABEL: &str = "coldchain/client-of";
+/// The label (value `"true"`) that admits a scraper to [`METRICS_PORT`] when the optional
+/// component `components/metrics` is enabled: on a pod of the namespace, or on a namespace
+/// (the monitoring system's).
+pub const SCRAPER_LABEL: &str = "coldchain/scraper";
 /// The label naming the site of a pod (`hub` for the gateway).
 pub const SITE_LABEL: &str = "coldchain/site";
 /// Where the ConfigMap's network file is mounted (not over `/etc/coldchain`, which holds the
@@ -77,12 +88,33 @@ pub struct File {
     pub text: String,
 }
 
-/// What is generated: the files, and the objects of the base (for the tests).
+/// What is generated: the files, and the objects of the base and of the metrics component
+/// (for the tests).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifests {
     pub files: Vec<File>,
     /// Every object of the base, in file order.
     pub objects: Vec<Value>,
+    /// The optional component `components/metrics`.
+    pub metrics: Component,
+}
+
+/// A kustomize Component: its resources and its patches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// The objects it adds (one file each).
+    pub resources: Vec<(String, Value)>,
+    pub patches: Vec<Patch>,
+}
+
+/// A patch of a Component: a strategic merge patch (an object) or a JSON 6902 patch (a list
+/// of operations), applied to every object its target selects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patch {
+    pub path: String,
+    /// kustomize's selector: `kind` (a regular expression) and `labelSelector`.
+    pub target: Value,
+    pub patch: Value,
 }
 
 /// A server of the network as a Kubernetes workload.
@@ -156,7 +188,10 @@ fn shared_env(options: &Options) -> Vec<(String, String)> {
             options.sled_cache.clone(),
         ),
         ("COLDCHAIN_HEALTH_PORT".into(), HEALTH_PORT.to_string()),
-        ("COLDCHAIN_METRICS_LISTEN".into(), "0.0.0.0:9464".into()),
+        (
+            "COLDCHAIN_METRICS_LISTEN".into(),
+            format!("0.0.0.0:{METRICS_PORT}"),
+        ),
         (
             "COLDCHAIN_AUTH_FILE".into(),
             keyring.credentials_file().display().to_string(),
@@ -567,7 +602,139 @@ pub fn generate(network: &NetworkConfig, options: &Options) -> Manifests {
         path: "overlays/example/gateway-public.yaml".into(),
         text: gateway_public(network, options),
     });
-    Manifests { files, objects }
+    let metrics = metrics_component();
+    files.extend(component_files(options, &metrics));
+    Manifests {
+        files,
+        objects,
+        metrics,
+    }
+}
+
+/// The optional metrics component: the named container port and the scrape annotations on the
+/// pod template of every workload (the StatefulSets and the gateway's Deployment, selected by
+/// kind and label), and the policy that admits the scrapers to the metrics port, which the
+/// base's policies keep closed.
+fn metrics_component() -> Component {
+    let target = json!({
+        "kind": "StatefulSet|Deployment",
+        "labelSelector": "app.kubernetes.io/part-of=coldchain",
+    });
+    // kustomize gives a strategic merge patch with a target the kind and name of each object
+    // it patches; the ones here are placeholders.
+    let annotations = json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "coldchain-workload"},
+        "spec": {"template": {"metadata": {"annotations": {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": METRICS_PORT.to_string(),
+            "prometheus.io/path": "/metrics",
+        }}}},
+    });
+    // A JSON patch: a strategic merge patch merges containers by name, which differs per
+    // workload; every pod has one container.
+    let port = json!([{
+        "op": "add",
+        "path": "/spec/template/spec/containers/0/ports/-",
+        "value": {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+    }]);
+    let coldchain = json!({"app.kubernetes.io/name": "coldchain"});
+    let policy = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata("metrics-scrape", coldchain.clone()),
+        "spec": {
+            "podSelector": {"matchLabels": coldchain},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [
+                    {"podSelector": {"matchLabels": {SCRAPER_LABEL: "true"}}},
+                    {"namespaceSelector": {"matchLabels": {SCRAPER_LABEL: "true"}}},
+                ],
+                "ports": [{"port": METRICS_PORT, "protocol": "TCP"}],
+            }],
+        },
+    });
+    Component {
+        resources: vec![("policy.yaml".into(), policy)],
+        patches: vec![
+            Patch {
+                path: "pod-annotations.yaml".into(),
+                target: target.clone(),
+                patch: annotations,
+            },
+            Patch {
+                path: "pod-port.yaml".into(),
+                target,
+                patch: port,
+            },
+        ],
+    }
+}
+
+fn component_files(options: &Options, component: &Component) -> Vec<File> {
+    let dir = Path::new("components/metrics");
+    let about = comment(&format!(
+        "The optional metrics component: every container serves Prometheus metrics on port\n\
+         {METRICS_PORT} (GET /metrics). It adds the named container port `metrics` and the scrape\n\
+         annotations (prometheus.io/scrape, /port, /path) to the pod template of every StatefulSet\n\
+         and Deployment, and a NetworkPolicy that admits port {METRICS_PORT} from pods of the\n\
+         namespace, or whole namespaces, labelled {SCRAPER_LABEL}: \"true\" (the scraper's);\n\
+         without it the base's policies keep the port closed. Enable it in an overlay:\n\
+         \x20 components:\n\
+         \x20   - ../../components/metrics\n\
+         No ServiceMonitor: that needs the Prometheus Operator's CRDs (add one in your overlay if\n\
+         you run the operator)."
+    ));
+    let kustomization = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+        "kind": "Component",
+        "resources": component.resources.iter().map(|(path, _)| path.as_str()).collect::<Vec<_>>(),
+        "patches": component
+            .patches
+            .iter()
+            .map(|p| json!({"path": p.path, "target": p.target}))
+            .collect::<Vec<_>>(),
+    });
+    let mut files = vec![File {
+        path: dir.join("kustomization.yaml"),
+        text: format!(
+            "{}{}",
+            header(options, &about),
+            yaml::document(&kustomization)
+        ),
+    }];
+    for (path, object) in &component.resources {
+        files.push(File {
+            path: dir.join(path),
+            text: render(
+                options,
+                &comment(&format!(
+                    "Admits the scrapers (pods or namespaces labelled {SCRAPER_LABEL}: \"true\") to the\n\
+                     metrics port {METRICS_PORT} of every coldchain pod, and to nothing else."
+                )),
+                std::slice::from_ref(object),
+            ),
+        });
+    }
+    for patch in &component.patches {
+        let about = if patch.patch.is_array() {
+            "A JSON patch of every workload (the component's target): the container port `metrics`."
+        } else {
+            "A strategic merge patch of every workload (the component's target): the scrape\n\
+             annotations of its pod template."
+        };
+        files.push(File {
+            path: dir.join(&patch.path),
+            text: format!(
+                "{}{}",
+                header(options, &comment(about)),
+                yaml::document(&patch.patch)
+            ),
+        });
+    }
+    files
 }
 
 fn base_kustomization(options: &Options, resources: &[String]) -> String {
@@ -622,7 +789,7 @@ fn overlay_kustomization(network: &NetworkConfig, options: &Options) -> String {
     let mut out = header(
         options,
         &format!(
-            "# An example overlay: the base, its secrets, the image, the gateway's exposure.\n\
+            "# An example overlay: the base, its secrets, the image, the gateway's exposure, the metrics.\n\
              #   coldchain certs --out deploy/k8s/overlays/example/secrets/tls          # or copy deploy/secrets:\n\
              #   coldchain credentials keyring --out deploy/k8s/overlays/example/secrets/keyring\n\
              #   kubectl apply -k deploy/k8s/overlays/example\n\
@@ -638,6 +805,12 @@ fn overlay_kustomization(network: &NetworkConfig, options: &Options) -> String {
     // Secret's hashed name only to references in the same namespace.
     let _ = writeln!(out, "namespace: {NAMESPACE}");
     out.push_str("resources:\n  - ../../base\n  - gateway-public.yaml\n");
+    let _ = writeln!(
+        out,
+        "# Optional: the scrape annotations, the port `metrics` and the policy that admits pods or\n\
+         # namespaces labelled {SCRAPER_LABEL}: \"true\" to it (remove it to keep port {METRICS_PORT} closed).\n\
+         components:\n  - ../../components/metrics"
+    );
     out.push_str("# Your registry and tag (the image is built by deploy/Dockerfile).\nimages:\n");
     let (name, tag) = options
         .image
@@ -1009,6 +1182,169 @@ mod tests {
         }
         assert_eq!(listed, mounted);
         assert_eq!(mounted.len(), 1 + 25 * 2 + 1 + 3);
+    }
+
+    /// Whether kustomize's `target` selects `object`: its kind (an alternation) and its labels.
+    fn selects(target: &Value, object: &Value) -> bool {
+        let kind = object["kind"].as_str().unwrap();
+        let kinds = target["kind"].as_str().unwrap();
+        let labels = target["labelSelector"].as_str().unwrap();
+        kinds.split('|').any(|k| k == kind)
+            && labels.split(',').all(|pair| {
+                let (k, v) = pair.split_once('=').unwrap();
+                object["metadata"]["labels"][k] == v
+            })
+    }
+
+    /// A strategic merge of maps (what the component's object patch needs: no lists).
+    fn merge(into: &mut Value, patch: &Value) {
+        match (into, patch) {
+            (Value::Object(into), Value::Object(patch)) => {
+                for (k, v) in patch {
+                    merge(into.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+            (into, patch) => *into = patch.clone(),
+        }
+    }
+
+    /// The base's objects with the metrics component applied, as kustomize applies it
+    /// (scripts/k8s_check.sh checks kustomize's own rendering).
+    fn with_metrics(manifests: &Manifests) -> Vec<Value> {
+        let mut objects = manifests.objects.clone();
+        for patch in &manifests.metrics.patches {
+            for object in objects.iter_mut().filter(|o| selects(&patch.target, o)) {
+                match &patch.patch {
+                    Value::Array(ops) => {
+                        for op in ops {
+                            assert_eq!(op["op"], "add");
+                            let path = op["path"].as_str().unwrap();
+                            let list = path.strip_suffix("/-").expect("an append");
+                            object
+                                .pointer_mut(list)
+                                .and_then(Value::as_array_mut)
+                                .unwrap_or_else(|| panic!("no list at {list}"))
+                                .push(op["value"].clone());
+                        }
+                    }
+                    Value::Object(_) => merge(&mut object["spec"], &patch.patch["spec"]),
+                    other => panic!("not a patch: {other}"),
+                }
+            }
+        }
+        objects.extend(manifests.metrics.resources.iter().map(|(_, o)| o.clone()));
+        objects
+    }
+
+    #[test]
+    fn the_metrics_component_annotates_every_workload_and_admits_only_scrapers() {
+        let (_, manifests) = shipped();
+        let env = shared(&manifests);
+        assert!(env.contains(&(
+            "COLDCHAIN_METRICS_LISTEN".into(),
+            format!("0.0.0.0:{METRICS_PORT}")
+        )));
+
+        // Without it, no policy of the base admits the metrics port.
+        for policy in of_kind(&manifests, "NetworkPolicy") {
+            for rule in policy["spec"]["ingress"].as_array().into_iter().flatten() {
+                let ports = rule["ports"]
+                    .as_array()
+                    .expect("every rule names its ports");
+                assert!(
+                    !ports.iter().any(|p| p["port"] == METRICS_PORT),
+                    "{}",
+                    policy["metadata"]["name"]
+                );
+            }
+        }
+
+        let objects = with_metrics(&manifests);
+        let scrape = json!({
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "9464",
+            "prometheus.io/path": "/metrics",
+        });
+        let mut patched = BTreeSet::new();
+        for object in &objects {
+            let kind = object["kind"].as_str().unwrap();
+            if kind != "StatefulSet" && kind != "Deployment" {
+                continue;
+            }
+            let name = object["metadata"]["name"].as_str().unwrap();
+            let template = &object["spec"]["template"];
+            assert_eq!(template["metadata"]["annotations"], scrape, "{name}");
+            // The labels are the base's still.
+            assert_eq!(
+                template["metadata"]["labels"]["app.kubernetes.io/instance"],
+                name
+            );
+            let ports = template["spec"]["containers"][0]["ports"]
+                .as_array()
+                .unwrap();
+            assert_eq!(ports.len(), 3, "{name}: grpc, health, metrics");
+            assert_eq!(
+                ports[2],
+                json!({"name": "metrics", "containerPort": 9464, "protocol": "TCP"})
+            );
+            patched.insert((kind, name.to_owned()));
+        }
+        assert_eq!(
+            patched.iter().filter(|(k, _)| *k == "StatefulSet").count(),
+            24
+        );
+        assert!(patched.contains(&("Deployment", GATEWAY.to_owned())));
+        assert_eq!(patched.len(), 25);
+
+        // The policy: port 9464 of every coldchain pod, from scrapers only.
+        let [(_, policy)] = manifests.metrics.resources.as_slice() else {
+            panic!("one resource: the policy");
+        };
+        assert_eq!(policy["kind"], "NetworkPolicy");
+        assert_eq!(
+            policy["spec"]["podSelector"],
+            json!({"matchLabels": {"app.kubernetes.io/name": "coldchain"}})
+        );
+        for object in objects
+            .iter()
+            .filter(|o| o["spec"].get("template").is_some())
+        {
+            assert_eq!(
+                object["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+                "coldchain"
+            );
+        }
+        let rules = policy["spec"]["ingress"].as_array().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            rules[0]["ports"],
+            json!([{"port": METRICS_PORT, "protocol": "TCP"}])
+        );
+        assert_eq!(
+            rules[0]["from"],
+            json!([
+                {"podSelector": {"matchLabels": {SCRAPER_LABEL: "true"}}},
+                {"namespaceSelector": {"matchLabels": {SCRAPER_LABEL: "true"}}},
+            ])
+        );
+
+        // The files: a Component naming every file it has, enabled by the example overlay.
+        let component = file(&manifests, "components/metrics/kustomization.yaml");
+        assert!(component.contains("\nkind: \"Component\"\n"));
+        assert!(component.contains("\napiVersion: \"kustomize.config.k8s.io/v1alpha1\"\n"));
+        assert!(component.contains("No ServiceMonitor"));
+        assert!(component.contains("resources:\n  - \"policy.yaml\"\n"));
+        for name in ["pod-annotations.yaml", "pod-port.yaml"] {
+            assert!(
+                component.contains(&format!("  - path: \"{name}\"\n")),
+                "{name}"
+            );
+        }
+        for name in ["policy.yaml", "pod-annotations.yaml", "pod-port.yaml"] {
+            file(&manifests, &format!("components/metrics/{name}"));
+        }
+        let overlay = file(&manifests, "overlays/example/kustomization.yaml");
+        assert!(overlay.contains("\ncomponents:\n  - ../../components/metrics\n"));
     }
 
     #[test]
