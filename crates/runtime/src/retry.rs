@@ -210,6 +210,14 @@ mod tests {
             "FAILED_PRECONDITION"
         );
         assert_eq!(code_name(tonic::Code::DataLoss), "DATA_LOSS");
+        assert_eq!(
+            code_name(tonic::Code::DeadlineExceeded),
+            "DEADLINE_EXCEEDED"
+        );
+        assert_eq!(
+            describe(&tonic::Status::unavailable("down")),
+            "UNAVAILABLE: down"
+        );
         assert_eq!(code_name(tonic::Code::Unauthenticated), "UNAUTHENTICATED");
     }
 
@@ -259,6 +267,7 @@ mod tests {
             let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
             let delay = backoff.delay(attempt);
             prop_assert!(delay <= backoff.max);
+            prop_assert!(delay >= backoff.initial.min(backoff.max));
             prop_assert!(delay >= backoff.delay(attempt.saturating_sub(1)));
             let jittered = backoff.jittered(attempt, unit);
             prop_assert!(jittered >= delay / 2 && jittered <= delay);
