@@ -5,10 +5,10 @@
 
 mod gateway_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coldchain_proto::network::v1 as pb;
-use coldchain_runtime::idempotency::fingerprint_of;
+use coldchain_runtime::idempotency::{Idempotent, Refusals, fingerprint_of};
 use coldchain_runtime::network::TemperatureClass;
 use gateway_support::*;
 use tonic::Code;
@@ -134,19 +134,7 @@ async fn a_crash_after_the_source_recorded_but_before_the_gateway_did_ships_once
     // What a gateway that crashed right after the source's answer leaves behind: the
     // transfer REQUESTED in its store, the TRANSFER_OUT recorded at the source.
     {
-        // The stopped gateway's last connection tasks may hold its database a moment.
-        let started = Instant::now();
-        let store = loop {
-            match net.gateway_context().open_store() {
-                Ok(store) => break store,
-                Err(error) if started.elapsed() < Duration::from_secs(10) => {
-                    let _ = error;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(error) => panic!("the gateway's store: {error}"),
-            }
-        };
-        let transfers = coldchain_gateway::store::GatewayStore::new(store.clone());
+        let transfers = stopped_gateway_store(&net).await;
         let spec = coldchain_gateway::domain::TransferSpec {
             transfer_id: Some("T-CRASH".into()),
             source_site_id: PARK.into(),
@@ -167,8 +155,11 @@ async fn a_crash_after_the_source_recorded_but_before_the_gateway_did_ships_once
         };
         transfers
             .create(
-                &fingerprint_of("crash-start", &String::from("crash")),
-                &coldchain_gateway::wire::TransferRefCodec,
+                Idempotent::new(
+                    &fingerprint_of("crash-start", &String::from("crash")),
+                    &coldchain_gateway::wire::TransferRefCodec,
+                    &Refusals,
+                ),
                 spec,
             )
             .await
@@ -178,7 +169,7 @@ async fn a_crash_after_the_source_recorded_but_before_the_gateway_did_ships_once
         park.record_movements(coldchain_gateway::wire::transfer_out_request(&transfer))
             .await
             .expect("the source recorded the transfer out");
-        store.close();
+        transfers.raw().close();
     }
     assert_eq!(on_hand(&net, PARK, SKU).await, 65);
 

@@ -177,3 +177,82 @@ async fn the_drainer_leaves_alone_the_transfer_a_handler_drives() {
     assert_eq!(gate.calls(), 1, "one driver reached the transfer out");
     one_driver_at_a_time(&gate, &net, started.unwrap()).await;
 }
+
+/// The race of issue 29, forced: StartTransfer's driver is held after its claim while the
+/// drainer runs its rounds; the source refuses the TRANSFER_OUT (not enough stock) and the
+/// transfer FAILS; stock then arrives. Neither the drainer, nor the client's replay, nor
+/// the very TRANSFER_OUT request the saga sent, sent again, may debit the source now: the
+/// source remembers its refusal under the step's request id. Conservation holds after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_step_never_debits_the_source_of_a_failed_transfer() {
+    let gate = Gate::new("T-SHORT");
+    let mut net = network(&gate).await;
+    let gateway = net.gateway().await;
+    let request = start(
+        "start-short",
+        "T-SHORT",
+        vec![line(SKU, "K1", "chilled-a", "chilled-a", 130)],
+    );
+    let mut started = None;
+    gate.hold_next(async || {
+        let mut gateway = gateway.clone();
+        let request = request.clone();
+        started = Some(tokio::spawn(async move {
+            gateway.start_transfer(request).await
+        }));
+    })
+    .await;
+    tokio::time::sleep(ROUNDS).await;
+    gate.release();
+    let refused = started.unwrap().await.unwrap().unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    let mut gateway = gateway.clone();
+    let failed = wait_for_state(
+        &mut gateway,
+        "T-SHORT",
+        pb::TransferState::Failed,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(state(&failed), pb::TransferState::Failed);
+
+    // The stock the transfer wanted arrives; the drainer and a replay get their chances.
+    receive(&net, PARK, SKU, "K1", "chilled-a", 50).await;
+    tokio::time::sleep(ROUNDS).await;
+    let replayed = gateway.start_transfer(request).await.unwrap_err();
+    assert_eq!(replayed.code(), tonic::Code::FailedPrecondition);
+    let still = wait_for_state(
+        &mut gateway,
+        "T-SHORT",
+        pb::TransferState::Failed,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(state(&still), pb::TransferState::Failed);
+    assert_eq!(gate.calls(), 1, "the refused step was not driven again");
+
+    // The saga's own TRANSFER_OUT, sent again by hand: its first answer, the refusal.
+    net.stop_gateway().await;
+    let transfer = {
+        let transfers = stopped_gateway_store(&net).await;
+        let transfer = transfers.get("T-SHORT").unwrap().unwrap();
+        transfers.raw().close();
+        transfer
+    };
+    let mut park = net.inventory(PARK).await;
+    let resent = park
+        .record_movements(coldchain_gateway::wire::transfer_out_request(&transfer))
+        .await
+        .unwrap_err();
+    assert_eq!(resent.code(), tonic::Code::FailedPrecondition, "{resent:?}");
+    assert!(resent.message().contains("available 100"), "{resent:?}");
+
+    // Conservation: all that was received is at the source, nothing left it.
+    assert_eq!(on_hand(&net, PARK, SKU).await, 150);
+    assert_eq!(on_hand(&net, VIENTIANE, SKU).await, 0);
+    assert!(transfer_entries(&net, PARK, "T-SHORT").await.is_empty());
+}

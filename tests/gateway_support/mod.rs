@@ -280,3 +280,18 @@ pub async fn receive_transfer(
         .await
         .map(|r| r.into_inner())
 }
+
+/// The store of the stopped gateway, opened by the test (the stopped gateway's last
+/// connection tasks may hold its database a moment). Close it with `raw().close()`.
+pub async fn stopped_gateway_store(net: &Net) -> coldchain_gateway::store::GatewayStore {
+    let started = std::time::Instant::now();
+    loop {
+        match net.gateway_context().open_store() {
+            Ok(store) => return coldchain_gateway::store::GatewayStore::new(store),
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("the gateway's store: {error}"),
+        }
+    }
+}

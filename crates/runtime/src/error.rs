@@ -42,6 +42,32 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code.
+    pub const ALL: [Code; 12] = [
+        Code::InvalidArgument,
+        Code::NotFound,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::AlreadyExists,
+        Code::ResourceExhausted,
+        Code::Unavailable,
+        Code::DeadlineExceeded,
+        Code::Unauthenticated,
+        Code::PermissionDenied,
+        Code::Internal,
+        Code::DataLoss,
+    ];
+
+    /// The gRPC name of the code, e.g. `FAILED_PRECONDITION`.
+    pub fn name(self) -> &'static str {
+        crate::retry::code_name(self.grpc())
+    }
+
+    /// The code named `name` (its gRPC name).
+    pub fn from_name(name: &str) -> Option<Code> {
+        Self::ALL.into_iter().find(|code| code.name() == name)
+    }
+
     /// The gRPC code.
     pub fn grpc(self) -> tonic::Code {
         match self {
@@ -249,6 +275,7 @@ impl<E: Into<ServiceError>> From<WriteError<E>> for ServiceError {
                 format!("request_id {id:?} was already used for a different request"),
             ),
             WriteError::Store(store) => store.into(),
+            WriteError::Remembered(kept) => crate::idempotency::remembered_refusal(&kept),
         }
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use coldchain_store::{
-    Idempotent, Identity, ReplyCodec, Store, StoreError, StoreOptions, Table, fingerprint,
-    system_clock,
+    ForgetRefusals, Idempotent, Identity, ReplyCodec, Store, StoreError, StoreOptions, Table,
+    fingerprint, system_clock,
 };
 
 const POSITIONS: Table<(String, String), u64> = Table::new("positions");
@@ -77,14 +77,17 @@ fn main() {
                     let key = (format!("SKU-{pair}"), format!("LOT-{pair}"));
                     let fp = fingerprint(&request_id, key.0.as_bytes());
                     store
-                        .write(Some(Idempotent::new(&fp, &Protobuf)), |tx| {
-                            let balance = tx.get(&POSITIONS, &key)?.unwrap_or(0) + 1;
-                            tx.put(&POSITIONS, &key, &balance)?;
-                            tx.append_ledger(|sequence| {
-                                format!("{sequence}:{}", key.0).into_bytes()
-                            });
-                            Ok::<_, StoreError>(Answer { balance })
-                        })
+                        .write(
+                            Some(Idempotent::new(&fp, &Protobuf, &ForgetRefusals)),
+                            |tx| {
+                                let balance = tx.get(&POSITIONS, &key)?.unwrap_or(0) + 1;
+                                tx.put(&POSITIONS, &key, &balance)?;
+                                tx.append_ledger(|sequence| {
+                                    format!("{sequence}:{}", key.0).into_bytes()
+                                });
+                                Ok::<_, StoreError>(Answer { balance })
+                            },
+                        )
                         .await
                         .expect("write");
                     n += WRITERS;

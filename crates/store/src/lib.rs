@@ -27,8 +27,9 @@ mod store;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use keys::{KeyCodec, KeyPart, Prefix};
 pub use store::{
-    FORMAT_VERSION, Idempotent, Identity, LedgerRecord, ReplyCodec, RequestFingerprint,
-    SWEEP_BATCH, Store, StoreOptions, WriteError, WriteTx, Written, fingerprint,
+    FORMAT_VERSION, ForgetRefusals, Idempotent, Identity, LedgerRecord, RefusalCodec, ReplyCodec,
+    RequestFingerprint, SWEEP_BATCH, Store, StoreOptions, WriteError, WriteTx, Written,
+    fingerprint,
 };
 pub use table::{Table, Value};
 

@@ -15,8 +15,8 @@ use common::raw_sled;
 use std::path::Path;
 
 use coldchain_store::{
-    Idempotent, Identity, KeyCodec, Store, StoreError, StoreOptions, Table, Value, WriteError,
-    fingerprint,
+    ForgetRefusals, Idempotent, Identity, KeyCodec, Store, StoreError, StoreOptions, Table, Value,
+    WriteError, fingerprint,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,7 @@ async fn set(store: &Store, request_id: Option<&str>, account: &str, balance: i6
         .write::<Reply, String, _>(
             request
                 .as_ref()
-                .map(|r| Idempotent::new(r, &common::Protobuf)),
+                .map(|r| Idempotent::new(r, &common::Protobuf, &ForgetRefusals)),
             |tx| {
                 tx.put(&BALANCES, &account.to_string(), &balance)
                     .map_err(|e| e.to_string())?;
@@ -211,9 +211,14 @@ async fn a_corrupt_idempotency_record_fails_its_replay_not_the_store() {
     for (id, account, balance) in [("r-garbage", "a", 1), ("r-response", "b", 2)] {
         let request = fingerprint(id, format!("{account}={balance}").as_bytes());
         let replay = store
-            .write::<Reply, String, _>(Some(Idempotent::new(&request, &common::Protobuf)), |_| {
-                Ok(Reply::default())
-            })
+            .write::<Reply, String, _>(
+                Some(Idempotent::new(
+                    &request,
+                    &common::Protobuf,
+                    &ForgetRefusals,
+                )),
+                |_| Ok(Reply::default()),
+            )
             .await;
         assert!(
             matches!(replay, Err(WriteError::Store(StoreError::Corrupt(_)))),
@@ -264,6 +269,7 @@ async fn ids_behind_an_unreadable_request_expiry_entry_still_replay() {
                 Some(Idempotent::new(
                     &fingerprint("r-1", b"a=1"),
                     &common::Protobuf,
+                    &ForgetRefusals,
                 )),
                 |_| Err("ran again".into()),
             )

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use coldchain_store::{Idempotent, Identity, Store, StoreOptions, Table, fingerprint};
+use coldchain_store::{
+    ForgetRefusals, Idempotent, Identity, Store, StoreOptions, Table, fingerprint,
+};
 
 const CHILD_DIR: &str = "COLDCHAIN_STORE_CRASH_CHILD_DIR";
 const CHILD_ROUND: &str = "COLDCHAIN_STORE_CRASH_CHILD_ROUND";
@@ -177,7 +179,11 @@ fn child_writer(dir: &Path, round: &str) {
                     let key = writer.clone();
                     let reply = store
                         .write(
-                            Some(Idempotent::new(&request, &common::Protobuf)),
+                            Some(Idempotent::new(
+                                &request,
+                                &common::Protobuf,
+                                &ForgetRefusals,
+                            )),
                             move |tx| {
                                 let count = tx
                                     .get(&COUNTS, &key)

@@ -9,8 +9,8 @@ use common::raw_sled;
 use std::time::Duration;
 
 use coldchain_store::{
-    Idempotent, Identity, ManualClock, SWEEP_BATCH, Store, StoreError, StoreOptions, Table, Value,
-    WriteError, fingerprint,
+    ForgetRefusals, Idempotent, Identity, ManualClock, SWEEP_BATCH, Store, StoreError,
+    StoreOptions, Table, Value, WriteError, fingerprint,
 };
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -47,7 +47,7 @@ async fn add(
         .write(
             request
                 .as_ref()
-                .map(|r| Idempotent::new(r, &common::Protobuf)),
+                .map(|r| Idempotent::new(r, &common::Protobuf, &ForgetRefusals)),
             |tx| {
                 let balance = tx
                     .get(&BALANCES, &account.to_string())
@@ -190,8 +190,8 @@ async fn a_rejected_write_changes_nothing() {
     assert!(matches!(error, WriteError::Rejected(_)));
     assert_eq!(store.get(&BALANCES, &"a".to_string()).unwrap(), Some(5));
     assert_eq!(store.ledger_from(1, 10).unwrap().len(), 1);
-    // A rejected request_id is not remembered: a corrected retry with it would be a
-    // different request, so the same id with the same content re-runs.
+    // A refusal its codec does not keep (here none is: `ForgetRefusals`) leaves the id
+    // unremembered, so the same id with the same content runs again.
     assert!(add(&store, Some("r2"), "a", -6).await.is_err());
 }
 

@@ -123,6 +123,41 @@ where
     count
 }
 
+/// [`check_table`] for a mutating RPC: every row's request gets a request_id of its own
+/// (set by `set_request_id` before the row's mutation, so a row about the request_id keeps
+/// its own). A refusal of a request that executed is remembered under its id (README,
+/// Guarantees): rows sharing one id would be answered as a reused id instead.
+pub async fn check_writes<R, T, F, Fut>(
+    rpc: &str,
+    base: &R,
+    rows: Vec<Row<R>>,
+    set_request_id: fn(&mut R, String),
+    call: F,
+) -> usize
+where
+    R: Clone + 'static,
+    T: std::fmt::Debug,
+    F: FnMut(R) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let rows = rows
+        .into_iter()
+        .enumerate()
+        .map(|(index, row)| {
+            let id = format!("{rpc}-row-{index}");
+            let mutate = row.mutate;
+            Row {
+                mutate: Box::new(move |request: &mut R| {
+                    set_request_id(request, id.clone());
+                    mutate(request)
+                }),
+                ..row
+            }
+        })
+        .collect();
+    check_table(rpc, base, rows, call).await
+}
+
 /// A genuine page token with the hex digit at `index` changed.
 pub fn flip(token: &str, index: usize) -> String {
     token

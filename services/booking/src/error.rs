@@ -2,6 +2,7 @@
 //! refusals ([`BookingError`]), the store's ([`Refusal`]) and a booking client's access
 //! ([`AccessRefusal`]) each get their code and details here.
 
+use coldchain_runtime::idempotency::Outcome;
 use coldchain_runtime::{Code, ServiceError};
 
 use crate::domain::{AccessRefusal, BookingError};
@@ -64,6 +65,17 @@ impl From<Refusal> for ServiceError {
         match refusal {
             Refusal::Rule(error) => error.into(),
             Refusal::Store(error) => error.into(),
+        }
+    }
+}
+
+/// A refusal by the rules is the write's outcome (remembered under its request_id); a
+/// storage failure is not.
+impl Outcome for Refusal {
+    fn outcome(&self) -> Option<ServiceError> {
+        match self {
+            Refusal::Rule(error) => Some(error.clone().into()),
+            Refusal::Store(_) => None,
         }
     }
 }

@@ -279,10 +279,16 @@ async fn hold_space_rules() {
         |r: &mut Req| r.pallets = 600,
     ));
     let c = f.c.clone();
-    check_table("HoldSpace", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.hold_space(r).await }
-    })
+    check_writes(
+        "HoldSpace",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.hold_space(r).await }
+        },
+    )
     .await;
     assert_eq!(f.sequence(), before, "a refused hold writes nothing");
     let mut c = f.c.clone();
@@ -349,10 +355,16 @@ async fn confirm_booking_rules() {
         move |r: &mut Req| r.booking_id = confirmed.clone(),
     ));
     let c = f.c.clone();
-    check_table("ConfirmBooking", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.confirm_booking(r).await }
-    })
+    check_writes(
+        "ConfirmBooking",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.confirm_booking(r).await }
+        },
+    )
     .await;
     assert_eq!(
         f.sequence(),
@@ -391,10 +403,16 @@ async fn cancel_booking_rules() {
         move |r: &mut Req| r.booking_id = checked_in.clone(),
     ));
     let c = f.c.clone();
-    check_table("CancelBooking", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.cancel_booking(r).await }
-    })
+    check_writes(
+        "CancelBooking",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.cancel_booking(r).await }
+        },
+    )
     .await;
     assert_eq!(
         f.sequence(),
@@ -436,10 +454,16 @@ async fn check_in_rules() {
         move |r: &mut Req| r.booking_id = held.clone(),
     ));
     let c = f.c.clone();
-    check_table("CheckIn", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.check_in(r).await }
-    })
+    check_writes(
+        "CheckIn",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.check_in(r).await }
+        },
+    )
     .await;
     assert_eq!(f.sequence(), before, "a refused check-in writes nothing");
     f.c.clone()
@@ -462,10 +486,16 @@ async fn complete_booking_rules() {
         move |r: &mut Req| r.booking_id = held.clone(),
     ));
     let c = f.c.clone();
-    check_table("CompleteBooking", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.complete_booking(r).await }
-    })
+    check_writes(
+        "CompleteBooking",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.complete_booking(r).await }
+        },
+    )
     .await;
     assert_eq!(f.sequence(), before, "a refused completion writes nothing");
     f.c.clone()

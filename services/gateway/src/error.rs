@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use coldchain_network::ServiceKind;
+use coldchain_runtime::idempotency::{Outcome, remembered_refusal};
 use coldchain_runtime::retry::code_name;
 use coldchain_runtime::{Code, ServiceError};
 use coldchain_store::WriteError;
@@ -37,6 +38,18 @@ pub fn write_error(error: WriteError<Refused>) -> ServiceError {
             "request_id",
             format!("request_id {id:?} was already used for a different request"),
         ),
+        WriteError::Remembered(kept) => remembered_refusal(&kept),
+    }
+}
+
+/// A transfer rule's refusal is the write's outcome (remembered under its request_id); a
+/// storage failure is not.
+impl Outcome for Refused {
+    fn outcome(&self) -> Option<ServiceError> {
+        match self {
+            Refused::Transfer(error) => Some(error.clone().into()),
+            Refused::Store(_) => None,
+        }
     }
 }
 

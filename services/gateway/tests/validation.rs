@@ -276,10 +276,16 @@ async fn start_transfer_rules() {
         },
     ));
     let c = g.clone();
-    check_table("StartTransfer", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.start_transfer(r).await }
-    })
+    check_writes(
+        "StartTransfer",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.start_transfer(r).await }
+        },
+    )
     .await;
     assert_eq!(
         transfer_ids(&mut g).await,
@@ -321,10 +327,16 @@ async fn receive_and_get_transfer_rules() {
         |_| {},
     ));
     let c = g.clone();
-    check_table("ReceiveTransfer", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.receive_transfer(r).await }
-    })
+    check_writes(
+        "ReceiveTransfer",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.receive_transfer(r).await }
+        },
+    )
     .await;
     let t1 = g
         .get_transfer(pb::GetTransferRequest {

@@ -2,6 +2,7 @@
 //! refusals, store failures, the site's checks and the booking service's answers each get
 //! their code and details here.
 
+use coldchain_runtime::idempotency::Outcome;
 use coldchain_runtime::{Code, ServiceError};
 
 use crate::domain::{DomainError, StockRefusal};
@@ -155,6 +156,18 @@ impl From<TxError> for ServiceError {
             TxError::Movement { index, error } => service_error(error, Some(index)),
             TxError::Store(error) => error.into(),
             TxError::DryRunPassed => ServiceError::internal("a dry run escaped its write"),
+        }
+    }
+}
+
+/// A refusal of a write is its outcome (remembered under its request_id) unless storage
+/// failed or it is a dry run's verdict.
+impl Outcome for TxError {
+    fn outcome(&self) -> Option<ServiceError> {
+        match self {
+            TxError::Domain(error) => Some(service_error(error.clone(), None)),
+            TxError::Movement { index, error } => Some(service_error(error.clone(), Some(*index))),
+            TxError::Store(_) | TxError::DryRunPassed => None,
         }
     }
 }

@@ -456,10 +456,16 @@ async fn record_movements_rules() {
     let (_h, mut c) = fixture().await;
     let before = ledger_len(&mut c).await;
     let base = batch("rm", vec![receipt("SKU-A", "L1", CHILLED, 5, jun30())]);
-    check_table("RecordMovements", &base, record_movements_rows(), |r| {
-        let mut c = c.clone();
-        async move { c.record_movements(r).await }
-    })
+    check_writes(
+        "RecordMovements",
+        &base,
+        record_movements_rows(),
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.record_movements(r).await }
+        },
+    )
     .await;
     assert_eq!(
         ledger_len(&mut c).await,
@@ -711,10 +717,16 @@ async fn allocate_stock_rules() {
         Code::FailedPrecondition,
         |r: &mut Req| r.quantity = 151,
     ));
-    check_table("AllocateStock", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.allocate_stock(r).await }
-    })
+    check_writes(
+        "AllocateStock",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.allocate_stock(r).await }
+        },
+    )
     .await;
     assert_eq!(
         ledger_len(&mut c).await,
@@ -768,10 +780,16 @@ async fn release_allocation_rules() {
         Code::NotFound,
         |r: &mut Req| r.allocation_id = "A-404".into(),
     ));
-    check_table("ReleaseAllocation", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.release_allocation(r).await }
-    })
+    check_writes(
+        "ReleaseAllocation",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.release_allocation(r).await }
+        },
+    )
     .await;
     assert_eq!(
         ledger_len(&mut c).await,
@@ -852,10 +870,16 @@ async fn place_hold_rules() {
     rows.push(refused("an unknown lot", Code::NotFound, |r: &mut Req| {
         r.lot_id = "L-NONE".into()
     }));
-    check_table("PlaceHold", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.place_hold(r).await }
-    })
+    check_writes(
+        "PlaceHold",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.place_hold(r).await }
+        },
+    )
     .await;
     assert_eq!(
         ledger_len(&mut c).await,
@@ -911,10 +935,16 @@ async fn release_hold_rules() {
     rows.push(refused("an unknown hold", Code::NotFound, |r: &mut Req| {
         r.hold_id = "H-404".into()
     }));
-    check_table("ReleaseHold", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.release_hold(r).await }
-    })
+    check_writes(
+        "ReleaseHold",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.release_hold(r).await }
+        },
+    )
     .await;
     assert_eq!(
         ledger_len(&mut c).await,

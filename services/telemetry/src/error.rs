@@ -3,6 +3,7 @@
 //! failures each get their code and details here.
 
 use coldchain_runtime::error::{Code, FieldViolation, ServiceError};
+use coldchain_runtime::idempotency::{Outcome, remembered_refusal};
 use tonic::Status;
 
 use crate::domain::{StreamEnd, TelemetryRefusal};
@@ -66,6 +67,21 @@ impl From<TelemetryError> for ServiceError {
             TelemetryError::WriteTask(error) => {
                 ServiceError::internal(format!("write task failed: {error}"))
             }
+            TelemetryError::Remembered(kept) => remembered_refusal(&kept),
+        }
+    }
+}
+
+/// A refusal by the rules is the write's outcome (remembered under its request_id);
+/// anything else is not.
+impl Outcome for TelemetryError {
+    fn outcome(&self) -> Option<ServiceError> {
+        match self {
+            TelemetryError::Refused(refusal) => Some(refusal.clone().into()),
+            TelemetryError::RequestIdReused(_)
+            | TelemetryError::Store(_)
+            | TelemetryError::WriteTask(_)
+            | TelemetryError::Remembered(_) => None,
         }
     }
 }

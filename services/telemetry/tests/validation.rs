@@ -178,10 +178,16 @@ async fn push_readings_rules() {
             .collect()
     }));
     let c = f.client.clone();
-    check_table("PushReadings", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.push_readings(r).await }
-    })
+    check_writes(
+        "PushReadings",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.push_readings(r).await }
+        },
+    )
     .await;
     assert_eq!(snapshot(&mut f.client).await, before, "nothing stored");
     let summary = f
@@ -601,10 +607,16 @@ async fn register_sensor_rules() {
         r.binding = Some(Binding::ZoneId("mars-1".into()))
     }));
     let c = f.client.clone();
-    check_table("RegisterSensor", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.register_sensor(r).await }
-    })
+    check_writes(
+        "RegisterSensor",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.register_sensor(r).await }
+        },
+    )
     .await;
     assert_eq!(snapshot(&mut f.client).await, before, "nothing registered");
     f.client
@@ -1023,10 +1035,16 @@ async fn acknowledge_alarm_rules() {
         |r: &mut Req| r.alarm_id = "alm-99999999".into(),
     ));
     let c = f.client.clone();
-    check_table("AcknowledgeAlarm", &base, rows, |r| {
-        let mut c = c.clone();
-        async move { c.acknowledge_alarm(r).await }
-    })
+    check_writes(
+        "AcknowledgeAlarm",
+        &base,
+        rows,
+        |r, id| r.request_id = id,
+        |r| {
+            let mut c = c.clone();
+            async move { c.acknowledge_alarm(r).await }
+        },
+    )
     .await;
     assert_eq!(
         snapshot(&mut f.client).await,

@@ -27,11 +27,11 @@ mod types;
 use open::{check_identity, wait_for_lock};
 pub use tx::WriteTx;
 pub(crate) use tx::{decode_entry, view_get};
-use types::RequestRecord;
 pub use types::{
-    Idempotent, Identity, LedgerRecord, ReplyCodec, RequestFingerprint, StoreOptions, WriteError,
-    Written, fingerprint,
+    ForgetRefusals, Idempotent, Identity, LedgerRecord, RefusalCodec, ReplyCodec,
+    RequestFingerprint, StoreOptions, WriteError, Written, fingerprint,
 };
+use types::{Outcome, RequestRecord};
 
 /// The on-disk format this binary writes. A database with a newer version is refused.
 ///
@@ -42,7 +42,9 @@ pub use types::{
 /// 4: the booking service gives a confirmed booking its due row only once the booking's
 /// first day is closed (see `coldchain_booking::store`): a binary before it would never
 /// lapse the others. Version 3 is read as it is.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: an idempotency record may keep a refusal (see `RefusalCodec`): a binary before it
+/// would replay the refusal's bytes as an answer. Version 4's records read as answers.
+pub const FORMAT_VERSION: u32 = 5;
 
 const META_FORMAT: &[u8] = b"format_version";
 const META_SITE: &[u8] = b"site";
@@ -63,11 +65,12 @@ const REQUESTS: Table<String, RequestRecord> = Table::new("_requests");
 /// a generation may hold a few more).
 pub const SWEEP_BATCH: usize = 4096;
 
-/// What a write did under the writer lock: found an earlier answer, or staged its changes
-/// into a generation of the group commit.
-enum Staging<T> {
-    Replayed(T, Commit),
+/// What a write did under the writer lock: found an earlier outcome, staged its changes
+/// into a generation of the group commit, or staged only the record of its refusal.
+enum Staging<T, E> {
+    Replayed(Result<T, Vec<u8>>, Commit),
     Staged(T, Commit),
+    Refused(E, Commit),
 }
 
 struct Inner {
@@ -176,17 +179,19 @@ impl Store {
 
     /// Applies a write atomically and durably.
     ///
-    /// With `request`, a request_id seen before (and not yet expired) returns the stored
-    /// response of the first call without running `f`; the same id with a different
-    /// fingerprint is [`WriteError::RequestIdReused`]. `f` runs under the database's
-    /// writer lock: it sees every earlier write (applied or still staged) and no concurrent
-    /// one, so a check it makes still holds when its changes are applied. If `f` fails
-    /// nothing is changed. The call returns once the group commit has synced the changes
-    /// to the write-ahead log (in one record with those of every writer staged alongside:
-    /// a crash keeps all of them or none) and applied them to sled.
+    /// With `idempotent`, a request_id seen before (and not yet expired) returns the
+    /// outcome of the first call without running `f`: its answer, or
+    /// [`WriteError::Remembered`] when it was refused with a refusal the write's
+    /// [`RefusalCodec`] keeps. The same id with a different fingerprint is
+    /// [`WriteError::RequestIdReused`]. `f` runs under the database's writer lock: it sees
+    /// every earlier write (applied or still staged) and no concurrent one, so a check it
+    /// makes still holds when its changes are applied. If `f` fails nothing it staged is
+    /// changed; a kept refusal is recorded alone. The call returns once the group commit has
+    /// synced the changes to the write-ahead log (in one record with those of every writer
+    /// staged alongside: a crash keeps all of them or none) and applied them to sled.
     pub async fn write<T, E, F>(
         &self,
-        idempotent: Option<Idempotent<'_, T>>,
+        idempotent: Option<Idempotent<'_, T, E>>,
         f: F,
     ) -> Result<Written<T>, WriteError<E>>
     where
@@ -200,13 +205,14 @@ impl Store {
             // Checked under the lock, staged changes included: a concurrent call with the
             // same id may have staged and not be applied yet. An id the filter has never
             // seen has no record to find.
-            if let Some(request) = request
-                && writer.requests.may_contain(&request.request_id, now_ms)
-                && let Some(codec) = idempotent.as_ref().map(|i| i.codec)
-                && let Some(value) = self.replay(request, codec, &writer.overlay, now_ms)?
+            if let Some(idempotent) = &idempotent
+                && writer
+                    .requests
+                    .may_contain(&idempotent.request.request_id, now_ms)
+                && let Some(outcome) = self.replay(idempotent, &writer.overlay, now_ms)?
             {
                 // The first call's generation may still be on its way to disk.
-                Staging::Replayed(value, self.inner.commit.request_flush()?)
+                Staging::Replayed(outcome, self.inner.commit.request_flush()?)
             } else {
                 let state = &mut *writer;
                 let mut tx = WriteTx {
@@ -218,40 +224,85 @@ impl Store {
                     ledger: Vec::new(),
                     now_ms,
                 };
-                let value = f(&mut tx).map_err(WriteError::Rejected)?;
-                if let Some(Idempotent { request, codec }) = &idempotent {
-                    let record = RequestRecord {
-                        digest: request.digest,
-                        recorded_at_ms: now_ms,
-                        response: codec.encode(&value),
-                    };
-                    tx.put(&REQUESTS, &request.request_id, &record)?;
+                match f(&mut tx) {
+                    Ok(value) => {
+                        if let Some(Idempotent { request, codec, .. }) = &idempotent {
+                            let record = RequestRecord {
+                                digest: request.digest,
+                                recorded_at_ms: now_ms,
+                                response: codec.encode(&value),
+                                outcome: Outcome::Answered,
+                            };
+                            tx.put(&REQUESTS, &request.request_id, &record)?;
+                        }
+                        let WriteTx {
+                            overlay, ledger, ..
+                        } = tx;
+                        let next_sequence = ledger
+                            .last()
+                            .map_or(writer.next_sequence, |(sequence, _)| sequence + 1);
+                        let write = WriteSet {
+                            changes: overlay.into_iter().collect(),
+                            ledger,
+                            request: request.map(|request| (request.request_id.clone(), now_ms)),
+                        };
+                        let commit = self.inner.commit.stage(&mut writer, write)?;
+                        writer.next_sequence = next_sequence;
+                        Staging::Staged(value, commit)
+                    }
+                    Err(refusal) => {
+                        // What `f` staged is dropped with `tx`; only the record is kept.
+                        drop(tx);
+                        let kept = idempotent.as_ref().and_then(|i| {
+                            i.refusals.encode(&refusal).map(|bytes| (i.request, bytes))
+                        });
+                        let Some((request, response)) = kept else {
+                            return Err(WriteError::Rejected(refusal));
+                        };
+                        let record = RequestRecord {
+                            digest: request.digest,
+                            recorded_at_ms: now_ms,
+                            response,
+                            outcome: Outcome::Refused,
+                        };
+                        let write = WriteSet {
+                            changes: vec![(
+                                REQUESTS.raw_key(&request.request_id),
+                                Some(record.to_bytes()?),
+                            )],
+                            ledger: Vec::new(),
+                            request: Some((request.request_id.clone(), now_ms)),
+                        };
+                        Staging::Refused(refusal, self.inner.commit.stage(&mut writer, write)?)
+                    }
                 }
-                let WriteTx {
-                    overlay, ledger, ..
-                } = tx;
-                let next_sequence = ledger
-                    .last()
-                    .map_or(writer.next_sequence, |(sequence, _)| sequence + 1);
-                let write = WriteSet {
-                    changes: overlay.into_iter().collect(),
-                    ledger,
-                    request: request.map(|request| (request.request_id.clone(), now_ms)),
-                };
-                let commit = self.inner.commit.stage(&mut writer, write)?;
-                writer.next_sequence = next_sequence;
-                Staging::Staged(value, commit)
             }
         };
-        let (value, commit, replayed) = match staging {
-            Staging::Replayed(value, commit) => {
+        match staging {
+            Staging::Replayed(outcome, commit) => {
                 self.inner.metrics.replays.increment(1);
-                (value, commit, true)
+                commit.wait().await?;
+                match outcome {
+                    Ok(value) => Ok(Written {
+                        value,
+                        replayed: true,
+                    }),
+                    Err(refusal) => Err(WriteError::Remembered(refusal)),
+                }
             }
-            Staging::Staged(value, commit) => (value, commit, false),
-        };
-        commit.wait().await?;
-        Ok(Written { value, replayed })
+            Staging::Staged(value, commit) => {
+                commit.wait().await?;
+                Ok(Written {
+                    value,
+                    replayed: false,
+                })
+            }
+            Staging::Refused(refusal, commit) => {
+                // Answered once the refusal is durable: a retry after a crash finds it.
+                commit.wait().await?;
+                Err(WriteError::Rejected(refusal))
+            }
+        }
     }
 
     /// Runs `f` under the writer lock on a view that changes nothing: a read of several
@@ -281,22 +332,23 @@ impl Store {
         f(&tx)
     }
 
-    /// The stored response of `request`'s first call, if its id has a record younger than
-    /// the retention at `now_ms` (read through the `staged` overlay).
+    /// The outcome of the first call with `idempotent`'s request id, if its record is
+    /// younger than the retention at `now_ms` (read through the `staged` overlay): its
+    /// answer, or the bytes of its kept refusal.
     fn replay<T, E>(
         &self,
-        request: &RequestFingerprint,
-        codec: &dyn ReplyCodec<T>,
+        idempotent: &Idempotent<'_, T, E>,
         staged: &BTreeMap<Vec<u8>, Staged>,
         now_ms: i64,
-    ) -> Result<Option<T>, WriteError<E>> {
+    ) -> Result<Option<Result<T, Vec<u8>>>, WriteError<E>> {
+        let request = idempotent.request;
         let record = view_get(
             &self.inner.data,
             staged,
             &BTreeMap::new(),
             &REQUESTS.raw_key(&request.request_id),
         )?
-        .map(|bytes| RequestRecord::from_bytes(&bytes))
+        .map(|bytes| RequestRecord::decode(&bytes))
         .transpose()?;
         let Some(record) = record else {
             return Ok(None);
@@ -307,10 +359,16 @@ impl Store {
         if record.digest != request.digest {
             return Err(WriteError::RequestIdReused(request.request_id.clone()));
         }
-        codec
-            .decode(record.response.as_slice())
-            .map(Some)
-            .map_err(|e| WriteError::Store(StoreError::Corrupt(format!("stored response: {e}"))))
+        match record.outcome {
+            Outcome::Refused => Ok(Some(Err(record.response))),
+            Outcome::Answered => idempotent
+                .codec
+                .decode(record.response.as_slice())
+                .map(|value| Some(Ok(value)))
+                .map_err(|e| {
+                    WriteError::Store(StoreError::Corrupt(format!("stored response: {e}")))
+                }),
+        }
     }
 
     /// Whether a record made at `recorded_at_ms` is past the retention at `now_ms`; the
@@ -372,7 +430,7 @@ impl Store {
                         // not this entry's to forget.
                         let current =
                             view_get(&self.inner.data, &writer.overlay, &BTreeMap::new(), &key)?;
-                        let expired = match current.map(|bytes| RequestRecord::from_bytes(&bytes)) {
+                        let expired = match current.map(|bytes| RequestRecord::decode(&bytes)) {
                             Some(Ok(record)) => record.recorded_at_ms <= cutoff,
                             Some(Err(_)) => true,
                             None => false,

@@ -74,11 +74,48 @@ pub fn fingerprint(request_id: &str, bytes: &[u8]) -> RequestFingerprint {
     }
 }
 
+/// What is remembered under a request id: the request's digest, when, and its outcome.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct RequestRecord {
     pub(super) digest: [u8; 32],
     pub(super) recorded_at_ms: i64,
+    /// The answer's bytes (through the write's [`ReplyCodec`]), or the refusal's (through
+    /// its [`RefusalCodec`]), as `outcome` says.
     pub(super) response: Vec<u8>,
+    pub(super) outcome: Outcome,
+}
+
+/// Whether a request was answered or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum Outcome {
+    Answered,
+    Refused,
+}
+
+/// A record of format 4 and before: only answers were kept, without an outcome.
+#[derive(Deserialize)]
+struct AnsweredRecord {
+    digest: [u8; 32],
+    recorded_at_ms: i64,
+    response: Vec<u8>,
+}
+
+impl RequestRecord {
+    /// A record from its bytes, of this format or of format 4 and before (whose records end
+    /// where the outcome begins: they read as answers). Damage is `Corrupt`, never a panic.
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        if let Ok(record) = postcard::from_bytes::<Self>(bytes) {
+            return Ok(record);
+        }
+        let old: AnsweredRecord =
+            postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Self {
+            digest: old.digest,
+            recorded_at_ms: old.recorded_at_ms,
+            response: old.response,
+            outcome: Outcome::Answered,
+        })
+    }
 }
 
 /// How a write's answer is kept for a replay of its `request_id`. The store keeps the
@@ -91,18 +128,59 @@ pub trait ReplyCodec<T>: Send + Sync {
     fn decode(&self, bytes: &[u8]) -> Result<T, String>;
 }
 
-/// What makes a write idempotent: the request's identity, and how its answer is kept.
-pub struct Idempotent<'a, T> {
+/// Which refusals of a write are its outcome, remembered under its `request_id` like an
+/// answer, and the bytes kept for them. A replay of a remembered refusal answers
+/// [`WriteError::Remembered`] with those bytes, whatever the state is by then: a request
+/// that began executing has one outcome. A refusal that is not an outcome (storage failed,
+/// a dry run) is `None`: nothing is kept, and a retry executes afresh.
+pub trait RefusalCodec<E>: Send + Sync {
+    /// The bytes kept for `refusal`, or `None` when it is not remembered.
+    fn encode(&self, refusal: &E) -> Option<Vec<u8>>;
+}
+
+/// Remembers no refusal: for writes whose refusals are never outcomes (a dry run).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForgetRefusals;
+
+impl<E> RefusalCodec<E> for ForgetRefusals {
+    fn encode(&self, _refusal: &E) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// What makes a write idempotent: the request's identity, how its answer is kept, and
+/// which of its refusals are kept too.
+pub struct Idempotent<'a, T, E> {
     /// The request's id and the digest of its content.
     pub request: &'a RequestFingerprint,
     /// Encodes the answer to keep it, decodes it to replay it.
     pub codec: &'a dyn ReplyCodec<T>,
+    /// Chooses and encodes the refusals to keep.
+    pub refusals: &'a dyn RefusalCodec<E>,
 }
 
-impl<'a, T> Idempotent<'a, T> {
-    /// `request`, its answer kept through `codec`.
-    pub fn new(request: &'a RequestFingerprint, codec: &'a dyn ReplyCodec<T>) -> Self {
-        Self { request, codec }
+// By hand: derived impls would ask `T` and `E` to be `Clone` too, and only references are
+// copied.
+impl<T, E> Clone for Idempotent<'_, T, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, E> Copy for Idempotent<'_, T, E> {}
+
+impl<'a, T, E> Idempotent<'a, T, E> {
+    /// `request`, its answer kept through `codec` and its refusals through `refusals`.
+    pub fn new(
+        request: &'a RequestFingerprint,
+        codec: &'a dyn ReplyCodec<T>,
+        refusals: &'a dyn RefusalCodec<E>,
+    ) -> Self {
+        Self {
+            request,
+            codec,
+            refusals,
+        }
     }
 }
 
@@ -133,7 +211,59 @@ pub enum WriteError<E> {
     /// The request_id was used before for a different request.
     #[error("request_id {0:?} was already used for a different request")]
     RequestIdReused(String),
+    /// The first call with this request_id was refused, and its [`RefusalCodec`] kept the
+    /// refusal: these are the bytes it kept. Nothing was changed, then or now.
+    #[error("the first call with this request_id was refused")]
+    Remembered(Vec<u8>),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Format4Record {
+        digest: [u8; 32],
+        recorded_at_ms: i64,
+        response: Vec<u8>,
+    }
+
+    #[test]
+    fn a_record_of_format_4_reads_as_an_answer() {
+        let bytes = postcard::to_allocvec(&Format4Record {
+            digest: [7; 32],
+            recorded_at_ms: 42,
+            response: b"answer".to_vec(),
+        })
+        .unwrap();
+        let record = RequestRecord::decode(&bytes).unwrap();
+        assert_eq!(record.outcome, Outcome::Answered);
+        assert_eq!(
+            (record.digest, record.recorded_at_ms, record.response),
+            ([7; 32], 42, b"answer".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_refused_record_round_trips_and_damage_is_corrupt() {
+        let record = RequestRecord {
+            digest: [1; 32],
+            recorded_at_ms: -5,
+            response: b"no".to_vec(),
+            outcome: Outcome::Refused,
+        };
+        let bytes = postcard::to_allocvec(&record).unwrap();
+        let back = RequestRecord::decode(&bytes).unwrap();
+        assert_eq!(back.outcome, Outcome::Refused);
+        assert_eq!(back.response, b"no");
+        for cut in [0, 10, 33] {
+            assert!(matches!(
+                RequestRecord::decode(&bytes[..cut]),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+    }
 }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use coldchain_network::{SiteConfig, ZoneConfig};
 use coldchain_runtime::ServiceError;
+use coldchain_runtime::idempotency::Refusals;
 use coldchain_runtime::validate::{MAX_ID_LEN, check_id};
-use coldchain_store::{ReplyCodec, RequestFingerprint};
+use coldchain_store::{Idempotent, ReplyCodec, RequestFingerprint};
 
 use crate::domain::{
     self, AccessRefusal, AvailabilityQuery, Booking, BookingError, BoundCustomer, DayRow,
@@ -132,7 +133,11 @@ impl BookingApp {
         let space = self.space(&command.space, command.terms.pallets)?;
         Ok(self
             .bookings
-            .hold(request, &*self.reply, &space, &command.terms)
+            .hold(
+                Idempotent::new(request, &*self.reply, &Refusals),
+                &space,
+                &command.terms,
+            )
             .await?)
     }
 
@@ -146,7 +151,11 @@ impl BookingApp {
         self.check_site(booking_id)?;
         Ok(self
             .bookings
-            .transition(request, &*self.reply, booking_id, transition)
+            .transition(
+                Idempotent::new(request, &*self.reply, &Refusals),
+                booking_id,
+                transition,
+            )
             .await?)
     }
 

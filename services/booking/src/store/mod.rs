@@ -45,7 +45,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use coldchain_network::SiteConfig;
-use coldchain_store::{Idempotent, ReplyCodec, RequestFingerprint, Store, StoreError, WriteError};
+use coldchain_store::{Idempotent, Store, StoreError, WriteError};
 
 use crate::domain::{
     self, Booking, BookingError, CounterError, HoldTerms, LedgerEntry, Space, Transition, ZoneDays,
@@ -114,17 +114,16 @@ impl Bookings {
 
     /// Holds space: lapses every due booking, picks the zone, checks room on every day and
     /// stores the HELD booking with its counters, index rows and ledger entry, durably.
-    /// A retry with the same request returns the stored answer (through `reply`).
+    /// A retry with the same request returns the first outcome (see `idempotent`).
     pub async fn hold(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<Booking>,
+        idempotent: Idempotent<'_, Booking, Refusal>,
         space: &Space,
         terms: &HoldTerms,
     ) -> Result<Booking, WriteError<Refusal>> {
         let written = self
             .store
-            .write(Some(Idempotent::new(request, reply)), |tx| {
+            .write(Some(idempotent), |tx| {
                 let now = tx.now_millis();
                 let today = domain::local_day(self.tz(), now);
                 if terms.first_day < today {
@@ -190,14 +189,13 @@ impl Bookings {
     /// nothing; the sweeper stores the lapse).
     pub async fn transition(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<Booking>,
+        idempotent: Idempotent<'_, Booking, Refusal>,
         booking_id: &str,
         transition: &Transition,
     ) -> Result<Booking, WriteError<Refusal>> {
         let written = self
             .store
-            .write(Some(Idempotent::new(request, reply)), |tx| {
+            .write(Some(idempotent), |tx| {
                 let now = tx.now_millis();
                 let before = tx.get(&BOOKINGS, &booking_id.to_string())?.ok_or_else(|| {
                     BookingError::UnknownBooking {

@@ -3,7 +3,8 @@
 //! transfer's claim; GetTransfer reads. Also the merged WatchAlarms stream's start.
 
 use coldchain_runtime::ServiceError;
-use coldchain_store::{ReplyCodec, RequestFingerprint};
+use coldchain_runtime::idempotency::Refusals;
+use coldchain_store::{Idempotent, ReplyCodec, RequestFingerprint};
 
 use super::GatewayApp;
 use super::saga::Driven;
@@ -30,7 +31,7 @@ impl GatewayApp {
     ) -> Result<Driven, ServiceError> {
         let written = self
             .store
-            .create(request, reply, spec)
+            .create(Idempotent::new(request, reply, &Refusals), spec)
             .await
             .map_err(write_error)?;
         self.drive(&written.value.transfer_id, Step::Start).await
@@ -44,7 +45,7 @@ impl GatewayApp {
         transfer_id: &str,
     ) -> Result<Driven, ServiceError> {
         self.store
-            .arrive(request, reply, transfer_id)
+            .arrive(Idempotent::new(request, reply, &Refusals), transfer_id)
             .await
             .map_err(write_error)?;
         self.drive(transfer_id, Step::Receive).await

@@ -15,8 +15,7 @@
 //! caller hands in (`wire::TransferRefCodec`: the protobuf bytes earlier builds kept).
 
 use coldchain_store::{
-    Idempotent, KeyCodec, RequestFingerprint, Store, StoreError, Table, Value, WriteError, WriteTx,
-    Written,
+    Idempotent, KeyCodec, Store, StoreError, Table, Value, WriteError, WriteTx, Written,
 };
 
 use crate::domain::{self, Transfer, TransferError, TransferRef, TransferSpec};
@@ -81,13 +80,12 @@ impl GatewayStore {
     /// another definition it is [`TransferError::AlreadyExists`].
     pub async fn create(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<TransferRef>,
+        idempotent: Idempotent<'_, TransferRef, Refused>,
         spec: TransferSpec,
     ) -> Result<Written<TransferRef>, WriteError<Refused>> {
-        let digest = request.digest;
+        let digest = idempotent.request.digest;
         self.store
-            .write(Some(Idempotent::new(request, reply)), move |tx| {
+            .write(Some(idempotent), move |tx| {
                 let now = tx.now_millis();
                 let transfer_id = match &spec.transfer_id {
                     Some(id) => id.clone(),
@@ -118,12 +116,11 @@ impl GatewayStore {
     /// (RECEIVING stays).
     pub async fn arrive(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<TransferRef>,
+        idempotent: Idempotent<'_, TransferRef, Refused>,
         transfer_id: &str,
     ) -> Result<Written<TransferRef>, WriteError<Refused>> {
         self.store
-            .write(Some(Idempotent::new(request, reply)), |tx| {
+            .write(Some(idempotent), |tx| {
                 let now = tx.now_millis();
                 let mut transfer = tx
                     .get(&TRANSFERS, &transfer_id.to_string())?

@@ -1,6 +1,6 @@
 //! The store's indexes, idempotent ids and paging, on a real database.
 use coldchain_network::TemperatureClass;
-use coldchain_store::{Identity, StoreOptions, fingerprint};
+use coldchain_store::{ForgetRefusals, Identity, StoreOptions, fingerprint};
 
 use super::*;
 use crate::domain::TransferState;
@@ -46,8 +46,7 @@ async fn indexes_follow_the_state() {
     let store = open(dir.path());
     let created = store
         .create(
-            &fingerprint("r1", b"1"),
-            &TransferRefCodec,
+            Idempotent::new(&fingerprint("r1", b"1"), &TransferRefCodec, &ForgetRefusals),
             spec(Some("t1"), "kiwi"),
         )
         .await
@@ -66,7 +65,10 @@ async fn indexes_follow_the_state() {
     assert!(store.travelling_with_sku("kiwi2").unwrap().is_empty());
 
     store
-        .arrive(&fingerprint("r2", b"2"), &TransferRefCodec, "t1")
+        .arrive(
+            Idempotent::new(&fingerprint("r2", b"2"), &TransferRefCodec, &ForgetRefusals),
+            "t1",
+        )
         .await
         .unwrap();
     assert_eq!(store.pending().unwrap(), ["t1"]);
@@ -91,16 +93,14 @@ async fn an_id_is_taken_only_by_another_definition_and_lists_page() {
     let store = open(dir.path());
     store
         .create(
-            &fingerprint("r1", b"1"),
-            &TransferRefCodec,
+            Idempotent::new(&fingerprint("r1", b"1"), &TransferRefCodec, &ForgetRefusals),
             spec(Some("t1"), "kiwi"),
         )
         .await
         .unwrap();
     let same = store
         .create(
-            &fingerprint("r2", b"2"),
-            &TransferRefCodec,
+            Idempotent::new(&fingerprint("r2", b"2"), &TransferRefCodec, &ForgetRefusals),
             spec(Some("t1"), "kiwi"),
         )
         .await
@@ -108,8 +108,7 @@ async fn an_id_is_taken_only_by_another_definition_and_lists_page() {
     assert_eq!(same.value.transfer_id, "t1");
     let other = store
         .create(
-            &fingerprint("r3", b"3"),
-            &TransferRefCodec,
+            Idempotent::new(&fingerprint("r3", b"3"), &TransferRefCodec, &ForgetRefusals),
             spec(Some("t1"), "citrus"),
         )
         .await;
@@ -121,8 +120,7 @@ async fn an_id_is_taken_only_by_another_definition_and_lists_page() {
     ));
     let assigned = store
         .create(
-            &fingerprint("r4", b"4"),
-            &TransferRefCodec,
+            Idempotent::new(&fingerprint("r4", b"4"), &TransferRefCodec, &ForgetRefusals),
             spec(None, "citrus"),
         )
         .await

@@ -9,9 +9,10 @@ pub mod feed;
 use std::sync::Arc;
 
 use coldchain_runtime::client::ClientOptions;
+use coldchain_runtime::idempotency::Refusals;
 use coldchain_runtime::network::{NetworkConfig, SiteConfig};
 use coldchain_runtime::{ServiceError, Shutdown};
-use coldchain_store::{RequestFingerprint, WriteError};
+use coldchain_store::{Idempotent, RequestFingerprint, WriteError};
 
 use crate::Options;
 use crate::domain::{
@@ -100,12 +101,12 @@ impl InventoryApp {
                 .into());
             }
         }
-        let reply = &*self.codecs.recorded;
+        let idempotent = Idempotent::new(request, &*self.codecs.recorded, &Refusals);
         let bookings = booking::bookings_of(movements);
         if !bookings.is_empty() {
             match self
                 .store
-                .record_movements(request, reply, movements, true)
+                .record_movements(idempotent, movements, true)
                 .await
             {
                 Ok(written) => return Ok(written.value),
@@ -120,7 +121,7 @@ impl InventoryApp {
         }
         Ok(self
             .store
-            .record_movements(request, reply, movements, false)
+            .record_movements(idempotent, movements, false)
             .await?
             .value)
     }
@@ -150,8 +151,8 @@ impl InventoryApp {
         command: &AllocateCommand,
     ) -> Result<Allocation, ServiceError> {
         self.check_zone("zone_id", &command.zone_id)?;
-        let reply = &*self.codecs.allocation;
-        Ok(self.store.allocate(request, reply, command).await?.value)
+        let idempotent = Idempotent::new(request, &*self.codecs.allocation, &Refusals);
+        Ok(self.store.allocate(idempotent, command).await?.value)
     }
 
     /// Releases an order's allocations, or the one named.
@@ -160,10 +161,10 @@ impl InventoryApp {
         request: &RequestFingerprint,
         command: &ReleaseAllocationCommand,
     ) -> Result<Vec<Allocation>, ServiceError> {
-        let reply = &*self.codecs.released;
+        let idempotent = Idempotent::new(request, &*self.codecs.released, &Refusals);
         Ok(self
             .store
-            .release_allocation(request, reply, &command.order_id, &command.allocation_id)
+            .release_allocation(idempotent, &command.order_id, &command.allocation_id)
             .await?
             .value)
     }
@@ -175,8 +176,8 @@ impl InventoryApp {
         command: &PlaceHoldCommand,
     ) -> Result<(Hold, HoldSnapshot), ServiceError> {
         self.check_zone("zone_id", &command.scope.zone_id)?;
-        let reply = &*self.codecs.hold;
-        let hold = self.store.place_hold(request, reply, command).await?.value;
+        let idempotent = Idempotent::new(request, &*self.codecs.hold, &Refusals);
+        let hold = self.store.place_hold(idempotent, command).await?.value;
         self.with_snapshot(hold)
     }
 
@@ -186,10 +187,10 @@ impl InventoryApp {
         request: &RequestFingerprint,
         command: &ReleaseHoldCommand,
     ) -> Result<(Hold, HoldSnapshot), ServiceError> {
-        let reply = &*self.codecs.hold;
+        let idempotent = Idempotent::new(request, &*self.codecs.hold, &Refusals);
         let hold = self
             .store
-            .release_hold(request, reply, &command.hold_id, &command.reason)
+            .release_hold(idempotent, &command.hold_id, &command.reason)
             .await?
             .value;
         self.with_snapshot(hold)

@@ -30,9 +30,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use coldchain_store::{
-    Idempotent, RequestFingerprint, Store, StoreError, WriteError, WriteTx, Written,
-};
+use coldchain_store::{Idempotent, Store, StoreError, WriteError, WriteTx, Written};
 
 pub use coldchain_store::ReplyCodec;
 
@@ -106,8 +104,7 @@ impl InventoryStore {
     /// the feed.
     async fn write<T, F>(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<T>,
+        idempotent: Idempotent<'_, T, TxError>,
         f: F,
     ) -> Result<Written<T>, WriteError<TxError>>
     where
@@ -117,7 +114,7 @@ impl InventoryStore {
         let entries = &*self.entries;
         let written = self
             .store
-            .write(Some(Idempotent::new(request, reply)), |tx| {
+            .write(Some(idempotent), |tx| {
                 let value = f(tx, entries)?;
                 last_sequence = tx.next_sequence().checked_sub(1);
                 Ok(value)
@@ -135,14 +132,13 @@ impl InventoryStore {
     /// means it would apply now; a request_id already recorded replays its answer as usual.
     pub async fn record_movements(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<Vec<LedgerEntry>>,
+        idempotent: Idempotent<'_, Vec<LedgerEntry>, TxError>,
         movements: &[Movement],
         dry_run: bool,
     ) -> Result<Written<Vec<LedgerEntry>>, WriteError<TxError>> {
         let tz = self.tz;
-        let request_id = request.request_id.as_str();
-        self.write(request, reply, move |tx, entries| {
+        let request_id = idempotent.request.request_id.as_str();
+        self.write(idempotent, move |tx, entries| {
             let recorded = movements::apply_batch(tx, entries, tz, request_id, movements)?;
             if dry_run {
                 Err(TxError::DryRunPassed)
@@ -156,12 +152,11 @@ impl InventoryStore {
     /// Reserves stock for an order (FEFO or FIFO), all or nothing.
     pub async fn allocate(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<Allocation>,
+        idempotent: Idempotent<'_, Allocation, TxError>,
         command: &AllocateCommand,
     ) -> Result<Written<Allocation>, WriteError<TxError>> {
         let tz = self.tz;
-        self.write(request, reply, move |tx, entries| {
+        self.write(idempotent, move |tx, entries| {
             allocations::allocate(tx, entries, tz, command)
         })
         .await
@@ -170,13 +165,12 @@ impl InventoryStore {
     /// Releases an order's active allocations, or the one named; answers those released.
     pub async fn release_allocation(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<Vec<Allocation>>,
+        idempotent: Idempotent<'_, Vec<Allocation>, TxError>,
         order_id: &str,
         allocation_id: &str,
     ) -> Result<Written<Vec<Allocation>>, WriteError<TxError>> {
-        let request_id = request.request_id.as_str();
-        self.write(request, reply, move |tx, entries| {
+        let request_id = idempotent.request.request_id.as_str();
+        self.write(idempotent, move |tx, entries| {
             allocations::release(tx, entries, request_id, order_id, allocation_id)
         })
         .await
@@ -185,11 +179,10 @@ impl InventoryStore {
     /// Places a hold. See [`InventoryStore::hold_snapshot`] for the stock it covers.
     pub async fn place_hold(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<Hold>,
+        idempotent: Idempotent<'_, Hold, TxError>,
         command: &PlaceHoldCommand,
     ) -> Result<Written<Hold>, WriteError<TxError>> {
-        self.write(request, reply, move |tx, entries| {
+        self.write(idempotent, move |tx, entries| {
             holds::place(tx, entries, command)
         })
         .await
@@ -198,13 +191,12 @@ impl InventoryStore {
     /// Releases an active hold.
     pub async fn release_hold(
         &self,
-        request: &RequestFingerprint,
-        reply: &dyn ReplyCodec<Hold>,
+        idempotent: Idempotent<'_, Hold, TxError>,
         hold_id: &str,
         reason: &str,
     ) -> Result<Written<Hold>, WriteError<TxError>> {
-        let request_id = request.request_id.as_str();
-        self.write(request, reply, move |tx, entries| {
+        let request_id = idempotent.request.request_id.as_str();
+        self.write(idempotent, move |tx, entries| {
             holds::release(tx, entries, request_id, hold_id, reason)
         })
         .await

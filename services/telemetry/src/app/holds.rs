@@ -11,6 +11,14 @@
 //! INVALID_ARGUMENT, …) are retried too, but only up to the refused ceiling, and the alarm
 //! shows the last error while it is pending.
 //!
+//! A refused PlaceHold placed nothing, and the inventory remembers the refusal under its
+//! request_id (README, Guarantees): a retry under the same id would be refused again even
+//! once the hold could be placed (a transfer's lots at a destination that has not received
+//! them yet). So after a refusal the next attempt sends a new id, the entry's id with the
+//! number of refusals seen (`<id>~<n>`). The count lives in memory: after a restart the
+//! remembered refusals are met again one by one and counted anew, each of which placed
+//! nothing, so no hold is ever placed twice.
+//!
 //! [`HoldPlacer`] is the drainer's [`Outbox`]: an attempt at an entry makes the calls to
 //! other services and records the outcome in the store.
 
@@ -25,6 +33,7 @@ use coldchain_proto::network::v1::network_service_client::NetworkServiceClient;
 use coldchain_proto::network::v1::{GetTransferRequest, TransferState};
 use coldchain_runtime::client::{Channel, ClientOptions, lazy_channel, request};
 use coldchain_runtime::drainer::{Attempt, Outbox};
+use coldchain_runtime::idempotency::is_remembered_status;
 use coldchain_runtime::retry::{code_name, is_transient};
 use tonic::Code;
 
@@ -37,6 +46,9 @@ pub struct Failure {
     pub message: String,
     /// Worth retrying soon.
     pub transient: bool,
+    /// A service refused the request after executing it (and remembers the refusal):
+    /// the next attempt needs a new request id.
+    pub refused: bool,
 }
 
 /// What an attempt did.
@@ -65,6 +77,7 @@ fn failure(what: &str, status: &tonic::Status) -> Failure {
     Failure {
         message: format!("{}: {what}: {message}", lowercase(status.code())),
         transient: is_transient(status.code()),
+        refused: is_remembered_status(status.code()),
     }
 }
 
@@ -78,6 +91,8 @@ pub struct HoldPlacer {
     max_message_bytes: usize,
     /// Channels by endpoint, made once (the lock is never held across a call).
     channels: Mutex<HashMap<String, Channel>>,
+    /// Refusals seen per alarm since this process started (see the module's comment).
+    refusals: Mutex<HashMap<String, u32>>,
 }
 
 impl HoldPlacer {
@@ -94,6 +109,7 @@ impl HoldPlacer {
             client,
             max_message_bytes,
             channels: Mutex::default(),
+            refusals: Mutex::default(),
         }
     }
 
@@ -113,6 +129,7 @@ impl HoldPlacer {
                 e.message
             ),
             transient: false,
+            refused: false,
         })?;
         channels.insert(endpoint.to_string(), channel.clone());
         Ok(channel)
@@ -128,15 +145,43 @@ impl HoldPlacer {
                     lowercase(Code::NotFound)
                 ),
                 transient: false,
+                refused: false,
             })?;
         Ok(InventoryServiceClient::new(self.channel(&endpoint)?)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes))
     }
 
-    /// One attempt at placing the hold(s) of `entry`, every call with the request id the
-    /// entry fixed.
+    /// The request id of the next attempt at `entry`: the one it fixed, then a new one
+    /// after each refusal.
+    fn request_id(&self, entry: &OutboxEntry) -> String {
+        let refusals = self.refusals_of(&entry.alarm_id, |_| {});
+        match refusals {
+            0 => entry.request_id.clone(),
+            n => format!("{}~{n}", entry.request_id),
+        }
+    }
+
+    /// The refusals counted for `alarm_id`, after `change` to its count.
+    fn refusals_of(&self, alarm_id: &str, change: impl FnOnce(&mut u32)) -> u32 {
+        // A panic while holding this lock leaves the map consistent (one update).
+        let mut refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = refusals.entry(alarm_id.to_string()).or_default();
+        change(count);
+        let count = *count;
+        if count == 0 {
+            refusals.remove(alarm_id);
+        }
+        count
+    }
+
+    /// One attempt at placing the hold(s) of `entry`, every call with the attempt's request
+    /// id (see [`Self::request_id`]).
     pub async fn place(&self, entry: &OutboxEntry) -> Result<Placed, Failure> {
+        let request_id = self.request_id(entry);
         let reference = Some(Reference {
             kind: ReferenceKind::Alarm as i32,
             id: entry.alarm_id.clone(),
@@ -146,7 +191,7 @@ impl HoldPlacer {
                 let site_id = self.store.site().id.clone();
                 let mut client = self.inventory(&site_id)?;
                 let message = PlaceHoldRequest {
-                    request_id: entry.request_id.clone(),
+                    request_id: request_id.clone(),
                     zone_id: zone_id.clone(),
                     sku: String::new(),
                     lot_id: String::new(),
@@ -194,6 +239,7 @@ impl HoldPlacer {
                                 lowercase(Code::FailedPrecondition)
                             ),
                             transient: true,
+                            refused: false,
                         });
                     }
                 }
@@ -216,7 +262,7 @@ impl HoldPlacer {
                 let mut hold_ids = Vec::with_capacity(lots.len());
                 for (i, (sku, lot_id)) in lots.into_iter().enumerate() {
                     let message = PlaceHoldRequest {
-                        request_id: format!("{}:{i}", entry.request_id),
+                        request_id: format!("{request_id}:{i}"),
                         zone_id: String::new(),
                         sku,
                         lot_id,
@@ -251,16 +297,21 @@ impl Outbox for HoldPlacer {
         let alarm_id = entry.alarm_id.clone();
         let (recorded, outcome) = match self.place(&entry).await {
             Ok(Placed::Holds(hold_ids)) => {
+                self.refusals_of(&alarm_id, |count| *count = 0);
                 tracing::info!(%alarm_id, ?hold_ids, "hold placed");
                 let recorded = self.store.hold_placed(alarm_id.clone(), hold_ids).await;
                 (recorded, Attempt::Done)
             }
             Ok(Placed::NotRequired(why)) => {
+                self.refusals_of(&alarm_id, |count| *count = 0);
                 tracing::info!(%alarm_id, %why, "no hold required");
                 let recorded = self.store.hold_not_required(alarm_id.clone(), why).await;
                 (recorded, Attempt::Done)
             }
             Err(failure) => {
+                if failure.refused {
+                    self.refusals_of(&alarm_id, |count| *count += 1);
+                }
                 tracing::warn!(%alarm_id, error = %failure.message, "placing the hold failed; will retry");
                 let recorded = self
                     .store

@@ -13,6 +13,7 @@ use std::time::Duration;
 use coldchain_network::SiteConfig;
 use coldchain_runtime::Shutdown;
 use coldchain_runtime::feed::FeedOptions;
+use coldchain_runtime::idempotency::Refusals;
 use coldchain_store::{RequestFingerprint, SharedClock};
 
 use crate::domain::alarm::AlarmView;
@@ -81,7 +82,7 @@ impl TelemetryApp {
             domain::MAX_REJECTION_DETAILS,
         );
         self.store
-            .ingest(Some((request, &IngestReply)), prepared)
+            .ingest(Some((request, &IngestReply, &Refusals)), prepared)
             .await
     }
 
@@ -113,7 +114,7 @@ impl TelemetryApp {
             description: sensor.description,
         };
         self.store
-            .register_sensor((request, &SensorReply), registration)
+            .register_sensor((request, &SensorReply, &Refusals), registration)
             .await
     }
 
@@ -187,7 +188,12 @@ impl TelemetryApp {
         ack: Acknowledgement,
     ) -> Result<AlarmView, TelemetryError> {
         self.store
-            .acknowledge((request, &AlarmReply), ack.alarm_id, ack.by, ack.note)
+            .acknowledge(
+                (request, &AlarmReply, &Refusals),
+                ack.alarm_id,
+                ack.by,
+                ack.note,
+            )
             .await
     }
 

@@ -110,12 +110,12 @@ impl TelemetryStore {
     /// Acknowledges an alarm; the answer is the alarm as shown after it.
     pub async fn acknowledge(
         &self,
-        (request, codec): Idempotency<AlarmView>,
+        idempotency: Idempotency<AlarmView>,
         alarm_id: String,
         by: String,
         note: String,
     ) -> Result<AlarmView, TelemetryError> {
-        self.write_alarms(Some((request, codec)), move |tx, feed| {
+        self.write_alarms(Some(idempotency), move |tx, feed| {
             let Some(mut alarm) = tx.get(&ALARMS, &alarm_id)? else {
                 return Err(TelemetryRefusal::UnknownAlarm {
                     alarm_id,
@@ -222,7 +222,7 @@ impl TelemetryStore {
         spawned(async move {
             let idempotent = idempotency
                 .as_ref()
-                .map(|(request, codec)| Idempotent::new(request, *codec));
+                .map(|(request, codec, refusals)| Idempotent::new(request, *codec, *refusals));
             store
                 .write(idempotent, move |tx| {
                     work(

@@ -35,9 +35,9 @@ impl TelemetryStore {
             let queued_ref = &mut queued;
             let written = store
                 .write(
-                    idempotency
-                        .as_ref()
-                        .map(|(request, codec)| Idempotent::new(request, *codec)),
+                    idempotency.as_ref().map(|(request, codec, refusals)| {
+                        Idempotent::new(request, *codec, *refusals)
+                    }),
                     move |tx| {
                         let feed = Feed {
                             site_id: &site.id,

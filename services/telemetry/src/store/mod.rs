@@ -21,7 +21,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use coldchain_network::SiteConfig;
 use coldchain_store::{
-    Idempotent, KeyCodec, ReplyCodec, RequestFingerprint, Store, StoreError, WriteError,
+    Idempotent, KeyCodec, RefusalCodec, ReplyCodec, RequestFingerprint, Store, StoreError,
+    WriteError,
 };
 use tokio::sync::Notify;
 
@@ -39,7 +40,11 @@ pub type EncodeAlarmEvent = fn(AlarmEvent) -> Vec<u8>;
 
 /// How the answer of an idempotent write is kept: the request's fingerprint and the codec
 /// of the answer.
-pub type Idempotency<T> = (RequestFingerprint, &'static dyn ReplyCodec<T>);
+pub type Idempotency<T> = (
+    RequestFingerprint,
+    &'static dyn ReplyCodec<T>,
+    &'static dyn RefusalCodec<TelemetryError>,
+);
 
 /// Why a call of the store failed.
 #[derive(Debug)]
@@ -52,6 +57,8 @@ pub enum TelemetryError {
     Store(StoreError),
     /// The task running a write ended without an answer.
     WriteTask(String),
+    /// The first call with this request_id was refused: the bytes its refusal was kept as.
+    Remembered(Vec<u8>),
 }
 
 impl fmt::Display for TelemetryError {
@@ -66,6 +73,9 @@ impl fmt::Display for TelemetryError {
             }
             TelemetryError::Store(error) => error.fmt(f),
             TelemetryError::WriteTask(error) => write!(f, "write task failed: {error}"),
+            TelemetryError::Remembered(_) => {
+                f.write_str("the first call with this request_id was refused")
+            }
         }
     }
 }
@@ -90,6 +100,7 @@ impl From<WriteError<TelemetryError>> for TelemetryError {
             WriteError::Rejected(error) => error,
             WriteError::RequestIdReused(id) => TelemetryError::RequestIdReused(id),
             WriteError::Store(error) => TelemetryError::Store(error),
+            WriteError::Remembered(kept) => TelemetryError::Remembered(kept),
         }
     }
 }
@@ -174,7 +185,7 @@ impl TelemetryStore {
     /// Registers or re-registers a sensor; the answer is the sensor as shown now.
     pub async fn register_sensor(
         &self,
-        (request, codec): Idempotency<SensorView>,
+        (request, codec, refusals): Idempotency<SensorView>,
         registration: Registration,
     ) -> Result<SensorView, TelemetryError> {
         let store = self.store.clone();
@@ -182,24 +193,27 @@ impl TelemetryStore {
         let id = registration.sensor_id.clone();
         let written = spawned(async move {
             store
-                .write(Some(Idempotent::new(&request, codec)), move |tx| {
-                    let now = tx.now_millis();
-                    let key = registration.sensor_id.clone();
-                    let registered_at = tx
-                        .get(&SENSORS, &key)?
-                        .map_or(now, |existing| existing.registered_at);
-                    let record = SensorRecord {
-                        sensor_id: registration.sensor_id,
-                        binding: registration.binding,
-                        profile: registration.profile,
-                        description: registration.description,
-                        registered_at,
-                        updated_at: now,
-                    };
-                    tx.put(&SENSORS, &key, &record)?;
-                    let state = tx.get(&SENSOR_STATE, &key)?.unwrap_or_default();
-                    Ok::<_, TelemetryError>(SensorView::of(&record, &state, &site.id, now))
-                })
+                .write(
+                    Some(Idempotent::new(&request, codec, refusals)),
+                    move |tx| {
+                        let now = tx.now_millis();
+                        let key = registration.sensor_id.clone();
+                        let registered_at = tx
+                            .get(&SENSORS, &key)?
+                            .map_or(now, |existing| existing.registered_at);
+                        let record = SensorRecord {
+                            sensor_id: registration.sensor_id,
+                            binding: registration.binding,
+                            profile: registration.profile,
+                            description: registration.description,
+                            registered_at,
+                            updated_at: now,
+                        };
+                        tx.put(&SENSORS, &key, &record)?;
+                        let state = tx.get(&SENSOR_STATE, &key)?.unwrap_or_default();
+                        Ok::<_, TelemetryError>(SensorView::of(&record, &state, &site.id, now))
+                    },
+                )
                 .await
                 .map_err(TelemetryError::from)
         })
