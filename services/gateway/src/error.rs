@@ -93,8 +93,9 @@ pub fn site_failure(
     endpoint: &str,
     status: &Status,
 ) -> SiteFailure {
+    let code = coldchain_runtime::retry::reported_code(status);
     let answered = !matches!(
-        status.code(),
+        code,
         tonic::Code::Unavailable
             | tonic::Code::DeadlineExceeded
             | tonic::Code::Unknown
@@ -107,7 +108,7 @@ pub fn site_failure(
     };
     SiteFailure {
         site_id: site_id.to_string(),
-        code: code_name(status.code()).to_string(),
+        code: code_name(code).to_string(),
         message,
     }
 }

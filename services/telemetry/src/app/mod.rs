@@ -196,15 +196,34 @@ impl TelemetryApp {
         self.store.check_offline(now_ms).await
     }
 
-    /// Runs the offline check every `interval` (by `clock`) until shutdown.
+    /// Runs the offline check until shutdown: when the next sensor turns OFFLINE (or an
+    /// open alarm is due for its refresh), by `clock`, and at least every `interval` (a
+    /// re-registration may shorten a sensor's offline period). The alarm is so raised when
+    /// the status turns; were it raised later, it would still start at that instant.
     pub async fn run_offline_checks(self, interval: Duration, clock: SharedClock) {
         loop {
+            let wait = match self.store.next_offline_check() {
+                Ok(Some(due)) => {
+                    let left = due.saturating_sub(clock.now_millis()).max(0);
+                    interval.min(Duration::from_millis(left.unsigned_abs()))
+                }
+                Ok(None) => interval,
+                Err(error) => {
+                    tracing::warn!(%error, "offline check could not read the sensors");
+                    interval
+                }
+            };
             tokio::select! {
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = self.shutdown.wait() => return,
             }
             if let Err(error) = self.check_offline(clock.now_millis()).await {
                 tracing::warn!(%error, "offline check failed");
+                // A failing store is not retried in a busy loop.
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = self.shutdown.wait() => return,
+                }
             }
         }
     }

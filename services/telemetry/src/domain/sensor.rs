@@ -256,11 +256,20 @@ impl SensorState {
         }
     }
 
-    /// True when the sensor has been silent (since its last reading, or since `since`
-    /// when it never reported) for longer than its offline period.
+    /// When (server clock) the sensor's silence reaches its offline period: its last
+    /// arrival (or `registered_at`, when it never reported) plus `offline_after`. The status
+    /// is OFFLINE from the next millisecond on, and a SENSOR_OFFLINE alarm of this silence
+    /// starts at this instant, whenever it is raised: status and alarm agree on the time.
+    pub fn offline_at(&self, profile: &Profile, registered_at: i64) -> i64 {
+        self.last_arrival
+            .unwrap_or(registered_at)
+            .saturating_add(profile.offline_after_ms)
+    }
+
+    /// True when the sensor has been silent (since its last reading, or since
+    /// `since_registration` when it never reported) for longer than its offline period.
     pub fn is_silent(&self, profile: &Profile, since_registration: i64, now_ms: i64) -> bool {
-        let since = self.last_arrival.unwrap_or(since_registration);
-        now_ms.saturating_sub(since) > profile.offline_after_ms
+        now_ms > self.offline_at(profile, since_registration)
     }
 }
 
