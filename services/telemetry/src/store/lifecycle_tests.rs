@@ -383,8 +383,12 @@ proptest! {
             prop_assert_ne!(state.status(&record.profile, turned), SensorStatus::Offline);
             prop_assert_eq!(state.status(&record.profile, turned + 1), SensorStatus::Offline);
         }
-        if let Some(open) = alarms.iter().find(|a| a.is_active()) {
+        // The check is next due when the status turns, or when the open alarm is refreshed.
+        let open = alarms.iter().find(|a| a.is_active());
+        if let Some(open) = open {
             prop_assert_eq!(open.started_at, turned);
         }
+        let due = open.map_or(turned + 1, |a| a.last_seen_at + offline_after);
+        prop_assert_eq!(harness.store.next_offline_check().unwrap(), Some(due));
     }
 }
