@@ -1036,6 +1036,13 @@ async fn offline_alarms_follow_the_clock() {
         alarms(&mut client, "quiet").await[0].started_at,
         Some(ts(T0 + 60 * MINUTE))
     );
+    let sensors = client
+        .list_sensors(pb::ListSensorsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .sensors;
+    assert_eq!(status(&sensors, "quiet"), pb::SensorStatus::Offline as i32);
     // A reading clears it when it arrives (the status is OK again from then on).
     let now = clock.now_millis();
     push(&mut client, "p-2", vec![reading("s1", now - 1_000, 2.0)]).await;

@@ -239,20 +239,19 @@ impl From<Sample> for StoredSample {
 }
 
 impl SensorState {
-    /// The status at `now_ms` under `profile`.
-    pub fn status(&self, profile: &Profile, now_ms: i64) -> SensorStatus {
-        match self.last_arrival {
-            None if self.newest.is_none() => SensorStatus::NoData,
-            arrival => {
-                let silent_since = arrival.unwrap_or(i64::MIN);
-                if now_ms.saturating_sub(silent_since) > profile.offline_after_ms {
-                    SensorStatus::Offline
-                } else if self.series.detector.active().is_some() {
-                    SensorStatus::Excursion
-                } else {
-                    SensorStatus::Ok
-                }
-            }
+    /// The status at `now_ms` of a sensor registered at `registered_at` under `profile`:
+    /// OFFLINE exactly when it is silent (see [`SensorState::is_silent`]), so the status and
+    /// the SENSOR_OFFLINE alarm agree, a sensor that never reported included (NO_DATA until
+    /// its offline period from the registration has passed).
+    pub fn status(&self, profile: &Profile, registered_at: i64, now_ms: i64) -> SensorStatus {
+        if self.is_silent(profile, registered_at, now_ms) {
+            SensorStatus::Offline
+        } else if self.last_arrival.is_none() && self.newest.is_none() {
+            SensorStatus::NoData
+        } else if self.series.detector.active().is_some() {
+            SensorStatus::Excursion
+        } else {
+            SensorStatus::Ok
         }
     }
 
@@ -305,7 +304,7 @@ impl SensorView {
             binding: record.binding.clone(),
             profile: record.profile.clone(),
             description: record.description.clone(),
-            status: state.status(&record.profile, now_ms),
+            status: state.status(&record.profile, record.registered_at, now_ms),
             last_reading: state.newest,
             registered_at: record.registered_at,
             updated_at: record.updated_at,

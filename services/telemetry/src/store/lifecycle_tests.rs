@@ -379,10 +379,9 @@ proptest! {
         // The alarm starts exactly when the status turned.
         let (record, state) = harness.store.sensor("s1").unwrap().unwrap();
         let turned = state.offline_at(&record.profile, record.registered_at);
-        if state.last_arrival.is_some() {
-            prop_assert_ne!(state.status(&record.profile, turned), SensorStatus::Offline);
-            prop_assert_eq!(state.status(&record.profile, turned + 1), SensorStatus::Offline);
-        }
+        let status = |at: i64| state.status(&record.profile, record.registered_at, at);
+        prop_assert_ne!(status(turned), SensorStatus::Offline);
+        prop_assert_eq!(status(turned + 1), SensorStatus::Offline);
         // The check is next due when the status turns, or when the open alarm is refreshed.
         let open = alarms.iter().find(|a| a.is_active());
         if let Some(open) = open {
