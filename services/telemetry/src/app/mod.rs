@@ -29,6 +29,11 @@ use crate::wire::convert::class_limits;
 /// site, (batch index, readings), the server clock in ms, how many rejections to detail).
 pub type PrepareFn<R> = fn(&SensorRegistry, &str, &[(i64, &[R])], i64, usize) -> Prepared;
 
+/// The shortest pause between two offline checks: sensors turning OFFLINE a few
+/// milliseconds apart are raised by one check (each alarm still starts when its sensor's
+/// status turned), and the check never spins.
+const OFFLINE_CHECK_GAP: Duration = Duration::from_millis(250);
+
 /// The telemetry service of one site, without its transport.
 #[derive(Clone)]
 pub struct TelemetryApp {
@@ -197,7 +202,8 @@ impl TelemetryApp {
     }
 
     /// Runs the offline check until shutdown: when the next sensor turns OFFLINE (or an
-    /// open alarm is due for its refresh), by `clock`, and at least every `interval` (a
+    /// open alarm is due for its refresh), by `clock`, but no sooner than
+    /// [`OFFLINE_CHECK_GAP`] after the previous check, and at least every `interval` (a
     /// re-registration may shorten a sensor's offline period). The alarm is so raised when
     /// the status turns; were it raised later, it would still start at that instant.
     pub async fn run_offline_checks(self, interval: Duration, clock: SharedClock) {
@@ -205,7 +211,9 @@ impl TelemetryApp {
             let wait = match self.store.next_offline_check() {
                 Ok(Some(due)) => {
                     let left = due.saturating_sub(clock.now_millis()).max(0);
-                    interval.min(Duration::from_millis(left.unsigned_abs()))
+                    interval
+                        .min(Duration::from_millis(left.unsigned_abs()))
+                        .max(OFFLINE_CHECK_GAP)
                 }
                 Ok(None) => interval,
                 Err(error) => {
