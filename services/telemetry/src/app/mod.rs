@@ -203,7 +203,7 @@ impl TelemetryApp {
 
     /// Runs the offline check until shutdown: when the next sensor turns OFFLINE (or an
     /// open alarm is due for its refresh), by `clock`, but no sooner than
-    /// [`OFFLINE_CHECK_GAP`] after the previous check, and at least every `interval` (a
+    /// `OFFLINE_CHECK_GAP` after the previous check, and at least every `interval` (a
     /// re-registration may shorten a sensor's offline period). The alarm is so raised when
     /// the status turns; were it raised later, it would still start at that instant.
     pub async fn run_offline_checks(self, interval: Duration, clock: SharedClock) {
