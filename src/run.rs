@@ -431,18 +431,24 @@ async fn joined(service: RunningService) -> Result<(), String> {
 }
 
 pub async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
-    let endpoint = if args.addr.contains("://") {
+    let given = if args.addr.contains("://") {
         args.addr.clone()
     } else {
         format!("http://{}", args.addr)
     };
     let timeout = Duration::from_millis(args.timeout_ms);
+    // TLS (and, under mutual TLS, the client certificate) from the same configuration as
+    // the server's: in a container the healthcheck shares the server's environment.
+    let options = match coldchain_ops::transport() {
+        Ok((_, _, options)) => options,
+        Err(error) => {
+            say!("{given}: {error:?}");
+            return ExitCode::from(1);
+        }
+    };
+    // Shown as spoken: https:// when TLS is on.
+    let endpoint = coldchain_runtime::client::dialed(&given, &options);
     let check = async {
-        // TLS (and, under mutual TLS, the client certificate) from the same configuration
-        // as the server's: in a container the healthcheck shares the server's environment.
-        let options = coldchain_ops::transport()
-            .map(|(_, _, options)| options)
-            .map_err(|e| format!("{e:?}"))?;
         let options = coldchain_runtime::client::ClientOptions {
             connect_timeout: timeout,
             ..options

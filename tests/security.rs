@@ -721,6 +721,16 @@ async fn tls_is_required_when_configured_and_mutual_tls_requires_a_client_certif
         availability_with(&endpoint, &trusted)
             .await
             .expect("a TLS client trusting the CA, with a key");
+        // The healthcheck speaks TLS with the CA of its environment, and says so.
+        let address = endpoint.trim_start_matches("http://");
+        let checked = command()
+            .args(["healthcheck", address])
+            .env("COLDCHAIN_TLS_CA", certs.join("ca.pem"))
+            .output()
+            .expect("run coldchain healthcheck");
+        let said = String::from_utf8_lossy(&checked.stdout);
+        assert!(checked.status.success(), "{said}");
+        assert_eq!(said.trim(), format!("https://{address}: SERVING"));
 
         // Plaintext is refused: the same key over an unencrypted connection gets nowhere.
         let plaintext = ClientOptions {

@@ -229,11 +229,17 @@ fn connector(
     )
 }
 
-fn configure(endpoint: &str, options: &ClientOptions) -> Result<Endpoint, ServiceError> {
-    let uri = match (&options.tls, endpoint.strip_prefix("http://")) {
+/// The address a client with `options` really dials for `endpoint`: with TLS an `http://`
+/// endpoint is reached as `https://`. What a tool shows as the endpoint it spoke to.
+pub fn dialed(endpoint: &str, options: &ClientOptions) -> String {
+    match (&options.tls, endpoint.strip_prefix("http://")) {
         (Some(_), Some(rest)) => format!("https://{rest}"),
         _ => endpoint.to_string(),
-    };
+    }
+}
+
+fn configure(endpoint: &str, options: &ClientOptions) -> Result<Endpoint, ServiceError> {
+    let uri = dialed(endpoint, options);
     let mut configured = Endpoint::from_shared(uri)
         .map_err(|e| ServiceError::invalid("endpoint", format!("{endpoint:?} is not a uri: {e}")))?
         .connect_timeout(options.connect_timeout)
@@ -272,5 +278,23 @@ mod tests {
     #[test]
     fn a_bad_endpoint_is_invalid_argument() {
         assert!(lazy_channel("not a uri", &ClientOptions::default()).is_err());
+    }
+
+    #[test]
+    fn the_dialed_address_shows_the_scheme_really_spoken() {
+        let plain = ClientOptions::default();
+        let tls = ClientOptions {
+            tls: Some(ClientTlsConfig::new()),
+            ..ClientOptions::default()
+        };
+        assert_eq!(
+            dialed("http://10.0.0.1:50121", &plain),
+            "http://10.0.0.1:50121"
+        );
+        assert_eq!(
+            dialed("http://10.0.0.1:50121", &tls),
+            "https://10.0.0.1:50121"
+        );
+        assert_eq!(dialed("https://h:1", &tls), "https://h:1");
     }
 }

@@ -12,6 +12,10 @@
 //!   `RESOURCE_EXHAUSTED`, and a server that shuts down ends the stream with `UNAVAILABLE`:
 //!   both name the sequence to resume from, and everything before it was delivered to the
 //!   stream. Writers never wait for a consumer.
+//!
+//! The numbers are one set for every feed of the network, the gateway's merged WatchAlarms
+//! included: the configuration's `feed_buffer` (16 messages), `feed_stall` (10 s) and
+//! `feed_keepalive` (15 s), see [`FeedOptions::from_config`].
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -20,6 +24,7 @@ use coldchain_store::{LedgerRecord, Store};
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::Config;
 use crate::error::ServiceError;
 use crate::shutdown::Shutdown;
 
@@ -40,12 +45,21 @@ pub struct FeedOptions {
 
 impl Default for FeedOptions {
     fn default() -> Self {
+        Self::from_config(&Config::default())
+    }
+}
+
+impl FeedOptions {
+    /// The feed limits of a process's configuration, the same for every feed it serves:
+    /// `feed_buffer` messages queued, `feed_stall` tolerated with a full queue,
+    /// `feed_keepalive` between keep-alives.
+    pub fn from_config(config: &Config) -> Self {
         Self {
-            buffer: 16,
+            buffer: config.feed_buffer,
             batch: 1000,
             batch_bytes: 1 << 20,
-            stall: Duration::from_secs(10),
-            keepalive: Duration::from_secs(15),
+            stall: config.feed_stall,
+            keepalive: config.feed_keepalive,
         }
     }
 }
@@ -351,13 +365,27 @@ mod tests {
         // Nothing is read until the pump has filled the queue and waited out the stall.
         tokio::time::sleep(Duration::from_millis(600)).await;
         let mut delivered = Vec::new();
+        let mut messages = 0;
         let status = loop {
             match feed.next().await.unwrap() {
-                Ok((sequences, _)) => delivered.extend(sequences),
+                Ok((sequences, _)) => {
+                    messages += 1;
+                    delivered.extend(sequences);
+                }
                 Err(status) => break status,
             }
         };
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        // Cut at the limit: exactly `buffer` messages were queued when it gave up, and the
+        // message says which limit it was.
+        assert_eq!(messages, options().buffer);
+        assert!(
+            status
+                .message()
+                .starts_with("consumer too slow: 2 messages queued for 200 ms;"),
+            "{}",
+            status.message()
+        );
         let resume = delivered.last().unwrap() + 1;
         assert!(
             status

@@ -38,6 +38,24 @@ pub fn describe(status: &tonic::Status) -> String {
     format!("{}: {}", code_name(status.code()), status.message())
 }
 
+/// The code a failed call to another service is reported with (a site's failure in a
+/// gateway answer, a dropped alarm feed): UNAVAILABLE when the call got no answer at all,
+/// its own code otherwise. A call without an answer is one whose connection broke under it
+/// (the service was killed, the network dropped): tonic makes that status itself, with the
+/// transport's error as its source, and calls it UNKNOWN or INTERNAL; a server's own
+/// answers carry no source. Such a call met an unreachable dependency, which every answer
+/// of this network reports as UNAVAILABLE. Deadlines (DEADLINE_EXCEEDED, and CANCELLED for
+/// the channel's own timer) keep their code.
+pub fn reported_code(status: &tonic::Status) -> tonic::Code {
+    let unanswered = std::error::Error::source(status).is_some()
+        && matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal);
+    if unanswered {
+        tonic::Code::Unavailable
+    } else {
+        status.code()
+    }
+}
+
 /// True when a status means the call may have to be repeated later: the service could not
 /// be reached, was overloaded, timed out, lost a race, or failed on its side (its store
 /// unreadable included: `DATA_LOSS` clears when an operator restores it, and background
@@ -165,6 +183,24 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     const FAST: Backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(2));
+
+    #[test]
+    fn a_call_without_an_answer_is_reported_unavailable_and_answers_keep_their_code() {
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "connection closed before message completed",
+        )));
+        assert_eq!(broken.code(), tonic::Code::Unknown, "what tonic calls it");
+        assert_eq!(reported_code(&broken), tonic::Code::Unavailable);
+        for answered in [
+            tonic::Status::unknown("the server said so"),
+            tonic::Status::internal("the server failed"),
+            tonic::Status::not_found("no such site"),
+            tonic::Status::deadline_exceeded("too late"),
+        ] {
+            assert_eq!(reported_code(&answered), answered.code(), "{answered:?}");
+        }
+    }
 
     #[tokio::test]
     async fn unavailable_is_retried_until_success() {

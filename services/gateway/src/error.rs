@@ -106,8 +106,9 @@ pub fn site_failure(
     endpoint: &str,
     status: &Status,
 ) -> SiteFailure {
+    let code = coldchain_runtime::retry::reported_code(status);
     let answered = !matches!(
-        status.code(),
+        code,
         tonic::Code::Unavailable
             | tonic::Code::DeadlineExceeded
             | tonic::Code::Unknown
@@ -120,7 +121,7 @@ pub fn site_failure(
     };
     SiteFailure {
         site_id: site_id.to_string(),
-        code: code_name(status.code()).to_string(),
+        code: code_name(code).to_string(),
         message,
     }
 }

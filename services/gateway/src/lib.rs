@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coldchain_proto::network::v1::network_service_server::NetworkServiceServer;
+use coldchain_runtime::feed::FeedOptions;
 use coldchain_runtime::host::{
     ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
 };
@@ -53,10 +54,11 @@ pub struct Options {
     pub resume_backoff: Duration,
     /// Transfers: the drainer's longest backoff.
     pub resume_backoff_max: Duration,
-    /// WatchAlarms: merged messages queued per client.
+    /// WatchAlarms: merged messages queued per client (the network's one feed limit,
+    /// `feed_buffer`).
     pub watch_buffer: usize,
     /// WatchAlarms: how long a client may leave its queue full before its stream ends
-    /// with RESOURCE_EXHAUSTED.
+    /// with RESOURCE_EXHAUSTED naming the cursors to resume from (`feed_stall`).
     pub watch_stall: Duration,
     /// WatchAlarms: the first reconnect backoff of a site feed.
     pub watch_backoff_initial: Duration,
@@ -77,8 +79,8 @@ impl Default for Options {
             resume_interval: Duration::from_secs(1),
             resume_backoff: Duration::from_millis(500),
             resume_backoff_max: Duration::from_secs(30),
-            watch_buffer: 64,
-            watch_stall: Duration::from_secs(10),
+            watch_buffer: FeedOptions::default().buffer,
+            watch_stall: FeedOptions::default().stall,
             watch_backoff_initial: Duration::from_millis(200),
             watch_backoff_max: Duration::from_secs(5),
             before_call: app::saga::StepHook::default(),
@@ -86,9 +88,16 @@ impl Default for Options {
     }
 }
 
-/// Builds the gateway server.
+/// Builds the gateway server, its WatchAlarms limited like every feed by the
+/// configuration (`feed_buffer`, `feed_stall`).
 pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
-    service_with(ctx, Options::default())
+    let feed = FeedOptions::from_config(&ctx.config);
+    let options = Options {
+        watch_buffer: feed.buffer,
+        watch_stall: feed.stall,
+        ..Options::default()
+    };
+    service_with(ctx, options)
 }
 
 /// [`service`] with explicit options.

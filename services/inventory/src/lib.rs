@@ -50,12 +50,15 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use coldchain_runtime::feed::FeedOptions;
 use coldchain_runtime::host::{
     ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
 };
 use coldchain_runtime::server::ServiceSpec;
 
-/// Tuning of one inventory instance (the defaults suit production; tests shrink them).
+/// Tuning of one inventory instance (the defaults suit production; tests shrink them). The
+/// feed's limits are the network's one set (`coldchain_runtime::feed::FeedOptions`), taken
+/// from the configuration by [`service`].
 #[derive(Debug, Clone)]
 pub struct Options {
     /// WatchLedger: messages queued per consumer.
@@ -71,18 +74,28 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
+        Self::from_feed(&FeedOptions::default())
+    }
+}
+
+impl Options {
+    /// The options of a feed with these limits.
+    pub fn from_feed(feed: &FeedOptions) -> Self {
         Self {
-            feed_buffer: 16,
-            feed_batch: 1000,
-            feed_stall: Duration::from_secs(10),
-            feed_keepalive: Duration::from_secs(15),
+            feed_buffer: feed.buffer,
+            feed_batch: feed.batch,
+            feed_stall: feed.stall,
+            feed_keepalive: feed.keepalive,
         }
     }
 }
 
-/// Builds the inventory server of `ctx`'s site.
+/// Builds the inventory server of `ctx`'s site, its feed limited by the configuration.
 pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
-    service_with(ctx, Options::default())
+    service_with(
+        ctx,
+        Options::from_feed(&FeedOptions::from_config(&ctx.config)),
+    )
 }
 
 /// [`service`] with explicit options.

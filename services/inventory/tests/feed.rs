@@ -200,6 +200,14 @@ async fn a_stalled_consumer_is_cut_off_with_a_resumable_error() {
     .await
     .expect("the stream was cut off");
     assert_eq!(error.code(), Code::ResourceExhausted);
+    // At the documented limit: the configured queue, full for the configured stall.
+    assert!(
+        error
+            .message()
+            .starts_with("consumer too slow: 1 messages queued for 200 ms;"),
+        "{}",
+        error.message()
+    );
     let resume: u64 = error
         .message()
         .rsplit(' ')

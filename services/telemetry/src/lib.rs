@@ -27,7 +27,8 @@
 //! [`app::watch`]): a message with no events and the head when the consumer is caught up
 //! and every `watch_keepalive` while idle; RESOURCE_EXHAUSTED for a consumer whose queue
 //! stays full for `watch_stall`, UNAVAILABLE at shutdown, both naming
-//! `resume from_sequence N`.
+//! `resume from_sequence N`. Those numbers are the network's one set for every feed, taken
+//! from the configuration (`feed_buffer`, `feed_stall`, `feed_keepalive`) by [`service`].
 
 pub mod api;
 pub mod app;
@@ -54,8 +55,10 @@ use crate::store::{TelemetryError, TelemetryStore};
 /// Tuning of the background work (tests shorten it or drive it by hand).
 #[derive(Debug, Clone)]
 pub struct TelemetryOptions {
-    /// How often the offline check runs; `None`: never by itself (tests call
-    /// [`Telemetry::check_offline`]).
+    /// The offline check runs when the next sensor turns OFFLINE, and at least this often
+    /// (a re-registration may shorten a sensor's offline period); `None`: never by itself
+    /// (tests call [`Telemetry::check_offline`]). Whenever it runs, a SENSOR_OFFLINE alarm
+    /// starts at the instant the sensor's status turned.
     pub offline_check_interval: Option<Duration>,
     /// The first retry delay of a hold that failed.
     pub hold_initial_backoff: Duration,
@@ -76,14 +79,21 @@ pub struct TelemetryOptions {
 
 impl Default for TelemetryOptions {
     fn default() -> Self {
+        Self::with_feed(&FeedOptions::default())
+    }
+}
+
+impl TelemetryOptions {
+    /// The default tuning, with WatchAlarms limited like every feed by `feed`.
+    pub fn with_feed(feed: &FeedOptions) -> Self {
         Self {
             offline_check_interval: Some(Duration::from_secs(10)),
             hold_initial_backoff: Duration::from_millis(250),
             hold_max_backoff: Duration::from_secs(5),
             hold_max_backoff_refused: Duration::from_secs(60),
-            watch_buffer: app::watch::WATCH_BUFFER,
-            watch_stall: Duration::from_secs(10),
-            watch_keepalive: Duration::from_secs(15),
+            watch_buffer: feed.buffer,
+            watch_stall: feed.stall,
+            watch_keepalive: feed.keepalive,
         }
     }
 }
@@ -189,7 +199,9 @@ impl Telemetry {
     }
 }
 
-/// Builds the telemetry server of `ctx`'s site (the entry point of `coldchain serve`).
+/// Builds the telemetry server of `ctx`'s site (the entry point of `coldchain serve`), its
+/// alarm feed limited by the configuration.
 pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
-    Ok(Telemetry::open(ctx, TelemetryOptions::default())?.spec())
+    let options = TelemetryOptions::with_feed(&FeedOptions::from_config(&ctx.config));
+    Ok(Telemetry::open(ctx, options)?.spec())
 }

@@ -1006,7 +1006,8 @@ async fn offline_alarms_follow_the_clock() {
     let list = alarms(&mut client, "s1").await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].kind, pb::AlarmKind::SensorOffline as i32);
-    assert_eq!(list[0].started_at, Some(ts(T0)));
+    // It starts when the status turned: 15 minutes after the reading arrived.
+    assert_eq!(list[0].started_at, Some(ts(T0 + 15 * MINUTE)));
     assert_eq!(list[0].hold_status, pb::HoldStatus::NotRequired as i32);
     let status = |sensors: &[pb::Sensor], id: &str| {
         sensors.iter().find(|s| s.sensor_id == id).unwrap().status
@@ -1033,14 +1034,21 @@ async fn offline_alarms_follow_the_clock() {
     ); // raised + refreshed
     assert_eq!(
         alarms(&mut client, "quiet").await[0].started_at,
-        Some(ts(T0))
+        Some(ts(T0 + 60 * MINUTE))
     );
-    // A reading clears it.
+    let sensors = client
+        .list_sensors(pb::ListSensorsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .sensors;
+    assert_eq!(status(&sensors, "quiet"), pb::SensorStatus::Offline as i32);
+    // A reading clears it when it arrives (the status is OK again from then on).
     let now = clock.now_millis();
     push(&mut client, "p-2", vec![reading("s1", now - 1_000, 2.0)]).await;
     let list = alarms(&mut client, "s1").await;
     assert_eq!(list[0].state, pb::AlarmState::ClearedUnack as i32);
-    assert_eq!(list[0].cleared_at, Some(ts(now - 1_000)));
+    assert_eq!(list[0].cleared_at, Some(ts(now)));
     let sensors = client
         .list_sensors(pb::ListSensorsRequest {
             statuses: vec![pb::SensorStatus::Ok as i32],
@@ -1325,11 +1333,19 @@ async fn a_slow_watcher_is_cut_off_with_a_resumable_error() {
         "{} after {last}",
         status.message()
     );
+    // At the documented limit: the configured queue, full for the configured stall.
+    assert!(
+        status
+            .message()
+            .starts_with("consumer too slow: 1 messages queued for 200 ms;"),
+        "{}",
+        status.message()
+    );
     assert!(
         last < 10_000,
         "the slow consumer was cut off before the end"
     );
-    // Resuming continues exactly there.
+    // Resuming from the named sequence gives every later event exactly once.
     let mut resumed = client
         .watch_alarms(pb::WatchAlarmsRequest {
             from_sequence: last + 1,
@@ -1337,7 +1353,24 @@ async fn a_slow_watcher_is_cut_off_with_a_resumable_error() {
         .await
         .unwrap()
         .into_inner();
-    let next = resumed.next().await.unwrap().unwrap();
-    assert_eq!(next.events[0].sequence, last + 1);
+    let head = loop {
+        let message = resumed.next().await.unwrap().unwrap();
+        if message.events.is_empty() {
+            break message.head_sequence;
+        }
+        for event in message.events {
+            assert_eq!(
+                event.sequence,
+                last + 1,
+                "no gap, no duplicate after resuming"
+            );
+            last = event.sequence;
+        }
+    };
+    assert_eq!(last, head, "every event was delivered");
+    assert_eq!(
+        head, 10_000,
+        "a raised and a cleared event per pair of readings"
+    );
     server.stop().await;
 }

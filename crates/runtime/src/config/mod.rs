@@ -120,6 +120,16 @@ pub struct Config {
     pub rate_burst: usize,
     /// A client stream that sends nothing for this long is closed. Default 60 s.
     pub stream_idle_timeout: Duration,
+    /// Every resumable feed (inventory's WatchLedger, telemetry's and the gateway's
+    /// WatchAlarms): messages queued for one consumer. A consumer that leaves this many
+    /// unread for `feed_stall` is cut off with RESOURCE_EXHAUSTED naming where to resume.
+    /// Default 16.
+    pub feed_buffer: usize,
+    /// Every resumable feed: how long a consumer may leave its queue full. Default 10 s.
+    pub feed_stall: Duration,
+    /// Every resumable feed: an idle stream sends a message with no events this often.
+    /// Default 15 s.
+    pub feed_keepalive: Duration,
     /// When set, the server also answers `grpc.health.v1.Health` (and nothing else) in
     /// plaintext on this port of `listen_host`, for probes that cannot speak TLS: Kubernetes'
     /// native gRPC probes never do. One server per process (`serve`), so `dev` refuses it.
@@ -156,6 +166,9 @@ impl Default for Config {
             rate_limit: 2000,
             rate_burst: 4000,
             stream_idle_timeout: Duration::from_secs(60),
+            feed_buffer: 16,
+            feed_stall: Duration::from_secs(10),
+            feed_keepalive: Duration::from_secs(15),
             health_port: None,
             metrics_listen: Some(DEFAULT_METRICS_LISTEN),
         }
@@ -218,6 +231,9 @@ const FIELDS: &[(&str, Kind)] = &[
     ("rate_limit", Kind::Count),
     ("rate_burst", Kind::Count),
     ("stream_idle_timeout", Kind::Duration),
+    ("feed_buffer", Kind::Count),
+    ("feed_stall", Kind::Duration),
+    ("feed_keepalive", Kind::Duration),
     ("health_port", Kind::OptionalPort),
     ("metrics_listen", Kind::Listen),
 ];
@@ -461,6 +477,18 @@ impl Config {
                         }
                         self.stream_idle_timeout = d;
                     }
+                    "feed_stall" => {
+                        if d < Duration::from_millis(100) {
+                            return Err(format!("must be at least 100ms, got {text:?}"));
+                        }
+                        self.feed_stall = d;
+                    }
+                    "feed_keepalive" => {
+                        if d < Duration::from_secs(1) {
+                            return Err(format!("must be at least 1s, got {text:?}"));
+                        }
+                        self.feed_keepalive = d;
+                    }
                     _ => {
                         if d < MIN_IDEMPOTENCY_RETENTION {
                             return Err(format!("must be at least 24h, got {text:?}"));
@@ -483,6 +511,7 @@ impl Config {
                 match field {
                     "concurrency_limit" => self.concurrency_limit = n,
                     "rate_limit" => self.rate_limit = n,
+                    "feed_buffer" => self.feed_buffer = n,
                     _ => self.rate_burst = n,
                 }
             }

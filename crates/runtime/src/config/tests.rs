@@ -136,6 +136,9 @@ fn every_field_has_an_env_var() {
         ("COLDCHAIN_RATE_LIMIT".into(), "10"),
         ("COLDCHAIN_RATE_BURST".into(), "20"),
         ("COLDCHAIN_STREAM_IDLE_TIMEOUT".into(), "5s"),
+        ("COLDCHAIN_FEED_BUFFER".into(), "4"),
+        ("COLDCHAIN_FEED_STALL".into(), "500ms"),
+        ("COLDCHAIN_FEED_KEEPALIVE".into(), "2s"),
         ("COLDCHAIN_HEALTH_PORT".into(), "8086"),
         ("COLDCHAIN_METRICS_LISTEN".into(), "0.0.0.0:9999"),
     ];
@@ -174,6 +177,9 @@ fn every_field_has_an_env_var() {
             rate_limit: 10,
             rate_burst: 20,
             stream_idle_timeout: Duration::from_secs(5),
+            feed_buffer: 4,
+            feed_stall: Duration::from_millis(500),
+            feed_keepalive: Duration::from_secs(2),
             health_port: Some(8086),
             metrics_listen: Some("0.0.0.0:9999".parse().unwrap()),
         }
@@ -583,5 +589,34 @@ proptest! {
     fn config_never_panics(file in ".*", key in "COLDCHAIN_[A-Z_]{0,12}", value in ".*") {
         let vars: BTreeMap<String, String> = [(key, value)].into_iter().collect();
         let _ = Config::from_layers(Some(("f", &file)), &vars);
+    }
+}
+
+#[test]
+fn feed_limits_are_one_set_for_every_feed_and_bounded() {
+    let c = load_str(
+        Some("feed_buffer = 32\nfeed_stall = \"2s\"\nfeed_keepalive = \"30s\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.feed_buffer, 32);
+    assert_eq!(c.feed_stall, Duration::from_secs(2));
+    assert_eq!(c.feed_keepalive, Duration::from_secs(30));
+    let err = load_str(
+        None,
+        &[
+            ("COLDCHAIN_FEED_BUFFER", "0"),
+            ("COLDCHAIN_FEED_STALL", "10ms"),
+            ("COLDCHAIN_FEED_KEEPALIVE", "0s"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "COLDCHAIN_FEED_BUFFER: must be at least 1, got 0",
+        "COLDCHAIN_FEED_STALL: must be at least 100ms, got \"10ms\"",
+        "COLDCHAIN_FEED_KEEPALIVE: must be at least 1s, got \"0s\"",
+    ] {
+        assert!(err.contains(expected), "{err}");
     }
 }

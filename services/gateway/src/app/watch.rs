@@ -6,9 +6,12 @@
 //! a jittered, doubling backoff from the same cursor, so no event is lost and none is
 //! repeated (events below the cursor are dropped should a site ever resend them).
 //!
-//! A coordinator forwards the feeds' events to the client through a bounded channel. A
-//! client that stops reading for `stall` ends its stream with RESOURCE_EXHAUSTED naming the
-//! cursors to resume from; gateway shutdown ends it with UNAVAILABLE, likewise.
+//! A coordinator forwards the feeds' events to the client through a bounded channel. The
+//! slow-consumer rule is the one of every feed (`coldchain_runtime::feed`), with the same
+//! configured numbers: a client that leaves `buffer` merged messages unread for `stall` ends
+//! its stream with RESOURCE_EXHAUSTED naming the cursors to resume from; gateway shutdown
+//! ends it with UNAVAILABLE, likewise. A site feed that drops is reported with the site's
+//! error (UNAVAILABLE when the site could not be reached or the connection broke).
 
 use std::collections::BTreeMap;
 use std::pin::Pin;

@@ -1,5 +1,6 @@
 //! A site's telemetry that has two alarms and answers ListAlarms with them, newest first,
-//! a page at a time; every other call is UNIMPLEMENTED.
+//! a page at a time, and whose alarm feed holds [`FEED_EVENTS`] events (then nothing new,
+//! the stream staying open); every other call is UNIMPLEMENTED.
 
 use std::pin::Pin;
 
@@ -10,6 +11,7 @@ use coldchain_proto::telemetry::v1::telemetry_service_server::{
 use coldchain_runtime::host::ServiceContext;
 use coldchain_runtime::proto_time::timestamp;
 use coldchain_runtime::server::{ServiceSpec, always_healthy, never_fatal};
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The fake's server, as the host runs it.
@@ -48,6 +50,25 @@ impl TwoAlarms {
                 ..tel::Alarm::default()
             })
             .collect()
+    }
+}
+
+/// Events in the fake's alarm feed (sequences 1 to this).
+pub const FEED_EVENTS: u64 = 40_000;
+
+/// One feed event, padded so that the feed weighs about 10 MB: far more than the windows
+/// and buffers between a gateway and a client that stops reading.
+fn feed_event(site_id: &str, sequence: u64) -> tel::AlarmEvent {
+    tel::AlarmEvent {
+        sequence,
+        kind: tel::AlarmEventKind::Updated as i32,
+        alarm: Some(tel::Alarm {
+            alarm_id: format!("alarm-{sequence}"),
+            site_id: site_id.to_string(),
+            sensor_id: format!("{sequence:-<200}"),
+            ..tel::Alarm::default()
+        }),
+        ..tel::AlarmEvent::default()
     }
 }
 
@@ -136,8 +157,27 @@ impl TelemetryService for TwoAlarms {
 
     async fn watch_alarms(
         &self,
-        _: Request<tel::WatchAlarmsRequest>,
+        request: Request<tel::WatchAlarmsRequest>,
     ) -> Result<Response<Self::WatchAlarmsStream>, Status> {
-        unimplemented()
+        let from = request.into_inner().from_sequence.max(1);
+        let site_id = self.site_id.clone();
+        let batches: Vec<Result<tel::WatchAlarmsResponse, Status>> = (from..=FEED_EVENTS)
+            .collect::<Vec<u64>>()
+            .chunks(500)
+            .map(|chunk| {
+                Ok(tel::WatchAlarmsResponse {
+                    events: chunk.iter().map(|n| feed_event(&site_id, *n)).collect(),
+                    head_sequence: FEED_EVENTS,
+                })
+            })
+            .collect();
+        let caught_up = Ok(tel::WatchAlarmsResponse {
+            events: Vec::new(),
+            head_sequence: FEED_EVENTS,
+        });
+        let feed = tokio_stream::iter(batches)
+            .chain(tokio_stream::once(caught_up))
+            .chain(tokio_stream::pending());
+        Ok(Response::new(Box::pin(feed)))
     }
 }

@@ -30,6 +30,11 @@ use crate::wire::convert::class_limits;
 /// site, (batch index, readings), the server clock in ms, how many rejections to detail).
 pub type PrepareFn<R> = fn(&SensorRegistry, &str, &[(i64, &[R])], i64, usize) -> Prepared;
 
+/// The shortest pause between two offline checks: sensors turning OFFLINE a few
+/// milliseconds apart are raised by one check (each alarm still starts when its sensor's
+/// status turned), and the check never spins.
+const OFFLINE_CHECK_GAP: Duration = Duration::from_millis(250);
+
 /// The telemetry service of one site, without its transport.
 #[derive(Clone)]
 pub struct TelemetryApp {
@@ -202,15 +207,37 @@ impl TelemetryApp {
         self.store.check_offline(now_ms).await
     }
 
-    /// Runs the offline check every `interval` (by `clock`) until shutdown.
+    /// Runs the offline check until shutdown: when the next sensor turns OFFLINE (or an
+    /// open alarm is due for its refresh), by `clock`, but no sooner than
+    /// `OFFLINE_CHECK_GAP` after the previous check, and at least every `interval` (a
+    /// re-registration may shorten a sensor's offline period). The alarm is so raised when
+    /// the status turns; were it raised later, it would still start at that instant.
     pub async fn run_offline_checks(self, interval: Duration, clock: SharedClock) {
         loop {
+            let wait = match self.store.next_offline_check() {
+                Ok(Some(due)) => {
+                    let left = due.saturating_sub(clock.now_millis()).max(0);
+                    interval
+                        .min(Duration::from_millis(left.unsigned_abs()))
+                        .max(OFFLINE_CHECK_GAP)
+                }
+                Ok(None) => interval,
+                Err(error) => {
+                    tracing::warn!(%error, "offline check could not read the sensors");
+                    interval
+                }
+            };
             tokio::select! {
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = self.shutdown.wait() => return,
             }
             if let Err(error) = self.check_offline(clock.now_millis()).await {
                 tracing::warn!(%error, "offline check failed");
+                // A failing store is not retried in a busy loop.
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = self.shutdown.wait() => return,
+                }
             }
         }
     }

@@ -18,8 +18,6 @@ use coldchain_runtime::feed::{FeedBatch, FeedStream, ledger_feed};
 use super::TelemetryApp;
 use crate::domain::StreamEnd;
 
-/// Messages a WatchAlarms stream queues for its consumer, by default.
-pub const WATCH_BUFFER: usize = 256;
 /// Most events in one WatchAlarms message.
 pub const WATCH_BATCH: usize = 1_024;
 

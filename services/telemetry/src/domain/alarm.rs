@@ -121,13 +121,15 @@ pub struct AlarmRecord {
     pub binding: Binding,
     /// What it is about.
     pub kind: AlarmKind,
-    /// Excursions: first out-of-limit reading; offline: last reading (or registration).
+    /// Excursions: first out-of-limit reading; offline: when the sensor's status turned
+    /// OFFLINE (server clock: its offline period after the last arrival or registration).
     pub started_at: i64,
     /// Excursions: latest out-of-limit reading; offline: latest check finding silence.
     pub last_seen_at: i64,
     /// Excursions: latest reading of the excursion; offline: as `last_seen_at`.
     pub last_at: i64,
-    /// When the condition ended.
+    /// When the condition ended (excursions: the reading that cleared it; offline: the
+    /// arrival of the next reading, server clock).
     pub cleared_at: Option<i64>,
     /// The limit crossed, centi-°C (0 for offline).
     pub limit: i32,
@@ -168,7 +170,8 @@ impl AlarmRecord {
         alarm
     }
 
-    /// A new SENSOR_OFFLINE alarm: silent since `since`, found silent at `now_ms`.
+    /// A new SENSOR_OFFLINE alarm: the sensor went offline at `since` (see
+    /// `SensorState::offline_at`), found silent at `now_ms`.
     pub fn offline(
         alarm_id: String,
         sensor_id: String,
@@ -296,6 +299,23 @@ impl AlarmRecord {
         } else {
             Some(AlarmChange::Updated)
         }
+    }
+
+    /// The events a new alarm gives, in order, each with the alarm as that event shows
+    /// it: RAISED with the alarm active, then CLEARED when the write that raised it also
+    /// ended it (readings raised and cleared an excursion in one call, or a sensor came back
+    /// from a silence no check had seen). However readings are batched, every alarm goes
+    /// through each step of its life in the feed; only figure updates are coalesced.
+    pub fn raise_steps(&self) -> Vec<(AlarmChange, AlarmRecord)> {
+        let raised = AlarmRecord {
+            cleared_at: None,
+            ..self.clone()
+        };
+        let mut steps = vec![(AlarmChange::Raised, raised)];
+        if !self.is_active() {
+            steps.push((AlarmChange::Cleared, self.clone()));
+        }
+        steps
     }
 
     /// A reading ended the silence at `at`.
@@ -490,6 +510,34 @@ mod tests {
         assert_eq!(a.retract(), Some(AlarmChange::Cleared));
         assert_eq!(a.cleared_at, Some(6_000));
         assert_eq!(a.retract(), None);
+    }
+
+    #[test]
+    fn a_new_alarm_already_cleared_is_raised_active_then_cleared() {
+        let open = alarm();
+        let steps = open.raise_steps();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].0, AlarmChange::Raised);
+        assert_eq!(steps[0].1, open);
+        let closed = AlarmRecord::excursion(
+            "alm-1".into(),
+            "s1".into(),
+            Binding::Zone("chilled-a".into()),
+            &excursion(Some(7_000)),
+            true,
+            9,
+        );
+        let steps = closed.raise_steps();
+        let shown: Vec<_> = steps.iter().map(|(c, a)| (*c, a.state())).collect();
+        assert_eq!(
+            shown,
+            vec![
+                (AlarmChange::Raised, AlarmState::ActiveUnack),
+                (AlarmChange::Cleared, AlarmState::ClearedUnack)
+            ]
+        );
+        assert_eq!(steps[1].1, closed);
+        assert_eq!(steps[0].1.started_at, closed.started_at);
     }
 
     #[test]

@@ -102,9 +102,11 @@ impl SensorFilter {
     pub fn matches(&self, record: &SensorRecord, state: &SensorState, now_ms: i64) -> bool {
         (self.zone_id.is_empty() || record.binding.zone() == Some(self.zone_id.as_str()))
             && (self.statuses.is_empty()
-                || self
-                    .statuses
-                    .contains(&state.status(&record.profile, now_ms)))
+                || self.statuses.contains(&state.status(
+                    &record.profile,
+                    record.registered_at,
+                    now_ms,
+                )))
     }
 }
 

@@ -239,28 +239,36 @@ impl From<Sample> for StoredSample {
 }
 
 impl SensorState {
-    /// The status at `now_ms` under `profile`.
-    pub fn status(&self, profile: &Profile, now_ms: i64) -> SensorStatus {
-        match self.last_arrival {
-            None if self.newest.is_none() => SensorStatus::NoData,
-            arrival => {
-                let silent_since = arrival.unwrap_or(i64::MIN);
-                if now_ms.saturating_sub(silent_since) > profile.offline_after_ms {
-                    SensorStatus::Offline
-                } else if self.series.detector.active().is_some() {
-                    SensorStatus::Excursion
-                } else {
-                    SensorStatus::Ok
-                }
-            }
+    /// The status at `now_ms` of a sensor registered at `registered_at` under `profile`:
+    /// OFFLINE exactly when it is silent (see [`SensorState::is_silent`]), so the status and
+    /// the SENSOR_OFFLINE alarm agree, a sensor that never reported included (NO_DATA until
+    /// its offline period from the registration has passed).
+    pub fn status(&self, profile: &Profile, registered_at: i64, now_ms: i64) -> SensorStatus {
+        if self.is_silent(profile, registered_at, now_ms) {
+            SensorStatus::Offline
+        } else if self.last_arrival.is_none() && self.newest.is_none() {
+            SensorStatus::NoData
+        } else if self.series.detector.active().is_some() {
+            SensorStatus::Excursion
+        } else {
+            SensorStatus::Ok
         }
     }
 
-    /// True when the sensor has been silent (since its last reading, or since `since`
-    /// when it never reported) for longer than its offline period.
+    /// When (server clock) the sensor's silence reaches its offline period: its last
+    /// arrival (or `registered_at`, when it never reported) plus `offline_after`. The status
+    /// is OFFLINE from the next millisecond on, and a SENSOR_OFFLINE alarm of this silence
+    /// starts at this instant, whenever it is raised: status and alarm agree on the time.
+    pub fn offline_at(&self, profile: &Profile, registered_at: i64) -> i64 {
+        self.last_arrival
+            .unwrap_or(registered_at)
+            .saturating_add(profile.offline_after_ms)
+    }
+
+    /// True when the sensor has been silent (since its last reading, or since
+    /// `since_registration` when it never reported) for longer than its offline period.
     pub fn is_silent(&self, profile: &Profile, since_registration: i64, now_ms: i64) -> bool {
-        let since = self.last_arrival.unwrap_or(since_registration);
-        now_ms.saturating_sub(since) > profile.offline_after_ms
+        now_ms > self.offline_at(profile, since_registration)
     }
 }
 
@@ -296,7 +304,7 @@ impl SensorView {
             binding: record.binding.clone(),
             profile: record.profile.clone(),
             description: record.description.clone(),
-            status: state.status(&record.profile, now_ms),
+            status: state.status(&record.profile, record.registered_at, now_ms),
             last_reading: state.newest,
             registered_at: record.registered_at,
             updated_at: record.updated_at,

@@ -127,16 +127,32 @@ fn profiles_take_defaults_and_are_checked() {
 fn status_follows_arrivals_and_detection() {
     let profile = effective_profile(&ProfileRequest::default(), Some(2.0), 8.0).unwrap();
     let mut state = SensorState::default();
-    assert_eq!(state.status(&profile, NOW), SensorStatus::NoData);
+    let registered = NOW - 1_000;
+    assert_eq!(
+        state.status(&profile, registered, NOW),
+        SensorStatus::NoData
+    );
+    // A sensor that never reported is offline once its period from the registration passed,
+    // as its SENSOR_OFFLINE alarm says.
+    let turned = state.offline_at(&profile, registered);
+    assert_eq!(turned, registered + DEFAULT_OFFLINE_AFTER_MS);
+    assert_eq!(
+        state.status(&profile, registered, turned),
+        SensorStatus::NoData
+    );
+    assert_eq!(
+        state.status(&profile, registered, turned + 1),
+        SensorStatus::Offline
+    );
     state.newest = Some(Sample::new(NOW, 500).into());
     state.last_arrival = Some(NOW);
-    assert_eq!(state.status(&profile, NOW), SensorStatus::Ok);
+    assert_eq!(state.status(&profile, registered, NOW), SensorStatus::Ok);
     assert_eq!(
-        state.status(&profile, NOW + DEFAULT_OFFLINE_AFTER_MS),
+        state.status(&profile, registered, NOW + DEFAULT_OFFLINE_AFTER_MS),
         SensorStatus::Ok
     );
     assert_eq!(
-        state.status(&profile, NOW + DEFAULT_OFFLINE_AFTER_MS + 1),
+        state.status(&profile, registered, NOW + DEFAULT_OFFLINE_AFTER_MS + 1),
         SensorStatus::Offline
     );
 }

@@ -54,7 +54,7 @@ impl TelemetryStore {
                     }
                     None => {
                         let alarm_id = next_alarm_id(tx)?;
-                        let since = state.newest.map_or(record.registered_at, |s| s.ts);
+                        let since = state.offline_at(&record.profile, record.registered_at);
                         let mut alarm = AlarmRecord::offline(
                             alarm_id.clone(),
                             id.clone(),
@@ -62,7 +62,7 @@ impl TelemetryStore {
                             since,
                             now_ms,
                         );
-                        feed.emit(tx, AlarmChange::Raised, &mut alarm);
+                        feed.emit_new(tx, &mut alarm);
                         put_alarm(tx, &alarm, None)?;
                         state.offline_alarm = Some(alarm_id);
                         tx.put(&SENSOR_STATE, id, &state)?;
@@ -73,6 +73,31 @@ impl TelemetryStore {
             Ok(changed)
         })
         .await
+    }
+
+    /// When the offline check next has something to do: the earliest instant a sensor
+    /// without an open SENSOR_OFFLINE alarm turns OFFLINE, or an open one is due for its
+    /// refresh. `None` without sensors.
+    pub fn next_offline_check(&self) -> Result<Option<i64>, StoreError> {
+        let mut next: Option<i64> = None;
+        for entry in self.store.scan_prefix(&SENSORS, &[]) {
+            let (id, record) = entry?;
+            let state = self.store.get(&SENSOR_STATE, &id)?.unwrap_or_default();
+            let open = match &state.offline_alarm {
+                Some(alarm_id) => self.store.get(&ALARMS, alarm_id)?.filter(|a| a.is_active()),
+                None => None,
+            };
+            let due = match open {
+                Some(alarm) => alarm
+                    .last_seen_at
+                    .saturating_add(record.profile.offline_after_ms),
+                None => state
+                    .offline_at(&record.profile, record.registered_at)
+                    .saturating_add(1),
+            };
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
+        Ok(next)
     }
 
     /// One alarm.
@@ -278,6 +303,15 @@ pub(super) struct Feed<'a> {
 }
 
 impl Feed<'_> {
+    /// Appends the events of a new alarm (RAISED, then CLEARED if it already ended: see
+    /// `AlarmRecord::raise_steps`).
+    pub(super) fn emit_new(self, tx: &mut WriteTx<'_>, alarm: &mut AlarmRecord) {
+        for (change, mut shown) in alarm.raise_steps() {
+            self.emit(tx, change, &mut shown);
+            alarm.last_event_at = shown.last_event_at;
+        }
+    }
+
     /// Appends the alarm's event to the feed.
     pub(super) fn emit(self, tx: &mut WriteTx<'_>, change: AlarmChange, alarm: &mut AlarmRecord) {
         let now = tx.now_millis();

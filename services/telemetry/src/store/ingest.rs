@@ -13,7 +13,7 @@ use crate::domain::alarm::{AlarmChange, AlarmKind, AlarmRecord};
 use crate::domain::codec::Sample;
 use crate::domain::detect::{AlarmSpan, ExcursionKind, Reconciled, reconcile};
 use crate::domain::series::{self, SeriesAccess, WindowRecord, decode_row, encode_row};
-use crate::domain::{Binding, IngestSummary, Prepared, SensorRecord};
+use crate::domain::{Binding, IngestSummary, Prepared, SensorRecord, SensorState};
 
 /// Figure updates of an ongoing alarm are recorded in the feed at most this often (unless
 /// the peak or start moved); the stored alarm is always current.
@@ -80,9 +80,9 @@ fn ingest_sensor(
 ) -> Result<(u64, u64), TelemetryError> {
     let sensor_id = sensor.sensor_id.as_str();
     let key = sensor.sensor_id.clone();
-    let Some(first) = samples.first() else {
+    if samples.is_empty() {
         return Ok((0, 0));
-    };
+    }
     let mut state = tx.get(&SENSOR_STATE, &key)?.unwrap_or_default();
     let limits = sensor.profile.limits();
     let outcome = {
@@ -118,20 +118,7 @@ fn ingest_sensor(
     if outcome.state.detector.active().is_none() {
         state.excursion_alarm = None;
     }
-    if let Some(alarm_id) = state.offline_alarm.take()
-        && let Some(mut alarm) = tx.get(&ALARMS, &alarm_id)?
-    {
-        // The first reading after the silence ends it.
-        let at = samples
-            .iter()
-            .map(|s| s.ts)
-            .find(|ts| *ts > alarm.started_at)
-            .unwrap_or(first.ts);
-        if let Some(change) = alarm.clear_offline(at) {
-            feed.emit(tx, change, &mut alarm);
-            tx.put(&ALARMS, &alarm_id, &alarm)?;
-        }
-    }
+    end_silence(tx, feed, sensor, &mut state, now)?;
     state.last_arrival = Some(now);
     state.series = outcome.state;
     if let Some(newest) = outcome.newest {
@@ -139,6 +126,42 @@ fn ingest_sensor(
     }
     tx.put(&SENSOR_STATE, &key, &state)?;
     Ok((outcome.accepted, outcome.duplicates))
+}
+
+/// A reading arrived at `now`: the sensor's silence, if it had reached the offline period,
+/// ends here. Its open SENSOR_OFFLINE alarm is cleared; a silence no offline check saw
+/// (the status was OFFLINE, the check had not run yet) is raised and cleared in this write,
+/// so every OFFLINE period of the status is an alarm with both lifecycle steps, starting
+/// when the status turned, however often the check runs.
+fn end_silence(
+    tx: &mut WriteTx<'_>,
+    feed: Feed<'_>,
+    sensor: &SensorRecord,
+    state: &mut SensorState,
+    now: i64,
+) -> Result<(), TelemetryError> {
+    let open = match state.offline_alarm.take() {
+        Some(alarm_id) => tx.get(&ALARMS, &alarm_id)?.filter(AlarmRecord::is_active),
+        None => None,
+    };
+    if let Some(mut alarm) = open {
+        if let Some(change) = alarm.clear_offline(now) {
+            feed.emit(tx, change, &mut alarm);
+            tx.put(&ALARMS, &alarm.alarm_id, &alarm)?;
+        }
+    } else if state.is_silent(&sensor.profile, sensor.registered_at, now) {
+        let mut alarm = AlarmRecord::offline(
+            next_alarm_id(tx)?,
+            sensor.sensor_id.clone(),
+            sensor.binding.clone(),
+            state.offline_at(&sensor.profile, sensor.registered_at),
+            now,
+        );
+        alarm.clear_offline(now);
+        feed.emit_new(tx, &mut alarm);
+        put_alarm(tx, &alarm, None)?;
+    }
+    Ok(())
 }
 
 /// Every live excursion alarm of a sensor that started in `[from, to)`, through the write
@@ -235,7 +258,7 @@ fn reconcile_alarms(
                     target.is_some(),
                     now,
                 );
-                feed.emit(tx, AlarmChange::Raised, &mut alarm);
+                feed.emit_new(tx, &mut alarm);
                 put_alarm(tx, &alarm, None)?;
                 touched.push((excursion.started_at, excursion.kind, alarm_id.clone()));
                 if let Some(target) = target {

@@ -12,6 +12,8 @@
 
 mod alarms;
 mod ingest;
+#[cfg(test)]
+mod lifecycle_tests;
 mod readings;
 mod tables;
 
