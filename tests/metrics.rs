@@ -25,6 +25,7 @@ fn start_dev(net: &TestNetwork, metrics: &str, stderr: Stdio) -> Child {
         .env("COLDCHAIN_DATA_DIR", net.data_dir())
         .env("COLDCHAIN_LOG_LEVEL", "warn")
         .env("COLDCHAIN_METRICS_LISTEN", metrics)
+        .env("COLDCHAIN_METRICS_SAMPLE_INTERVAL", "200ms")
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
@@ -161,6 +162,75 @@ async fn every_call_is_counted_under_its_site_service_method_and_code() {
     assert!(body.contains(
         "coldchain_health_serving{site=\"hub\",service=\"gateway\",rpc_service=\"coldchain.network.v1.NetworkService\"} 1"
     ));
+
+    // The domain series, sampled from the services' state: the stock just received, the
+    // zones' capacity for today, no sensor offline, every site service reachable.
+    let sampled = |body: &str| {
+        sample(
+            body,
+            "coldchain_inventory_zone_stock_units",
+            &[("site", SITE), ("zone", "chilled-a"), ("state", "on_hand")],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (_, body) = scrape(&addr).expect("scrape");
+        if sampled(&body) == Some((CALLS * 10) as f64) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "stock not sampled: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let zone_state = |metric: &str, site: &str, state: &str| {
+        sample(
+            &body,
+            metric,
+            &[("site", site), ("zone", "chilled-a"), ("state", state)],
+        )
+    };
+    let zone_stock = |state: &str| zone_state("coldchain_inventory_zone_stock_units", SITE, state);
+    assert_eq!(zone_stock("allocated"), Some(0.0));
+    assert_eq!(zone_stock("held"), Some(0.0));
+    let capacity = coldchain_runtime::network::NetworkConfig::load(&net.file)
+        .unwrap()
+        .site(SITE)
+        .unwrap()
+        .zones
+        .iter()
+        .find(|z| z.id == "chilled-a")
+        .unwrap()
+        .capacity_pallets;
+    assert_eq!(
+        zone_state("coldchain_booking_zone_pallets", SITE, "capacity"),
+        Some(f64::from(capacity)),
+        "{body}"
+    );
+    assert_eq!(
+        zone_state("coldchain_booking_zone_pallets", SITE, "held"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "coldchain_telemetry_sensors_offline",
+            &[("site", SITE), ("zone", "chilled-a")]
+        ),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "coldchain_outbox_pending",
+            &[("site", SITE), ("outbox", "holds")]
+        ),
+        Some(0.0)
+    );
+    let reachable = body
+        .lines()
+        .filter(|l| l.starts_with("coldchain_gateway_site_reachable{") && l.ends_with(" 1"))
+        .count();
+    assert_eq!(reachable, 24, "{body}");
 
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &dev.id().to_string()])

@@ -5,16 +5,15 @@
 //!   every container (each serves it on `0.0.0.0:9464` inside the compose networks, never
 //!   published on the host), for a Prometheus joined to the backbone network;
 //! - `deploy/prometheus/alerts.yml`: the alert rules, written against the series of
-//!   `coldchain_runtime::observe` and `coldchain_store::observe`. Four of them (excursion
-//!   unacknowledged, holds waiting, sensor offline, site unreachable) use the names of
-//!   `observe::planned`, which the services do not record yet: those rules stay silent until
-//!   they do.
+//!   `coldchain_runtime::observe` and `coldchain_store::observe`; four of them (excursion
+//!   unacknowledged, holds waiting, sensor offline, site unreachable) on the domain series
+//!   each service samples from its state (`observe::domain`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
-use coldchain_runtime::observe::{self, planned, store};
+use coldchain_runtime::observe::{self, domain, store};
 
 use super::{GATEWAY, q, service_name};
 
@@ -141,9 +140,8 @@ fn alert_rules(network: &NetworkConfig, source: &str) -> String {
     out.push_str(
         "#\n\
          # Alert rules for the compose network (loaded by prometheus.yml beside this file; check with\n\
-         # `promtool check rules`). The rules of the group coldchain-domain are written against series\n\
-         # the services do not record yet (coldchain_runtime::observe::planned): they stay silent until\n\
-         # the services register them through the metrics hook.\n\ngroups:\n",
+         # `promtool check rules`). The rules of the group coldchain-domain read the series each\n\
+         # service samples from its state every 15 s (coldchain_runtime::observe::domain).\n\ngroups:\n",
     );
     let availability = [
         Rule {
@@ -200,7 +198,7 @@ fn alert_rules(network: &NetworkConfig, source: &str) -> String {
             name: "ColdchainExcursionUnacknowledged",
             expr: format!(
                 "max by (site, zone) ({}{{kind=\"excursion\"}}) > 900",
-                planned::ALARM_UNACKNOWLEDGED_AGE
+                domain::ALARM_UNACKNOWLEDGED_AGE
             ),
             for_: "1m",
             severity: "critical",
@@ -211,7 +209,7 @@ fn alert_rules(network: &NetworkConfig, source: &str) -> String {
             name: "ColdchainHoldsWaiting",
             expr: format!(
                 "max by (site, service) ({}{{outbox=\"holds\"}}) > 60",
-                planned::OUTBOX_OLDEST_AGE
+                domain::OUTBOX_OLDEST_AGE
             ),
             for_: "1m",
             severity: "critical",
@@ -220,7 +218,7 @@ fn alert_rules(network: &NetworkConfig, source: &str) -> String {
         },
         Rule {
             name: "ColdchainSensorOffline",
-            expr: format!("sum by (site, zone) ({}) > 0", planned::SENSORS_OFFLINE),
+            expr: format!("sum by (site, zone) ({}) > 0", domain::SENSORS_OFFLINE),
             for_: "5m",
             severity: "warning",
             summary: "{{ $value }} sensor(s) offline at {{ $labels.site }} zone {{ $labels.zone }}",
@@ -228,7 +226,7 @@ fn alert_rules(network: &NetworkConfig, source: &str) -> String {
         },
         Rule {
             name: "ColdchainSiteUnreachable",
-            expr: format!("min by (target_site) ({}) == 0", planned::SITE_REACHABLE),
+            expr: format!("min by (target_site) ({}) == 0", domain::SITE_REACHABLE),
             for_: "2m",
             severity: "critical",
             summary: "{{ $labels.target_site }} is unreachable from the gateway",

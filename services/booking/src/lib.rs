@@ -80,6 +80,7 @@ use coldchain_proto::booking::v1::booking_service_server::BookingServiceServer;
 use coldchain_runtime::host::{
     ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
 };
+use coldchain_runtime::observe::sampler;
 use coldchain_runtime::server::ServiceSpec;
 
 pub use store::Bookings;
@@ -122,8 +123,18 @@ pub fn service_with(
         ctx.shutdown.clone(),
     );
     let reply = Arc::new(wire::BookingCodec::new(&ctx.site.id));
-    let app = app::BookingApp::new(bookings.clone(), reply);
-    let server = BookingServiceServer::new(api::Api::new(Arc::new(app)))
+    let app = Arc::new(app::BookingApp::new(bookings.clone(), reply));
+    let sampled = app.clone();
+    sampler::spawn(
+        ctx.metric_labels(),
+        ctx.config.metrics_sample_interval,
+        ctx.shutdown.clone(),
+        Arc::new(move || {
+            let app = sampled.clone();
+            Box::pin(async move { app.sample().await })
+        }),
+    );
+    let server = BookingServiceServer::new(api::Api::new(app))
         .max_decoding_message_size(ctx.config.max_message_bytes)
         .max_encoding_message_size(ctx.config.max_message_bytes);
     let closing = store.clone();

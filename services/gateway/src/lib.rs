@@ -34,6 +34,7 @@ use coldchain_runtime::feed::FeedOptions;
 use coldchain_runtime::host::{
     ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
 };
+use coldchain_runtime::observe::sampler;
 use coldchain_runtime::server::ServiceSpec;
 
 /// Tuning of the gateway (the defaults suit production; tests shrink them).
@@ -128,7 +129,18 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
         options,
         ctx.shutdown.clone(),
     );
-    let api = api::GatewayApi::new(Arc::new(app));
+    let app = Arc::new(app);
+    let sampled = app.clone();
+    sampler::spawn(
+        ctx.metric_labels(),
+        ctx.config.metrics_sample_interval,
+        ctx.shutdown.clone(),
+        Arc::new(move || {
+            let app = sampled.clone();
+            Box::pin(async move { app.sample().await })
+        }),
+    );
+    let api = api::GatewayApi::new(app);
     let server = NetworkServiceServer::new(api)
         .max_decoding_message_size(ctx.config.max_message_bytes)
         .max_encoding_message_size(ctx.config.max_message_bytes);

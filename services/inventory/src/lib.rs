@@ -54,6 +54,7 @@ use coldchain_runtime::feed::FeedOptions;
 use coldchain_runtime::host::{
     ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
 };
+use coldchain_runtime::observe::sampler;
 use coldchain_runtime::server::ServiceSpec;
 
 /// Tuning of one inventory instance (the defaults suit production; tests shrink them). The
@@ -122,7 +123,15 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
         &options,
         codecs,
     );
-    let routes = api::InventoryRoutes::new(Arc::new(app), ctx.config.max_message_bytes);
+    let app = Arc::new(app);
+    let sampled = app.clone();
+    sampler::spawn(
+        ctx.metric_labels(),
+        ctx.config.metrics_sample_interval,
+        ctx.shutdown.clone(),
+        sampler::blocking(move || sampled.sample()),
+    );
+    let routes = api::InventoryRoutes::new(app, ctx.config.max_message_bytes);
     let closing = store.clone();
     Ok(ServiceSpec {
         label: ctx.label(),

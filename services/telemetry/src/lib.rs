@@ -45,6 +45,7 @@ use coldchain_runtime::feed::FeedOptions;
 use coldchain_runtime::host::{
     ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
 };
+use coldchain_runtime::observe::sampler;
 use coldchain_runtime::retry::Backoff;
 use coldchain_runtime::server::ServiceSpec;
 
@@ -126,7 +127,8 @@ impl Telemetry {
             ctx.shutdown.clone(),
             watch_feed,
             ctx.config.stream_idle_timeout,
-        );
+        )
+        .counting(app::metrics::ReadingCounters::new(ctx.metric_labels()));
         Ok(Self {
             app,
             ctx: ctx.clone(),
@@ -184,6 +186,13 @@ impl Telemetry {
                     .run_offline_checks(interval, self.ctx.clock.clone()),
             );
         }
+        let sampled = self.app.clone();
+        sampler::spawn(
+            self.ctx.metric_labels(),
+            self.ctx.config.metrics_sample_interval,
+            shutdown.clone(),
+            sampler::blocking(move || sampled.sample()),
+        );
         let server = TelemetryServiceServer::new(api::TelemetryApi::new(self.app.clone()))
             .max_decoding_message_size(self.ctx.config.max_message_bytes)
             .max_encoding_message_size(self.ctx.config.max_message_bytes);

@@ -138,6 +138,9 @@ pub struct Config {
     /// `""` or `"off"`) serves none and records none. Default 127.0.0.1:9464 (0.0.0.0:9464
     /// in containers).
     pub metrics_listen: Option<SocketAddr>,
+    /// How often each service samples its domain series (stock per zone, alarms, outboxes,
+    /// reachability) from its state while metrics are on. Default 15 s.
+    pub metrics_sample_interval: Duration,
 }
 
 impl Default for Config {
@@ -171,6 +174,7 @@ impl Default for Config {
             feed_keepalive: Duration::from_secs(15),
             health_port: None,
             metrics_listen: Some(DEFAULT_METRICS_LISTEN),
+            metrics_sample_interval: Duration::from_secs(15),
         }
     }
 }
@@ -236,6 +240,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("feed_keepalive", Kind::Duration),
     ("health_port", Kind::OptionalPort),
     ("metrics_listen", Kind::Listen),
+    ("metrics_sample_interval", Kind::Duration),
 ];
 
 impl Config {
@@ -482,6 +487,12 @@ impl Config {
                             return Err(format!("must be at least 100ms, got {text:?}"));
                         }
                         self.feed_stall = d;
+                    }
+                    "metrics_sample_interval" => {
+                        if d < Duration::from_millis(100) {
+                            return Err(format!("must be at least 100ms, got {text:?}"));
+                        }
+                        self.metrics_sample_interval = d;
                     }
                     "feed_keepalive" => {
                         if d < Duration::from_secs(1) {

@@ -141,6 +141,7 @@ fn every_field_has_an_env_var() {
         ("COLDCHAIN_FEED_KEEPALIVE".into(), "2s"),
         ("COLDCHAIN_HEALTH_PORT".into(), "8086"),
         ("COLDCHAIN_METRICS_LISTEN".into(), "0.0.0.0:9999"),
+        ("COLDCHAIN_METRICS_SAMPLE_INTERVAL".into(), "250ms"),
     ];
     assert_eq!(
         vars.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
@@ -182,6 +183,7 @@ fn every_field_has_an_env_var() {
             feed_keepalive: Duration::from_secs(2),
             health_port: Some(8086),
             metrics_listen: Some("0.0.0.0:9999".parse().unwrap()),
+            metrics_sample_interval: Duration::from_millis(250),
         }
     );
 }
@@ -619,4 +621,18 @@ fn feed_limits_are_one_set_for_every_feed_and_bounded() {
     ] {
         assert!(err.contains(expected), "{err}");
     }
+}
+
+#[test]
+fn the_metrics_sample_interval_is_at_least_100ms() {
+    assert_eq!(
+        load_str(None, &[]).unwrap().metrics_sample_interval,
+        Duration::from_secs(15)
+    );
+    let err = load_str(None, &[("COLDCHAIN_METRICS_SAMPLE_INTERVAL", "10ms")]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("COLDCHAIN_METRICS_SAMPLE_INTERVAL"),
+        "{err}"
+    );
 }

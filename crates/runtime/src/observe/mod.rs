@@ -28,16 +28,17 @@
 //!
 //! ```ignore
 //! let labels = ctx.metric_labels();
-//! let stock = labels.gauge(planned::ZONE_STOCK_UNITS, &[("zone", zone.id.clone())]);
+//! let stock = labels.gauge(domain::ZONE_STOCK_UNITS, &[("zone", zone.id.clone())]);
 //! stock.set(units as f64); // whenever the zone's total changes
 //! ```
 //!
 //! Registering returns a handle to keep (registering again on every change costs a map
-//! lookup). The names in [`planned`] are those the alert rules of
-//! `deploy/prometheus/alerts.yml` are written against; the services do not record them yet.
+//! lookup). The domain series (names in [`domain`]) are read from each service's state by
+//! its [`sampler`], every `metrics_sample_interval` (15 s).
 
 pub mod exporter;
 pub mod rpc;
+pub mod sampler;
 pub mod traces;
 
 use metrics::{Counter, Gauge, Histogram, Label, SharedString};
@@ -52,29 +53,38 @@ pub const RPC_CLIENT_DURATION: &str = "rpc_client_call_duration_seconds";
 /// 1 while a served service reports SERVING over grpc.health, 0 otherwise.
 pub const HEALTH_SERVING: &str = "coldchain_health_serving";
 
-/// The series the domain metrics hook is meant for: named here so that the alert rules and
-/// the services agree. Not recorded yet (see the module's documentation).
-pub mod planned {
-    /// Inventory: units on hand per zone (gauge; label `zone`).
+/// The domain series: each service samples its state into them (see [`sampler`]); the alert
+/// rules of `deploy/prometheus/alerts.yml` are written against these names. Label values
+/// are bounded sets (zones, states, kinds, the sites of the network file), never an id.
+pub mod domain {
+    /// Inventory: stock per zone (gauge, in the skus' base units summed; labels `zone`,
+    /// `state` = `on_hand`, `allocated`, `held`).
     pub const ZONE_STOCK_UNITS: &str = "coldchain_inventory_zone_stock_units";
-    /// Booking: pallet positions per zone and state (gauge; labels `zone`, `state`).
+    /// Booking: pallet positions per zone for the site's today (gauge; labels `zone`,
+    /// `state` = `held`, `confirmed`, `checked_in`, `capacity`).
     pub const ZONE_PALLETS: &str = "coldchain_booking_zone_pallets";
-    /// Telemetry: active alarms (gauge; labels `zone`, `kind`, `acknowledged`).
+    /// Telemetry: active alarms (gauge; labels `zone`, `kind` = the alarm kind in lowercase,
+    /// `acknowledged` = `true`, `false`).
     pub const ALARMS_ACTIVE: &str = "coldchain_telemetry_alarms_active";
-    /// Telemetry: age of the oldest active, unacknowledged alarm, 0 when none (gauge, s;
-    /// labels `zone`, `kind`, `kind="excursion"` for temperature excursions).
+    /// Telemetry: age of the oldest active, unacknowledged alarm (gauge, s; labels `zone`,
+    /// `kind` = `excursion` for temperature excursions, `offline`).
     pub const ALARM_UNACKNOWLEDGED_AGE: &str =
         "coldchain_telemetry_alarm_unacknowledged_age_seconds";
-    /// Telemetry: sensors silent past their offline threshold (gauge; label `zone`).
+    /// Telemetry: sensors silent past their offline threshold (gauge; label `zone`, the
+    /// reefer's container for none: `zone="reefer"`).
     pub const SENSORS_OFFLINE: &str = "coldchain_telemetry_sensors_offline";
+    /// Telemetry: readings by outcome (counter; `outcome` = `accepted`, `duplicate`,
+    /// `rejected`, and `reason` for rejected ones, from the call's rejection details).
+    pub const READINGS: &str = "coldchain_telemetry_readings_total";
     /// Any outbox: entries waiting to be delivered (gauge; label `outbox`, e.g. `holds`).
     pub const OUTBOX_PENDING: &str = "coldchain_outbox_pending";
     /// Any outbox: age of its oldest waiting entry, 0 when empty (gauge, s; label `outbox`).
     pub const OUTBOX_OLDEST_AGE: &str = "coldchain_outbox_oldest_age_seconds";
-    /// Gateway: transfers per state (gauge; label `state`).
+    /// Gateway: transfers not finished, per state (gauge; label `state` = `requested`,
+    /// `in_transit`, `receiving`).
     pub const TRANSFERS: &str = "coldchain_gateway_transfers";
-    /// Gateway: 1 when a site service answered its last probe, else 0 (gauge; labels
-    /// `target_site`, `target_service`).
+    /// Gateway: 1 when a site service answered its last health probe SERVING, else 0
+    /// (gauge; labels `target_site`, `target_service`).
     pub const SITE_REACHABLE: &str = "coldchain_gateway_site_reachable";
 }
 

@@ -3,6 +3,7 @@
 //! ([`sweeper`]). Takes and returns domain values; the bytes kept for an idempotent answer
 //! come from the codec it is given.
 
+mod metrics;
 pub mod sweeper;
 
 use std::sync::Arc;

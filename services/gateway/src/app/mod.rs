@@ -6,6 +6,7 @@
 //! protobuf).
 
 pub mod alarms;
+mod metrics;
 pub mod queries;
 pub mod saga;
 pub mod sites;

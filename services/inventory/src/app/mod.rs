@@ -5,6 +5,7 @@
 
 pub mod booking;
 pub mod feed;
+mod metrics;
 
 use std::sync::Arc;
 

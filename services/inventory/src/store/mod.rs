@@ -26,6 +26,8 @@ mod movements;
 mod reads;
 mod tables;
 
+pub use reads::ZoneTotals;
+
 use std::sync::Arc;
 
 use chrono::NaiveDate;

@@ -13,6 +13,17 @@ use crate::domain::{
     StockLevel, StockPage, StockQuery, TotalsSum, UnitQuantity,
 };
 
+/// The stock of one zone, summed over its positions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ZoneTotals {
+    /// On hand.
+    pub on_hand: i128,
+    /// Allocated to orders.
+    pub allocated: i128,
+    /// On hand under an active hold.
+    pub held: i128,
+}
+
 impl InventoryStore {
     /// The on-hand stock in a hold's scope now, per unit, and the number of positions with
     /// stock in scope.
@@ -61,6 +72,25 @@ impl InventoryStore {
             quantities,
             positions,
         })
+    }
+
+    /// The site's stock per zone: on hand, allocated, and on hand under a hold, summed over
+    /// every position (whatever their units: a level for the eye, not an account). Reads
+    /// every position: for the metrics sampler, not the request path.
+    pub fn zone_totals(&self) -> Result<BTreeMap<String, ZoneTotals>, StoreError> {
+        let holds = self.active_holds()?;
+        let mut zones: BTreeMap<String, ZoneTotals> = BTreeMap::new();
+        for entry in self.store.scan_prefix(&POSITIONS, &[]) {
+            let ((sku, lot, zone), record) = entry?;
+            let held = domain::is_held(&holds, &sku, &lot, &zone);
+            let totals = zones.entry(zone).or_default();
+            totals.on_hand += i128::from(record.on_hand);
+            totals.allocated += i128::from(record.allocated);
+            if held {
+                totals.held += i128::from(record.on_hand);
+            }
+        }
+        Ok(zones)
     }
 
     fn active_holds(&self) -> Result<Vec<HoldScope>, StoreError> {

@@ -5,6 +5,7 @@
 //! of readings ([`stream`]).
 
 pub mod holds;
+pub mod metrics;
 pub mod stream;
 pub mod watch;
 
@@ -42,6 +43,7 @@ pub struct TelemetryApp {
     shutdown: Shutdown,
     watch_feed: FeedOptions,
     idle_timeout: Duration,
+    readings: metrics::ReadingCounters,
 }
 
 impl TelemetryApp {
@@ -59,7 +61,13 @@ impl TelemetryApp {
             shutdown,
             watch_feed,
             idle_timeout,
+            readings: metrics::ReadingCounters::default(),
         }
+    }
+
+    /// Counts the readings it stores through `readings`.
+    pub fn counting(self, readings: metrics::ReadingCounters) -> Self {
+        Self { readings, ..self }
     }
 
     /// The store.
@@ -86,9 +94,12 @@ impl TelemetryApp {
             self.store.now_millis(),
             domain::MAX_REJECTION_DETAILS,
         );
-        self.store
+        let summary = self
+            .store
             .ingest(Some((request, &IngestReply, &Refusals)), prepared)
-            .await
+            .await?;
+        self.readings.record(&summary);
+        Ok(summary)
     }
 
     /// Registers or re-registers a sensor: its profile's defaults come from its zone (which

@@ -114,6 +114,7 @@ impl TelemetryApp {
                     )
                 };
                 let summary = self.store.ingest(None, prepared).await?;
+                self.readings.record(&summary);
                 total.add(summary);
             }
             if let Some(error) = refused {

@@ -36,6 +36,21 @@ pub enum Rejection {
     HumidityOutOfRange,
 }
 
+impl Rejection {
+    /// The reason's name in lowercase, as metrics label it (`unknown_sensor`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rejection::UnknownSensor => "unknown_sensor",
+            Rejection::MissingTime => "missing_time",
+            Rejection::InFuture => "in_future",
+            Rejection::TooOld => "too_old",
+            Rejection::NotFinite => "not_finite",
+            Rejection::CelsiusOutOfRange => "celsius_out_of_range",
+            Rejection::HumidityOutOfRange => "humidity_out_of_range",
+        }
+    }
+}
+
 /// A reading's time as sent: seconds and nanoseconds since the epoch (echoed in the
 /// details of a rejected reading).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
