@@ -42,6 +42,10 @@ done
 # Calls that reach every site from the gateway (client and server series), as operations.
 COLDCHAIN_DATA_DIR="$data/data" "$bin" sites >/dev/null
 COLDCHAIN_DATA_DIR="$data/data" "$bin" stock SKU-NONE >/dev/null || true
+# The demo's day, then its RecordMovements calls (its own and its transfer's) counted at
+# every site, exactly.
+COLDCHAIN_DATA_DIR="$data/data" "$bin" demo --json >"$data/demo.json" 2>"$data/demo.log" \
+    || { echo "the demo failed" >&2; cat "$data/demo.log" >&2; exit 1; }
 
 curl -fsS "$url" >"$data/metrics.txt"
 promtool check metrics <"$data/metrics.txt"
@@ -51,6 +55,25 @@ for series in rpc_server_call_duration_seconds_bucket rpc_client_call_duration_s
 done
 grep -q '^rpc_client_call_duration_seconds_count{site="hub",service="gateway",' "$data/metrics.txt" \
     || { echo "no call from the gateway was observed" >&2; exit 1; }
+python3 - "$data/demo.json" "$data/metrics.txt" <<'PY'
+import json, re, sys
+demo = json.load(open(sys.argv[1]))
+counted = {}
+pattern = re.compile(
+    r'^rpc_server_call_duration_seconds_count\{site="([^"]+)",service="inventory",.*'
+    r'rpc_method="RecordMovements",rpc_response_status_code="OK"\} (\S+)$')
+for line in open(sys.argv[2]):
+    m = pattern.match(line.strip())
+    if m:
+        counted[m.group(1)] = float(m.group(2))
+expected = demo["record_movements_ok"]
+assert expected.get("la-vientiane"), f"the demo recorded nothing at la-vientiane: {expected}"
+for site in sorted(set(expected) | set(counted)):
+    made, seen = expected.get(site, 0), counted.get(site, 0)
+    if made != seen:
+        sys.exit(f"RecordMovements OK at {site}: the demo made {made}, the metrics count {seen}")
+print(f"metrics: RecordMovements OK per site equals the demo's calls: {expected}")
+PY
 echo "metrics: $(grep -vc '^#' "$data/metrics.txt") samples from 25 servers pass promtool check metrics"
 
 kill -TERM "$pid"

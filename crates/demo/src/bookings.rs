@@ -71,6 +71,7 @@ pub(crate) async fn bananas(day: &Day<'_>) -> Result<(LotOutcome, BookingOutcome
         }],
     };
     let answer = call!(day.vte.inventory, record_movements, request).map_err(step_err(step))?;
+    day.recorded_at(VIENTIANE);
     let lot = LotOutcome {
         site_id: VIENTIANE.into(),
         sku: "banana-cavendish".into(),

@@ -2,6 +2,7 @@
 //! its anchor in time, the progress shown on stderr, the warnings, and the clients of the
 //! gateway and of the two corridor sites.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -49,7 +50,17 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
         let name = coldchain_ops::format::booking_state_name(state as i32);
         bookings.iter().filter(|b| b.states.contains(&name)).count()
     };
+    // The demo's own RecordMovements calls, and the saga's one TRANSFER_OUT at the source and
+    // one TRANSFER_IN at the destination of the completed transfer (each answered once on a
+    // network that loses no answer).
+    let mut record_movements_ok = day.recorded_calls();
+    if transfer.state == "COMPLETED" {
+        for site in [&transfer.source_site_id, &transfer.destination_site_id] {
+            *record_movements_ok.entry(site.clone()).or_default() += 1;
+        }
+    }
     Ok(DemoOutcome {
+        record_movements_ok,
         run_id: day.run.to_string(),
         gateway: config.gateway.clone(),
         sites: network.sites,
@@ -84,10 +95,29 @@ pub(crate) struct Day<'a> {
     pub(crate) anchor: DateTime<Utc>,
     pub(crate) progress: Progress,
     pub(crate) warnings: Vec<String>,
+    /// RecordMovements calls answered OK, per site: the demo's own.
+    pub(crate) recorded: std::sync::Mutex<BTreeMap<String, u64>>,
     /// The gateway, called by operations, which runs the corridor.
     pub(crate) gateway: NetworkServiceClient<Channel>,
     pub(crate) park: SiteClients,
     pub(crate) vte: SiteClients,
+}
+
+impl Day<'_> {
+    /// Counts a RecordMovements call answered OK at `site`.
+    pub(crate) fn recorded_at(&self, site: &str) {
+        // A panic while holding this lock leaves the map consistent (one increment).
+        let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        *recorded.entry(site.to_string()).or_default() += 1;
+    }
+
+    /// The RecordMovements calls counted so far, per site.
+    pub(crate) fn recorded_calls(&self) -> BTreeMap<String, u64> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl<'a> Day<'a> {
@@ -103,6 +133,7 @@ impl<'a> Day<'a> {
             anchor: run_anchor(run),
             progress,
             warnings: Vec::new(),
+            recorded: std::sync::Mutex::default(),
             gateway: NetworkServiceClient::new(channel_as(&config.gateway, OPERATIONS)?),
             park: site_clients(&config.network, PARK)?,
             vte: site_clients(&config.network, VIENTIANE)?,

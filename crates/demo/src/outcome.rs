@@ -148,6 +148,10 @@ pub struct LedgerOutcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoOutcome {
     pub run_id: String,
+    /// RecordMovements calls answered OK at each site's inventory on the demo's behalf: its
+    /// own, and those of the transfer's saga. After one demo on a fresh network, each site's
+    /// `rpc_server_call_duration_seconds_count` for RecordMovements with code OK is this.
+    pub record_movements_ok: std::collections::BTreeMap<String, u64>,
     pub gateway: String,
     pub sites: usize,
     pub services_serving: usize,

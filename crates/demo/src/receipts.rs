@@ -94,6 +94,7 @@ pub(crate) async fn at_park(day: &Day<'_>) -> Result<ParkLots, DemoError> {
         movements,
     };
     let answer = call!(day.park.inventory, record_movements, request).map_err(step_err(step))?;
+    day.recorded_at(PARK);
     let lots: Vec<LotOutcome> = lots
         .iter()
         .zip(

@@ -154,5 +154,50 @@ fn describe() {
         HEALTH_SERVING,
         "1 while the service reports SERVING over grpc.health.v1, 0 otherwise"
     );
+    describe_domain();
     coldchain_store::observe::describe();
+}
+
+/// The help text of the domain series each service samples ([`domain`]).
+fn describe_domain() {
+    use metrics::Unit;
+    metrics::describe_gauge!(
+        domain::ZONE_STOCK_UNITS,
+        "Stock per zone in the skus' base units, summed: on hand, allocated, held"
+    );
+    metrics::describe_gauge!(
+        domain::ZONE_PALLETS,
+        "Pallet positions per zone for the site's today: held, confirmed, checked in, and the capacity"
+    );
+    metrics::describe_gauge!(
+        domain::ALARMS_ACTIVE,
+        "Active alarms by zone, kind and acknowledgement"
+    );
+    metrics::describe_gauge!(
+        domain::ALARM_UNACKNOWLEDGED_AGE,
+        Unit::Seconds,
+        "Age of the oldest active unacknowledged alarm by zone and kind, 0 when none"
+    );
+    metrics::describe_gauge!(
+        domain::SENSORS_OFFLINE,
+        "Sensors silent past their offline period, by zone"
+    );
+    metrics::describe_counter!(
+        domain::READINGS,
+        "Readings by outcome (accepted, duplicate, rejected) and rejection reason"
+    );
+    metrics::describe_gauge!(
+        domain::OUTBOX_PENDING,
+        "Entries waiting in an outbox to be delivered to another service"
+    );
+    metrics::describe_gauge!(
+        domain::OUTBOX_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest entry waiting in an outbox, 0 when empty"
+    );
+    metrics::describe_gauge!(domain::TRANSFERS, "Transfers not finished, by state");
+    metrics::describe_gauge!(
+        domain::SITE_REACHABLE,
+        "1 when a site service answered the gateway's last health probe SERVING, else 0"
+    );
 }
