@@ -61,6 +61,8 @@ pub struct Options {
     /// WatchAlarms: how long a client may leave its queue full before its stream ends
     /// with RESOURCE_EXHAUSTED naming the cursors to resume from (`feed_stall`).
     pub watch_stall: Duration,
+    /// WatchAlarms: an idle stream sends an empty message this often (`feed_keepalive`).
+    pub watch_keepalive: Duration,
     /// WatchAlarms: the first reconnect backoff of a site feed.
     pub watch_backoff_initial: Duration,
     /// WatchAlarms: the longest reconnect backoff of a site feed.
@@ -82,6 +84,7 @@ impl Default for Options {
             resume_backoff_max: Duration::from_secs(30),
             watch_buffer: FeedOptions::default().buffer,
             watch_stall: FeedOptions::default().stall,
+            watch_keepalive: FeedOptions::default().keepalive,
             watch_backoff_initial: Duration::from_millis(200),
             watch_backoff_max: Duration::from_secs(5),
             before_call: app::saga::StepHook::default(),
@@ -90,12 +93,13 @@ impl Default for Options {
 }
 
 /// Builds the gateway server, its WatchAlarms limited like every feed by the
-/// configuration (`feed_buffer`, `feed_stall`).
+/// configuration (`feed_buffer`, `feed_stall`, `feed_keepalive`).
 pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
     let feed = FeedOptions::from_config(&ctx.config);
     let options = Options {
         watch_buffer: feed.buffer,
         watch_stall: feed.stall,
+        watch_keepalive: feed.keepalive,
         ..Options::default()
     };
     service_with(ctx, options)

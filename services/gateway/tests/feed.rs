@@ -207,3 +207,30 @@ async fn a_site_whose_connection_breaks_is_a_dropped_feed_with_unavailable() {
     assert_eq!(error.code, "UNAVAILABLE", "{error:?}");
     assert!(error.message.contains("unreachable"), "{error:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_merged_stream_sends_keep_alives() {
+    let options = coldchain_gateway::Options {
+        watch_keepalive: Duration::from_millis(200),
+        ..fast_gateway()
+    };
+    // No site service runs: the park's feed is reported down once, then nothing happens.
+    let net = Net::start_with(&[], options, |_| {}).await;
+    let mut stream = net
+        .gateway()
+        .await
+        .watch_alarms(pb::WatchAlarmsRequest {
+            site_ids: vec![PARK.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let down = next(&mut stream, "the park's feed reported down").await;
+    assert_eq!(down.feed_status.len(), 1, "{down:?}");
+    assert!(!down.feed_status[0].connected);
+    for _ in 0..3 {
+        let keepalive = next(&mut stream, "a keep-alive").await;
+        assert_eq!(keepalive, pb::WatchAlarmsResponse::default());
+    }
+}

@@ -99,6 +99,7 @@ impl GatewayApp {
             connect_timeout: o.site_deadline.max(std::time::Duration::from_secs(2)),
             backoff_initial: o.watch_backoff_initial,
             backoff_max: o.watch_backoff_max,
+            keepalive: o.watch_keepalive,
         };
         Ok(watch::merged(
             self.sites.clone(),

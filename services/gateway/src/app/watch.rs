@@ -11,7 +11,9 @@
 //! configured numbers: a client that leaves `buffer` merged messages unread for `stall` ends
 //! its stream with RESOURCE_EXHAUSTED naming the cursors to resume from; gateway shutdown
 //! ends it with UNAVAILABLE, likewise. A site feed that drops is reported with the site's
-//! error (UNAVAILABLE when the site could not be reached or the connection broke).
+//! error (UNAVAILABLE when the site could not be reached or the connection broke). An idle
+//! stream sends an empty message every `keepalive`, like every feed, so a client (and any
+//! proxy between) can tell a quiet network from a dead connection.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -46,6 +48,8 @@ pub struct WatchOptions {
     pub backoff_initial: Duration,
     /// Longest reconnect backoff.
     pub backoff_max: Duration,
+    /// An idle stream sends an empty message this often (every feed's `feed_keepalive`).
+    pub keepalive: Duration,
 }
 
 /// The client's stream.
@@ -119,21 +123,24 @@ async fn coordinate(
             }
             () = out_tx.closed() => break,
             item = feed_rx.recv() => match item {
-                Some(item) => item,
+                Some(item) => Some(item),
                 None => break,
             },
+            () = tokio::time::sleep(options.keepalive) => None,
         };
         let mut response = pb::WatchAlarmsResponse::default();
         let mut advanced = cursors.clone();
-        add(&mut response, &mut advanced, first);
-        while response.encoded_len() < MAX_MESSAGE_BYTES {
-            match feed_rx.try_recv() {
-                Ok(item) => add(&mut response, &mut advanced, item),
-                Err(_) => break,
+        if let Some(first) = first {
+            add(&mut response, &mut advanced, first);
+            while response.encoded_len() < MAX_MESSAGE_BYTES {
+                match feed_rx.try_recv() {
+                    Ok(item) => add(&mut response, &mut advanced, item),
+                    Err(_) => break,
+                }
             }
-        }
-        if response.events.is_empty() && response.feed_status.is_empty() {
-            continue;
+            if response.events.is_empty() && response.feed_status.is_empty() {
+                continue;
+            }
         }
         match tokio::time::timeout(options.stall, out_tx.send(response)).await {
             Ok(Ok(())) => cursors = advanced,
