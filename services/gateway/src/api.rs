@@ -58,6 +58,18 @@ impl NetworkService for GatewayApi {
         Ok(Response::new(wire::stock_answer(answer)))
     }
 
+    async fn list_expiring(
+        &self,
+        request: Request<pb::NetworkListExpiringRequest>,
+    ) -> Result<Response<pb::NetworkListExpiringResponse>, Status> {
+        let deadline = self
+            .app
+            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let query = requests::list_expiring(request.get_ref())?;
+        let answer = self.app.list_expiring(&query, deadline).await?;
+        Ok(Response::new(wire::expiring_answer(answer)))
+    }
+
     async fn find_space(
         &self,
         request: Request<pb::FindSpaceRequest>,

@@ -36,7 +36,7 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     let grants: &'static [Grant] = match (service, method) {
         (INVENTORY_SERVICE, "RecordMovements") => &[Warehouse, Service(Gw)],
-        (INVENTORY_SERVICE, "GetStock" | "ListStock" | "WatchLedger") => {
+        (INVENTORY_SERVICE, "GetStock" | "ListStock" | "ListExpiring" | "WatchLedger") => {
             &[Warehouse, Operations, Service(Gw)]
         }
         (INVENTORY_SERVICE, "AllocateStock" | "ReleaseAllocation") => &[Warehouse],
@@ -66,8 +66,8 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
         (NETWORK_SERVICE, "GetTransfer") => &[Operations, Service(Tel)],
         (
             NETWORK_SERVICE,
-            "FindStock" | "ListAlarms" | "WatchAlarms" | "StartTransfer" | "ReceiveTransfer"
-            | "ListTransfers",
+            "FindStock" | "ListExpiring" | "ListAlarms" | "WatchAlarms" | "StartTransfer"
+            | "ReceiveTransfer" | "ListTransfers",
         ) => &[Operations],
         _ => return None,
     };

@@ -6,6 +6,7 @@
 //! protobuf).
 
 pub mod alarms;
+pub mod expiring;
 mod metrics;
 pub mod queries;
 pub mod saga;

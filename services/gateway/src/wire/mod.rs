@@ -188,7 +188,18 @@ fn in_transit(t: InTransit) -> pb::InTransitStock {
     }
 }
 
-/// FindStock's answer.
+/// ListExpiring's answer.
+pub fn expiring_answer(
+    answer: crate::app::expiring::ExpiringAnswer,
+) -> pb::NetworkListExpiringResponse {
+    pb::NetworkListExpiringResponse {
+        levels: answer.levels,
+        truncated: answer.truncated,
+        failures: answer.failures.into_iter().map(site_error).collect(),
+    }
+}
+
+/// FindStock's response.
 pub fn stock_answer(answer: StockAnswer) -> pb::FindStockResponse {
     pb::FindStockResponse {
         sku: answer.sku,

@@ -159,6 +159,46 @@ pub fn find_stock(req: &pb::FindStockRequest) -> Result<StockQuery, ServiceError
     })
 }
 
+/// ListExpiring, read.
+#[derive(Debug, Clone)]
+pub struct ExpiringQuery {
+    /// The window in days, 0 to 3650.
+    pub within_days: i32,
+    /// Only these sites (all when empty).
+    pub site_ids: Vec<String>,
+    /// Only zones of these classes (all when empty).
+    pub classes: Vec<TemperatureClass>,
+    /// Most rows to answer.
+    pub limit: usize,
+}
+
+/// ListExpiring.
+pub fn list_expiring(req: &pb::NetworkListExpiringRequest) -> Result<ExpiringQuery, ServiceError> {
+    let mut v = Violations::new();
+    v.check((0..=3650).contains(&req.within_days), "within_days", || {
+        format!("{} is outside 0..=3650 days", req.within_days)
+    });
+    check_site_ids(&mut v, "site_ids", &req.site_ids);
+    let mut classes = Vec::new();
+    for (i, value) in req.temperature_classes.iter().enumerate() {
+        match class_from_proto(*value) {
+            Ok(Some(class)) => classes.push(class),
+            _ => v.add(
+                format!("temperature_classes[{i}]"),
+                format!("{value} is not a temperature class"),
+            ),
+        }
+    }
+    let limit = v.page_size(req.limit);
+    v.finish()?;
+    Ok(ExpiringQuery {
+        within_days: req.within_days,
+        site_ids: req.site_ids.clone(),
+        classes,
+        limit,
+    })
+}
+
 /// FindSpace.
 pub fn find_space(req: &pb::FindSpaceRequest) -> Result<SpaceQuery, ServiceError> {
     let mut v = Violations::new();

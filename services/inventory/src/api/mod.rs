@@ -70,6 +70,17 @@ impl InventoryService for InventoryApi {
         Ok(Response::new(wire::stock_page(page, &list)))
     }
 
+    async fn list_expiring(
+        &self,
+        request: Request<pb::ListExpiringRequest>,
+    ) -> Result<Response<pb::ListExpiringResponse>, Status> {
+        let list = wire::requests::list_expiring(request.get_ref())?;
+        let page = self
+            .app
+            .list_expiring(&list.query, list.page_size, list.after.as_deref())?;
+        Ok(Response::new(wire::expiring_page(page, &list)))
+    }
+
     async fn allocate_stock(
         &self,
         request: Request<pb::AllocateStockRequest>,

@@ -17,8 +17,9 @@ use coldchain_store::{Idempotent, RequestFingerprint, WriteError};
 
 use crate::Options;
 use crate::domain::{
-    AllocateCommand, Allocation, Hold, HoldSnapshot, LedgerEntry, Movement, PlaceHoldCommand,
-    ReleaseAllocationCommand, ReleaseHoldCommand, SkuStock, StockPage, StockQuery, StockRef,
+    AllocateCommand, Allocation, ExpiringQuery, Hold, HoldSnapshot, LedgerEntry, Movement,
+    PlaceHoldCommand, ReleaseAllocationCommand, ReleaseHoldCommand, SkuStock, StockPage,
+    StockQuery, StockRef,
 };
 use crate::store::{InventoryStore, ReplyCodec, TxError};
 
@@ -143,6 +144,17 @@ impl InventoryApp {
     ) -> Result<StockPage, ServiceError> {
         self.check_zone("zone_id", &query.zone_id)?;
         Ok(self.store.list_stock(query, page_size, after, summarize)?)
+    }
+
+    /// One page of the positions whose lots expire within the window, FEFO.
+    pub fn list_expiring(
+        &self,
+        query: &ExpiringQuery,
+        page_size: usize,
+        after: Option<&[u8]>,
+    ) -> Result<StockPage, ServiceError> {
+        self.check_zone("zone_id", &query.zone_id)?;
+        Ok(self.store.expiring(query, page_size, after)?)
     }
 
     /// Reserves stock for an order.

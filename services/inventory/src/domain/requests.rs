@@ -79,3 +79,15 @@ pub struct StockQuery {
     /// Also positions with nothing on hand or allocated.
     pub include_empty: bool,
 }
+
+/// ListExpiring's filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringQuery {
+    /// Lots expiring on or before the site's today plus this many days (expired included).
+    pub within_days: u32,
+    /// Only this zone (empty: any).
+    pub zone_id: String,
+}
+
+/// The most days ListExpiring looks ahead: ten years.
+pub const MAX_EXPIRING_DAYS: u32 = 3650;

@@ -9,8 +9,8 @@ use coldchain_store::{KeyCodec, Prefix, Store, StoreError};
 use super::tables::{ACTIVE_HOLDS, LOTS, LotRecord, POSITIONS, PositionRecord, SKUS};
 use super::{InventoryStore, TxError};
 use crate::domain::{
-    self, DomainError, ExpiryBucket, ExpirySummary, HoldScope, HoldSnapshot, QuantitySum, SkuStock,
-    StockLevel, StockPage, StockQuery, TotalsSum, UnitQuantity,
+    self, DomainError, ExpiringQuery, ExpiryBucket, ExpirySummary, HoldScope, HoldSnapshot,
+    QuantitySum, SkuStock, StockLevel, StockPage, StockQuery, TotalsSum, UnitQuantity,
 };
 
 /// The stock of one zone, summed over its positions.
@@ -240,6 +240,63 @@ impl InventoryStore {
             levels,
             next_key,
             summary,
+            today,
+        })
+    }
+
+    /// The positions with stock on hand whose lot expires on or before today plus
+    /// `query.within_days` (site-local), earliest expiry first, then sku, lot, zone: one
+    /// page after the relative key `after`. Reads every position: the page is cut from
+    /// the site's whole expiring stock, sorted.
+    pub fn expiring(
+        &self,
+        query: &ExpiringQuery,
+        page_size: usize,
+        after: Option<&[u8]>,
+    ) -> Result<StockPage, TxError> {
+        let today = self.today();
+        let last_day = today
+            .checked_add_days(chrono::Days::new(u64::from(query.within_days)))
+            .unwrap_or(NaiveDate::MAX);
+        let holds = self.active_holds()?;
+        let mut cache = Lookup::new(&self.store);
+        let mut rows: BTreeMap<Vec<u8>, StockLevel> = BTreeMap::new();
+        for entry in self.store.scan_prefix(&POSITIONS, &[]) {
+            let ((sku, lot, zone), record) = entry?;
+            if record.on_hand <= 0 || (!query.zone_id.is_empty() && zone != query.zone_id) {
+                continue;
+            }
+            let lot_record = cache.lot(&sku, &lot)?;
+            let expiry = lot_record.expiry();
+            if expiry > last_day {
+                continue;
+            }
+            let key = (
+                i64::from(domain::date_to_days(expiry)),
+                sku.clone(),
+                lot.clone(),
+                zone.clone(),
+            )
+                .encode();
+            if after.is_some_and(|after| key.as_slice() <= after) {
+                continue;
+            }
+            let unit = cache.unit(&sku)?;
+            let held = domain::is_held(&holds, &sku, &lot, &zone);
+            let level = level(sku, lot, zone, &record, &lot_record, &unit, held, today);
+            rows.insert(key, level);
+        }
+        let more = rows.len() > page_size;
+        let mut levels = Vec::with_capacity(page_size.min(rows.len()));
+        let mut last_key = None;
+        for (key, level) in rows.into_iter().take(page_size) {
+            levels.push(level);
+            last_key = Some(key);
+        }
+        Ok(StockPage {
+            levels,
+            next_key: if more { last_key } else { None },
+            summary: Vec::new(),
             today,
         })
     }

@@ -41,6 +41,18 @@ pub fn stock_page(page: StockPage, request: &ListStock) -> pb::ListStockResponse
     }
 }
 
+/// ListExpiring's response.
+pub fn expiring_page(
+    page: StockPage,
+    request: &requests::ListExpiring,
+) -> pb::ListExpiringResponse {
+    pb::ListExpiringResponse {
+        levels: page.levels.into_iter().map(convert::level_pb).collect(),
+        next_page_token: requests::next_page_token(&request.query_bytes, page.next_key.as_deref()),
+        as_of: Some(proto_time::date(page.today)),
+    }
+}
+
 /// AllocateStock's response.
 pub fn allocation(allocation: Allocation) -> pb::Allocation {
     convert::allocation_pb(allocation)

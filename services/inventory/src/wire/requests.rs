@@ -14,9 +14,9 @@ use coldchain_store::RequestFingerprint;
 
 use super::convert;
 use crate::domain::{
-    self, AllocateCommand, MAX_MOVEMENTS, MAX_ORIGIN_LEN, MAX_QUANTITY, MAX_REASON_LEN, Movement,
-    MovementKind, PlaceHoldCommand, Reference, ReleaseAllocationCommand, ReleaseHoldCommand,
-    StatedLot, StockQuery, StockRef, Strategy,
+    self, AllocateCommand, ExpiringQuery, MAX_EXPIRING_DAYS, MAX_MOVEMENTS, MAX_ORIGIN_LEN,
+    MAX_QUANTITY, MAX_REASON_LEN, Movement, MovementKind, PlaceHoldCommand, Reference,
+    ReleaseAllocationCommand, ReleaseHoldCommand, StatedLot, StockQuery, StockRef, Strategy,
 };
 
 /// A mutating request: its fingerprint (tagged with the method, the scheme stored answers
@@ -42,6 +42,48 @@ pub struct ListStock {
     pub summarize: bool,
     /// The query a page token is bound to.
     pub query_bytes: Vec<u8>,
+}
+
+/// ListExpiring, validated.
+pub struct ListExpiring {
+    /// The filters.
+    pub query: ExpiringQuery,
+    /// The page size.
+    pub page_size: usize,
+    /// The relative key to continue after.
+    pub after: Option<Vec<u8>>,
+    /// The query a page token is bound to.
+    pub query_bytes: Vec<u8>,
+}
+
+/// ListExpiring.
+pub fn list_expiring(req: &pb::ListExpiringRequest) -> Result<ListExpiring, ServiceError> {
+    let mut v = Violations::new();
+    v.optional_id("zone_id", &req.zone_id);
+    let within_days = u32::try_from(req.within_days)
+        .ok()
+        .filter(|days| *days <= MAX_EXPIRING_DAYS);
+    v.check(within_days.is_some(), "within_days", || {
+        format!(
+            "{} is outside 0..={MAX_EXPIRING_DAYS} days",
+            req.within_days
+        )
+    });
+    let page_size = v.page_size(req.page_size);
+    let query = ExpiringQuery {
+        within_days: within_days.unwrap_or(0),
+        zone_id: req.zone_id.clone(),
+    };
+    let query_bytes =
+        format!("list_expiring/v1|{}|{}", query.within_days, query.zone_id).into_bytes();
+    let after = v.page_token(&query_bytes, &req.page_token);
+    v.finish()?;
+    Ok(ListExpiring {
+        query,
+        page_size,
+        after,
+        query_bytes,
+    })
 }
 
 /// RecordMovements.

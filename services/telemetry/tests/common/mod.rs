@@ -291,6 +291,12 @@ impl InventoryService for FakeInventory {
     ) -> Result<Response<inv::ListStockResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn list_expiring(
+        &self,
+        _: Request<inv::ListExpiringRequest>,
+    ) -> Result<Response<inv::ListExpiringResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn allocate_stock(
         &self,
         _: Request<inv::AllocateStockRequest>,
@@ -386,6 +392,12 @@ impl NetworkService for FakeGateway {
         &self,
         _: Request<net::FindStockRequest>,
     ) -> Result<Response<net::FindStockResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_expiring(
+        &self,
+        _: Request<net::NetworkListExpiringRequest>,
+    ) -> Result<Response<net::NetworkListExpiringResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
     async fn find_space(
