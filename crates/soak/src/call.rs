@@ -129,30 +129,32 @@ impl Recorder {
         self.stats.operations.fetch_add(1, Ordering::Relaxed);
         let mut backoff = Duration::from_millis(50);
         loop {
-            let status = match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt()).await {
+            let code = match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt()).await {
                 Ok(Ok(answer)) => {
                     self.stats.acknowledgements.fetch_add(1, Ordering::Relaxed);
                     return Outcome::Ack(answer.into_inner());
                 }
-                Ok(Err(status)) => status,
-                Err(_) => {
-                    tonic::Status::deadline_exceeded("no answer within the attempt's deadline")
+                Ok(Err(status)) => {
+                    let code = status.code();
+                    if matches!(code, tonic::Code::Internal | tonic::Code::Unknown) {
+                        if std::error::Error::source(&status).is_some() {
+                            // Made on this side from a broken connection (tonic answers
+                            // UNKNOWN "transport error" when a server dies mid-answer): no
+                            // server said it.
+                            self.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            self.bad(what, code_name(code), status.message());
+                        }
+                    }
+                    if !is_transient(code) {
+                        self.stats.refusals.fetch_add(1, Ordering::Relaxed);
+                        return Outcome::Refused(status);
+                    }
+                    code
                 }
+                // No answer within the attempt's deadline.
+                Err(_) => tonic::Code::DeadlineExceeded,
             };
-            let code = status.code();
-            if matches!(code, tonic::Code::Internal | tonic::Code::Unknown) {
-                if std::error::Error::source(&status).is_some() {
-                    // Made on this side from a broken connection (tonic answers UNKNOWN
-                    // "transport error" when a server dies mid-answer): no server said it.
-                    self.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.bad(what, code_name(code), status.message());
-                }
-            }
-            if !is_transient(code) {
-                self.stats.refusals.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Refused(status);
-            }
             if self.giving_up() {
                 self.bad(
                     what,
@@ -179,4 +181,81 @@ pub fn request<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(ATTEMPT_TIMEOUT);
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// Calls with `answers` given in turn, one an attempt.
+    async fn call_with(
+        recorder: &Recorder,
+        answers: Vec<Result<u32, tonic::Status>>,
+    ) -> (Outcome<u32>, usize) {
+        let answers = Mutex::new(VecDeque::from(answers));
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let outcome = recorder
+            .call("Op r-1", || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let next = answers.lock().unwrap().pop_front();
+                async move {
+                    next.unwrap_or_else(|| Err(tonic::Status::unavailable("down")))
+                        .map(tonic::Response::new)
+                }
+            })
+            .await;
+        (outcome, attempts.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_server_answering_internal_is_recorded_and_the_same_request_retried() {
+        let recorder = Recorder::new();
+        let (outcome, attempts) =
+            call_with(&recorder, vec![Err(tonic::Status::internal("boom")), Ok(7)]).await;
+        assert!(matches!(outcome, Outcome::Ack(7)));
+        assert_eq!(attempts, 2);
+        let history = recorder.history.lock().unwrap();
+        assert_eq!(history.bad_answers.len(), 1);
+        assert_eq!(history.bad_answers[0].code, "INTERNAL");
+        assert_eq!(recorder.stats.counts().retries, 1);
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_is_retried_without_blaming_a_server() {
+        let recorder = Recorder::new();
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::other("reset")));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        let (outcome, _) = call_with(&recorder, vec![Err(broken), Ok(1)]).await;
+        assert!(matches!(outcome, Outcome::Ack(1)));
+        assert!(recorder.history.lock().unwrap().bad_answers.is_empty());
+        assert_eq!(recorder.stats.counts().transport_errors, 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_retried() {
+        let recorder = Recorder::new();
+        let (outcome, attempts) = call_with(
+            &recorder,
+            vec![Err(tonic::Status::failed_precondition("no stock"))],
+        )
+        .await;
+        assert!(
+            matches!(outcome, Outcome::Refused(s) if s.code() == tonic::Code::FailedPrecondition)
+        );
+        assert_eq!(attempts, 1);
+        assert_eq!(recorder.stats.counts().refusals, 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_unanswered_when_the_clients_give_up_is_recorded() {
+        let recorder = Recorder::new();
+        recorder.give_up_at(Instant::now());
+        let (outcome, _) = call_with(&recorder, vec![]).await;
+        assert!(matches!(outcome, Outcome::NoAnswer));
+        let history = recorder.history.lock().unwrap();
+        assert_eq!(history.bad_answers[0].code, "NO_ANSWER");
+        assert_eq!(history.bad_answers[0].call, "Op r-1");
+    }
 }
