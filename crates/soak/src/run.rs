@@ -63,12 +63,35 @@ pub struct SoakArgs {
 const CUSTOMER: &str = "bench-shipper";
 
 /// Runs `coldchain soak`; `exe` is the `coldchain` binary to start the servers from.
+///
+/// SIGINT or SIGTERM ends the run: dropping it kills every server it started (their
+/// children are killed on drop) and removes its directory.
 pub async fn run(args: SoakArgs, exe: PathBuf) -> ExitCode {
-    match soak(args, exe).await {
-        Ok(code) => code,
-        Err(problem) => {
-            eprintln!("soak: {problem}");
-            ExitCode::from(1)
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(error) => {
+                eprintln!("soak: cannot watch for SIGTERM: {error}");
+                return ExitCode::from(1);
+            }
+        };
+    let interrupted = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    tokio::select! {
+        outcome = soak(args, exe) => match outcome {
+            Ok(code) => code,
+            Err(problem) => {
+                eprintln!("soak: {problem}");
+                ExitCode::from(1)
+            }
+        },
+        () = interrupted => {
+            eprintln!("soak: interrupted; the servers are stopped");
+            ExitCode::from(130)
         }
     }
 }
@@ -339,28 +362,35 @@ async fn settle(workload: &Workload, deadline: Instant) -> Result<(), String> {
 
 /// Excursion alarms whose hold is still pending, across the network (None: unreadable).
 async fn pending_holds(workload: &Workload) -> Option<usize> {
-    let message = network::ListAlarmsRequest {
-        page_size: 500,
-        ..Default::default()
-    };
-    let answer = workload
-        .gateway
-        .clone()
-        .list_alarms(request(message))
-        .await
-        .ok()?
-        .into_inner();
-    if !answer.failures.is_empty() {
-        return None;
-    }
     let pending = coldchain_proto::telemetry::v1::HoldStatus::Pending as i32;
-    Some(
-        answer
+    let mut count = 0;
+    let mut page_token = String::new();
+    loop {
+        let message = network::ListAlarmsRequest {
+            page_size: 1000,
+            page_token: page_token.clone(),
+            ..Default::default()
+        };
+        let answer = workload
+            .gateway
+            .clone()
+            .list_alarms(request(message))
+            .await
+            .ok()?
+            .into_inner();
+        if !answer.failures.is_empty() {
+            return None;
+        }
+        count += answer
             .alarms
             .iter()
             .filter(|a| a.hold_status == pending)
-            .count(),
-    )
+            .count();
+        if answer.next_page_token.is_empty() {
+            return Some(count);
+        }
+        page_token = answer.next_page_token;
+    }
 }
 
 /// Waits until the WatchAlarms consumer has received every site's feed up to its head.
