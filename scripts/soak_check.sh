@@ -15,10 +15,11 @@ FIXED_SEED=${SOAK_FIXED_SEED:-20261204}
 DURATION=${SOAK_DURATION:-120s}
 
 cargo build --quiet -p coldchain
+bin="${CARGO_TARGET_DIR:-target}/debug/coldchain"
 
 echo "soak with the fixed seed $FIXED_SEED"
-timeout 600 target/debug/coldchain soak --seed "$FIXED_SEED" --duration "$DURATION"
+timeout 600 "$bin" soak --seed "$FIXED_SEED" --duration "$DURATION"
 
 seed=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')
 echo "soak with a random seed: $seed (replay: coldchain soak --seed $seed --duration $DURATION)"
-timeout 600 target/debug/coldchain soak --seed "$seed" --duration "$DURATION"
+timeout 600 "$bin" soak --seed "$seed" --duration "$DURATION"

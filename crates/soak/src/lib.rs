@@ -15,6 +15,7 @@
 //! 5. The final state is read ([`observe`]) and [`checker::check`] judges it with the
 //!    history; the report ([`report`]) lists every violation. Exit 0 only when none.
 
+mod bookings;
 pub mod call;
 pub mod checker;
 pub mod cluster;

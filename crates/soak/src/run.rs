@@ -315,7 +315,7 @@ fn clients(cluster: &Cluster, seed: u64) -> Result<Workload, String> {
         sites,
         gateway: NetworkServiceClient::new(channel(&net.gateway_endpoint(), ops)?),
         customer: CUSTOMER.into(),
-        booking_days: (first, first + chrono::Days::new(2)),
+        booking_days: (first, first + chrono::Days::new(20)),
         run,
         seed,
         recorder: Recorder::new(),

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use coldchain_proto::booking::v1 as booking;
 use coldchain_proto::booking::v1::booking_service_client::BookingServiceClient;
 use coldchain_proto::common::v1 as common;
 use coldchain_proto::inventory::v1 as inventory;
@@ -25,8 +24,8 @@ use tokio::sync::watch;
 
 use crate::call::{Outcome, Recorder, request};
 use crate::model::{
-    AlarmEventSeen, BookingAck, BookingFate, MovementKind, MovementLine, MovementWrite,
-    ReadingsAck, TransferAck, TransferLine,
+    AlarmEventSeen, MovementKind, MovementLine, MovementWrite, ReadingsAck, TransferAck,
+    TransferLine,
 };
 
 /// The unit of every soak sku.
@@ -74,7 +73,8 @@ pub struct Workload {
     pub gateway: NetworkServiceClient<Channel>,
     /// The shipper that books space.
     pub customer: String,
-    /// The days every booking covers (the same at every site, so bookings compete).
+    /// The days bookings fall in, first and last (the same at every site): 3-day windows
+    /// inside it overlap, so bookings compete for space.
     pub booking_days: (NaiveDate, NaiveDate),
     /// Ids start with this, so a run's ids never meet another's.
     pub run: String,
@@ -95,11 +95,11 @@ fn sku_of(class: &str) -> &'static str {
         .map_or("soak-unknown", |(_, sku)| sku)
 }
 
-fn stopped(stop: &watch::Receiver<bool>) -> bool {
+pub(crate) fn stopped(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow()
 }
 
-async fn pause(rng: &mut StdRng, from_ms: u64, to_ms: u64) {
+pub(crate) async fn pause(rng: &mut StdRng, from_ms: u64, to_ms: u64) {
     tokio::time::sleep(Duration::from_millis(rng.gen_range(from_ms..to_ms))).await;
 }
 
@@ -112,7 +112,7 @@ fn lasting() -> common::Date {
 }
 
 impl Workload {
-    fn rng(&self, worker: u64) -> StdRng {
+    pub(crate) fn rng(&self, worker: u64) -> StdRng {
         StdRng::seed_from_u64(self.seed ^ worker.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
@@ -328,101 +328,6 @@ impl Workload {
             }
         }
         *arriving = still;
-    }
-
-    /// The shipper: holds space in each site's booking zone for the same days, then
-    /// confirms, cancels or leaves it held. Space runs out, so refusals come too.
-    pub async fn bookings(self, worker: u64, stop: watch::Receiver<bool>) {
-        let mut rng = self.rng(worker);
-        let mut n = 0u64;
-        while !stopped(&stop) {
-            n += 1;
-            let site = &self.sites[rng.gen_range(0..self.sites.len())];
-            let request_id = format!("{}-b{worker}-{n}", self.run);
-            let message = booking::HoldSpaceRequest {
-                request_id: request_id.clone(),
-                customer_id: self.customer.clone(),
-                space: Some(booking::hold_space_request::Space::ZoneId(
-                    site.booking_zone.clone(),
-                )),
-                pallets: rng.gen_range(5..60),
-                first_day: Some(proto_time::date(self.booking_days.0)),
-                last_day: Some(proto_time::date(self.booking_days.1)),
-                hold_ttl: Some(proto_time::duration(Duration::from_secs(6 * 3_600))),
-                customer_reference: format!("soak {}", self.run),
-            };
-            let client = site.booking.clone();
-            let held = self
-                .recorder
-                .call(&format!("HoldSpace {request_id}"), || {
-                    let mut client = client.clone();
-                    let message = message.clone();
-                    async move { client.hold_space(request(message)).await }
-                })
-                .await;
-            let Outcome::Ack(held) = held else {
-                pause(&mut rng, 100, 400).await;
-                continue;
-            };
-            let mut ack = BookingAck {
-                site: site.id.clone(),
-                booking_id: held.booking_id.clone(),
-                request_id,
-                fate: BookingFate::Held,
-            };
-            self.recorder.record(|h| h.bookings.push(ack.clone()));
-            pause(&mut rng, 50, 300).await;
-            let choice = rng.gen_range(0..10);
-            let next = if choice < 5 {
-                let request_id = format!("{}-confirm", ack.request_id);
-                let message = booking::ConfirmBookingRequest {
-                    request_id: request_id.clone(),
-                    booking_id: ack.booking_id.clone(),
-                };
-                let outcome = self
-                    .recorder
-                    .call(&format!("ConfirmBooking {request_id}"), || {
-                        let mut client = client.clone();
-                        let message = message.clone();
-                        async move { client.confirm_booking(request(message)).await }
-                    })
-                    .await;
-                matches!(outcome, Outcome::Ack(_)).then_some((request_id, BookingFate::Confirmed))
-            } else if choice < 8 {
-                let request_id = format!("{}-cancel", ack.request_id);
-                let message = booking::CancelBookingRequest {
-                    request_id: request_id.clone(),
-                    booking_id: ack.booking_id.clone(),
-                    reason: "soak: plans changed".into(),
-                };
-                let outcome = self
-                    .recorder
-                    .call(&format!("CancelBooking {request_id}"), || {
-                        let mut client = client.clone();
-                        let message = message.clone();
-                        async move { client.cancel_booking(request(message)).await }
-                    })
-                    .await;
-                matches!(outcome, Outcome::Ack(_)).then_some((request_id, BookingFate::Cancelled))
-            } else {
-                None
-            };
-            if let Some((request_id, fate)) = next {
-                ack.request_id = request_id;
-                ack.fate = fate;
-                self.recorder.record(|h| {
-                    if let Some(last) = h
-                        .bookings
-                        .iter_mut()
-                        .rev()
-                        .find(|b| b.booking_id == ack.booking_id && b.site == ack.site)
-                    {
-                        *last = ack.clone();
-                    }
-                });
-            }
-            pause(&mut rng, 100, 400).await;
-        }
     }
 
     /// A site's sensor gateway: registers the chilled zone's sensor, then pushes readings
