@@ -1,6 +1,6 @@
 #![forbid(unsafe_code)]
 //! `coldchain`: the one binary of the network — servers, the dev network, health checks —
-//! and the commands of the crates under `crates/` (ops, demo, bench, compose, certs,
+//! and the commands of the crates under `crates/` (ops, demo, bench, soak, compose, certs,
 //! credentials). It alone depends on the services; it hands them to the bench.
 
 mod run;
@@ -41,6 +41,8 @@ enum Command {
     Demo(coldchain_demo::DemoArgs),
     /// Measure every service side by side with PostgreSQL and the gRPC ceiling.
     Bench(coldchain_bench::BenchArgs),
+    /// Run the network as processes under random faults (seeded) and check its invariants.
+    Soak(coldchain_soak::SoakArgs),
     /// Generate deploy/compose.yaml, stack.yaml, compose.sites.yaml and network.compose.toml
     /// from the network file.
     Compose(coldchain_deploy::ComposeArgs),
@@ -73,6 +75,13 @@ fn main() -> ExitCode {
             Command::Bench(args) => match run::bench_metrics() {
                 Ok(()) => coldchain_bench::run(args, run::build).await,
                 Err(code) => code,
+            },
+            Command::Soak(args) => match std::env::current_exe() {
+                Ok(exe) => coldchain_soak::run(args, exe).await,
+                Err(error) => {
+                    eprintln!("coldchain: cannot find this executable: {error}");
+                    ExitCode::from(1)
+                }
             },
             Command::Compose(args) => coldchain_deploy::run(args).await,
             Command::Certs(args) => coldchain_certs::run(args),
