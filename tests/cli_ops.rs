@@ -299,6 +299,22 @@ fn operator_commands_against_a_running_network() {
     assert_eq!(park_zone["available"], 500);
     assert_eq!(stock["failures"].as_array().unwrap().len(), 0);
 
+    // expiring: the seeded lot expires in 30 days: listed within 30, not within 29.
+    let out = dev.cli(&["expiring", "--within", "30"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains(PARK) && l.contains("kiwi-l1") && l.contains("500")),
+        "{}",
+        out.stdout
+    );
+    let within = |days: &str| dev.json(&["expiring", "--within", days, "--site", PARK]);
+    let month = within("30");
+    assert_eq!(month["levels"][0]["lot"]["lot_id"], "kiwi-l1", "{month}");
+    assert_eq!(month["levels"][0]["expired"], false);
+    assert_eq!(within("29")["levels"].as_array().unwrap().len(), 0);
+
     // transfer start / show / receive / list, with an idempotent retry.
     let line = format!("sku={SKU},lot=kiwi-l1,zone=chilled-a,qty=200,unit=kg");
     let start = [

@@ -28,7 +28,7 @@ use rand::Rng;
 use tonic_types::StatusExt;
 
 pub use gateway::list_sites as gateway_list_sites;
-pub use gateway::{AlarmsArgs, SitesArgs, SpaceArgs, StockArgs, TransferCommand};
+pub use gateway::{AlarmsArgs, ExpiringArgs, SitesArgs, SpaceArgs, StockArgs, TransferCommand};
 pub use site::{
     AckArgs, BookingsArgs, CancelArgs, ConfirmArgs, HoldArgs, LedgerArgs, ReadingsArgs,
 };
@@ -50,6 +50,8 @@ pub enum OpsCommand {
     Sites(SitesArgs),
     /// Find a sku's stock across the sites, per zone, and in transit (gateway).
     Stock(StockArgs),
+    /// List the lots that expire within a window across the sites, earliest first (gateway).
+    Expiring(ExpiringArgs),
     /// Find free pallet space of a class for a day range across the sites (gateway).
     Space(SpaceArgs),
     /// Hold pallet space at a site for a customer (site booking service).
@@ -80,6 +82,7 @@ pub async fn run(command: OpsCommand) -> ExitCode {
     let result = match command {
         OpsCommand::Sites(args) => gateway::sites(args).await,
         OpsCommand::Stock(args) => gateway::stock(args).await,
+        OpsCommand::Expiring(args) => gateway::expiring(args).await,
         OpsCommand::Space(args) => gateway::space(args).await,
         OpsCommand::Transfer { command } => gateway::transfer(command).await,
         OpsCommand::Alarms(args) => gateway::alarms(args).await,

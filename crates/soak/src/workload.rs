@@ -482,13 +482,20 @@ impl Workload {
 
 /// ReceiveTransfer of one transfer: true when it is done with (completed, receiving on its
 /// own, failed), false when it is not yet shipped.
+///
+/// Each call is a new attempt with a request id of its own, retried under that id through
+/// transient failures. A refused attempt (not shipped yet) is remembered under its id as
+/// refused (README, Guarantees): trying again later under the same id would be answered
+/// the same refusal forever, as a real client would find.
 pub async fn receive(
     recorder: &Recorder,
     gateway: &NetworkServiceClient<Channel>,
     transfer_id: &str,
 ) -> bool {
+    static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attempt = ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let message = network::ReceiveTransferRequest {
-        request_id: format!("{transfer_id}-receive"),
+        request_id: format!("{transfer_id}-receive-{attempt}"),
         transfer_id: transfer_id.to_owned(),
     };
     let outcome = recorder

@@ -2,6 +2,7 @@
 //! `transfer`, `alarms`.
 
 mod alarms;
+mod expiring;
 mod sites;
 mod space;
 mod stock;
@@ -15,6 +16,7 @@ use coldchain_runtime::client::Channel;
 use super::{CliError, GatewayOpts, connect, connect_as};
 
 pub use alarms::{AlarmsArgs, alarms};
+pub use expiring::{ExpiringArgs, expiring};
 pub use sites::{SitesArgs, list_sites, sites};
 pub use space::{SpaceArgs, space};
 pub use stock::{StockArgs, stock};
