@@ -128,6 +128,11 @@ pub struct Config {
     /// `""` or `"off"`) serves none and records none. Default 127.0.0.1:9464 (0.0.0.0:9464
     /// in containers).
     pub metrics_listen: Option<SocketAddr>,
+    /// The console's key for signing session cookies and form tokens (a file of at least 32
+    /// bytes). Unset: a random key made at start, so sessions end when the process does.
+    pub console_session_key_file: Option<PathBuf>,
+    /// How long a console login lasts. Default 8 h (1 min to 7 d).
+    pub console_session_ttl: Duration,
 }
 
 impl Default for Config {
@@ -158,6 +163,8 @@ impl Default for Config {
             stream_idle_timeout: Duration::from_secs(60),
             health_port: None,
             metrics_listen: Some(DEFAULT_METRICS_LISTEN),
+            console_session_key_file: None,
+            console_session_ttl: Duration::from_secs(8 * 3600),
         }
     }
 }
@@ -220,6 +227,8 @@ const FIELDS: &[(&str, Kind)] = &[
     ("stream_idle_timeout", Kind::Duration),
     ("health_port", Kind::OptionalPort),
     ("metrics_listen", Kind::Listen),
+    ("console_session_key_file", Kind::OptionalPath),
+    ("console_session_ttl", Kind::Duration),
 ];
 
 impl Config {
@@ -424,6 +433,7 @@ impl Config {
                     "tls_cert" => self.tls_cert = path,
                     "tls_key" => self.tls_key = path,
                     "tls_ca" => self.tls_ca = path,
+                    "console_session_key_file" => self.console_session_key_file = path,
                     _ => self.tls_client_ca = path,
                 }
             }
@@ -460,6 +470,12 @@ impl Config {
                             return Err(format!("must be at least 1s, got {text:?}"));
                         }
                         self.stream_idle_timeout = d;
+                    }
+                    "console_session_ttl" => {
+                        if d < Duration::from_secs(60) || d > Duration::from_secs(7 * 24 * 3600) {
+                            return Err(format!("must be between 1m and 7d, got {text:?}"));
+                        }
+                        self.console_session_ttl = d;
                     }
                     _ => {
                         if d < MIN_IDEMPOTENCY_RETENTION {

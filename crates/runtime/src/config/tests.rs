@@ -138,6 +138,8 @@ fn every_field_has_an_env_var() {
         ("COLDCHAIN_STREAM_IDLE_TIMEOUT".into(), "5s"),
         ("COLDCHAIN_HEALTH_PORT".into(), "8086"),
         ("COLDCHAIN_METRICS_LISTEN".into(), "0.0.0.0:9999"),
+        ("COLDCHAIN_CONSOLE_SESSION_KEY_FILE".into(), "/session.key"),
+        ("COLDCHAIN_CONSOLE_SESSION_TTL".into(), "2h"),
     ];
     assert_eq!(
         vars.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
@@ -176,6 +178,8 @@ fn every_field_has_an_env_var() {
             stream_idle_timeout: Duration::from_secs(5),
             health_port: Some(8086),
             metrics_listen: Some("0.0.0.0:9999".parse().unwrap()),
+            console_session_key_file: Some("/session.key".into()),
+            console_session_ttl: Duration::from_secs(2 * 3600),
         }
     );
 }
@@ -584,4 +588,23 @@ proptest! {
         let vars: BTreeMap<String, String> = [(key, value)].into_iter().collect();
         let _ = Config::from_layers(Some(("f", &file)), &vars);
     }
+}
+
+#[test]
+fn console_session_ttl_is_bounded() {
+    assert_eq!(
+        load_str(None, &[]).unwrap().console_session_ttl,
+        Duration::from_secs(8 * 3600)
+    );
+    for bad in ["59s", "8d"] {
+        let err = load_str(None, &[("COLDCHAIN_CONSOLE_SESSION_TTL", bad)]).unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec![format!(
+                "COLDCHAIN_CONSOLE_SESSION_TTL: must be between 1m and 7d, got {bad:?}"
+            )]
+        );
+    }
+    let c = load_str(Some("console_session_ttl = \"7d\"\n"), &[]).unwrap();
+    assert_eq!(c.console_session_ttl, Duration::from_secs(7 * 24 * 3600));
 }
