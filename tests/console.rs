@@ -595,3 +595,64 @@ fn row_of<'a>(body: &'a str, marker: &str) -> &'a str {
         &rest[..end]
     }
 }
+
+/// How long the sensor page takes for a 30-day window (a measurement, not a check: run with
+/// `cargo test --test console -- --ignored --nocapture`). The services accept readings up to
+/// 7 days old, so the window holds 7 days at one reading a minute (10,080 readings).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: prints timings, asserts none"]
+async fn measure_the_30_day_sensor_page() {
+    let dev = tokio::task::spawn_blocking(Dev::start).await.unwrap();
+    let dev = &dev;
+    let mut telemetry = dev.telemetry(common::OPERATIONS);
+    telemetry
+        .register_sensor(tel::RegisterSensorRequest {
+            request_id: "reg-console-bench".into(),
+            sensor_id: "console-bench".into(),
+            binding: Some(tel::register_sensor_request::Binding::ZoneId(ZONE.into())),
+            profile: None,
+            description: "measured".into(),
+        })
+        .await
+        .unwrap();
+    let mut sensors = dev.telemetry(&common::sensors(SITE));
+    let now = now_ms();
+    let minutes: i64 = 7 * 24 * 60 - 10;
+    let mut start = 0;
+    while start < minutes {
+        let end = (start + 500).min(minutes);
+        sensors
+            .push_readings(tel::PushReadingsRequest {
+                request_id: format!("push-bench-{start}"),
+                readings: (start..end)
+                    .map(|m| tel::Reading {
+                        sensor_id: "console-bench".into(),
+                        time: Some(ts(now - (minutes - m) * 60_000)),
+                        celsius: 2.0 + ((m % 120) as f64) / 60.0,
+                        humidity_percent: None,
+                        door_open: None,
+                    })
+                    .collect(),
+            })
+            .await
+            .unwrap();
+        start = end;
+    }
+    let ops = login(dev, common::OPERATIONS);
+    let path = format!("/sites/{SITE}/sensors/console-bench?window=30d");
+    let mut times = Vec::new();
+    for _ in 0..30 {
+        let began = Instant::now();
+        let page = get(dev, &path, Some(&ops));
+        times.push(began.elapsed());
+        assert_eq!(page.status, 200);
+    }
+    times.sort();
+    println!(
+        "30-day sensor page, {minutes} readings: min {:?}, median {:?}, p90 {:?}, max {:?} (30 requests)",
+        times[0],
+        times[times.len() / 2],
+        times[times.len() * 9 / 10],
+        times[times.len() - 1]
+    );
+}
