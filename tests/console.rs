@@ -656,3 +656,85 @@ async fn measure_the_30_day_sensor_page() {
         times[times.len() - 1]
     );
 }
+
+/// `coldchain serve console` alone, with a certificate: it speaks HTTPS only, and its
+/// cookies are `Secure`.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_console_speaks_tls_when_configured() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+
+    let net = TestNetwork::new();
+    let certs = net.dir.path().join("tls");
+    let status = common::command()
+        .args(["certs", "--out"])
+        .arg(&certs)
+        .arg("--network")
+        .arg(&net.file)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = common::command()
+        .args(["serve", "console", "--network"])
+        .arg(&net.file)
+        .env("COLDCHAIN_DATA_DIR", net.data_dir())
+        .env("COLDCHAIN_LOG_LEVEL", "warn")
+        .env("COLDCHAIN_AUTH_FILE", net.keyring().credentials_file())
+        .env("COLDCHAIN_TLS_CERT", certs.join("gateway.pem"))
+        .env("COLDCHAIN_TLS_KEY", certs.join("gateway.key"))
+        .env("COLDCHAIN_TLS_CA", certs.join("ca.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let addr = ("127.0.0.1", net.console_port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve console exited with {status}");
+        }
+        assert!(Instant::now() < deadline, "the console did not listen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(certs.join("ca.pem")).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("; Secure"),
+        "cookies are Secure under TLS: {answer}"
+    );
+
+    // Plain HTTP gets no page.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut answer)).await;
+    assert!(!String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"));
+
+    let _ = child.kill();
+    let _ = child.wait();
+}
