@@ -253,6 +253,28 @@ fn login(dev: &Dev, id: &str) -> String {
     format!("cc_session={session}")
 }
 
+/// Reads `/alarms/events` until `wanted` arrives (or 60 s pass), answering what was read.
+fn live_until(port: u16, cookie: &str, wanted: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /alarms/events HTTP/1.1\r\nHost: console\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.contains(wanted) {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+        }
+    }
+    seen
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -399,6 +421,12 @@ async fn the_pages_show_what_the_services_hold() {
         })
         .await
         .unwrap();
+    // The live feed of the alarms page, open before the alarm is raised.
+    let live = {
+        let port = dev.net.console_port;
+        let cookie = ops.clone();
+        std::thread::spawn(move || live_until(port, &cookie, "console-s1"))
+    };
     let now = now_ms();
     let mut sensors = dev.telemetry(&common::sensors(SITE));
     // Six readings, each in its own 15-minute bucket of the last 24 h: 2 °C, then warm.
@@ -440,6 +468,11 @@ async fn the_pages_show_what_the_services_hold() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
+
+    // The live feed carried it, without reloading the page.
+    let events = live.join().unwrap();
+    assert!(events.contains("event: alarm"), "{events}");
+    assert!(events.contains("raised"), "{events}");
 
     // The alarms page shows it with its peak and duration.
     let page = get(dev, "/alarms", Some(&ops));

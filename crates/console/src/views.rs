@@ -30,8 +30,11 @@ pub fn page(title: &str, session: &Session, csrf: &str, body: Markup) -> Markup 
                     nav {
                         a href="/" { "Network" }
                         a href="/alarms" { "Alarms" }
-                        a href="/transfers" { "Transfers" }
-                        a href="/booking" { "Booking" }
+                        // What a role may not read is not offered (the services refuse it anyway).
+                        @if session.sees_network() { a href="/transfers" { "Transfers" } }
+                        @if session.sees_network() || session.customer().is_some() {
+                            a href="/booking" { "Booking" }
+                        }
                         @if let Some(site) = session.own_site() {
                             a href={ "/sites/" (site) } { "My site" }
                         }
