@@ -55,7 +55,7 @@ pub struct RunningConsole {
 /// The console's settings from the process's: the network, TLS towards the services (with
 /// the CLI's deadlines), the credentials the services accept, the session key and lifetime,
 /// and the server certificate.
-fn console_settings(settings: &Settings) -> ConsoleSettings {
+fn console_settings(settings: &Settings, shutdown: &Shutdown) -> ConsoleSettings {
     let config = &settings.config;
     ConsoleSettings {
         network: Arc::new(settings.network.clone()),
@@ -67,6 +67,7 @@ fn console_settings(settings: &Settings) -> ConsoleSettings {
         session_key_file: config.console_session_key_file.clone(),
         session_ttl: config.console_session_ttl,
         tls: config.tls_cert.clone().zip(config.tls_key.clone()),
+        shutdown: shutdown.clone(),
     }
 }
 
@@ -76,7 +77,7 @@ pub async fn start(
     addr: SocketAddr,
     shutdown: &Shutdown,
 ) -> Result<RunningConsole, String> {
-    let prepared = coldchain_console::prepare(console_settings(settings))?;
+    let prepared = coldchain_console::prepare(console_settings(settings, shutdown))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("console: cannot listen on {addr}: {e}"))?;

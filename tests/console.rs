@@ -291,8 +291,8 @@ fn ts(ms: i64) -> prost_types::Timestamp {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn login_cookie_and_form_token_rules() {
-    let dev = tokio::task::spawn_blocking(Dev::start).await.unwrap();
-    let dev = &dev;
+    let owned = tokio::task::spawn_blocking(Dev::start).await.unwrap();
+    let dev = &owned;
 
     // No session: every page sends the person to the login form.
     assert!(get(dev, "/", None).redirects_to_login());
@@ -398,6 +398,32 @@ async fn login_cookie_and_form_token_rules() {
     assert!(out.redirects_to_login(), "{out:?}");
     assert!(get(dev, "/", Some(&session)).redirects_to_login());
     assert_eq!(get(dev, "/", Some(&other)).status, 200);
+
+    // A live alarm feed open in a browser does not hold the network when it stops.
+    let port = dev.net.console_port;
+    let feed = std::thread::spawn(move || live_until(port, &other, "never sent"));
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = dev.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut dev = owned;
+    loop {
+        if let Some(status) = dev.child.try_wait().unwrap() {
+            assert!(status.success(), "dev stopped with {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dev still running with a live feed open"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seen = feed.join().unwrap();
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -57,6 +57,9 @@ pub struct ConsoleSettings {
     pub session_ttl: Duration,
     /// The server's certificate chain and key (PEM): serve HTTPS only.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Fired when the process stops: live streams end then, so that stopping waits for
+    /// no open page.
+    pub shutdown: Shutdown,
 }
 
 /// The state every handler shares.
@@ -68,6 +71,7 @@ pub struct Console {
     pub(crate) ttl: Duration,
     /// Cookies get `Secure` when the console speaks HTTPS.
     pub(crate) secure: bool,
+    pub(crate) shutdown: Shutdown,
 }
 
 impl Console {
@@ -121,6 +125,7 @@ pub fn prepare(settings: ConsoleSettings) -> Result<Prepared, String> {
         credentials: settings.credentials,
         ttl: settings.session_ttl,
         secure: tls.is_some(),
+        shutdown: settings.shutdown,
     });
     Ok(Prepared {
         router: router(console),

@@ -174,11 +174,13 @@ pub async fn acknowledge(
 /// Alarm events as they happen, one line of text each (the gateway's feed, as the person
 /// logged in). Events recorded before the page asked are left out: the page shows those.
 pub async fn events(
+    State(console): State<Arc<Console>>,
     authed: Authed,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
     let caller = &authed.session.caller;
     let mut gateway = caller.gateway().await?;
     let since = Utc::now().timestamp_millis() - 5_000;
+    let stop = console.shutdown.clone();
     let stream = gateway
         .watch_alarms(pb::WatchAlarmsRequest::default())
         .await?
@@ -214,6 +216,8 @@ pub async fn events(
                 })
                 .collect();
             futures::stream::iter(lines)
-        });
+        })
+        // A stream open in a browser must not hold the process when it stops.
+        .take_until(async move { stop.wait().await });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
