@@ -597,6 +597,31 @@ async fn the_pages_show_what_the_services_hold() {
     // The sensor is listed with its last reading and a sparkline.
     assert!(page.body.contains("console-s1") && page.body.contains("class=\"sparkline\""));
 
+    // The booking client sees its own booking, and finds space across the sites.
+    let customer = login(dev, &common::customer(CUSTOMER));
+    let page = get(dev, "/booking", Some(&customer));
+    assert_eq!(page.status, 200, "{page:?}");
+    let own = page
+        .body
+        .split("Your bookings")
+        .nth(1)
+        .expect("own bookings");
+    assert!(
+        own.contains(ZONE) && own.contains(">held<") && own.contains(&day.to_string()),
+        "{own}"
+    );
+    let search = format!("/booking?class=CHILLED&pallets=5&first={day}&last={day}");
+    let page = get(dev, &search, Some(&customer));
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.body
+            .contains(&format!("<td>{SITE}</td><td>{ZONE}</td>")),
+        "an offer of the zone"
+    );
+    // Transfers are not offered to a booking client.
+    assert!(!page.body.contains("href=\"/transfers\""));
+    assert_eq!(get(dev, "/transfers", Some(&ops)).status, 200);
+
     // A warehouse credential opens its own site's page, not another site's.
     let warehouse = login(dev, &common::warehouse(OTHER_SITE));
     assert_eq!(
@@ -615,6 +640,13 @@ async fn the_pages_show_what_the_services_hold() {
         Some(&warehouse),
     );
     assert_eq!(refused.status, 403);
+    // Its network page leaves out what only operations may read.
+    let page = get(dev, "/", Some(&warehouse));
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.body
+            .contains("Alarms across the network: not available to your credential")
+    );
 
     // The network page: the corridor and every site's services.
     let page = get(dev, "/", Some(&ops));
