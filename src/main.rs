@@ -3,6 +3,7 @@
 //! and the commands of the crates under `crates/` (ops, demo, bench, soak, compose, certs,
 //! credentials). It alone depends on the services; it hands them to the bench.
 
+mod console;
 mod run;
 mod settings;
 
@@ -28,9 +29,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one service of one site (or the gateway) as this process.
+    /// Run one service of one site (or the gateway, or the console) as this process.
     Serve(run::ServeArgs),
-    /// Run the whole network in this process: every site's services and the gateway.
+    /// Run the whole network in this process: every site's services, the gateway and the
+    /// console.
     Dev(run::DevArgs),
     /// Exit 0 when the server at ADDR answers SERVING, 1 otherwise (for compose).
     Healthcheck(run::HealthcheckArgs),

@@ -15,13 +15,14 @@ use coldchain_runtime::observe::traces::{TraceSettings, Traces};
 use coldchain_runtime::observe::{MetricsEndpoint, exporter};
 use coldchain_runtime::server::{ServiceSpec, bind};
 
+use crate::console::{self, ServerKind};
 use crate::settings::{self, Settings};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// inventory, telemetry, booking or gateway.
-    service: ServiceKind,
-    /// The site this instance serves (not for the gateway).
+    /// inventory, telemetry, booking, gateway or console.
+    service: ServerKind,
+    /// The site this instance serves (not for the gateway or the console).
     #[arg(long)]
     site: Option<String>,
     /// Listen here instead of `listen_host` and the port from the network file.
@@ -249,30 +250,57 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    let name = format!("coldchain-{}", args.service.as_str());
+    let name = format!("coldchain-{}", args.service);
     let site = match args.service {
-        ServiceKind::Gateway => Some("hub"),
-        _ => args.site.as_deref(),
+        ServerKind::Service(ServiceKind::Gateway) | ServerKind::Console => Some("hub"),
+        ServerKind::Service(_) => args.site.as_deref(),
     };
     let traces = match start_logs_and_traces(&settings, &name, site) {
         Ok(traces) => traces,
         Err(code) => return code,
     };
-    let code = serve_one(args, settings).await;
+    let code = match args.service {
+        ServerKind::Service(kind) => serve_one(kind, args, settings).await,
+        ServerKind::Console => serve_console(args, settings).await,
+    };
     stop_traces(traces).await;
     code
 }
 
-async fn serve_one(args: ServeArgs, settings: Settings) -> ExitCode {
+/// `serve console`: the web console alone, on `--listen` or the network file's port.
+async fn serve_console(args: ServeArgs, settings: Settings) -> ExitCode {
+    settings::warn_if_insecure(&settings);
+    let addr = args.listen.unwrap_or(SocketAddr::new(
+        settings.config.listen_host,
+        settings.network.console.port(),
+    ));
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_os_signals();
+    match console::start(&settings, addr, &shutdown).await {
+        Ok(running) => {
+            tracing::info!(url = %running.url, "serving the console");
+            match console::joined(running).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("coldchain: {error}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(problem) => {
+            eprintln!("coldchain: {problem}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve_one(service: ServiceKind, args: ServeArgs, settings: Settings) -> ExitCode {
     settings::warn_if_insecure(&settings);
     let network = Arc::new(settings.network.clone());
-    let site = match (args.service, &args.site) {
+    let site = match (service, &args.site) {
         (ServiceKind::Gateway, _) => gateway_site(&network),
         (_, None) => {
-            eprintln!(
-                "coldchain: serve {}: --site is required",
-                args.service.as_str()
-            );
+            eprintln!("coldchain: serve {}: --site is required", service.as_str());
             return ExitCode::from(settings::EXIT_CONFIG);
         }
         (_, Some(id)) => match network.site(id) {
@@ -287,7 +315,7 @@ async fn serve_one(args: ServeArgs, settings: Settings) -> ExitCode {
             }
         },
     };
-    let port = match args.service {
+    let port = match service {
         ServiceKind::Gateway => network.gateway.port(),
         kind => site.port(kind).unwrap_or(0),
     };
@@ -303,7 +331,7 @@ async fn serve_one(args: ServeArgs, settings: Settings) -> ExitCode {
     if let Some(metrics) = metrics {
         tracing::info!(url = %metrics.url(), "serving metrics");
     }
-    let ctx = context(&settings, args.service, site, &shutdown);
+    let ctx = context(&settings, service, site, &shutdown);
     match start_all(vec![Planned { ctx, addr }]).await {
         Ok(running) => {
             let mut code = ExitCode::SUCCESS;
@@ -362,6 +390,19 @@ async fn run_network(settings: Settings, started: Instant) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let console_addr =
+        SocketAddr::new(settings.config.listen_host, settings.network.console.port());
+    let console = match console::start(&settings, console_addr, &shutdown).await {
+        Ok(console) => console,
+        Err(problem) => {
+            eprintln!("coldchain: {problem}");
+            shutdown.trigger();
+            for (_, service) in running {
+                let _ = joined(service).await;
+            }
+            return ExitCode::from(1);
+        }
+    };
     say!("{:<18} {:<10} endpoint", "site", "service");
     for (ctx, service) in &running {
         let site = if ctx.kind == ServiceKind::Gateway {
@@ -375,9 +416,10 @@ async fn run_network(settings: Settings, started: Instant) -> ExitCode {
             service.endpoint()
         );
     }
+    say!("{:<18} {:<10} {}", "(hub)", "console", console.url);
     say!(
         "{} servers up in {} ms, data under {}; Ctrl-C stops them all",
-        running.len(),
+        running.len() + 1,
         started.elapsed().as_millis(),
         settings.config.data_dir.display()
     );
@@ -403,6 +445,9 @@ async fn run_network(settings: Settings, started: Instant) -> ExitCode {
         None => say!("metrics off (metrics_listen)"),
     }
     let mut failed = Vec::new();
+    if let Err(error) = console::joined(console).await {
+        failed.push(error);
+    }
     for (ctx, service) in running {
         if let Err(error) = joined(service).await {
             failed.push(format!("{}: {error}", ctx.label()));

@@ -71,6 +71,8 @@ pub struct TestNetwork {
     pub dir: tempfile::TempDir,
     pub file: PathBuf,
     pub gateway_port: u16,
+    /// The console's port (its `[console] listen`).
+    pub console_port: u16,
     keyring: OnceLock<Keyring>,
 }
 
@@ -86,9 +88,18 @@ impl TestNetwork {
             port
         };
         let gateway_port = free_port();
+        let console_port = free_port();
         let mut out = String::new();
+        let mut section = "";
         for line in shipped_network().lines() {
             let trimmed = line.trim_start();
+            if trimmed.starts_with('[') {
+                section = if trimmed.starts_with("[console]") {
+                    "console"
+                } else {
+                    "other"
+                };
+            }
             let port_key = ["inventory = ", "telemetry = ", "booking = "]
                 .iter()
                 .find(|k| {
@@ -97,7 +108,12 @@ impl TestNetwork {
             if let Some(key) = port_key {
                 out.push_str(&format!("{key}{}\n", free_port()));
             } else if trimmed.starts_with("listen = ") {
-                out.push_str(&format!("listen = \"127.0.0.1:{gateway_port}\"\n"));
+                let port = if section == "console" {
+                    console_port
+                } else {
+                    gateway_port
+                };
+                out.push_str(&format!("listen = \"127.0.0.1:{port}\"\n"));
             } else {
                 out.push_str(line);
                 out.push('\n');
@@ -110,6 +126,7 @@ impl TestNetwork {
             dir,
             file,
             gateway_port,
+            console_port,
             keyring: OnceLock::new(),
         }
     }

@@ -16,7 +16,9 @@ mod names;
 mod parse;
 mod problems;
 
-pub use model::{GatewayConfig, NetworkConfig, SiteConfig, SiteEndpoints, SitePorts, ZoneConfig};
+pub use model::{
+    ConsoleConfig, GatewayConfig, NetworkConfig, SiteConfig, SiteEndpoints, SitePorts, ZoneConfig,
+};
 pub use names::{ParseNameError, ServiceKind, TemperatureClass};
 pub use problems::{ConfigErrors, did_you_mean, toml_error_message};
 

@@ -14,6 +14,8 @@ use crate::{ConfigErrors, ServiceKind, TemperatureClass};
 pub struct NetworkConfig {
     /// The gateway at the hub.
     pub gateway: GatewayConfig,
+    /// The operations console at the hub (`[console]`, optional: 127.0.0.1:8080 by default).
+    pub console: ConsoleConfig,
     /// Every site, in file order.
     pub sites: Vec<SiteConfig>,
 }
@@ -44,6 +46,31 @@ impl GatewayConfig {
             addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
         format!("http://{addr}")
+    }
+}
+
+/// Where the operations console listens: the web pages people open (not gRPC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// The dev listen address, e.g. `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+}
+
+impl ConsoleConfig {
+    /// Where the console listens unless `[console] listen` says otherwise.
+    pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
+    /// The port of [`ConsoleConfig::listen`].
+    pub fn port(&self) -> u16 {
+        self.listen.port()
+    }
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: Self::DEFAULT_LISTEN,
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::problems::{did_you_mean, toml_error_message};
 use crate::{
-    ConfigErrors, GatewayConfig, NetworkConfig, ServiceKind, SiteConfig, SiteEndpoints, SitePorts,
-    TemperatureClass, ZoneConfig,
+    ConfigErrors, ConsoleConfig, GatewayConfig, NetworkConfig, ServiceKind, SiteConfig,
+    SiteEndpoints, SitePorts, TemperatureClass, ZoneConfig,
 };
 
 // ----------------------------------------------------------------------------------------------
@@ -20,6 +20,7 @@ use crate::{
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
     gateway: Option<RawGateway>,
+    console: Option<RawConsole>,
     #[serde(default)]
     site: Vec<RawSite>,
 }
@@ -29,6 +30,12 @@ struct RawNetwork {
 struct RawGateway {
     listen: Option<String>,
     endpoint: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +108,7 @@ fn validate(raw: RawNetwork) -> Result<NetworkConfig, ConfigErrors> {
     let mut ports: Vec<(u16, String)> = Vec::new();
 
     let gateway = validate_gateway(raw.gateway, &mut errors, &mut ports);
+    let console = validate_console(raw.console, &mut errors, &mut ports);
 
     if raw.site.is_empty() {
         errors.push("the network must have at least one [[site]]");
@@ -137,7 +145,11 @@ fn validate(raw: RawNetwork) -> Result<NetworkConfig, ConfigErrors> {
     }
 
     match gateway {
-        Some(gateway) if errors.is_empty() => Ok(NetworkConfig { gateway, sites }),
+        Some(gateway) if errors.is_empty() => Ok(NetworkConfig {
+            gateway,
+            console,
+            sites,
+        }),
         _ => Err(errors),
     }
 }
@@ -175,6 +187,30 @@ fn validate_gateway(
         listen: addr,
         endpoint: raw.endpoint,
     })
+}
+
+/// The console's section: optional as a whole, and then `listen` is required.
+fn validate_console(
+    raw: Option<RawConsole>,
+    errors: &mut ConfigErrors,
+    ports: &mut Vec<(u16, String)>,
+) -> ConsoleConfig {
+    let mut console = ConsoleConfig::default();
+    match raw.map(|raw| raw.listen) {
+        None => {}
+        Some(None) => errors.push("console: missing listen (e.g. listen = \"127.0.0.1:8080\")"),
+        Some(Some(listen)) => match listen.trim().parse::<SocketAddr>() {
+            Ok(addr) if addr.port() == 0 => {
+                errors.push("console: listen port must be between 1 and 65535, got 0");
+            }
+            Ok(addr) => console.listen = addr,
+            Err(_) => errors.push(format!(
+                "console: listen must be an ip address and port like \"127.0.0.1:8080\", got {listen:?}"
+            )),
+        },
+    }
+    ports.push((console.port(), "console".to_owned()));
+    console
 }
 
 /// Why an endpoint override is unusable, if it is.

@@ -603,3 +603,35 @@ proptest! {
         let _ = NetworkConfig::parse(&text);
     }
 }
+
+#[test]
+fn rule_console_listen() {
+    // Optional: without `[console]` the console listens on 127.0.0.1:8080.
+    let net = NetworkConfig::parse(&one_site(COOL_ZONE)).unwrap();
+    assert_eq!(net.console.listen, ConsoleConfig::DEFAULT_LISTEN);
+    assert_eq!(net.console.port(), 8080);
+    let with = |section: &str| {
+        one_site(COOL_ZONE).replace("[gateway]", &format!("[console]\n{section}\n\n[gateway]"))
+    };
+    let net = NetworkConfig::parse(&with("listen = \"0.0.0.0:8088\"")).unwrap();
+    assert_eq!(net.console.listen, "0.0.0.0:8088".parse().unwrap());
+    assert_eq!(
+        one_problem(&with("")),
+        r#"console: missing listen (e.g. listen = "127.0.0.1:8080")"#
+    );
+    assert_eq!(
+        one_problem(&with("listen = \"127.0.0.1:0\"")),
+        "console: listen port must be between 1 and 65535, got 0"
+    );
+    assert_eq!(
+        one_problem(&with("listen = \"console\"")),
+        r#"console: listen must be an ip address and port like "127.0.0.1:8080", got "console""#
+    );
+    assert_eq!(
+        one_problem(&with("listen = \"127.0.0.1:50051\"")),
+        "port 50051 is used by more than one service: gateway, console"
+    );
+    // The shipped file names the console's port.
+    let shipped = NetworkConfig::parse(SHIPPED).unwrap();
+    assert_eq!(shipped.console.port(), 8080);
+}

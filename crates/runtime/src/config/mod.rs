@@ -141,6 +141,11 @@ pub struct Config {
     /// How often each service samples its domain series (stock per zone, alarms, outboxes,
     /// reachability) from its state while metrics are on. Default 15 s.
     pub metrics_sample_interval: Duration,
+    /// The console's key for signing session cookies and form tokens (a file of at least 32
+    /// bytes). Unset: a random key made at start, so sessions end when the process does.
+    pub console_session_key_file: Option<PathBuf>,
+    /// How long a console login lasts. Default 8 h (1 min to 7 d).
+    pub console_session_ttl: Duration,
 }
 
 impl Default for Config {
@@ -175,6 +180,8 @@ impl Default for Config {
             health_port: None,
             metrics_listen: Some(DEFAULT_METRICS_LISTEN),
             metrics_sample_interval: Duration::from_secs(15),
+            console_session_key_file: None,
+            console_session_ttl: Duration::from_secs(8 * 3600),
         }
     }
 }
@@ -241,6 +248,8 @@ const FIELDS: &[(&str, Kind)] = &[
     ("health_port", Kind::OptionalPort),
     ("metrics_listen", Kind::Listen),
     ("metrics_sample_interval", Kind::Duration),
+    ("console_session_key_file", Kind::OptionalPath),
+    ("console_session_ttl", Kind::Duration),
 ];
 
 impl Config {
@@ -445,6 +454,7 @@ impl Config {
                     "tls_cert" => self.tls_cert = path,
                     "tls_key" => self.tls_key = path,
                     "tls_ca" => self.tls_ca = path,
+                    "console_session_key_file" => self.console_session_key_file = path,
                     _ => self.tls_client_ca = path,
                 }
             }
@@ -499,6 +509,12 @@ impl Config {
                             return Err(format!("must be at least 1s, got {text:?}"));
                         }
                         self.feed_keepalive = d;
+                    }
+                    "console_session_ttl" => {
+                        if d < Duration::from_secs(60) || d > Duration::from_secs(7 * 24 * 3600) {
+                            return Err(format!("must be between 1m and 7d, got {text:?}"));
+                        }
+                        self.console_session_ttl = d;
                     }
                     _ => {
                         if d < MIN_IDEMPOTENCY_RETENTION {

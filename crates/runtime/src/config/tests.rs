@@ -142,6 +142,8 @@ fn every_field_has_an_env_var() {
         ("COLDCHAIN_HEALTH_PORT".into(), "8086"),
         ("COLDCHAIN_METRICS_LISTEN".into(), "0.0.0.0:9999"),
         ("COLDCHAIN_METRICS_SAMPLE_INTERVAL".into(), "250ms"),
+        ("COLDCHAIN_CONSOLE_SESSION_KEY_FILE".into(), "/session.key"),
+        ("COLDCHAIN_CONSOLE_SESSION_TTL".into(), "2h"),
     ];
     assert_eq!(
         vars.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
@@ -184,6 +186,8 @@ fn every_field_has_an_env_var() {
             health_port: Some(8086),
             metrics_listen: Some("0.0.0.0:9999".parse().unwrap()),
             metrics_sample_interval: Duration::from_millis(250),
+            console_session_key_file: Some("/session.key".into()),
+            console_session_ttl: Duration::from_secs(2 * 3600),
         }
     );
 }
@@ -635,4 +639,23 @@ fn the_metrics_sample_interval_is_at_least_100ms() {
             .contains("COLDCHAIN_METRICS_SAMPLE_INTERVAL"),
         "{err}"
     );
+}
+
+#[test]
+fn console_session_ttl_is_bounded() {
+    assert_eq!(
+        load_str(None, &[]).unwrap().console_session_ttl,
+        Duration::from_secs(8 * 3600)
+    );
+    for bad in ["59s", "8d"] {
+        let err = load_str(None, &[("COLDCHAIN_CONSOLE_SESSION_TTL", bad)]).unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec![format!(
+                "COLDCHAIN_CONSOLE_SESSION_TTL: must be between 1m and 7d, got {bad:?}"
+            )]
+        );
+    }
+    let c = load_str(Some("console_session_ttl = \"7d\"\n"), &[]).unwrap();
+    assert_eq!(c.console_session_ttl, Duration::from_secs(7 * 24 * 3600));
 }

@@ -1,0 +1,158 @@
+//! Logging in with an API key, and out.
+//!
+//! The login form is protected like every other: a signed cookie holds a random nonce and
+//! the form carries the token of that nonce, so a form posted from another site (which can
+//! neither read the cookie nor compute the token) is refused.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use coldchain_runtime::auth::{ApiKey, Role};
+use maud::html;
+use serde::Deserialize;
+
+use crate::session::{self, LOGIN_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE};
+use crate::{Authed, Console, views};
+
+/// What the login form sends.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    key: String,
+    csrf: Option<String>,
+}
+
+/// What a form with only its token sends.
+#[derive(Deserialize)]
+pub struct TokenForm {
+    csrf: Option<String>,
+}
+
+/// The login form, with a fresh nonce cookie.
+pub async fn form(State(console): State<Arc<Console>>) -> Response {
+    login_page(&console, StatusCode::OK, None)
+}
+
+fn login_page(console: &Console, status: StatusCode, problem: Option<&str>) -> Response {
+    let nonce = session::nonce();
+    let expires = session::unix(SystemTime::now() + LOGIN_FORM_TTL);
+    let cookie = console.cookie(
+        LOGIN_COOKIE,
+        &console.key.login_cookie(&nonce, expires),
+        LOGIN_FORM_TTL,
+    );
+    let token = console.key.form_token(&format!("login:{nonce}"));
+    let body = views::bare(
+        "Log in",
+        html! {
+            h1 { "Cold-chain console" }
+            @if let Some(problem) = problem { p.problem { (problem) } }
+            form.stack method="post" action="/login" {
+                label {
+                    "API key (" code { "cc1.<id>.<secret>" } ")"
+                    br;
+                    input type="password" name="key" required autocomplete="off" size="80";
+                }
+                input type="hidden" name="csrf" value=(token);
+                button type="submit" { "Log in" }
+            }
+            p.muted { "The key stays on the console's server; your browser keeps only a signed session cookie." }
+        },
+    );
+    (status, [(header::SET_COOKIE, cookie)], body).into_response()
+}
+
+/// Checks the form's token and the key; starts a session.
+pub async fn submit(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let now = SystemTime::now();
+    let nonce = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .find_map(|h| session::cookie(h, LOGIN_COOKIE))
+        .and_then(|value| console.key.open_login_cookie(value, now));
+    let token_ok = nonce.as_ref().is_some_and(|nonce| {
+        console
+            .key
+            .check_form_token(&format!("login:{nonce}"), form.csrf.as_deref())
+    });
+    if !token_ok {
+        return login_page(
+            &console,
+            StatusCode::FORBIDDEN,
+            Some("This login form expired or was not sent from this page: please log in again."),
+        );
+    }
+    let Ok(key) = ApiKey::parse(form.key.trim()) else {
+        return login_page(
+            &console,
+            StatusCode::UNAUTHORIZED,
+            Some("That is not an API key (cc1.<id>.<secret>)."),
+        );
+    };
+    let role = match &console.credentials {
+        None => None,
+        Some(credentials) => match credentials.authenticate(Some(&key.header_value())) {
+            Ok(principal) => Some(principal.role),
+            Err(_) => {
+                return login_page(
+                    &console,
+                    StatusCode::UNAUTHORIZED,
+                    Some("The network does not accept that key."),
+                );
+            }
+        },
+    };
+    if let Some(Role::Service(_)) = role {
+        return login_page(
+            &console,
+            StatusCode::FORBIDDEN,
+            Some("A service's own key cannot log in to the console."),
+        );
+    }
+    let caller = console.caller(Some(key.clone()));
+    let started = console.sessions.start(&key, role, caller, console.ttl, now);
+    let value = console
+        .key
+        .session_cookie(&started.id, session::unix(started.expires));
+    // Appended: an array of headers would keep only the last cookie.
+    let headers = AppendHeaders([
+        (
+            header::SET_COOKIE,
+            console.cookie(SESSION_COOKIE, &value, console.ttl),
+        ),
+        (
+            header::SET_COOKIE,
+            console.cookie(LOGIN_COOKIE, "", Duration::ZERO),
+        ),
+    ]);
+    (headers, Redirect::to("/")).into_response()
+}
+
+/// Ends the session (the form's token must match it).
+pub async fn logout(
+    State(console): State<Arc<Console>>,
+    authed: Authed,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if let Err(refused) = authed.check_form(&console, form.csrf.as_deref()) {
+        return refused.into_response();
+    }
+    console.sessions.end(&authed.session.id);
+    (
+        [(
+            header::SET_COOKIE,
+            console.cookie(SESSION_COOKIE, "", Duration::ZERO),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
