@@ -152,6 +152,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/booking", get(pages::booking::page))
         .route("/static/console.css", get(pages::static_style))
         .route("/static/alarms.js", get(pages::static_script))
+        .route("/favicon.svg", get(pages::favicon))
+        .route("/favicon.ico", get(pages::favicon))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }

@@ -177,7 +177,8 @@ fn ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
     let mut out = Vec::new();
     let mut t = (low / step).ceil() * step;
     while t <= high && out.len() < 50 {
-        out.push(t);
+        // `ceil` of a small negative gives -0, which would print as "-0".
+        out.push(if t == 0.0 { 0.0 } else { t });
         t += step;
     }
     out
@@ -343,5 +344,8 @@ mod tests {
             vec![-24.0, -22.0, -20.0, -18.0, -16.0]
         );
         assert!(ticks(0.0, 0.0, 6).len() <= 1);
+        for t in ticks(-0.5, 4.0, 6) {
+            assert!(!format!("{t}").starts_with("-0"), "{t}");
+        }
     }
 }

@@ -13,6 +13,9 @@ use crate::session::Session;
 pub const STYLE: &str = include_str!("static/console.css");
 /// The one script: live alarms over server-sent events. Every page works without it.
 pub const ALARMS_SCRIPT: &str = include_str!("static/alarms.js");
+/// The console's icon, a thermometer (browsers ask for one; its absence is an error in
+/// their console).
+pub const FAVICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect x="6" y="1" width="4" height="10" rx="2" fill="#1f6fb2"/><circle cx="8" cy="12" r="3.5" fill="#1f6fb2"/></svg>"##;
 
 /// A page of a logged-in person: the navigation, their credential, the logout form.
 pub fn page(title: &str, session: &Session, csrf: &str, body: Markup) -> Markup {
@@ -23,6 +26,7 @@ pub fn page(title: &str, session: &Session, csrf: &str, body: Markup) -> Markup 
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · cold-chain console" }
+                link rel="icon" href="/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/static/console.css";
             }
             body {
@@ -61,6 +65,7 @@ pub fn bare(title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · cold-chain console" }
+                link rel="icon" href="/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/static/console.css";
             }
             body { main { (body) } }

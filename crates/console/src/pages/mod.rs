@@ -23,6 +23,11 @@ pub async fn static_script() -> Response {
     static_file("text/javascript; charset=utf-8", views::ALARMS_SCRIPT)
 }
 
+/// The icon, at the paths browsers ask for.
+pub async fn favicon() -> Response {
+    static_file("image/svg+xml", views::FAVICON)
+}
+
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
     (
         [
