@@ -681,7 +681,13 @@ fn operator_commands_against_a_running_network() {
         acked["state"].as_str().unwrap().ends_with("_ACK"),
         "{acked}"
     );
+    // A note is required: without one, a usage error before any call.
     let out = dev.cli(&["ack", &alarm_id, "--site", PARK, "--by", "qa.duty"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--note"), "{}", out.stderr);
+    let out = dev.cli(&[
+        "ack", &alarm_id, "--site", PARK, "--by", "qa.duty", "--note", "again",
+    ]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.starts_with("error: FAILED_PRECONDITION: "),

@@ -67,7 +67,11 @@ impl NetworkService for GatewayApi {
             .fan_out_deadline(client_deadline(request.metadata().as_ref()));
         let query = requests::list_expiring(request.get_ref())?;
         let answer = self.app.list_expiring(&query, deadline).await?;
-        Ok(Response::new(wire::expiring_answer(answer)))
+        Ok(Response::new(wire::expiring_answer(
+            answer.levels,
+            answer.truncated,
+            answer.failures,
+        )))
     }
 
     async fn find_space(

@@ -694,7 +694,7 @@ async fn excursion_alarm_lifecycle_ack_list_and_watch() {
             request_id: "a-2".into(),
             alarm_id: id.clone(),
             acknowledged_by: "qa-li".into(),
-            note: String::new(),
+            note: "again".into(),
         })
         .await
         .unwrap_err();
@@ -709,7 +709,7 @@ async fn excursion_alarm_lifecycle_ack_list_and_watch() {
             request_id: "a-3".into(),
             alarm_id: "alm-99999999".into(),
             acknowledged_by: "qa".into(),
-            note: String::new(),
+            note: "checked".into(),
         })
         .await
         .unwrap_err();
@@ -887,7 +887,7 @@ async fn excursion_alarm_lifecycle_ack_list_and_watch() {
             request_id: "a-5".into(),
             alarm_id: all[1].alarm_id.clone(),
             acknowledged_by: "ops".into(),
-            note: String::new(),
+            note: "seen".into(),
         })
         .await
         .unwrap();

@@ -1000,7 +1000,7 @@ async fn acknowledge_alarm_rules() {
         request_id: "ack".into(),
         alarm_id: f.alarm_id.clone(),
         acknowledged_by: "qa-lead".into(),
-        note: String::new(),
+        note: "pallets checked".into(),
     };
     let mut rows: Vec<Row<Req>> = Vec::new();
     rows.extend(id_rows("request_id", true, |r: &mut Req, v| {
@@ -1020,6 +1020,8 @@ async fn acknowledge_alarm_rules() {
         ));
     }
     for (name, note) in [
+        ("empty", String::new()),
+        ("blank", "   ".to_string()),
         ("over 1,024 bytes", over_bytes(1024)),
         ("with a control character", "checked\u{0}".to_string()),
     ] {

@@ -29,8 +29,8 @@ pub struct AckArgs {
     /// Who acknowledges (a person or system).
     #[arg(long, value_name = "NAME")]
     by: String,
-    /// What was done or found.
-    #[arg(long, value_name = "TEXT", default_value = "")]
+    /// What was done or found (required: an acknowledgement is a record).
+    #[arg(long, value_name = "TEXT")]
     note: String,
     /// Call as this credential of the keyring [default: operations, the only role that
     /// acknowledges alarms].

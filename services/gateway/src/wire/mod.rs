@@ -190,12 +190,14 @@ fn in_transit(t: InTransit) -> pb::InTransitStock {
 
 /// ListExpiring's answer.
 pub fn expiring_answer(
-    answer: crate::app::expiring::ExpiringAnswer,
+    levels: Vec<pb::SiteStockLevel>,
+    truncated: bool,
+    failures: Vec<SiteFailure>,
 ) -> pb::NetworkListExpiringResponse {
     pb::NetworkListExpiringResponse {
-        levels: answer.levels,
-        truncated: answer.truncated,
-        failures: answer.failures.into_iter().map(site_error).collect(),
+        levels,
+        truncated,
+        failures: failures.into_iter().map(site_error).collect(),
     }
 }
 

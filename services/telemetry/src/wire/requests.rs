@@ -346,7 +346,7 @@ pub fn acknowledge_alarm(
         true,
         MAX_ACK_BY_BYTES,
     );
-    text(&mut v, "note", &req.note, false, MAX_NOTE_BYTES);
+    text(&mut v, "note", &req.note, true, MAX_NOTE_BYTES);
     v.finish()?;
     let fingerprint = fingerprint_of(&req.request_id, &req);
     Ok((
