@@ -19,6 +19,7 @@ pub mod observe;
 mod records;
 mod request_filter;
 mod row_cache;
+pub mod snapshot;
 pub mod table;
 mod wal;
 
