@@ -197,6 +197,8 @@ pub(crate) struct Target {
     pub file_system: Arc<dyn FileSystem>,
     /// See `StoreOptions::wal_segment_bytes`.
     pub segment_bytes: u64,
+    /// See `StoreOptions::wal_archive_dir`.
+    pub archive_dir: Option<PathBuf>,
     /// The last generation applied before this start (after recovery).
     pub applied: u64,
     /// See `StoreOptions::row_cache_bytes`.
@@ -579,6 +581,7 @@ fn apply_thread(
         data,
         wal_dir,
         file_system,
+        archive_dir,
         mut applied,
         ..
     } = target;
@@ -638,6 +641,7 @@ fn apply_thread(
                     &db,
                     file_system.as_ref(),
                     &wal_dir,
+                    archive_dir.as_deref(),
                     &mut retiring,
                     retire_through,
                 )
@@ -656,6 +660,7 @@ fn checkpoint(
     db: &sled::Db,
     fs: &dyn FileSystem,
     wal_dir: &Path,
+    archive_dir: Option<&Path>,
     retiring: &mut VecDeque<ClosedSegment>,
     applied: u64,
 ) -> Result<(), StoreError> {
@@ -665,6 +670,9 @@ fn checkpoint(
     while let Some(segment) = retiring.front() {
         if segment.last_generation > applied {
             break;
+        }
+        if let Some(archive) = archive_dir {
+            crate::archive::archive_segment(&segment.path, archive)?;
         }
         fs.remove_file(&segment.path)?;
         retiring.pop_front();

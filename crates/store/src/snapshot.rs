@@ -373,6 +373,18 @@ fn open(file: &Path) -> Result<BufReader<File>, StoreError> {
         })
 }
 
+/// Where a point-in-time restore goes on from a backup: the log archive of the database
+/// (see `crate::archive`), and the ledger sequence to stop at (`None`: all of the archive).
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery<'a> {
+    /// The database's `wal_archive_dir`.
+    pub archive: &'a Path,
+    /// Restore no generation whose ledger entries pass this sequence. A generation is
+    /// restored whole: when the generation holding this sequence holds later entries too,
+    /// the restore stops before it (the manifest returned says where it stopped).
+    pub to_sequence: Option<u64>,
+}
+
 /// Lays out the database a backup holds in `dir`, for `identity`, so `Store::open` opens
 /// it at G1 of the snapshot. Returns the backup's manifest.
 ///
@@ -385,7 +397,29 @@ pub fn restore(
     dir: &Path,
     identity: &Identity,
 ) -> Result<SnapshotManifest, StoreError> {
+    restore_to(file, dir, identity, None)
+}
+
+/// [`restore`], then the archived log's generations after the backup's, up to
+/// `recovery.to_sequence`: point-in-time recovery. The manifest returned names the
+/// generation and ledger sequence restored. Refuses an archive with generations missing
+/// (a gap in the ledger) and a target before the backup's sequence or beyond the archive.
+pub fn restore_to(
+    file: &Path,
+    dir: &Path,
+    identity: &Identity,
+    recovery: Option<Recovery<'_>>,
+) -> Result<SnapshotManifest, StoreError> {
     let manifest = verify(file)?;
+    if let Some(target) = recovery.and_then(|r| r.to_sequence)
+        && target < manifest.ledger_sequence
+    {
+        return Err(StoreError::Incompatible(format!(
+            "backup {} is at ledger sequence {}, after {target}: restore an older backup              (nothing was restored)",
+            file.display(),
+            manifest.ledger_sequence
+        )));
+    }
     if manifest.site != identity.site || manifest.service != identity.service {
         return Err(StoreError::Incompatible(format!(
             "backup {} holds site {:?} service {:?}, not site {:?} service {:?}: nothing was restored",
@@ -416,8 +450,8 @@ pub fn restore(
         )));
     }
     std::fs::create_dir_all(dir)?;
-    match load(file, dir, &manifest) {
-        Ok(()) => Ok(manifest),
+    match load(file, dir, &manifest, recovery) {
+        Ok(restored) => Ok(restored),
         Err(error) => {
             // Half a database must not be opened as a whole one.
             let _ = if existed {
@@ -442,7 +476,12 @@ fn clear_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn load(file: &Path, dir: &Path, manifest: &SnapshotManifest) -> Result<(), StoreError> {
+fn load(
+    file: &Path,
+    dir: &Path,
+    manifest: &SnapshotManifest,
+    recovery: Option<Recovery<'_>>,
+) -> Result<SnapshotManifest, StoreError> {
     let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
     let meta = db.open_tree("_meta")?;
     let data = db.open_tree("data")?;
@@ -458,7 +497,11 @@ fn load(file: &Path, dir: &Path, manifest: &SnapshotManifest) -> Result<(), Stor
     if loaded.sha256 != manifest.sha256 {
         return Err(corrupt("the file changed while it was being restored"));
     }
-    data.insert(wal::APPLIED_KEY, &manifest.generation.to_be_bytes())?;
+    let mut restored = manifest.clone();
+    if let Some(recovery) = recovery {
+        redo_archive(&data, recovery, &mut restored)?;
+    }
+    data.insert(wal::APPLIED_KEY, &restored.generation.to_be_bytes())?;
     let ledger_sequence = match data.scan_prefix(records::LEDGER_BLOCKS).next_back() {
         Some(block) => {
             let (key, value) = block?;
@@ -467,10 +510,10 @@ fn load(file: &Path, dir: &Path, manifest: &SnapshotManifest) -> Result<(), Stor
         }
         None => 0,
     };
-    if ledger_sequence != manifest.ledger_sequence {
+    if ledger_sequence != restored.ledger_sequence {
         return Err(corrupt(format!(
             "restored ledger ends at sequence {ledger_sequence}, the manifest says {}",
-            manifest.ledger_sequence
+            restored.ledger_sequence
         )));
     }
     // Written last: a database without its identity is not opened as anyone's.
@@ -489,6 +532,57 @@ fn load(file: &Path, dir: &Path, manifest: &SnapshotManifest) -> Result<(), Stor
     wal::sync_dir(&wal_dir)?;
     if let Some(parent) = dir.parent() {
         wal::sync_dir(parent)?;
+    }
+    Ok(restored)
+}
+
+/// Applies the archived generations after `restored.generation`, in order, checking the
+/// ledger goes on without a gap, and stops before the first whose entries pass the target.
+fn redo_archive(
+    data: &sled::Tree,
+    recovery: Recovery<'_>,
+    restored: &mut SnapshotManifest,
+) -> Result<(), StoreError> {
+    let mut reached_target = false;
+    crate::archive::replay(recovery.archive, restored.generation, |record| {
+        let block = record.changes.iter().find_map(|(key, value)| {
+            key.starts_with(records::LEDGER_BLOCKS)
+                .then_some(value.as_ref().map(|value| (key, value)))
+                .flatten()
+        });
+        let mut last = restored.ledger_sequence;
+        if let Some((key, value)) = block {
+            let first = records::decode_block_key(key)?;
+            if first != restored.ledger_sequence + 1 {
+                return Err(corrupt(format!(
+                    "the archive's generation {} starts the ledger at {first}, after {}:                      generations are missing from {}",
+                    record.generation,
+                    restored.ledger_sequence,
+                    recovery.archive.display()
+                )));
+            }
+            last = (first + records::decode_block(value)?.len() as u64).saturating_sub(1);
+        }
+        if let Some(target) = recovery.to_sequence
+            && (last > target || restored.ledger_sequence == target)
+        {
+            reached_target = true;
+            return Ok(false);
+        }
+        restored.generation = record.generation;
+        restored.ledger_sequence = last;
+        wal::apply(data, record.generation, record.changes)?;
+        Ok(true)
+    })?;
+    if let Some(target) = recovery.to_sequence
+        && !reached_target
+        && restored.ledger_sequence < target
+    {
+        return Err(StoreError::Incompatible(format!(
+            "the archive {} ends at ledger sequence {}, before {target} (nothing was restored)",
+            recovery.archive.display(),
+            restored.ledger_sequence
+        )));
     }
     Ok(())
 }

@@ -309,3 +309,103 @@ fn with_format(bytes: &[u8], version: u32) -> Vec<u8> {
     out.extend_from_slice(&digest);
     out
 }
+
+/// A store keeping a log archive, with small segments so the archive has several.
+fn open_archiving(dir: &Path, archive: &Path) -> Store {
+    Store::open(
+        dir,
+        &identity(),
+        StoreOptions {
+            wal_segment_bytes: 64 << 10,
+            wal_archive_dir: Some(archive.to_path_buf()),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open")
+}
+
+/// Sequential writes with large ledger entries: one generation each, many segments.
+async fn add_padded(store: &Store, from: i64, count: i64) {
+    let padding = "p".repeat(600);
+    for i in from..from + count {
+        add(store, &format!("a{}{padding}", i % 7), 1).await;
+    }
+}
+
+#[tokio::test]
+async fn a_backup_and_the_log_archive_restore_exactly_the_first_n_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let store = open_archiving(&dir.path().join("db"), &archive);
+    add_padded(&store, 0, 150).await;
+    let file = dir.path().join("backup");
+    let manifest = snapshot_to(&store, &file).await;
+    add_padded(&store, 150, 350).await;
+    let last = store.durable_sequence();
+    store.close();
+    assert!(
+        std::fs::read_dir(&archive).unwrap().count() > 3,
+        "closed segments were archived"
+    );
+
+    for target in [
+        manifest.ledger_sequence,
+        manifest.ledger_sequence + 1,
+        manifest.ledger_sequence + 137,
+        last,
+    ] {
+        let restored_dir = dir.path().join(format!("to-{target}"));
+        let recovery = snapshot::Recovery {
+            archive: &archive,
+            to_sequence: Some(target),
+        };
+        let restored =
+            snapshot::restore_to(&file, &restored_dir, &identity(), Some(recovery)).unwrap();
+        assert_eq!(restored.ledger_sequence, target);
+        let store = open(&restored_dir);
+        let entries = check_consistent(&store, &restored);
+        assert_eq!(
+            entries.len() as u64,
+            target,
+            "exactly the first {target} entries"
+        );
+        store.close();
+    }
+    let all = dir.path().join("all");
+    let recovery = snapshot::Recovery {
+        archive: &archive,
+        to_sequence: None,
+    };
+    let restored = snapshot::restore_to(&file, &all, &identity(), Some(recovery)).unwrap();
+    assert_eq!(restored.ledger_sequence, last);
+    check_consistent(&open(&all), &restored);
+
+    // Beyond the archive, and before the backup: refused, nothing left behind.
+    for target in [last + 1, manifest.ledger_sequence - 1] {
+        let target_dir = dir.path().join("refused");
+        let recovery = snapshot::Recovery {
+            archive: &archive,
+            to_sequence: Some(target),
+        };
+        let error =
+            snapshot::restore_to(&file, &target_dir, &identity(), Some(recovery)).unwrap_err();
+        assert!(matches!(error, StoreError::Incompatible(_)), "{error}");
+        assert!(!target_dir.exists());
+    }
+
+    // A segment missing from the archive is a gap in the ledger: refused.
+    let mut segments: Vec<_> = std::fs::read_dir(&archive)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    segments.sort();
+    std::fs::remove_file(&segments[segments.len() - 2]).unwrap();
+    let gap = dir.path().join("gap");
+    let recovery = snapshot::Recovery {
+        archive: &archive,
+        to_sequence: None,
+    };
+    let error = snapshot::restore_to(&file, &gap, &identity(), Some(recovery)).unwrap_err();
+    assert!(error.to_string().contains("missing"), "{error}");
+    assert!(!gap.exists());
+}

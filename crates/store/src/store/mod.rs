@@ -120,8 +120,13 @@ impl Store {
         let data = db.open_tree("data")?;
         // Generations a crash left in the write-ahead log but not in sled's files.
         let wal_dir = path.join(WAL_DIR);
-        let (applied, replayed) =
-            wal::recover_counting(&db, &data, &wal_dir, options.file_system.as_ref())?;
+        let (applied, replayed) = wal::recover_counting(
+            &db,
+            &data,
+            &wal_dir,
+            options.file_system.as_ref(),
+            options.wal_archive_dir.as_deref(),
+        )?;
         StoreMetrics::replayed(identity, replayed);
         let metrics = StoreMetrics::new(identity);
         records::upgrade_legacy(&db, &data)?;
@@ -147,6 +152,7 @@ impl Store {
                 wal_dir,
                 file_system: options.file_system.clone(),
                 segment_bytes: options.wal_segment_bytes,
+                archive_dir: options.wal_archive_dir.clone(),
                 applied,
                 row_cache_bytes: options.row_cache_bytes,
                 metrics: metrics.clone(),
