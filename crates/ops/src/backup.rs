@@ -78,6 +78,14 @@ pub struct RestoreArgs {
     /// [default: the backup's].
     #[arg(long, value_name = "SERVICE")]
     pub service: Option<String>,
+    /// The database's log archive (its `<wal_archive_dir>/<site>/<service>`): replay the
+    /// archived generations after the backup's, for point-in-time recovery.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+    /// With --archive: stop at this ledger sequence (a generation is restored whole, so the
+    /// restore stops before a generation that passes it) [default: the archive's end].
+    #[arg(long, value_name = "N", requires = "archive")]
+    pub to_sequence: Option<u64>,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
@@ -183,8 +191,12 @@ pub fn restore(args: RestoreArgs) -> Result<(), CliError> {
     } else {
         args.data_dir.join(&identity.site).join(&identity.service)
     };
-    let restored =
-        snapshot::restore(&args.file, &target, &identity).map_err(|e| failed(&args.file, e))?;
+    let recovery = args.archive.as_deref().map(|archive| snapshot::Recovery {
+        archive,
+        to_sequence: args.to_sequence,
+    });
+    let restored = snapshot::restore_to(&args.file, &target, &identity, recovery)
+        .map_err(|e| failed(&args.file, e))?;
     report(&target, &restored, args.json, "restored into");
     Ok(())
 }

@@ -94,6 +94,16 @@ impl ServiceContext {
         }
     }
 
+    /// `<wal_archive_dir>/<site>/<service>` (`…/gateway` for the gateway), when the
+    /// configuration keeps a log archive.
+    pub fn wal_archive_path(&self) -> Option<PathBuf> {
+        let root = self.config.wal_archive_dir.as_ref()?;
+        Some(match self.kind {
+            ServiceKind::Gateway => root.join("gateway"),
+            kind => root.join(&self.site.id).join(kind.as_str()),
+        })
+    }
+
     /// Opens this instance's database.
     pub fn open_store(&self) -> Result<Store, StoreError> {
         let labels = self.metric_labels();
@@ -111,6 +121,7 @@ impl ServiceContext {
                     .unwrap_or(usize::MAX),
                 idempotency_retention: self.config.idempotency_retention,
                 clock: self.clock.clone(),
+                wal_archive_dir: self.wal_archive_path(),
                 ..StoreOptions::default()
             },
         )?;

@@ -4,10 +4,11 @@
 //! it restore the database to any later generation: point-in-time recovery.
 //!
 //! An archived segment holds the segment's whole records only (not the zeros a segment is
-//! made with, nor a torn tail), under the segment's name, `<first generation>.log`. One
-//! archive directory serves one database's history: a database restored from a backup
-//! numbers its generations again from the backup's, so it needs an archive of its own (an
-//! archived file that would be replaced by different bytes is refused, loudly).
+//! made with, nor a torn tail), under the segment's name, `<first generation>.log`. A
+//! database restored from a backup numbers its generations from a new range (see
+//! `snapshot::restore`), so it may keep archiving into the same directory without taking an
+//! archived segment's name; an archived file that would be replaced by different bytes is
+//! refused all the same, loudly.
 
 use std::fs::File;
 use std::io::Write;
@@ -38,8 +39,8 @@ pub(crate) fn archive_segment(segment: &Path, archive: &Path) -> Result<(), Stor
         Ok(existing) if existing == whole => return Ok(()),
         Ok(_) => {
             return Err(StoreError::Incompatible(format!(
-                "{} already holds other records of generation {}: one archive directory \
-                 serves one database's history (a restored database needs an archive of its own)",
+                "{} already holds other records of generation {}: is this archive \
+                 directory shared with another database?",
                 target.display(),
                 name.to_string_lossy()
             )));

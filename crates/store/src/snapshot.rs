@@ -42,6 +42,12 @@ const ENTRY: u8 = 2;
 const LOG: u8 = 3;
 const MANIFEST: u8 = 4;
 
+/// How far a restored database's generation numbers jump past the backup's: far more
+/// generations than a database makes in centuries (2^48), and room for 65,536 restores.
+/// So a database's history stays in one range of generations, `[k·2^48, (k+1)·2^48)`, and
+/// the history of a database restored from its backup goes on in the next.
+const RESTORED_GENERATIONS: u64 = 1 << 48;
+
 /// A frame larger than this is damage, not data (a log record is at most 1 GiB).
 const MAX_FRAME_BYTES: usize = (1 << 30) + 64;
 
@@ -501,7 +507,10 @@ fn load(
     if let Some(recovery) = recovery {
         redo_archive(&data, recovery, &mut restored)?;
     }
-    data.insert(wal::APPLIED_KEY, &restored.generation.to_be_bytes())?;
+    // The restored database numbers its generations from a new range: its log segments
+    // never take the names of the original's archived ones (see `crate::archive`).
+    let next_range = restored.generation.saturating_add(RESTORED_GENERATIONS);
+    data.insert(wal::APPLIED_KEY, &next_range.to_be_bytes())?;
     let ledger_sequence = match data.scan_prefix(records::LEDGER_BLOCKS).next_back() {
         Some(block) => {
             let (key, value) = block?;
@@ -544,7 +553,17 @@ fn redo_archive(
     restored: &mut SnapshotManifest,
 ) -> Result<(), StoreError> {
     let mut reached_target = false;
+    // Each restore moves a database's generations into the next range (see `load`).
+    let range = restored.generation / RESTORED_GENERATIONS;
     crate::archive::replay(recovery.archive, restored.generation, |record| {
+        if record.generation / RESTORED_GENERATIONS != range {
+            // The history of a database restored from a backup of this one: this one's ends.
+            return Ok(false);
+        }
+        if recovery.to_sequence == Some(restored.ledger_sequence) {
+            reached_target = true;
+            return Ok(false);
+        }
         let block = record.changes.iter().find_map(|(key, value)| {
             key.starts_with(records::LEDGER_BLOCKS)
                 .then_some(value.as_ref().map(|value| (key, value)))
@@ -564,7 +583,7 @@ fn redo_archive(
             last = (first + records::decode_block(value)?.len() as u64).saturating_sub(1);
         }
         if let Some(target) = recovery.to_sequence
-            && (last > target || restored.ledger_sequence == target)
+            && last > target
         {
             reached_target = true;
             return Ok(false);

@@ -409,3 +409,67 @@ async fn a_backup_and_the_log_archive_restore_exactly_the_first_n_entries() {
     assert!(error.to_string().contains("missing"), "{error}");
     assert!(!gap.exists());
 }
+
+#[tokio::test]
+async fn a_restored_database_keeps_archiving_into_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let store = open_archiving(&dir.path().join("db"), &archive);
+    add_padded(&store, 0, 50).await;
+    let file = dir.path().join("backup");
+    let manifest = snapshot_to(&store, &file).await;
+    add_padded(&store, 50, 200).await;
+    store.close();
+
+    let restored_dir = dir.path().join("restored");
+    snapshot::restore(&file, &restored_dir, &identity()).unwrap();
+    let restored = open_archiving(&restored_dir, &archive);
+    add_padded(&restored, 0, 200).await;
+    restored
+        .check()
+        .expect("its segments archive beside the original's");
+    let last = restored.durable_sequence();
+    restored.close();
+    drop(restored);
+    let restored_segments = std::fs::read_dir(&archive)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".log")?.parse::<u64>().ok()
+        })
+        .filter(|first| *first >= 1 << 48)
+        .count();
+    assert!(
+        restored_segments > 0,
+        "the restored database's segments were archived too"
+    );
+
+    // The original's history is still whole in the archive, up to where it ended...
+    let original = dir.path().join("original");
+    let recovery = snapshot::Recovery {
+        archive: &archive,
+        to_sequence: Some(manifest.ledger_sequence + 200),
+    };
+    let whole = snapshot::restore_to(&file, &original, &identity(), Some(recovery)).unwrap();
+    assert_eq!(whole.ledger_sequence, manifest.ledger_sequence + 200);
+    let everything = dir.path().join("everything");
+    let recovery = snapshot::Recovery {
+        archive: &archive,
+        to_sequence: None,
+    };
+    let whole = snapshot::restore_to(&file, &everything, &identity(), Some(recovery)).unwrap();
+    assert_eq!(
+        whole.ledger_sequence,
+        manifest.ledger_sequence + 200,
+        "the original's history ends where the restored one's begins"
+    );
+    // ...and the restored database's own backups replay its own.
+    let reopened = open_archiving(&restored_dir, &dir.path().join("archive-2"));
+    let second = dir.path().join("second-backup");
+    let second_manifest = snapshot_to(&reopened, &second).await;
+    reopened.close();
+    assert_eq!(second_manifest.ledger_sequence, last);
+    let again = dir.path().join("again");
+    snapshot::restore(&second, &again, &identity()).unwrap();
+    check_consistent(&open(&again), &second_manifest);
+}

@@ -69,6 +69,10 @@ impl FromStr for LogFormat {
 pub struct Config {
     /// Root of the sled databases: `<data_dir>/<site>/<service>`. Default `./data`.
     pub data_dir: PathBuf,
+    /// Root of the write-ahead log archives, `<wal_archive_dir>/<site>/<service>`: every log
+    /// segment is copied there (and fsynced) before it is deleted, for point-in-time
+    /// recovery (`coldchain restore --archive`). Default none: no archive.
+    pub wal_archive_dir: Option<PathBuf>,
     /// The network description (sites, zones, ports). Default `deploy/network.toml`.
     pub network_file: PathBuf,
     /// Human or JSON log lines. Default human.
@@ -144,6 +148,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            wal_archive_dir: None,
             network_file: PathBuf::from("deploy/network.toml"),
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
@@ -236,6 +241,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("feed_keepalive", Kind::Duration),
     ("health_port", Kind::OptionalPort),
     ("metrics_listen", Kind::Listen),
+    ("wal_archive_dir", Kind::OptionalPath),
 ];
 
 impl Config {
@@ -440,6 +446,7 @@ impl Config {
                     "tls_cert" => self.tls_cert = path,
                     "tls_key" => self.tls_key = path,
                     "tls_ca" => self.tls_ca = path,
+                    "wal_archive_dir" => self.wal_archive_dir = path,
                     _ => self.tls_client_ca = path,
                 }
             }

@@ -141,6 +141,7 @@ fn every_field_has_an_env_var() {
         ("COLDCHAIN_FEED_KEEPALIVE".into(), "2s"),
         ("COLDCHAIN_HEALTH_PORT".into(), "8086"),
         ("COLDCHAIN_METRICS_LISTEN".into(), "0.0.0.0:9999"),
+        ("COLDCHAIN_WAL_ARCHIVE_DIR".into(), "/archive"),
     ];
     assert_eq!(
         vars.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
@@ -155,6 +156,7 @@ fn every_field_has_an_env_var() {
         c,
         Config {
             data_dir: "/d".into(),
+            wal_archive_dir: Some("/archive".into()),
             network_file: "/n.toml".into(),
             log_format: LogFormat::Json,
             log_level: "debug".into(),
