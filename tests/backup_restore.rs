@@ -2,7 +2,8 @@
 //! streams the inventory's database while warehouse writes go on, `backup verify` checks
 //! the file (and catches a flipped byte), only operations may take one, `restore` refuses
 //! another site's data, and after a wipe the restored database serves the ledger up to the
-//! backup's sequence with every receipt acknowledged before the backup began.
+//! backup's sequence with every receipt acknowledged before the backup began; with the log
+//! archive, `restore --archive --to-sequence N` serves exactly the first N entries.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
@@ -78,7 +79,13 @@ fn only_file(dir: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_under_writes_verify_wipe_restore_and_serve() {
     let net = TestNetwork::new();
-    let server = Server::start_with_env(&net, "inventory", Some(PARK), &NO_RATE_LIMIT);
+    let archive_root = net.dir.path().join("archive");
+    let env = [
+        NO_RATE_LIMIT[0],
+        NO_RATE_LIMIT[1],
+        ("COLDCHAIN_WAL_ARCHIVE_DIR", archive_root.to_str().unwrap()),
+    ];
+    let server = Server::start_with_env(&net, "inventory", Some(PARK), &env);
     let mut client = InventoryServiceClient::new(server.as_warehouse());
     let mut acknowledged = Vec::new();
     for i in 0..30 {
@@ -118,6 +125,17 @@ async fn backup_under_writes_verify_wipe_restore_and_serve() {
     let taken = cli(&net, common::OPERATIONS, &args);
     assert!(taken.status.success(), "{}", text(&taken.stderr));
     load.await.unwrap();
+    // After the backup, one at a time: each its own generation, for a restore to any of them.
+    let mut after = Vec::new();
+    for i in 0..20 {
+        let entries = client
+            .record_movements(receipt(format!("after-{i}"), 1))
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        after.extend(entries.into_iter().map(|e| (e.sequence, e.request_id)));
+    }
     let denied = cli(&net, &common::warehouse(PARK), &args);
     assert_eq!(denied.status.code(), Some(1));
     assert!(
@@ -182,7 +200,7 @@ async fn backup_under_writes_verify_wipe_restore_and_serve() {
     );
     assert!(restored.status.success(), "{}", text(&restored.stderr));
 
-    let server = Server::start_with_env(&net, "inventory", Some(PARK), &NO_RATE_LIMIT);
+    let server = Server::start_with_env(&net, "inventory", Some(PARK), &env);
     let entries = ledger(&server, last).await;
     let sequences: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
     assert_eq!(
@@ -201,4 +219,45 @@ async fn backup_under_writes_verify_wipe_restore_and_serve() {
         .into_inner()
         .entries;
     assert_eq!(next[0].sequence, last + 1);
+    assert!(server.terminate().success());
+
+    // Point in time: the backup plus the archive, to five entries before the end.
+    let (target, target_id) = after[after.len() - 6].clone();
+    std::fs::remove_dir_all(data.join(PARK).join("inventory")).unwrap();
+    let archive = archive_root.join(PARK).join("inventory");
+    let to = target.to_string();
+    let restored = cli(
+        &net,
+        common::OPERATIONS,
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data_dir,
+            "--archive",
+            archive.to_str().unwrap(),
+            "--to-sequence",
+            &to,
+            "--json",
+        ],
+    );
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    let reached: serde_json::Value = serde_json::from_slice(&restored.stdout).unwrap();
+    assert_eq!(reached["ledger_sequence"].as_u64(), Some(target));
+    let server = Server::start_with_env(&net, "inventory", Some(PARK), &env);
+    let entries = ledger(&server, target).await;
+    let sequences: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=target).collect::<Vec<_>>(),
+        "exactly the first {target}"
+    );
+    assert_eq!(entries[(target - 1) as usize].request_id, target_id);
+    let next = InventoryServiceClient::new(server.as_warehouse())
+        .record_movements(receipt("after-pitr".into(), 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(next[0].sequence, target + 1);
 }
