@@ -87,3 +87,65 @@ pub(crate) fn replay(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::{WalWriter, decode_segment, segments};
+
+    fn put(key: &str, value: &str) -> wal::Change {
+        (key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn recovery_archives_the_whole_records_of_each_segment_before_deleting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("db"))
+            .open()
+            .unwrap();
+        let data = db.open_tree("data").unwrap();
+        let wal_dir = dir.path().join("wal");
+        let archive = dir.path().join("archive");
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        let mut writer = WalWriter::new(&wal_dir, 1 << 16);
+        for generation in 1..=3 {
+            writer
+                .append(generation, &[put("k", &generation.to_string())])
+                .unwrap();
+        }
+        drop(writer);
+        // What a crash leaves: the segment, made to its full size, never checkpointed.
+        let (applied, _) = wal::recover_counting(
+            &db,
+            &data,
+            &wal_dir,
+            &crate::fs::RealFileSystem,
+            Some(&archive),
+        )
+        .unwrap();
+        assert_eq!(applied, 3);
+        assert!(segments(&wal_dir).unwrap().is_empty());
+        let archived = segments(&archive).unwrap();
+        assert_eq!(archived.len(), 1);
+        let bytes = std::fs::read(&archived[0].1).unwrap();
+        let (records, tail) = decode_segment(&bytes);
+        assert_eq!(records.len(), 3);
+        assert_eq!(
+            tail,
+            Tail::Clean,
+            "whole records only, not the zeros after them"
+        );
+
+        // The same segment archived again (a crash between archiving and deleting) is
+        // fine; other bytes under its name are refused.
+        std::fs::write(wal_dir.join(archived[0].1.file_name().unwrap()), &bytes).unwrap();
+        archive_segment(&wal_dir.join(archived[0].1.file_name().unwrap()), &archive).unwrap();
+        let mut buffer = Vec::new();
+        wal::encode(9, &[put("x", "y")], &mut buffer).unwrap();
+        let other_segment = wal_dir.join(archived[0].1.file_name().unwrap());
+        std::fs::write(&other_segment, &buffer).unwrap();
+        let error = archive_segment(&other_segment, &archive).unwrap_err();
+        assert!(matches!(error, StoreError::Incompatible(_)), "{error}");
+    }
+}
