@@ -121,9 +121,12 @@ async fn backup_under_writes_verify_wipe_restore_and_serve() {
         out.to_str().unwrap(),
         "--network",
         &network,
+        "--json",
     ];
     let taken = cli(&net, common::OPERATIONS, &args);
     assert!(taken.status.success(), "{}", text(&taken.stderr));
+    let written: serde_json::Value = serde_json::from_slice(&taken.stdout).unwrap();
+    assert_eq!(written.as_array().map(Vec::len), Some(1), "{written}");
     load.await.unwrap();
     // After the backup, one at a time: each its own generation, for a restore to any of them.
     let mut after = Vec::new();

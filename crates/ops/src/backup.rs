@@ -111,6 +111,7 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError::Failed(format!("cannot make {}: {e}", out.display())))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut written = Vec::new();
     for kind in kinds {
         let (_, endpoint) = resolve_site(&network, &site, kind)?;
         let file = out.join(format!("{site}-{}-{stamp}.{BACKUP_SUFFIX}", kind.as_str()));
@@ -129,7 +130,15 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
                 kind.as_str()
             )));
         }
-        report(&file, &manifest, args.json, "wrote");
+        if args.json {
+            written.push(manifest_json(&file, &manifest));
+        } else {
+            report(&file, &manifest, false, "wrote");
+        }
+    }
+    if args.json {
+        // One document for the whole backup: the files written, one per service.
+        print_json(&serde_json::Value::Array(written));
     }
     Ok(())
 }
@@ -216,27 +225,33 @@ fn failed(file: &Path, error: coldchain_store::StoreError) -> CliError {
     CliError::Failed(format!("{}: {error}", file.display()))
 }
 
+fn time(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// A backup file's manifest as the JSON the commands print.
+fn manifest_json(path: &Path, manifest: &SnapshotManifest) -> serde_json::Value {
+    serde_json::json!({
+        "path": path.display().to_string(),
+        "site": manifest.site,
+        "service": manifest.service,
+        "format_version": manifest.format_version,
+        "generation": manifest.generation,
+        "base_generation": manifest.base_generation,
+        "ledger_sequence": manifest.ledger_sequence,
+        "started_at": time(manifest.started_at_ms),
+        "finished_at": time(manifest.finished_at_ms),
+        "entries": manifest.entries,
+        "log_records": manifest.log_records,
+        "sha256": manifest.sha256,
+    })
+}
+
 fn report(path: &Path, manifest: &SnapshotManifest, json: bool, what: &str) {
-    let time = |ms: i64| {
-        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_else(|| ms.to_string())
-    };
     if json {
-        print_json(&serde_json::json!({
-            "path": path.display().to_string(),
-            "site": manifest.site,
-            "service": manifest.service,
-            "format_version": manifest.format_version,
-            "generation": manifest.generation,
-            "base_generation": manifest.base_generation,
-            "ledger_sequence": manifest.ledger_sequence,
-            "started_at": time(manifest.started_at_ms),
-            "finished_at": time(manifest.finished_at_ms),
-            "entries": manifest.entries,
-            "log_records": manifest.log_records,
-            "sha256": manifest.sha256,
-        }));
+        print_json(&manifest_json(path, manifest));
         return;
     }
     let newer = if manifest.format_version > FORMAT_VERSION {
