@@ -147,6 +147,40 @@ async fn backup_under_writes_verify_wipe_restore_and_serve() {
         text(&denied.stderr)
     );
     let file = only_file(&out);
+
+    // Every site at once: the sites whose inventory is down fail, the others are written.
+    let every = net.dir.path().join("every-site");
+    let all = cli(
+        &net,
+        common::OPERATIONS,
+        &[
+            "backup",
+            "--all-sites",
+            "--service",
+            "inventory",
+            "--out",
+            every.to_str().unwrap(),
+            "--network",
+            &network,
+        ],
+    );
+    assert_eq!(all.status.code(), Some(1), "{}", text(&all.stderr));
+    assert!(
+        text(&all.stderr).contains("7 of 8 backups failed"),
+        "{}",
+        text(&all.stderr)
+    );
+    assert!(text(&all.stderr).contains("la-vientiane/inventory: UNAVAILABLE"));
+    let park_file = only_file(&every);
+    assert!(
+        park_file
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("{PARK}-inventory-")),
+        "{park_file:?}"
+    );
     assert!(file.to_str().unwrap().ends_with(".ccbackup"), "{file:?}");
 
     let verified = cli(

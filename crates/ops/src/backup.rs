@@ -30,9 +30,12 @@ pub const BACKUP_SUFFIX: &str = "ccbackup";
 pub struct BackupArgs {
     #[command(subcommand)]
     pub command: Option<BackupCommand>,
-    /// The site whose databases to back up, e.g. la-vientiane.
+    /// The site whose databases to back up, e.g. la-vientiane (repeat it for several).
     #[arg(long, value_name = "ID")]
-    pub site: Option<String>,
+    pub site: Vec<String>,
+    /// Every site of the network file.
+    #[arg(long, conflicts_with = "site")]
+    pub all_sites: bool,
     /// Only this service (inventory, telemetry or booking) [default: all three].
     #[arg(long, value_name = "SERVICE")]
     pub service: Option<String>,
@@ -98,49 +101,85 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
         report(&file, &manifest, json, "verified");
         return Ok(());
     }
-    let (Some(site), Some(out)) = (args.site, args.out) else {
+    let network = load_network(&args.network)?;
+    let sites: Vec<String> = if args.all_sites {
+        network.site_ids().map(str::to_owned).collect()
+    } else {
+        args.site
+    };
+    let Some(out) = args.out.filter(|_| !sites.is_empty()) else {
         return Err(CliError::Usage(
-            "backup needs --site ID and --out DIR (or: backup verify FILE)".into(),
+            "backup needs --site ID (or --all-sites) and --out DIR (or: backup verify FILE)".into(),
         ));
     };
     let kinds = match &args.service {
         None => SITE_SERVICES.to_vec(),
         Some(name) => vec![site_service(name)?],
     };
-    let network = load_network(&args.network)?;
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError::Failed(format!("cannot make {}: {e}", out.display())))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let mut written = Vec::new();
-    for kind in kinds {
-        let (_, endpoint) = resolve_site(&network, &site, kind)?;
-        let file = out.join(format!("{site}-{}-{stamp}.{BACKUP_SUFFIX}", kind.as_str()));
-        let manifest = fetch(&endpoint, &file).await?;
-        let expected = Identity {
-            site: site.clone(),
-            service: kind.as_str().to_string(),
-        };
-        if manifest.identity() != expected {
-            let _ = std::fs::remove_file(&file);
-            return Err(CliError::Failed(format!(
-                "{endpoint} sent the backup of site {:?} service {:?}, not of {site:?} {:?}: \
-                 check the network file",
-                manifest.site,
-                manifest.service,
-                kind.as_str()
-            )));
+    // Every site and service is checked against the network file before any backup starts.
+    let mut planned = Vec::new();
+    for site in &sites {
+        for kind in &kinds {
+            planned.push((site, *kind, resolve_site(&network, site, *kind)?.1));
         }
-        if args.json {
-            written.push(manifest_json(&file, &manifest));
-        } else {
-            report(&file, &manifest, false, "wrote");
+    }
+    let mut written = Vec::new();
+    let mut failures = 0;
+    for (site, kind, endpoint) in &planned {
+        let taken = backup_one(site, *kind, endpoint, &out, &stamp.to_string()).await;
+        match taken {
+            Ok((file, manifest)) if args.json => written.push(manifest_json(&file, &manifest)),
+            Ok((file, manifest)) => report(&file, &manifest, false, "wrote"),
+            // The other services are still backed up: one down server must not cost
+            // the whole night's backups.
+            Err(error) => {
+                eprintln!("error: {site}/{}: {}", kind.as_str(), error.summary());
+                failures += 1;
+            }
         }
     }
     if args.json {
         // One document for the whole backup: the files written, one per service.
         print_json(&serde_json::Value::Array(written));
     }
-    Ok(())
+    if failures == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "{failures} of {} backups failed (see above)",
+            planned.len()
+        )))
+    }
+}
+
+/// Backs up one site service into `out`; returns the file and its manifest.
+async fn backup_one(
+    site: &str,
+    kind: ServiceKind,
+    endpoint: &str,
+    out: &Path,
+    stamp: &str,
+) -> Result<(PathBuf, SnapshotManifest), CliError> {
+    let file = out.join(format!("{site}-{}-{stamp}.{BACKUP_SUFFIX}", kind.as_str()));
+    let manifest = fetch(endpoint, &file).await?;
+    let expected = Identity {
+        site: site.to_owned(),
+        service: kind.as_str().to_string(),
+    };
+    if manifest.identity() != expected {
+        let _ = std::fs::remove_file(&file);
+        return Err(CliError::Failed(format!(
+            "{endpoint} sent the backup of site {:?} service {:?}, not of {site:?} {:?}: \
+             check the network file",
+            manifest.site,
+            manifest.service,
+            kind.as_str()
+        )));
+    }
+    Ok((file, manifest))
 }
 
 /// Streams one server's snapshot into `file` (through a `.partial` file renamed once the
