@@ -3,6 +3,8 @@
 //! one of the rows and appends a ledger entry) without and with a snapshot running.
 //!
 //!     cargo run --release -p coldchain-store --example snapshot -- [rows] [dir]
+//!
+//! With `SNAPSHOT_KEEP=<data_dir>/<site>/<service>` the database is made there and kept.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement fails by panicking
 
 use std::sync::Arc;
@@ -57,11 +59,28 @@ async fn main() {
     let rows: u64 = args.next().map_or(200_000, |n| n.parse().unwrap());
     let base = args.next().map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(base).unwrap();
-    let identity = Identity {
-        site: "bench".into(),
-        service: "snapshot".into(),
+    // `SNAPSHOT_KEEP=<data_dir>/<site>/<service>`: fill that database and keep it (to time
+    // `coldchain backup` of a server opened on it), after the measurements.
+    let keep = std::env::var_os("SNAPSHOT_KEEP").map(std::path::PathBuf::from);
+    let identity = match &keep {
+        Some(path) => Identity {
+            site: path
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .into(),
+            service: path.file_name().unwrap().to_str().unwrap().into(),
+        },
+        None => Identity {
+            site: "bench".into(),
+            service: "snapshot".into(),
+        },
     };
-    let store = Store::open(&dir.path().join("db"), &identity, StoreOptions::default()).unwrap();
+    let path = keep.clone().unwrap_or_else(|| dir.path().join("db"));
+    let store = Store::open(&path, &identity, StoreOptions::default()).unwrap();
     for chunk in 0..rows.div_ceil(1_000) {
         store
             .write(None, |tx| {
