@@ -48,6 +48,9 @@ const MANIFEST: u8 = 4;
 /// the history of a database restored from its backup goes on in the next.
 const RESTORED_GENERATIONS: u64 = 1 << 48;
 
+/// sled's page cache while restoring.
+const RESTORE_CACHE_BYTES: u64 = 64 << 20;
+
 /// A frame larger than this is damage, not data (a log record is at most 1 GiB).
 const MAX_FRAME_BYTES: usize = (1 << 30) + 64;
 
@@ -488,7 +491,12 @@ fn load(
     manifest: &SnapshotManifest,
     recovery: Option<Recovery<'_>>,
 ) -> Result<SnapshotManifest, StoreError> {
-    let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+    let db = sled::Config::new()
+        .path(dir)
+        // sled's default page cache is 1 GiB: a restore writes each key once.
+        .cache_capacity(RESTORE_CACHE_BYTES)
+        .flush_every_ms(None)
+        .open()?;
     let meta = db.open_tree("_meta")?;
     let data = db.open_tree("data")?;
     let (_, loaded) = read_snapshot(open(file)?, |item| {
