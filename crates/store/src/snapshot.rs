@@ -22,6 +22,11 @@
 //!
 //! Checking a file reads it whole: its structure, the counts, and the digest, so one
 //! flipped byte anywhere is refused by [`verify`] and by [`restore`].
+//!
+//! [`restore_to`] goes on from G1 with the database's log archive (`crate::archive`), up
+//! to a ledger sequence: point-in-time recovery. A restored database numbers its
+//! generations from a new range (`RESTORED_GENERATIONS`), so its log segments never take
+//! the names of the original's archived ones.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
