@@ -154,6 +154,7 @@ async fn dev_serves_health_and_reflection_then_stops_cleanly_and_reopens() {
     for (endpoint, service) in endpoints(&net) {
         let mut expected = vec![
             service.to_string(),
+            coldchain_proto::ADMIN_SERVICE.to_string(),
             "grpc.health.v1.Health".to_string(),
             "grpc.reflection.v1.ServerReflection".to_string(),
             "grpc.reflection.v1alpha.ServerReflection".to_string(),

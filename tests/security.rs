@@ -141,6 +141,8 @@ const CALLERS: [&str; 10] = [
 /// and "none"/"bad" always UNAUTHENTICATED.
 fn expected() -> BTreeMap<&'static str, &'static [&'static str]> {
     BTreeMap::from([
+        // Served by every server with a database; called here on SITE's inventory.
+        ("AdminService/StreamSnapshot", &["ops"][..]),
         ("InventoryService/RecordMovements", &["wms", "gw"][..]),
         ("InventoryService/GetStock", &["wms", "ops", "gw"][..]),
         ("InventoryService/ListStock", &["wms", "ops", "gw"][..]),
@@ -270,7 +272,7 @@ impl Dev {
         let config = self.net.config();
         match service {
             "NetworkService" => config.gateway_endpoint(),
-            "InventoryService" => self.net.endpoint(SITE, ServiceKind::Inventory),
+            "InventoryService" | "AdminService" => self.net.endpoint(SITE, ServiceKind::Inventory),
             "TelemetryService" => self.net.endpoint(SITE, ServiceKind::Telemetry),
             "BookingService" => self.net.endpoint(SITE, ServiceKind::Booking),
             other => panic!("unknown service {other}"),

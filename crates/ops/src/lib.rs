@@ -1,7 +1,7 @@
 #![forbid(unsafe_code)]
 //! Operator commands: gRPC clients of the gateway (`sites`, `stock`, `space`, `transfer`,
 //! `alarms`) and of one site's services (`hold`, `confirm`, `cancel`, `bookings`, `ack`,
-//! `readings`, `ledger`).
+//! `readings`, `ledger`), and online backups (`backup`, `backup verify`, `restore`).
 //!
 //! Every command prints a human table by default and one JSON document with `--json` (JSON
 //! lines for `--watch` / `--follow`). A gRPC error prints `error: <CODE>: <message>` (plus
@@ -9,6 +9,7 @@
 //! error exits 2. Mutating commands send a fresh request id, or `--request-id` to retry one
 //! safely.
 
+mod backup;
 pub mod format;
 mod gateway;
 mod pages;
@@ -27,6 +28,7 @@ use coldchain_runtime::retry::describe;
 use rand::Rng;
 use tonic_types::StatusExt;
 
+pub use backup::{BACKUP_SUFFIX, BackupArgs, BackupCommand, RestoreArgs};
 pub use gateway::list_sites as gateway_list_sites;
 pub use gateway::{AlarmsArgs, ExpiringArgs, SitesArgs, SpaceArgs, StockArgs, TransferCommand};
 pub use site::{
@@ -75,6 +77,11 @@ pub enum OpsCommand {
     Readings(ReadingsArgs),
     /// Read, or follow with --follow, a site's inventory ledger (site inventory service).
     Ledger(LedgerArgs),
+    /// Back up a site's databases while they serve, one file per service; or `backup
+    /// verify FILE` to check one (site services, as operations).
+    Backup(BackupArgs),
+    /// Lay out a backup file as a database under a data directory, for `serve` to open.
+    Restore(RestoreArgs),
 }
 
 /// Runs one operator command.
@@ -93,6 +100,8 @@ pub async fn run(command: OpsCommand) -> ExitCode {
         OpsCommand::Ack(args) => site::ack(args).await,
         OpsCommand::Readings(args) => site::readings(args).await,
         OpsCommand::Ledger(args) => site::ledger(args).await,
+        OpsCommand::Backup(args) => backup::backup(args).await,
+        OpsCommand::Restore(args) => backup::restore(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,6 +54,15 @@ pub mod network {
     }
 }
 
+/// `coldchain.admin.v1`: administration of a server's own database (online backups).
+pub mod admin {
+    /// Version 1.
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("coldchain.admin.v1");
+    }
+}
+
 /// `coldchain.bench.v1`: a no-op service, the benchmark ceiling.
 pub mod bench {
     /// Version 1.
@@ -77,6 +86,8 @@ pub const TELEMETRY_SERVICE: &str = "coldchain.telemetry.v1.TelemetryService";
 pub const BOOKING_SERVICE: &str = "coldchain.booking.v1.BookingService";
 /// Fully-qualified name of the gateway's network service (fixed).
 pub const NETWORK_SERVICE: &str = "coldchain.network.v1.NetworkService";
+/// Fully-qualified name of the admin service every server with a database serves.
+pub const ADMIN_SERVICE: &str = "coldchain.admin.v1.AdminService";
 /// Fully-qualified name of the benchmark no-op service.
 pub const BENCH_SERVICE: &str = "coldchain.bench.v1.BenchService";
 
@@ -112,7 +123,7 @@ mod tests {
     #[test]
     fn descriptor_set_has_every_service() {
         let names = service_names(&descriptor_set());
-        for service in SERVICES.iter().chain([&BENCH_SERVICE]) {
+        for service in SERVICES.iter().chain([&BENCH_SERVICE, &ADMIN_SERVICE]) {
             assert!(
                 names.iter().any(|n| n == service),
                 "{service} missing from {names:?}"

@@ -3,10 +3,11 @@
 //! server; tests build them around temporary directories.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use coldchain_store::{Identity, SharedClock, Store, StoreError, StoreOptions, system_clock};
 
+use crate::admin::Admin;
 use crate::auth::{Gatekeeper, ServerScope};
 use crate::client::ClientOptions;
 use crate::config::Config;
@@ -36,6 +37,9 @@ pub struct ServiceContext {
     pub client: ClientOptions,
     /// What its server enforces: credentials and TLS.
     pub security: Security,
+    /// The store [`ServiceContext::open_store`] opened last (shared by clones), whose
+    /// admin service (online backups) the server serves.
+    opened: Arc<Mutex<Option<Store>>>,
 }
 
 impl ServiceContext {
@@ -57,6 +61,7 @@ impl ServiceContext {
             shutdown,
             client: ClientOptions::default(),
             security: Security::default(),
+            opened: Arc::default(),
         };
         ctx.client.metrics = RpcMetrics::new(Side::Client, ctx.metric_labels());
         ctx
@@ -89,6 +94,16 @@ impl ServiceContext {
         }
     }
 
+    /// `<wal_archive_dir>/<site>/<service>` (`…/gateway` for the gateway), when the
+    /// configuration keeps a log archive.
+    pub fn wal_archive_path(&self) -> Option<PathBuf> {
+        let root = self.config.wal_archive_dir.as_ref()?;
+        Some(match self.kind {
+            ServiceKind::Gateway => root.join("gateway"),
+            kind => root.join(&self.site.id).join(kind.as_str()),
+        })
+    }
+
     /// Opens this instance's database.
     pub fn open_store(&self) -> Result<Store, StoreError> {
         let labels = self.metric_labels();
@@ -96,7 +111,7 @@ impl ServiceContext {
             site: labels.site.into_owned(),
             service: labels.service.into_owned(),
         };
-        Store::open(
+        let store = Store::open(
             &self.data_path(),
             &identity,
             StoreOptions {
@@ -106,12 +121,16 @@ impl ServiceContext {
                     .unwrap_or(usize::MAX),
                 idempotency_retention: self.config.idempotency_retention,
                 clock: self.clock.clone(),
+                wal_archive_dir: self.wal_archive_path(),
                 ..StoreOptions::default()
             },
-        )
+        )?;
+        *lock(&self.opened) = Some(store.clone());
+        Ok(store)
     }
 
-    /// The server limits from the config, with this instance's gatekeeper and TLS.
+    /// The server limits from the config, with this instance's gatekeeper and TLS, and the
+    /// admin service of the store it opened (call it after building the service).
     pub fn limits(&self) -> Limits {
         let gatekeeper = self.security.credentials.as_ref().map(|credentials| {
             let scope = ServerScope {
@@ -137,9 +156,19 @@ impl ServiceContext {
                 .health_port
                 .map(|port| std::net::SocketAddr::new(self.config.listen_host, port)),
             metrics: RpcMetrics::new(Side::Server, self.metric_labels()),
+            admin: lock(&self.opened)
+                .clone()
+                .map(|store| Admin::new(store, self.label())),
             ..Limits::default()
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only ever holds an assignment: a poisoned lock's value is whole.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A health probe that checks a store answers.

@@ -4,6 +4,7 @@
 //! errors, validation, page tokens, time and temperature-class conversions, idempotency and
 //! shutdown.
 
+pub mod admin;
 pub mod auth;
 pub mod class;
 pub mod client;

@@ -24,6 +24,7 @@ use tonic_health::ServingStatus;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::admin::Admin;
 use crate::auth::Gatekeeper;
 use crate::error::{Code, ServiceError};
 use crate::observe::rpc::{CallObserver, RpcMetrics};
@@ -53,6 +54,9 @@ pub struct Limits {
     pub health_addr: Option<SocketAddr>,
     /// Where every call's duration and code are recorded; `None` while metrics are off.
     pub metrics: Option<Arc<RpcMetrics>>,
+    /// The admin service (online backups) of the server's store, served next to the
+    /// service; `None` for a server without a store.
+    pub admin: Option<Admin>,
 }
 
 impl Default for Limits {
@@ -67,6 +71,7 @@ impl Default for Limits {
             tls: None,
             health_addr: None,
             metrics: None,
+            admin: None,
         }
     }
 }
@@ -177,7 +182,13 @@ pub async fn serve(
         })
     });
 
-    let routes = with_reflection(spec.routes.add_service(health_service), spec.service_name);
+    let mut routes = spec.routes.add_service(health_service);
+    let mut served = vec![spec.service_name];
+    if let Some(admin) = limits.admin.clone() {
+        routes = routes.add_service(admin.server(limits.max_message_bytes));
+        served.push(coldchain_proto::ADMIN_SERVICE);
+    }
+    let routes = with_reflection(routes, &served);
     let guard = GuardLayer {
         permits: Arc::new(Semaphore::new(limits.concurrency_limit)),
         limit: limits.concurrency_limit,
@@ -491,9 +502,13 @@ fn client_streaming_methods() -> &'static std::collections::HashSet<String> {
 /// `v1alpha` for grpcui, Postman, Evans and older grpcurl), listing exactly what this
 /// server serves: its own service, health and reflection, not every contract of the
 /// descriptor set (a service listed but not served would answer UNIMPLEMENTED).
-fn with_reflection(routes: Routes, service_name: &'static str) -> Routes {
+fn with_reflection(routes: Routes, served: &[&'static str]) -> Routes {
     let builder = || {
-        tonic_reflection::server::Builder::configure()
+        let builder = served.iter().fold(
+            tonic_reflection::server::Builder::configure(),
+            |builder, name| builder.with_service_name(*name),
+        );
+        builder
             .register_encoded_file_descriptor_set(coldchain_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
@@ -501,7 +516,6 @@ fn with_reflection(routes: Routes, service_name: &'static str) -> Routes {
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             )
             .include_reflection_service(false)
-            .with_service_name(service_name)
             .with_service_name(HEALTH_SERVICE)
             .with_service_name(REFLECTION_V1)
             .with_service_name(REFLECTION_V1ALPHA)
@@ -547,7 +561,7 @@ mod tests {
             coldchain_proto::BOOKING_SERVICE,
             coldchain_proto::NETWORK_SERVICE,
         ] {
-            let _ = with_reflection(Routes::default(), name);
+            let _ = with_reflection(Routes::default(), &[name, coldchain_proto::ADMIN_SERVICE]);
         }
     }
 

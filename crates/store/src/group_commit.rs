@@ -16,6 +16,9 @@
 //!
 //! Staged changes stay visible to later writers through the shared overlay until they are
 //! applied, so a check-then-act rule sees every earlier write, applied or not.
+//!
+//! Longer than 600 lines because the writer lock, the two threads and the state they share
+//! (the pending generation, the applied mark, the snapshots' log pins) are one mechanism.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -152,6 +155,10 @@ struct Shared {
     failure: OnceLock<String>,
     /// Woken when `failure` is set.
     failed: Notify,
+    /// The first generation each running snapshot still needs from the log, less one (see
+    /// [`GroupCommit::pin`]). Checked only when a checkpoint is due, and held while one
+    /// deletes segments, so a pin and a deletion never cross.
+    pins: Mutex<Vec<u64>>,
 }
 
 impl Shared {
@@ -190,6 +197,8 @@ pub(crate) struct Target {
     pub file_system: Arc<dyn FileSystem>,
     /// See `StoreOptions::wal_segment_bytes`.
     pub segment_bytes: u64,
+    /// See `StoreOptions::wal_archive_dir`.
+    pub archive_dir: Option<PathBuf>,
     /// The last generation applied before this start (after recovery).
     pub applied: u64,
     /// See `StoreOptions::row_cache_bytes`.
@@ -231,6 +240,7 @@ impl GroupCommit {
             applied_through: AtomicU64::new(target.applied),
             failure: OnceLock::new(),
             failed: Notify::new(),
+            pins: Mutex::new(Vec::new()),
         });
         let (logged_tx, logged_rx) = mpsc::channel();
         let writer = WalWriter::new(&target.wal_dir, target.segment_bytes);
@@ -373,6 +383,27 @@ impl GroupCommit {
         })
     }
 
+    /// Keeps every log segment holding a generation after the last one applied now until
+    /// the pin is dropped, and returns that generation: a snapshot copies sled from there
+    /// and reads the log's later generations (see `crate::snapshot`).
+    pub(crate) fn pin(&self) -> LogPin {
+        let mut pins = lock(&self.shared.pins);
+        // Under the lock a checkpoint deletes under: every segment it deleted held only
+        // generations up to what `applied_through` says now.
+        let generation = self.shared.applied_through.load(Ordering::Acquire);
+        pins.push(generation);
+        LogPin {
+            shared: self.shared.clone(),
+            generation,
+        }
+    }
+
+    /// The last generation applied to sled. Every generation up to it is; none after it
+    /// has touched sled if nothing is staged (the writer lock held, after a flush).
+    pub(crate) fn applied_through(&self) -> u64 {
+        self.shared.applied_through.load(Ordering::Acquire)
+    }
+
     /// Commits what is staged, flushes sled, retires the log, stops the threads, and
     /// refuses later writes.
     pub(crate) fn stop(&self) {
@@ -380,6 +411,29 @@ impl GroupCommit {
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Log segments a snapshot still reads: none holding a generation after `generation` is
+/// deleted while it lives.
+pub(crate) struct LogPin {
+    shared: Arc<Shared>,
+    generation: u64,
+}
+
+impl LogPin {
+    /// The last generation applied when the pin was taken.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl Drop for LogPin {
+    fn drop(&mut self) {
+        let mut pins = lock(&self.shared.pins);
+        if let Some(at) = pins.iter().position(|&pin| pin == self.generation) {
+            pins.swap_remove(at);
         }
     }
 }
@@ -527,6 +581,7 @@ fn apply_thread(
         data,
         wal_dir,
         file_system,
+        archive_dir,
         mut applied,
         ..
     } = target;
@@ -571,10 +626,29 @@ fn apply_thread(
         if retiring
             .front()
             .is_some_and(|segment| segment.last_generation <= applied)
-            && let Err(error) =
-                checkpoint(&db, file_system.as_ref(), &wal_dir, &mut retiring, applied)
         {
-            failed = Some(shared.fail("checkpointing the write-ahead log", &error));
+            // A running snapshot reads the generations after its pin from the log.
+            let pins = lock(&shared.pins);
+            let retire_through = pins
+                .iter()
+                .copied()
+                .min()
+                .map_or(applied, |pin| pin.min(applied));
+            if retiring
+                .front()
+                .is_some_and(|segment| segment.last_generation <= retire_through)
+                && let Err(error) = checkpoint(
+                    &db,
+                    file_system.as_ref(),
+                    &wal_dir,
+                    archive_dir.as_deref(),
+                    &mut retiring,
+                    retire_through,
+                )
+            {
+                drop(pins);
+                failed = Some(shared.fail("checkpointing the write-ahead log", &error));
+            }
         }
     }
 }
@@ -586,6 +660,7 @@ fn checkpoint(
     db: &sled::Db,
     fs: &dyn FileSystem,
     wal_dir: &Path,
+    archive_dir: Option<&Path>,
     retiring: &mut VecDeque<ClosedSegment>,
     applied: u64,
 ) -> Result<(), StoreError> {
@@ -595,6 +670,9 @@ fn checkpoint(
     while let Some(segment) = retiring.front() {
         if segment.last_generation > applied {
             break;
+        }
+        if let Some(archive) = archive_dir {
+            crate::archive::archive_segment(&segment.path, archive)?;
         }
         fs.remove_file(&segment.path)?;
         retiring.pop_front();

@@ -11,6 +11,7 @@
 //! log and synced, then applied to sled; a crash keeps all of a write or none of it. Only
 //! then does the caller get its answer: acknowledged means durable.
 
+mod archive;
 pub mod clock;
 pub mod fs;
 mod group_commit;
@@ -19,6 +20,7 @@ pub mod observe;
 mod records;
 mod request_filter;
 mod row_cache;
+pub mod snapshot;
 pub mod table;
 mod wal;
 

@@ -463,11 +463,12 @@ pub(crate) fn recover(
     dir: &Path,
     fs: &dyn FileSystem,
 ) -> Result<u64, StoreError> {
-    recover_counting(db, data, dir, fs).map(|(applied, _)| applied)
+    recover_counting(db, data, dir, fs, None).map(|(applied, _)| applied)
 }
 
 /// Brings `data` up to date with the log in `dir` after a crash: applies every logged
-/// generation after the one `data` has, in order, flushes sled, and deletes the segments.
+/// generation after the one `data` has, in order, flushes sled, and deletes the segments
+/// (archived first into `archive`, if given).
 /// Returns the last generation now applied, and how many generations it replayed.
 ///
 /// A torn record at the end of the newest segment is a write the crash interrupted, never
@@ -478,6 +479,7 @@ pub(crate) fn recover_counting(
     data: &sled::Tree,
     dir: &Path,
     fs: &dyn FileSystem,
+    archive: Option<&Path>,
 ) -> Result<(u64, u64), StoreError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| io_error(dir, "cannot create write-ahead log directory", e))?;
@@ -520,6 +522,9 @@ pub(crate) fn recover_counting(
         db.flush()?;
         crate::fs::sync_database(fs, dir.parent().unwrap_or(dir), dir)?;
         for (_, path) in &found {
+            if let Some(archive) = archive {
+                crate::archive::archive_segment(path, archive)?;
+            }
             fs.remove_file(path)
                 .map_err(|e| io_error(path, "cannot remove write-ahead log segment", e))?;
         }

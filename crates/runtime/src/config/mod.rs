@@ -69,6 +69,10 @@ impl FromStr for LogFormat {
 pub struct Config {
     /// Root of the sled databases: `<data_dir>/<site>/<service>`. Default `./data`.
     pub data_dir: PathBuf,
+    /// Root of the write-ahead log archives, `<wal_archive_dir>/<site>/<service>`: every log
+    /// segment is copied there (and fsynced) before it is deleted, for point-in-time
+    /// recovery (`coldchain restore --archive`). Default none: no archive.
+    pub wal_archive_dir: Option<PathBuf>,
     /// The network description (sites, zones, ports). Default `deploy/network.toml`.
     pub network_file: PathBuf,
     /// Human or JSON log lines. Default human.
@@ -152,6 +156,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            wal_archive_dir: None,
             network_file: PathBuf::from("deploy/network.toml"),
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
@@ -250,6 +255,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("metrics_sample_interval", Kind::Duration),
     ("console_session_key_file", Kind::OptionalPath),
     ("console_session_ttl", Kind::Duration),
+    ("wal_archive_dir", Kind::OptionalPath),
 ];
 
 impl Config {
@@ -455,6 +461,7 @@ impl Config {
                     "tls_key" => self.tls_key = path,
                     "tls_ca" => self.tls_ca = path,
                     "console_session_key_file" => self.console_session_key_file = path,
+                    "wal_archive_dir" => self.wal_archive_dir = path,
                     _ => self.tls_client_ca = path,
                 }
             }

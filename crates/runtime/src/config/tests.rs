@@ -144,6 +144,7 @@ fn every_field_has_an_env_var() {
         ("COLDCHAIN_METRICS_SAMPLE_INTERVAL".into(), "250ms"),
         ("COLDCHAIN_CONSOLE_SESSION_KEY_FILE".into(), "/session.key"),
         ("COLDCHAIN_CONSOLE_SESSION_TTL".into(), "2h"),
+        ("COLDCHAIN_WAL_ARCHIVE_DIR".into(), "/archive"),
     ];
     assert_eq!(
         vars.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
@@ -158,6 +159,7 @@ fn every_field_has_an_env_var() {
         c,
         Config {
             data_dir: "/d".into(),
+            wal_archive_dir: Some("/archive".into()),
             network_file: "/n.toml".into(),
             log_format: LogFormat::Json,
             log_level: "debug".into(),

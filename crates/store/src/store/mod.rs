@@ -20,6 +20,7 @@ use crate::request_filter::RequestFilter;
 use crate::table::{Table, Value};
 use crate::wal;
 
+mod backup;
 mod open;
 mod tx;
 mod types;
@@ -46,12 +47,12 @@ use types::{Outcome, RequestRecord};
 /// would replay the refusal's bytes as an answer. Version 4's records read as answers.
 pub const FORMAT_VERSION: u32 = 5;
 
-const META_FORMAT: &[u8] = b"format_version";
-const META_SITE: &[u8] = b"site";
-const META_SERVICE: &[u8] = b"service";
+pub(crate) const META_FORMAT: &[u8] = b"format_version";
+pub(crate) const META_SITE: &[u8] = b"site";
+pub(crate) const META_SERVICE: &[u8] = b"service";
 
 /// The write-ahead log's directory, inside the database's.
-const WAL_DIR: &str = "wal";
+pub(crate) const WAL_DIR: &str = "wal";
 
 /// The file sled locks for as long as a database is open, inside the database's directory.
 const SLED_LOCK_FILE: &str = "db";
@@ -75,6 +76,7 @@ enum Staging<T, E> {
 
 struct Inner {
     path: PathBuf,
+    identity: Identity,
     db: sled::Db,
     data: sled::Tree,
     commit: GroupCommit,
@@ -118,8 +120,13 @@ impl Store {
         let data = db.open_tree("data")?;
         // Generations a crash left in the write-ahead log but not in sled's files.
         let wal_dir = path.join(WAL_DIR);
-        let (applied, replayed) =
-            wal::recover_counting(&db, &data, &wal_dir, options.file_system.as_ref())?;
+        let (applied, replayed) = wal::recover_counting(
+            &db,
+            &data,
+            &wal_dir,
+            options.file_system.as_ref(),
+            options.wal_archive_dir.as_deref(),
+        )?;
         StoreMetrics::replayed(identity, replayed);
         let metrics = StoreMetrics::new(identity);
         records::upgrade_legacy(&db, &data)?;
@@ -145,6 +152,7 @@ impl Store {
                 wal_dir,
                 file_system: options.file_system.clone(),
                 segment_bytes: options.wal_segment_bytes,
+                archive_dir: options.wal_archive_dir.clone(),
                 applied,
                 row_cache_bytes: options.row_cache_bytes,
                 metrics: metrics.clone(),
@@ -157,6 +165,7 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                identity: identity.clone(),
                 db,
                 data,
                 commit,

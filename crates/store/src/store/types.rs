@@ -40,6 +40,9 @@ pub struct StoreOptions {
     pub request_filter_bytes: usize,
     /// The file-system calls of checkpoints and recovery (a recorder in tests).
     pub file_system: Arc<dyn FileSystem>,
+    /// Where every write-ahead log segment is copied (and the copy fsynced) before it may be
+    /// deleted, for point-in-time recovery (see `crate::archive`); `None` keeps no archive.
+    pub wal_archive_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreOptions {
@@ -52,6 +55,7 @@ impl Default for StoreOptions {
             row_cache_bytes: 2 << 20,
             request_filter_bytes: 1 << 20,
             file_system: crate::fs::real(),
+            wal_archive_dir: None,
         }
     }
 }
