@@ -33,9 +33,10 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// "CODE: message", the way a failed call is recorded for people to read.
+/// "CODE: message", the way a failed call is recorded for people to read (the code as
+/// [`reported_code`] gives it: a call that got no answer reads UNAVAILABLE).
 pub fn describe(status: &tonic::Status) -> String {
-    format!("{}: {}", code_name(status.code()), status.message())
+    format!("{}: {}", code_name(reported_code(status)), status.message())
 }
 
 /// The code a failed call to another service is reported with (a site's failure in a
@@ -192,6 +193,12 @@ mod tests {
         )));
         assert_eq!(broken.code(), tonic::Code::Unknown, "what tonic calls it");
         assert_eq!(reported_code(&broken), tonic::Code::Unavailable);
+        // What a transfer's last_error or a pending hold's error shows for it.
+        assert!(
+            describe(&broken).starts_with("UNAVAILABLE: "),
+            "{}",
+            describe(&broken)
+        );
         for answered in [
             tonic::Status::unknown("the server said so"),
             tonic::Status::internal("the server failed"),
