@@ -119,6 +119,7 @@ impl ServiceContext {
                 row_cache_bytes: usize::try_from(self.config.row_cache_bytes).unwrap_or(usize::MAX),
                 request_filter_bytes: usize::try_from(self.config.request_filter_bytes)
                     .unwrap_or(usize::MAX),
+                overlay_bytes: usize::try_from(self.config.overlay_bytes).unwrap_or(usize::MAX),
                 idempotency_retention: self.config.idempotency_retention,
                 clock: self.clock.clone(),
                 wal_archive_dir: self.wal_archive_path(),

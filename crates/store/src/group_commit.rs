@@ -1,29 +1,33 @@
 //! Group commit: writers stage their changes, and two threads per database make each
-//! generation of staged changes durable, then visible, then acknowledged.
+//! generation of staged changes durable, then acknowledged, then applied to sled.
 //!
 //! - The log thread takes everything staged as one generation, appends it to the
-//!   write-ahead log ([`crate::wal`]) and syncs it: from then on it survives a crash.
-//! - The apply thread applies each logged generation to sled, in order ([`wal::apply`]),
-//!   then wakes the writers of that generation (and only those), so an acknowledged
-//!   write is visible to the next read. A reader outside a write sees each key's latest
-//!   applied value; a read of several keys that must agree with each other uses
-//!   `Store::read_locked`, which holds the writer lock and first waits for everything
-//!   staged to be applied (a sled scan alone was never a snapshot).
+//!   write-ahead log ([`crate::wal`]) and syncs it: from then on it survives a crash. It
+//!   then marks the generation durable, which makes it visible to readers through the
+//!   [`Overlay`], and wakes that generation's writers (and only those). The write-ahead log
+//!   is the durability: an acknowledged write never waits for sled.
+//! - The apply thread materializes logged generations in sled off the request path, several
+//!   at a time: a key written by many generations between two applies is written once
+//!   ([`coalesce`]). Only after sled has the values are they pruned from the overlay.
 //!
-//! The two run side by side: generation N is applied while N+1 is being synced. sled is
-//! never flushed on this path; the apply thread flushes it only to retire a full log
-//! segment (a checkpoint) and on shutdown. See `wal` for why sled's flush is avoided.
+//! Reads see sled plus the overlay (see `crate::overlay`): a writer under the writer lock
+//! sees every staged change, any other reader every durable one. A read of several keys
+//! that must agree with each other uses `Store::read_locked`, which holds the writer lock
+//! and first waits for everything staged to be durable.
 //!
-//! Staged changes stay visible to later writers through the shared overlay until they are
-//! applied, so a check-then-act rule sees every earlier write, applied or not.
+//! The overlay has a byte budget: while it holds more than that, new writes wait for the
+//! apply thread to catch up ([`GroupCommit::admit`]). A full budget slows writers; nothing
+//! is ever dropped. sled is never flushed on the request path; the apply thread flushes it
+//! only to retire a full log segment (a checkpoint) and on shutdown. See `wal` for why.
 //!
 //! Longer than 600 lines because the writer lock, the two threads and the state they share
-//! (the pending generation, the applied mark, the snapshots' log pins) are one mechanism.
+//! (the pending generation, the overlay, the durable and applied marks, the snapshots' log
+//! pins) are one mechanism.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, mpsc};
 use std::thread::JoinHandle;
 
 use tokio::sync::{Notify, watch};
@@ -31,32 +35,31 @@ use tokio::sync::{Notify, watch};
 use crate::StoreError;
 use crate::fs::FileSystem;
 use crate::observe::StoreMetrics;
+use crate::overlay::Overlay;
 use crate::records::{LedgerBlock, RecordedRequests};
 use crate::request_filter::RequestFilter;
 use crate::row_cache::RowCache;
 use crate::wal::{self, Change, ClosedSegment, WalWriter};
 
-/// A staged value: the generation that staged it last, and the value (`None` = deleted).
-pub(crate) type Staged = (u64, Option<Vec<u8>>);
+/// The most logged generations the apply thread writes to sled in one go: enough to
+/// coalesce a busy key's many writes, few enough that the overlay is pruned often.
+const APPLY_BATCH_GENERATIONS: usize = 256;
 
 /// What a write sees and changes under the writer lock.
 pub(crate) struct WriterState {
     /// The sequence the next ledger entry gets.
     pub next_sequence: u64,
-    /// Staged changes of generations not yet applied, by raw key.
-    pub overlay: BTreeMap<Vec<u8>, Staged>,
     /// The latest value of rows writes read (see `row_cache`).
     pub rows: RowCache,
     /// The request ids a write may find a record of (see `request_filter`).
     pub requests: RequestFilter,
-    /// Entries of generations up to this one have been dropped from `overlay`.
-    pruned_through: u64,
 }
 
-/// The end of one generation: logged, synced and applied, or failed. Each writer waits
-/// on its own generation's, so finishing a generation wakes only its writers.
+/// The end of one generation: logged and synced, or failed. Each writer waits on its own
+/// generation's, so finishing a generation wakes only its writers.
 pub(crate) struct Commit {
     done: Arc<Done>,
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -73,7 +76,12 @@ impl Done {
 }
 
 impl Commit {
-    /// Waits until the generation is durable and applied.
+    /// The generation this commit ends with.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Waits until the generation is durable (and visible to every reader).
     pub(crate) async fn wait(self) -> Result<(), StoreError> {
         loop {
             let notified = self.done.notify.notified();
@@ -122,12 +130,11 @@ struct Pending {
     done: Arc<Done>,
 }
 
-/// One logged generation on its way to sled.
+/// One logged (durable, acknowledged) generation on its way to sled.
 struct Logged {
     generation: u64,
+    /// Its changes, coalesced: each key once, in key order.
     changes: Vec<Change>,
-    last_sequence: Option<u64>,
-    done: Arc<Done>,
     /// A log segment the log thread closed before this generation.
     closed: Option<ClosedSegment>,
 }
@@ -149,8 +156,22 @@ struct Shared {
     /// No more writes: the threads drain and stop. Read by the log thread and by writers
     /// under the `pending` lock, so no write stages after the log thread's last take.
     stopping: AtomicBool,
-    /// The last generation applied to sled; writers drop older entries from the overlay.
+    /// Changes not yet in sled, staged or durable (see `crate::overlay`). Writers add under
+    /// the writer lock, the log thread adds what it makes (ledger blocks, the request
+    /// expiry index), the apply thread prunes. Held only for map operations, never across
+    /// I/O or a caller's code.
+    overlay: RwLock<Overlay>,
+    /// The bytes `overlay` may hold before new writes wait for the apply thread.
+    overlay_budget: usize,
+    /// The last generation logged and synced: readers see the overlay's versions up to it.
+    durable_through: AtomicU64,
+    /// The last generation applied to sled.
     applied_through: AtomicU64,
+    /// Moves with `applied_through`, for those who wait for it (a full overlay, a snapshot).
+    applied: watch::Sender<u64>,
+    /// Tests hold the apply thread back to open the window between durable and applied.
+    #[cfg(test)]
+    apply_paused: AtomicBool,
     /// Why writes can no longer become durable, once logging or applying failed.
     failure: OnceLock<String>,
     /// Woken when `failure` is set.
@@ -176,7 +197,22 @@ impl Shared {
         pending.done.finish(Err(message.clone()));
         drop(pending);
         self.wake.notify_all();
+        // Writers waiting for room in the overlay look at `failure` when woken.
+        self.applied.send_modify(|_| {});
         message
+    }
+
+    fn overlay_read(&self) -> std::sync::RwLockReadGuard<'_, Overlay> {
+        // Nothing panics while holding the overlay halfway through a change.
+        self.overlay
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn overlay_write(&self) -> std::sync::RwLockWriteGuard<'_, Overlay> {
+        self.overlay
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn stop(&self) {
@@ -203,6 +239,8 @@ pub(crate) struct Target {
     pub applied: u64,
     /// See `StoreOptions::row_cache_bytes`.
     pub row_cache_bytes: usize,
+    /// See `StoreOptions::overlay_bytes`.
+    pub overlay_bytes: usize,
     /// Where the log thread records its syncs.
     pub metrics: StoreMetrics,
 }
@@ -220,10 +258,8 @@ impl GroupCommit {
         let shared = Arc::new(Shared {
             writer: tokio::sync::Mutex::new(WriterState {
                 next_sequence,
-                overlay: BTreeMap::new(),
                 rows: RowCache::new(target.row_cache_bytes),
                 requests,
-                pruned_through: target.applied,
             }),
             pending: Mutex::new(Pending {
                 generation: target.applied + 1,
@@ -237,7 +273,13 @@ impl GroupCommit {
             }),
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
+            overlay: RwLock::new(Overlay::default()),
+            overlay_budget: target.overlay_bytes,
+            durable_through: AtomicU64::new(target.applied),
             applied_through: AtomicU64::new(target.applied),
+            applied: watch::channel(target.applied).0,
+            #[cfg(test)]
+            apply_paused: AtomicBool::new(false),
             failure: OnceLock::new(),
             failed: Notify::new(),
             pins: Mutex::new(Vec::new()),
@@ -248,36 +290,57 @@ impl GroupCommit {
         let metrics = target.metrics.clone();
         let log = std::thread::Builder::new()
             .name(format!("wal-{name}"))
-            .spawn(move || log_thread(writer, log_shared, logged_tx, metrics))?;
+            .spawn(move || log_thread(writer, log_shared, logged_tx, metrics, sequence))?;
         let apply_shared = shared.clone();
         let apply = std::thread::Builder::new()
             .name(format!("apply-{name}"))
-            .spawn(move || apply_thread(target, apply_shared, logged_rx, sequence))?;
+            .spawn(move || apply_thread(target, apply_shared, logged_rx))?;
         Ok(Self {
             shared,
             threads: Mutex::new(vec![log, apply]),
         })
     }
 
-    /// The writer lock. Held only while a write reads and stages, never across I/O. The
-    /// overlay it guards holds only generations not yet applied.
+    /// The writer lock. Held only while a write reads and stages, never across I/O.
     pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, WriterState> {
-        let mut writer = self.shared.writer.lock().await;
-        let applied = self.shared.applied_through.load(Ordering::Acquire);
-        if applied > writer.pruned_through {
-            // Those values are in sled now (unless a later generation staged the key again).
-            writer
-                .overlay
-                .retain(|_, (staged_by, _)| *staged_by > applied);
-            writer.pruned_through = applied;
+        self.shared.writer.lock().await
+    }
+
+    /// Waits while the overlay holds more than its budget: the apply thread is behind, and
+    /// a new write would only add to what waits for sled. Called before the writer lock,
+    /// so a waiting writer holds nothing up. Returns at once once the store has failed
+    /// (the write then fails on its own).
+    pub(crate) async fn admit(&self) {
+        if self.shared.overlay_read().bytes() <= self.shared.overlay_budget {
+            return;
         }
-        writer
+        let mut applied = self.shared.applied.subscribe();
+        while self.shared.overlay_read().bytes() > self.shared.overlay_budget
+            && self.shared.failure.get().is_none()
+            && !self.shared.stopping.load(Ordering::SeqCst)
+        {
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The overlay, for a reader: hold the guard only for map operations.
+    pub(crate) fn overlay(&self) -> std::sync::RwLockReadGuard<'_, Overlay> {
+        self.shared.overlay_read()
+    }
+
+    /// The last generation durable: a reader outside the writer lock sees the overlay's
+    /// versions up to it. Read before the overlay.
+    pub(crate) fn durable_through(&self) -> u64 {
+        self.shared.durable_through.load(Ordering::Acquire)
     }
 
     /// Adds one write to the generation being gathered: its changes (also to the overlay,
-    /// so later writers see them), its ledger entries and its request id. The returned
-    /// commit ends when they are durable; a write with no changes gets one too. `writer` is
-    /// the caller's writer lock, which hands out ledger sequences in staging order.
+    /// so later writers see them, and readers once the generation is durable), its ledger
+    /// entries and its request id. The returned commit ends when they are durable; a write
+    /// with no changes gets one too. `writer` is the caller's writer lock, which hands out
+    /// ledger sequences in staging order.
     pub(crate) fn stage(
         &self,
         writer: &mut WriterState,
@@ -304,12 +367,13 @@ impl GroupCommit {
         } else {
             pending.writers += 1;
         }
-        for (key, value) in changes {
-            writer.rows.update(&key, &value);
-            writer
-                .overlay
-                .insert(key.clone(), (generation, value.clone()));
-            pending.changes.push((key, value));
+        if !changes.is_empty() {
+            let mut overlay = self.shared.overlay_write();
+            for (key, value) in changes {
+                writer.rows.update(&key, &value);
+                overlay.insert(generation, key.clone(), value.clone());
+                pending.changes.push((key, value));
+            }
         }
         for (sequence, entry) in ledger {
             pending
@@ -336,6 +400,7 @@ impl GroupCommit {
     /// if it sleeps; the commit ends with that generation.
     fn release(&self, mut pending: MutexGuard<'_, Pending>) -> Commit {
         let done = pending.done.clone();
+        let generation = pending.generation;
         // Taken under the lock that guards what the log thread waits for, so a wake is
         // neither lost nor sent twice.
         let wake = std::mem::take(&mut pending.log_sleeping);
@@ -343,7 +408,7 @@ impl GroupCommit {
         if wake {
             self.shared.wake.notify_one();
         }
-        Commit { done }
+        Commit { done, generation }
     }
 
     /// The generation being gathered, unless the store is closing.
@@ -399,9 +464,36 @@ impl GroupCommit {
     }
 
     /// The last generation applied to sled. Every generation up to it is; none after it
-    /// has touched sled if nothing is staged (the writer lock held, after a flush).
+    /// has touched sled if nothing is staged (the writer lock held, after
+    /// [`GroupCommit::wait_applied`]).
     pub(crate) fn applied_through(&self) -> u64 {
         self.shared.applied_through.load(Ordering::Acquire)
+    }
+
+    /// Holds the apply thread back (or lets it go): what is logged stays in the overlay.
+    #[cfg(test)]
+    pub(crate) fn pause_apply(&self, paused: bool) {
+        self.shared.apply_paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// The bytes the overlay holds.
+    #[cfg(test)]
+    pub(crate) fn overlay_bytes(&self) -> usize {
+        self.shared.overlay_read().bytes()
+    }
+
+    /// Waits until every generation up to `generation` is in sled.
+    pub(crate) async fn wait_applied(&self, generation: u64) -> Result<(), StoreError> {
+        let mut applied = self.shared.applied.subscribe();
+        loop {
+            if *applied.borrow_and_update() >= generation {
+                return Ok(());
+            }
+            self.check_open()?;
+            if applied.changed().await.is_err() {
+                return Err(StoreError::Closed);
+            }
+        }
     }
 
     /// Commits what is staged, flushes sled, retires the log, stops the threads, and
@@ -452,12 +544,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Takes each generation staged, logs and syncs it, and hands it to the apply thread.
+/// Takes each generation staged, logs and syncs it, makes it visible and acknowledges it,
+/// and hands it to the apply thread.
 fn log_thread(
     mut writer: WalWriter,
     shared: Arc<Shared>,
     logged: mpsc::Sender<Logged>,
     metrics: StoreMetrics,
+    sequence_tx: watch::Sender<u64>,
 ) {
     loop {
         let (generation, mut changes, ledger, requests, done, stopping, writers) = {
@@ -494,15 +588,21 @@ fn log_thread(
         }
         coalesce(&mut changes);
         let last_sequence = ledger.as_ref().and_then(LedgerBlock::last_sequence);
-        changes.extend(ledger.and_then(LedgerBlock::into_change));
+        // Rows this thread makes, which no writer staged into the overlay.
+        let mut made: Vec<Change> = ledger
+            .and_then(LedgerBlock::into_change)
+            .into_iter()
+            .collect();
         match requests.into_change() {
-            Ok(change) => changes.extend(change),
+            Ok(change) => made.extend(change),
             Err(error) => {
                 let message = shared.fail("recording request ids", &error);
                 done.finish(Err(message));
                 return;
             }
         }
+        let first_made = changes.len();
+        changes.extend(made);
         let mut closed = None;
         if !changes.is_empty() {
             let started = std::time::Instant::now();
@@ -519,17 +619,33 @@ fn log_thread(
                 }
             }
         }
+        // Durable: visible to readers, then acknowledged. The made rows join the overlay
+        // first, so the ledger sequence a woken writer reads is there to be read.
+        if first_made < changes.len() {
+            let mut overlay = shared.overlay_write();
+            for (key, value) in &changes[first_made..] {
+                overlay.insert(generation, key.clone(), value.clone());
+            }
+        }
+        shared
+            .durable_through
+            .fetch_max(generation, Ordering::Release);
+        if let Some(sequence) = last_sequence {
+            sequence_tx.send_if_modified(|durable| {
+                let moved = sequence > *durable;
+                *durable = (*durable).max(sequence);
+                moved
+            });
+        }
+        done.finish(Ok(()));
         let next = Logged {
             generation,
             changes,
-            last_sequence,
-            done,
             closed,
         };
-        if let Err(mpsc::SendError(unsent)) = logged.send(next) {
-            // The apply thread stopped after a failure it recorded.
-            let message = shared.failure.get().cloned().unwrap_or_default();
-            unsent.done.finish(Err(message));
+        if logged.send(next).is_err() {
+            // The apply thread stopped after a failure it recorded; the store takes no
+            // more writes.
             return;
         }
         if stopping {
@@ -539,8 +655,6 @@ fn log_thread(
                 let _ = logged.send(Logged {
                     generation,
                     changes: Vec::new(),
-                    last_sequence: None,
-                    done: Arc::default(),
                     closed: Some(current),
                 });
             }
@@ -549,11 +663,13 @@ fn log_thread(
     }
 }
 
-/// Keeps each key's last change of a generation, in key order.
+/// Keeps each key's last change, in key order.
 ///
-/// A generation is applied (and replayed) as a whole, so only the last value of a key counts:
-/// a row several writes of a generation change (a zone-day's capacity, a busy stock
-/// position) is logged and applied once. Key order lets sled find each key near the last.
+/// A generation is logged, applied and replayed as a whole, so only the last value of a key
+/// counts: a row several writes of a generation change (a zone-day's capacity, a busy stock
+/// position) is logged once; a batch of generations is applied as a whole too (its last
+/// generation is marked applied only once all of it is in sled), so a row changed by many
+/// of them is written to sled once. Key order lets sled find each key near the last.
 fn coalesce(changes: &mut Vec<Change>) {
     // Stable: changes to one key stay in staging order, the last one last.
     changes.sort_by(|(a, _), (b, _)| a.cmp(b));
@@ -567,15 +683,10 @@ fn coalesce(changes: &mut Vec<Change>) {
     *changes = kept;
 }
 
-/// Applies each logged generation to sled, in order, and finishes it; retires log
-/// segments once sled has flushed what they hold. After a failure it fails every
-/// generation still coming.
-fn apply_thread(
-    target: Target,
-    shared: Arc<Shared>,
-    logged: mpsc::Receiver<Logged>,
-    sequence_tx: watch::Sender<u64>,
-) {
+/// Applies logged generations to sled, in order, several at a time (each key once per
+/// batch), then prunes them from the overlay; retires log segments once sled has flushed
+/// what they hold. Stops at the first failure: the store then takes no more writes.
+fn apply_thread(target: Target, shared: Arc<Shared>, logged: mpsc::Receiver<Logged>) {
     let Target {
         db,
         data,
@@ -586,43 +697,44 @@ fn apply_thread(
         ..
     } = target;
     let mut retiring: VecDeque<ClosedSegment> = VecDeque::new();
-    let mut failed: Option<String> = None;
-    for next in logged {
-        let Logged {
-            generation,
-            changes,
-            last_sequence,
-            done,
-            closed,
-        } = next;
-        if let Some(message) = &failed {
-            done.finish(Err(message.clone()));
-            continue;
+    while let Ok(first) = logged.recv() {
+        #[cfg(test)]
+        while shared.apply_paused.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        if !changes.is_empty() {
+        // Everything logged meanwhile joins this batch: the further behind, the more a
+        // busy key's writes coalesce.
+        let mut batch = vec![first];
+        while batch.len() < APPLY_BATCH_GENERATIONS {
+            match logged.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let through = batch.last().map_or(applied, |last| last.generation);
+        // sled's marker names the last generation that is in the log: one that held no
+        // change (a flush) was never logged.
+        let mut last_logged = None;
+        let mut changes = Vec::new();
+        for next in batch {
+            if !next.changes.is_empty() {
+                last_logged = Some(next.generation);
+            }
+            changes.extend(next.changes);
+            retiring.extend(next.closed);
+        }
+        if let Some(generation) = last_logged {
+            coalesce(&mut changes);
             if let Err(error) = wal::apply(&data, generation, changes) {
-                let message = shared.fail("applying a logged generation", &error);
-                done.finish(Err(message.clone()));
-                failed = Some(message);
-                continue;
+                shared.fail("applying logged generations", &error);
+                return;
             }
             applied = generation;
         }
-        // The values are in the tree now: writers may drop them from the overlay.
-        shared
-            .applied_through
-            .fetch_max(generation, Ordering::Release);
-        // The ledger mark first: a writer woken next must find its own entries in the
-        // change feed.
-        if let Some(sequence) = last_sequence {
-            sequence_tx.send_if_modified(|durable| {
-                let moved = sequence > *durable;
-                *durable = (*durable).max(sequence);
-                moved
-            });
-        }
-        done.finish(Ok(()));
-        retiring.extend(closed);
+        // sled has the values now: readers and writers find them there.
+        shared.applied_through.fetch_max(through, Ordering::Release);
+        shared.overlay_write().prune(through);
+        shared.applied.send_replace(through);
         if retiring
             .front()
             .is_some_and(|segment| segment.last_generation <= applied)
@@ -647,7 +759,8 @@ fn apply_thread(
                 )
             {
                 drop(pins);
-                failed = Some(shared.fail("checkpointing the write-ahead log", &error));
+                shared.fail("checkpointing the write-ahead log", &error);
+                return;
             }
         }
     }

@@ -17,6 +17,7 @@ pub mod fs;
 mod group_commit;
 pub mod keys;
 pub mod observe;
+mod overlay;
 mod records;
 mod request_filter;
 mod row_cache;

@@ -2,6 +2,11 @@
 //! concurrency and reports every acknowledged write, is killed with SIGKILL mid-load, and
 //! the reopened store (which replays the write-ahead log) must hold every one of them.
 //!
+//! A write is acknowledged once it is in the log, before sled has it, and sled is written
+//! in batches of several generations and checkpointed at each full (small) segment: the
+//! kills land at different points of that cycle, some with a tiny overlay budget so writers
+//! are also waiting for sled when the kill comes.
+//!
 //! The child is this same test binary, run again with `CHILD_DIR` set: the test function
 //! then plays the writer instead of the checker.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
@@ -22,8 +27,8 @@ use coldchain_store::{
 const CHILD_DIR: &str = "COLDCHAIN_STORE_CRASH_CHILD_DIR";
 const CHILD_ROUND: &str = "COLDCHAIN_STORE_CRASH_CHILD_ROUND";
 const WRITERS: usize = 16;
-/// Acknowledged writes to wait for before the kill, per round.
-const ACKS_BEFORE_KILL: usize = 3_000;
+/// Acknowledged writes to wait for before the kill, one round each.
+const ACKS_BEFORE_KILL: [usize; 4] = [3_000, 450, 1_700, 4_200];
 
 /// Writes per writer: the writer's count of its own acknowledged writes.
 const COUNTS: Table<String, u64> = Table::new("count");
@@ -34,21 +39,27 @@ struct Reply {
     count: u64,
 }
 
-fn options() -> StoreOptions {
+fn options(round: &str) -> StoreOptions {
     StoreOptions {
         // Small segments: checkpoints (sled flush, segment deletion) happen during the load
         // too, and a kill can land in one.
         wal_segment_bytes: 64 << 10,
+        // Odd rounds: writers wait for sled most of the time (see `Store::write`).
+        overlay_bytes: if round.parse::<usize>().unwrap_or(0) % 2 == 1 {
+            16 << 10
+        } else {
+            StoreOptions::default().overlay_bytes
+        },
         ..StoreOptions::default()
     }
 }
 
-fn open(dir: &Path) -> Store {
+fn open(dir: &Path, round: &str) -> Store {
     let identity = Identity {
         site: "la-vientiane".into(),
         service: "inventory".into(),
     };
-    Store::open(dir, &identity, options()).expect("open")
+    Store::open(dir, &identity, options(round)).expect("open")
 }
 
 #[test]
@@ -60,13 +71,13 @@ fn acknowledged_writes_survive_sigkill_and_the_log_replays() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut acked: HashMap<String, u64> = HashMap::new();
-    for round in 0..3 {
+    for round in 0..ACKS_BEFORE_KILL.len() {
         for (writer, count) in run_child_until_killed(dir.path(), round) {
             let entry = acked.entry(writer).or_default();
             *entry = (*entry).max(count);
         }
         // Reopening replays whatever the log holds beyond sled's files.
-        let store = open(dir.path());
+        let store = open(dir.path(), "");
         let mut ledger_total = 0u64;
         let mut from = 1;
         loop {
@@ -137,7 +148,7 @@ fn run_child_until_killed(dir: &Path, round: usize) -> HashMap<String, u64> {
         *entry = (*entry).max(count);
         true
     };
-    while seen < ACKS_BEFORE_KILL {
+    while seen < ACKS_BEFORE_KILL[round] {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines_rx.recv_timeout(left) {
             Ok(line) => seen += usize::from(record(&line, &mut acked)),
@@ -166,7 +177,7 @@ fn child_writer(dir: &Path, round: &str) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let store = open(dir);
+        let store = open(dir, round);
         let mut tasks = Vec::new();
         for n in 0..WRITERS {
             let store = store.clone();

@@ -101,6 +101,10 @@ pub struct Config {
     /// a lookup. About 1.25 bytes per id recorded within the retention; past it, every id is
     /// looked up. Default 1 MiB; 0 turns it off.
     pub request_filter_bytes: u64,
+    /// Acknowledged writes not yet applied to sled, held in memory per database (they are
+    /// durable in the write-ahead log). Beyond it new writes wait for sled to catch up.
+    /// Default 8 MiB; at least 64 KiB.
+    pub overlay_bytes: u64,
     /// The credentials file (ids, roles, SHA-256 of the secrets): see SECURITY.md. Required
     /// by `serve` unless `insecure_no_auth` is set.
     pub auth_file: Option<PathBuf>,
@@ -169,6 +173,7 @@ impl Default for Config {
             sled_cache_bytes: 8 * MIB,
             row_cache_bytes: 2 * MIB,
             request_filter_bytes: MIB,
+            overlay_bytes: 8 * MIB,
             auth_file: None,
             insecure_no_auth: false,
             client_key_file: None,
@@ -237,6 +242,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("sled_cache_bytes", Kind::Bytes),
     ("row_cache_bytes", Kind::Bytes),
     ("request_filter_bytes", Kind::Bytes),
+    ("overlay_bytes", Kind::Bytes),
     ("auth_file", Kind::OptionalPath),
     ("insecure_no_auth", Kind::Bool),
     ("client_key_file", Kind::OptionalPath),
@@ -570,6 +576,11 @@ impl Config {
                     }
                     self.max_message_bytes = usize::try_from(n)
                         .map_err(|_| format!("is too large for this machine, got {text:?}"))?;
+                } else if field == "overlay_bytes" {
+                    if !(64 * KIB..=GIB).contains(&n) {
+                        return Err(format!("must be between 64KiB and 1GiB, got {text:?}"));
+                    }
+                    self.overlay_bytes = n;
                 } else if field == "row_cache_bytes" || field == "request_filter_bytes" {
                     if n > GIB {
                         return Err(format!("must be at most 1GiB, got {text:?}"));

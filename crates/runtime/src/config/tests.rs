@@ -31,6 +31,7 @@ fn defaults() {
     assert_eq!(c.sled_cache_bytes, 8 * 1024 * 1024);
     assert_eq!(c.row_cache_bytes, 2 * 1024 * 1024);
     assert_eq!(c.request_filter_bytes, 1024 * 1024);
+    assert_eq!(c.overlay_bytes, 8 * 1024 * 1024);
     // 25 databases' caches stay under the 300 MiB budget.
     assert!(25 * (c.sled_cache_bytes + c.row_cache_bytes + c.request_filter_bytes) < 300 * MIB);
 }
@@ -126,6 +127,7 @@ fn every_field_has_an_env_var() {
         ("COLDCHAIN_SLED_CACHE_BYTES".into(), "2MB"),
         ("COLDCHAIN_ROW_CACHE_BYTES".into(), "1MiB"),
         ("COLDCHAIN_REQUEST_FILTER_BYTES".into(), "512KiB"),
+        ("COLDCHAIN_OVERLAY_BYTES".into(), "256KiB"),
         ("COLDCHAIN_AUTH_FILE".into(), "/c.toml"),
         ("COLDCHAIN_INSECURE_NO_AUTH".into(), "false"),
         ("COLDCHAIN_CLIENT_KEY_FILE".into(), "/k"),
@@ -172,6 +174,7 @@ fn every_field_has_an_env_var() {
             sled_cache_bytes: 2_000_000,
             row_cache_bytes: 1 << 20,
             request_filter_bytes: 1 << 19,
+            overlay_bytes: 1 << 18,
             auth_file: Some("/c.toml".into()),
             insecure_no_auth: false,
             client_key_file: Some("/k".into()),
@@ -402,7 +405,8 @@ fn bad_file_values_and_types_reported_together_with_env() {
         Some(
             "rpc_timeout = 10\nconcurrency_limit = \"many\"\nlog_format = true\n\
              max_message_bytes = 12\nsled_cache_bytes = -1\nshutdown_grace = \"5 sec\"\n\
-             row_cache_bytes = \"2GiB\"\nrequest_filter_bytes = \"3GiB\"\n",
+             row_cache_bytes = \"2GiB\"\nrequest_filter_bytes = \"3GiB\"\n\
+             overlay_bytes = \"1KiB\"\n",
         ),
         &[("COLDCHAIN_LISTEN_HOST", "999.0.0.1")],
     )
@@ -413,6 +417,7 @@ fn bad_file_values_and_types_reported_together_with_env() {
             "config.toml: concurrency_limit: expected a positive integer, got \"many\"",
             "config.toml: log_format: expected \"human\" or \"json\", got boolean true",
             "config.toml: max_message_bytes: must be between 1KiB and 1GiB, got \"12\"",
+            "config.toml: overlay_bytes: must be between 64KiB and 1GiB, got \"1KiB\"",
             "config.toml: request_filter_bytes: must be at most 1GiB, got \"3GiB\"",
             "config.toml: row_cache_bytes: must be at most 1GiB, got \"2GiB\"",
             "config.toml: rpc_timeout: expected a duration string like \"10s\", got integer 10",

@@ -48,7 +48,10 @@ impl Store {
         let (generation, last_logged, ledger_sequence) = {
             let state = self.inner.commit.lock().await;
             self.inner.commit.check_open()?;
-            self.inner.commit.request_flush()?.wait().await?;
+            let commit = self.inner.commit.request_flush()?;
+            let staged_through = commit.generation();
+            commit.wait().await?;
+            self.inner.commit.wait_applied(staged_through).await?;
             (
                 self.inner.commit.applied_through(),
                 wal::applied_generation(&self.inner.data)?,

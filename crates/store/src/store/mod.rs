@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::StoreError;
 use crate::clock::SharedClock;
-use crate::group_commit::{Commit, GroupCommit, Staged, Target, WriteSet};
+use crate::group_commit::{Commit, GroupCommit, Target, WriteSet};
 use crate::keys::KeyCodec;
 use crate::observe::StoreMetrics;
 use crate::records::{self, LEDGER_BLOCKS, REQUEST_EXPIRY};
@@ -20,6 +20,8 @@ use crate::request_filter::RequestFilter;
 use crate::table::{Table, Value};
 use crate::wal;
 
+#[cfg(test)]
+mod apply_tests;
 mod backup;
 mod open;
 mod tx;
@@ -27,7 +29,7 @@ mod types;
 
 use open::{check_identity, wait_for_lock};
 pub use tx::WriteTx;
-pub(crate) use tx::{decode_entry, view_get};
+pub(crate) use tx::{Sees, decode_entry, merged_scan, view_get};
 pub use types::{
     ForgetRefusals, Idempotent, Identity, LedgerRecord, RefusalCodec, ReplyCodec,
     RequestFingerprint, StoreOptions, WriteError, Written, fingerprint,
@@ -155,6 +157,7 @@ impl Store {
                 archive_dir: options.wal_archive_dir.clone(),
                 applied,
                 row_cache_bytes: options.row_cache_bytes,
+                overlay_bytes: options.overlay_bytes,
                 metrics: metrics.clone(),
             },
             next_sequence,
@@ -197,7 +200,9 @@ impl Store {
     /// makes still holds when its changes are applied. If `f` fails nothing it staged is
     /// changed; a kept refusal is recorded alone. The call returns once the group commit has
     /// synced the changes to the write-ahead log (in one record with those of every writer
-    /// staged alongside: a crash keeps all of them or none) and applied them to sled.
+    /// staged alongside: a crash keeps all of them or none); from then on every read sees
+    /// them, and sled gets them off the request path. While the changes not yet in sled
+    /// exceed `StoreOptions::overlay_bytes`, the call first waits for sled to catch up.
     pub async fn write<T, E, F>(
         &self,
         idempotent: Option<Idempotent<'_, T, E>>,
@@ -207,6 +212,7 @@ impl Store {
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
     {
         let request = idempotent.as_ref().map(|i| i.request);
+        self.inner.commit.admit().await;
         let staging = {
             let mut writer = self.inner.commit.lock().await;
             self.inner.commit.check_open()?;
@@ -218,7 +224,7 @@ impl Store {
                 && writer
                     .requests
                     .may_contain(&idempotent.request.request_id, now_ms)
-                && let Some(outcome) = self.replay(idempotent, &writer.overlay, now_ms)?
+                && let Some(outcome) = self.replay(idempotent, now_ms)?
             {
                 // The first call's generation may still be on its way to disk.
                 Staging::Replayed(outcome, self.inner.commit.request_flush()?)
@@ -226,7 +232,7 @@ impl Store {
                 let state = &mut *writer;
                 let mut tx = WriteTx {
                     tree: &self.inner.data,
-                    shared: &state.overlay,
+                    commit: &self.inner.commit,
                     rows: Some(RefCell::new(&mut state.rows)),
                     overlay: BTreeMap::new(),
                     next_sequence: state.next_sequence,
@@ -319,8 +325,9 @@ impl Store {
     /// the store's own scans), and holds only durable writes.
     ///
     /// Under the lock no write can stage; waiting first for everything already staged to
-    /// be logged and applied leaves sled still while `f` reads. That costs one commit of
-    /// the group commit when writes are pending, nothing when none are.
+    /// be durable leaves nothing that is not visible: sled and the overlay only trade
+    /// values (the apply thread), which a read sees the same either way. That costs one
+    /// commit of the group commit when writes are pending, nothing when none are.
     pub async fn read_locked<R>(&self, f: impl FnOnce(&WriteTx<'_>) -> R) -> R {
         let writer = self.inner.commit.lock().await;
         if let Ok(commit) = self.inner.commit.request_flush() {
@@ -330,8 +337,8 @@ impl Store {
         }
         let tx = WriteTx {
             tree: &self.inner.data,
-            shared: &writer.overlay,
-            // Nothing is pending now: the tree is current.
+            // Everything staged is durable now: the newest versions are the durable ones.
+            commit: &self.inner.commit,
             rows: None,
             overlay: BTreeMap::new(),
             next_sequence: writer.next_sequence,
@@ -342,18 +349,18 @@ impl Store {
     }
 
     /// The outcome of the first call with `idempotent`'s request id, if its record is
-    /// younger than the retention at `now_ms` (read through the `staged` overlay): its
+    /// younger than the retention at `now_ms` (read as a writer: staged records too): its
     /// answer, or the bytes of its kept refusal.
     fn replay<T, E>(
         &self,
         idempotent: &Idempotent<'_, T, E>,
-        staged: &BTreeMap<Vec<u8>, Staged>,
         now_ms: i64,
     ) -> Result<Option<Result<T, Vec<u8>>>, WriteError<E>> {
         let request = idempotent.request;
         let record = view_get(
             &self.inner.data,
-            staged,
+            &self.inner.commit,
+            Sees::Staged,
             &BTreeMap::new(),
             &REQUESTS.raw_key(&request.request_id),
         )?
@@ -428,8 +435,8 @@ impl Store {
                         break;
                     }
                     let index_key = REQUEST_EXPIRY.raw_key(&(newest_ms, first_id));
-                    if writer.overlay.contains_key(&index_key) {
-                        // A concurrent sweep's removal, not applied yet.
+                    if self.inner.commit.overlay().latest(&index_key) == Some(None) {
+                        // A concurrent sweep's removal, not durable yet.
                         continue;
                     }
                     changes.push((index_key, None));
@@ -437,8 +444,13 @@ impl Store {
                         let key = REQUESTS.raw_key(&request_id);
                         // An id used again after it expired has a newer record, which is
                         // not this entry's to forget.
-                        let current =
-                            view_get(&self.inner.data, &writer.overlay, &BTreeMap::new(), &key)?;
+                        let current = view_get(
+                            &self.inner.data,
+                            &self.inner.commit,
+                            Sees::Staged,
+                            &BTreeMap::new(),
+                            &key,
+                        )?;
                         let expired = match current.map(|bytes| RequestRecord::decode(&bytes)) {
                             Some(Ok(record)) => record.recorded_at_ms <= cutoff,
                             Some(Err(_)) => true,
@@ -464,29 +476,43 @@ impl Store {
         }
     }
 
-    /// Reads one value.
+    /// Reads one value: the latest durable one (acknowledged writes, applied to sled or not).
     pub fn get<K: KeyCodec, V: Value>(
         &self,
         table: &Table<K, V>,
         key: &K,
     ) -> Result<Option<V>, StoreError> {
-        match self.inner.data.get(table.raw_key(key))? {
+        let sees = Sees::durable(&self.inner.commit);
+        let raw = table.raw_key(key);
+        match view_get(
+            &self.inner.data,
+            &self.inner.commit,
+            sees,
+            &BTreeMap::new(),
+            &raw,
+        )? {
             Some(bytes) => V::from_bytes(&bytes).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Every entry whose key starts with the encoded `key_prefix`, in key order.
+    /// Every entry whose key starts with the encoded `key_prefix`, in key order (durable
+    /// values, as [`Store::get`]).
     pub fn scan_prefix<K: KeyCodec, V: Value>(
         &self,
         table: &Table<K, V>,
         key_prefix: &[u8],
-    ) -> impl DoubleEndedIterator<Item = Result<(K, V), StoreError>> + use<K, V> {
+    ) -> impl Iterator<Item = Result<(K, V), StoreError>> + use<K, V> {
         let table = *table;
-        self.inner
-            .data
-            .scan_prefix(table.raw_prefix(key_prefix))
+        let prefix = table.raw_prefix(key_prefix);
+        self.durable_scan(Bound::Included(prefix.clone()), prefix)
             .map(move |entry| decode_entry(&table, entry))
+    }
+
+    /// The durable entries from `start` while their keys begin with `prefix`.
+    fn durable_scan(&self, start: Bound<Vec<u8>>, prefix: Vec<u8>) -> tx::Merged {
+        let sees = Sees::durable(&self.inner.commit);
+        merged_scan(&self.inner.data, &self.inner.commit, sees, start, prefix)
     }
 
     /// Entries under `key_prefix` strictly after the relative key `after` (a page token's
@@ -503,13 +529,7 @@ impl Store {
             Some(after) => Bound::Excluded(table.raw_prefix(after)),
             None => Bound::Included(prefix.clone()),
         };
-        self.inner
-            .data
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-            .take_while(move |entry| match entry {
-                Ok((key, _)) => key.starts_with(&prefix),
-                Err(_) => true,
-            })
+        self.durable_scan(start, prefix)
             .map(move |entry| decode_entry(&table, entry))
     }
 
@@ -521,22 +541,39 @@ impl Store {
         if from > durable || limit == 0 {
             return Ok(out);
         }
-        // The block holding `from` is the last one starting at or before it.
-        let start = match self
+        // The block holding `from` is the last one starting at or before it: in sled, or
+        // (written since the last apply) in the overlay. Blocks are never changed once
+        // written, so a block in both is the same block.
+        let at_from = records::ledger_block_key(from);
+        let in_tree = match self
             .inner
             .data
-            .range(LEDGER_BLOCKS.to_vec()..=records::ledger_block_key(from))
+            .range(LEDGER_BLOCKS.to_vec()..=at_from.clone())
             .keys()
             .next_back()
         {
-            Some(key) => key?.to_vec(),
-            None => LEDGER_BLOCKS.to_vec(),
+            Some(key) => Some(key?.to_vec()),
+            None => None,
         };
-        for block in self.inner.data.range(start..) {
+        let in_overlay = self
+            .inner
+            .commit
+            .overlay()
+            .range(
+                (
+                    Bound::Included(LEDGER_BLOCKS.to_vec()),
+                    Bound::Included(at_from),
+                ),
+                u64::MAX,
+            )
+            .filter(|(_, value)| value.is_some())
+            .map(|(key, _)| key.to_vec())
+            .last();
+        let start = in_tree
+            .max(in_overlay)
+            .unwrap_or_else(|| LEDGER_BLOCKS.to_vec());
+        for block in self.durable_scan(Bound::Included(start), LEDGER_BLOCKS.to_vec()) {
             let (key, value) = block?;
-            if !key.starts_with(LEDGER_BLOCKS) {
-                break;
-            }
             let first = records::decode_block_key(&key)?;
             for (sequence, bytes) in (first..).zip(records::decode_block(&value)?) {
                 if sequence > durable {
@@ -601,10 +638,18 @@ impl Store {
         self.inner.commit.failed().await
     }
 
-    /// Waits until every write staged so far is durable (in the write-ahead log) and
-    /// applied.
+    /// Waits until every write staged so far is durable (in the write-ahead log), and so
+    /// visible to every read.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner.commit.request_flush()?.wait().await
+    }
+
+    /// Waits until every write staged so far is durable and applied to sled.
+    pub async fn flush_applied(&self) -> Result<(), StoreError> {
+        let commit = self.inner.commit.request_flush()?;
+        let generation = commit.generation();
+        commit.wait().await?;
+        self.inner.commit.wait_applied(generation).await
     }
 
     /// Commits what is staged, flushes sled (the log is then empty), and stops the commit

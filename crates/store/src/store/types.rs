@@ -34,6 +34,10 @@ pub struct StoreOptions {
     pub wal_segment_bytes: u64,
     /// Memory for the rows writes read (see `row_cache`), on top of sled's cache.
     pub row_cache_bytes: usize,
+    /// Memory for acknowledged changes not yet applied to sled (see `overlay`). While they
+    /// take more, new writes wait for the apply thread: a full budget slows writers, it
+    /// never drops a change.
+    pub overlay_bytes: usize,
     /// Memory for the filter that lets a write with a new request id skip looking for its
     /// record (see `request_filter`): about 1.25 bytes per id recorded within the
     /// retention. Past it, writes look every id up. 0 turns the filter off.
@@ -53,6 +57,7 @@ impl Default for StoreOptions {
             clock: system_clock(),
             wal_segment_bytes: 32 << 20,
             row_cache_bytes: 2 << 20,
+            overlay_bytes: 8 << 20,
             request_filter_bytes: 1 << 20,
             file_system: crate::fs::real(),
             wal_archive_dir: None,
