@@ -39,7 +39,7 @@ use crate::overlay::Overlay;
 use crate::records::{LedgerBlock, RecordedRequests};
 use crate::request_filter::RequestFilter;
 use crate::row_cache::RowCache;
-use crate::wal::{self, Change, ClosedSegment, WalWriter};
+use crate::wal::{self, Change, ClosedSegment, WalWriter, coalesce};
 
 /// The most logged generations the apply thread writes to sled in one go: enough to
 /// coalesce a busy key's many writes, few enough that the overlay is pruned often.
@@ -661,26 +661,6 @@ fn log_thread(
             return;
         }
     }
-}
-
-/// Keeps each key's last change, in key order.
-///
-/// A generation is logged, applied and replayed as a whole, so only the last value of a key
-/// counts: a row several writes of a generation change (a zone-day's capacity, a busy stock
-/// position) is logged once; a batch of generations is applied as a whole too (its last
-/// generation is marked applied only once all of it is in sled), so a row changed by many
-/// of them is written to sled once. Key order lets sled find each key near the last.
-fn coalesce(changes: &mut Vec<Change>) {
-    // Stable: changes to one key stay in staging order, the last one last.
-    changes.sort_by(|(a, _), (b, _)| a.cmp(b));
-    let mut kept: Vec<Change> = Vec::with_capacity(changes.len());
-    for change in changes.drain(..) {
-        match kept.last_mut() {
-            Some(last) if last.0 == change.0 => *last = change,
-            _ => kept.push(change),
-        }
-    }
-    *changes = kept;
 }
 
 /// Applies logged generations to sled, in order, several at a time (each key once per

@@ -455,6 +455,25 @@ pub(crate) fn apply(
     Ok(())
 }
 
+/// Generations replayed into sled in one batch at start-up (see `recover_counting`).
+const REPLAY_BATCH_GENERATIONS: usize = 256;
+
+/// Keeps each key's last change, in key order: a batch of generations is applied as a whole
+/// (its last generation is marked applied only once all of it is in sled), so only the last
+/// value of a key counts, and key order lets sled find each key near the last. Stable: the
+/// changes to one key stay in the order they were made.
+pub(crate) fn coalesce(changes: &mut Vec<Change>) {
+    changes.sort_by(|(a, _), (b, _)| a.cmp(b));
+    let mut kept: Vec<Change> = Vec::with_capacity(changes.len());
+    for change in changes.drain(..) {
+        match kept.last_mut() {
+            Some(last) if last.0 == change.0 => *last = change,
+            _ => kept.push(change),
+        }
+    }
+    *changes = kept;
+}
+
 /// [`recover_counting`], returning the last generation now applied.
 #[cfg(test)]
 pub(crate) fn recover(
@@ -508,13 +527,24 @@ pub(crate) fn recover_counting(
                 "dropping the torn end of the write-ahead log (a write the crash interrupted, never acknowledged)"
             ),
         }
-        for record in records {
-            if record.generation <= applied {
-                continue;
+        // Replayed like the apply thread applies: many generations at once, each key once,
+        // the batch's last generation marked only when all of it is in sled.
+        let replay_after = applied;
+        let mut pending = records
+            .into_iter()
+            .filter(|record| record.generation > replay_after)
+            .peekable();
+        while pending.peek().is_some() {
+            let mut changes = Vec::new();
+            let mut last = applied;
+            for record in pending.by_ref().take(REPLAY_BATCH_GENERATIONS) {
+                changes.extend(record.changes);
+                last = record.generation;
+                replayed += 1;
             }
-            apply(data, record.generation, record.changes)?;
-            applied = record.generation;
-            replayed += 1;
+            coalesce(&mut changes);
+            apply(data, last, changes)?;
+            applied = last;
         }
     }
     if !found.is_empty() {
