@@ -7,11 +7,13 @@
 //! is printed next to it. Figures are printed, never asserted: `--smoke` runs every scenario
 //! for a moment and fails only on errors.
 
+mod history_report;
 mod host;
 mod load;
 mod network;
 mod postgres;
 mod report;
+mod restart;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -31,8 +33,8 @@ pub use scenarios::{ROUND_SECONDS, readings_round};
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
-    /// Scenarios to run: ceiling, inventory, booking, telemetry, query, network (comma
-    /// separated), or all.
+    /// Scenarios to run: ceiling, inventory, booking, telemetry, query, network, history,
+    /// restart (comma separated), or all.
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Measured seconds per scenario and round.
@@ -56,6 +58,11 @@ pub struct BenchArgs {
     /// Days of 1 Hz history for the QueryReadings scenario.
     #[arg(long, default_value_t = 30)]
     query_days: u32,
+    /// Ledger entries written at the inventory before the history scenario runs its load
+    /// again (bookings at the booking service: a tenth of it). The scale is
+    /// 10,000,000.
+    #[arg(long, default_value_t = 1_000_000)]
+    prefill: u64,
     /// Skip the PostgreSQL peer.
     #[arg(long)]
     no_postgres: bool,
@@ -86,6 +93,7 @@ pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
         args.warmup = 1;
         args.rounds = 1;
         args.query_days = 1;
+        args.prefill = args.prefill.min(5_000);
         args.concurrency = args.concurrency.min(16);
     }
     let wanted = Wanted(
@@ -127,6 +135,15 @@ pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
     }
     if wanted.has("network") {
         idle_network(&mut figures).await;
+    }
+    if wanted.has("history") {
+        bench.history(&mut figures).await;
+    }
+    if wanted.has("restart") {
+        match restart::restart_after_kill().await {
+            Ok(run) => history_report::restart_row(&mut figures, &run),
+            Err(e) => figures.errors.push(format!("restart: {e}")),
+        }
     }
 
     let report = report::render(&args, &figures);
@@ -412,6 +429,31 @@ impl Bench<'_> {
                 ratio: "–".into(),
                 target: "≤ 4 B".into(),
             });
+        }
+    }
+
+    /// The inventory and booking loads again on stores with history, next to empty ones
+    /// (once, after the rounds).
+    async fn history(&self, figures: &mut Figures) {
+        let (connections, build, entries) = (self.args.connections, self.build, self.args.prefill);
+        eprintln!("history: inventory, empty then with {entries} ledger entries");
+        match scenarios::inventory_history(self.spec, connections, build, entries).await {
+            Ok(run) => history_report::history_rows(
+                figures,
+                "inventory",
+                "ledger entries",
+                "ListStock",
+                &run,
+            ),
+            Err(e) => figures.errors.push(format!("inventory history: {e}")),
+        }
+        let bookings = entries / 10;
+        eprintln!("history: booking, empty then with {bookings} bookings");
+        match scenarios::booking_history(self.spec, connections, build, bookings).await {
+            Ok(run) => {
+                history_report::history_rows(figures, "booking", "bookings", "ListBookings", &run)
+            }
+            Err(e) => figures.errors.push(format!("booking history: {e}")),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The network scenario: the idle `dev` network as its own process — time until all 25
 //! servers answer SERVING, and its resident memory once idle.
 
+use coldchain_soak::cluster::serving;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -92,25 +93,7 @@ pub async fn idle_network() -> Result<IdleNetwork, String> {
     result
 }
 
-async fn serving(endpoint: &str) -> bool {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(endpoint.to_string()) else {
-        return false;
-    };
-    let Ok(channel) = endpoint
-        .connect_timeout(Duration::from_millis(200))
-        .connect()
-        .await
-    else {
-        return false;
-    };
-    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
-    matches!(
-        client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await,
-        Ok(r) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    )
-}
-
-fn rss(pid: u32) -> Option<u64> {
+pub(crate) fn rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

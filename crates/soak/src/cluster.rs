@@ -302,6 +302,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// The data directory of the process `name`.
+    pub fn data_dir(&self, name: &str) -> Result<&Path, String> {
+        Ok(&self.processes[self.index(name)?].data_dir)
+    }
+
+    /// The process id of `name`, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        let index = self.index(name).ok()?;
+        self.processes[index].child.as_ref().and_then(Child::id)
+    }
+
     /// Starts a killed process again on the same data.
     pub fn restart(&mut self, name: &str) -> Result<(), String> {
         let index = self.index(name)?;
@@ -385,7 +396,7 @@ impl Cluster {
 }
 
 /// True when the server at `endpoint` answers grpc.health SERVING within a second.
-async fn serving(endpoint: &str) -> bool {
+pub async fn serving(endpoint: &str) -> bool {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let Ok(transport) = tonic::transport::Endpoint::from_shared(endpoint.to_owned()) else {

@@ -29,34 +29,46 @@ pub async fn booking(
     let run = run_id();
     let today = chrono::Utc::now().date_naive();
     let result = load::run("booking", spec, move |worker, iteration| {
-        let mut client = booking::booking_service_client::BookingServiceClient::new(
+        let client = booking::booking_service_client::BookingServiceClient::new(
             channels[worker % channels.len()].clone(),
         );
-        let day = today + chrono::Days::new(1 + (worker as u64 * 31 + iteration) % 365);
-        let date = proto_time::date(day);
-        let hold = booking::HoldSpaceRequest {
-            request_id: format!("bench-{run}-{worker}-{iteration}-hold"),
-            customer_id: bench_customer(worker),
-            space: Some(booking::hold_space_request::Space::ZoneId(
-                "chilled-a".into(),
-            )),
-            pallets: 1,
-            first_day: Some(date),
-            last_day: Some(date),
-            ..Default::default()
-        };
-        async move {
-            let held = client.hold_space(hold).await?.into_inner();
-            client
-                .confirm_booking(booking::ConfirmBookingRequest {
-                    request_id: format!("bench-{run}-{worker}-{iteration}-confirm"),
-                    booking_id: held.booking_id,
-                })
-                .await
-                .map(|_| ())
-        }
+        booking_pair(client, run, today, worker, iteration)
     })
     .await;
     host.stop().await;
     Ok(result)
+}
+
+/// The scenario's call: `HoldSpace` of one pallet for one day within the next year, then
+/// `ConfirmBooking` of the hold, as the booking client of `worker`'s customer.
+pub fn booking_pair(
+    mut client: booking::booking_service_client::BookingServiceClient<KeyedChannel>,
+    run: u64,
+    today: chrono::NaiveDate,
+    worker: usize,
+    iteration: u64,
+) -> impl std::future::Future<Output = Result<(), tonic::Status>> {
+    let day = today + chrono::Days::new(1 + (worker as u64 * 31 + iteration) % 365);
+    let date = proto_time::date(day);
+    let hold = booking::HoldSpaceRequest {
+        request_id: format!("bench-{run}-{worker}-{iteration}-hold"),
+        customer_id: bench_customer(worker),
+        space: Some(booking::hold_space_request::Space::ZoneId(
+            "chilled-a".into(),
+        )),
+        pallets: 1,
+        first_day: Some(date),
+        last_day: Some(date),
+        ..Default::default()
+    };
+    async move {
+        let held = client.hold_space(hold).await?.into_inner();
+        client
+            .confirm_booking(booking::ConfirmBookingRequest {
+                request_id: format!("bench-{run}-{worker}-{iteration}-confirm"),
+                booking_id: held.booking_id,
+            })
+            .await
+            .map(|_| ())
+    }
 }

@@ -40,24 +40,7 @@ pub async fn inventory(
         let mut client = inventory::inventory_service_client::InventoryServiceClient::new(
             channels[worker % channels.len()].clone(),
         );
-        let pair = (worker as u64 * 7919 + iteration * 104_729) % 10_000;
-        let request = inventory::RecordMovementsRequest {
-            request_id: format!("bench-{run}-{worker}-{iteration}"),
-            movements: vec![inventory::Movement {
-                kind: inventory::MovementKind::Receipt as i32,
-                sku: format!("SKU-{:03}", pair / 100),
-                lot: Some(inventory::LotInfo {
-                    lot_id: format!("LOT-{pair:05}"),
-                    expiry: Some(FAR_FUTURE),
-                    production: None,
-                    origin: String::new(),
-                }),
-                zone_id: "chilled-a".into(),
-                quantity: 1,
-                unit: "case".into(),
-                ..Default::default()
-            }],
-        };
+        let request = receipt_request(run, worker, iteration);
         async move { client.record_movements(request).await.map(|_| ()) }
     })
     .await;
@@ -71,6 +54,60 @@ pub async fn inventory(
         watch_entries_per_second: watch_entries as f64 / elapsed.as_secs_f64().max(1e-9),
         watch_entries,
     })
+}
+
+/// The scenario's call: one receipt of one case, to one of 10,000 sku/lot pairs.
+pub fn receipt_request(
+    run: u64,
+    worker: usize,
+    iteration: u64,
+) -> inventory::RecordMovementsRequest {
+    let pair = (worker as u64 * 7919 + iteration * 104_729) % 10_000;
+    inventory::RecordMovementsRequest {
+        request_id: format!("bench-{run}-{worker}-{iteration}"),
+        movements: vec![receipt(
+            format!("SKU-{:03}", pair / 100),
+            format!("LOT-{pair:05}"),
+        )],
+    }
+}
+
+/// Call `call` of a history: `movements` receipts of one case, entry `e` of the history
+/// going to lot `e % lots` (100 lots a sku).
+pub fn fill_request(
+    run: u64,
+    call: u64,
+    movements: u64,
+    lots: u64,
+) -> inventory::RecordMovementsRequest {
+    let first = call * movements;
+    inventory::RecordMovementsRequest {
+        request_id: format!("history-{run}-{call}"),
+        movements: (first..first + movements)
+            .map(|entry| {
+                let lot = entry % lots.max(1);
+                receipt(format!("HIST-{:05}", lot / 100), format!("H{lot:07}"))
+            })
+            .collect(),
+    }
+}
+
+/// A receipt of one case of `sku`, lot `lot_id`, into the bench zone.
+fn receipt(sku: String, lot_id: String) -> inventory::Movement {
+    inventory::Movement {
+        kind: inventory::MovementKind::Receipt as i32,
+        sku,
+        lot: Some(inventory::LotInfo {
+            lot_id,
+            expiry: Some(FAR_FUTURE),
+            production: None,
+            origin: String::new(),
+        }),
+        zone_id: "chilled-a".into(),
+        quantity: 1,
+        unit: "case".into(),
+        ..Default::default()
+    }
 }
 
 async fn read_ledger(channel: KeyedChannel) -> Result<(u64, Duration), String> {

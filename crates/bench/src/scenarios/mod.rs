@@ -2,20 +2,22 @@
 
 mod booking;
 mod ceiling;
+mod history;
 mod inventory;
 mod query;
 mod telemetry;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use booking::booking;
+pub use booking::{booking, booking_pair};
 pub use ceiling::ceiling;
-pub use inventory::inventory;
+pub use history::{History, booking_history, inventory_history};
+pub use inventory::{fill_request, inventory, receipt_request};
 pub use query::telemetry_query;
 pub use telemetry::{ROUND_SECONDS, readings_csv, readings_round, telemetry};
 
 /// A fresh id for a scenario's run, so that its request ids are new to the server.
-fn run_id() -> u64 {
+pub fn run_id() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

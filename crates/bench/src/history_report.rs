@@ -1,0 +1,95 @@
+//! The rows of the history and restart figures (issue: flat as the data grows).
+
+use crate::report::{Figures, Row, rate};
+use crate::restart::RestartRun;
+use crate::scenarios::History;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The rows of one service's empty and filled phases: write throughput and tail, resident
+/// memory under the load, and one page of its list read.
+pub(crate) fn history_rows(
+    figures: &mut Figures,
+    service: &str,
+    rows_name: &str,
+    read: &str,
+    run: &History,
+) {
+    let (empty, filled) = (&run.empty, &run.filled);
+    figures.record_errors(&format!("{service} history (empty)"), &empty.load);
+    figures.record_errors(&format!("{service} history (filled)"), &filled.load);
+    figures.record_errors(&format!("{service} {read} (empty)"), &empty.read);
+    figures.record_errors(&format!("{service} {read} (filled)"), &filled.read);
+    let history = format!("{} {rows_name}", filled.history);
+    let share = |ours: f64, empty: f64| {
+        if empty > 0.0 {
+            format!("{:.0}%", 100.0 * ours / empty)
+        } else {
+            "–".into()
+        }
+    };
+    let times = |ours: f64, empty: f64| {
+        if empty > 0.0 {
+            format!("{:.2}×", ours / empty)
+        } else {
+            "–".into()
+        }
+    };
+    figures.rows.push(Row {
+        figure: format!("{service} with history ({history}) vs empty: writes"),
+        ours: rate(filled.load.ok_per_second()),
+        peer: format!("{} (empty)", rate(empty.load.ok_per_second())),
+        ratio: share(filled.load.ok_per_second(), empty.load.ok_per_second()),
+        target: "≥ 80% of empty".into(),
+    });
+    figures.rows.push(Row {
+        figure: format!("{service} with history vs empty: p99.9 of the writes"),
+        ours: format!("{:.1} ms", filled.load.latency_ms(0.999)),
+        peer: format!("{:.1} ms (empty)", empty.load.latency_ms(0.999)),
+        ratio: times(filled.load.latency_ms(0.999), empty.load.latency_ms(0.999)),
+        target: "< 50 ms".into(),
+    });
+    figures.rows.push(Row {
+        figure: format!(
+            "{service}: resident memory under the write load (the process: server and clients)"
+        ),
+        ours: format!("{:.0} MiB", filled.rss_peak as f64 / MIB),
+        peer: format!("{:.0} MiB (empty)", empty.rss_peak as f64 / MIB),
+        ratio: "–".into(),
+        target: "≤ 200 MiB".into(),
+    });
+    figures.rows.push(Row {
+        figure: format!("{service}: {read} of one page, p99, with history vs empty"),
+        ours: format!("{:.2} ms", filled.read.latency_ms(0.99)),
+        peer: format!("{:.2} ms (empty)", empty.read.latency_ms(0.99)),
+        ratio: times(filled.read.latency_ms(0.99), empty.read.latency_ms(0.99)),
+        target: "≤ 2× empty".into(),
+    });
+    figures.details.push(format!(
+        "{service} history: {} {rows_name} written in {:.1} s ({}); writes then {} calls (p50 {:.2} ms, p99 {:.2} ms) against {} calls empty (p50 {:.2} ms, p99 {:.2} ms)",
+        filled.history,
+        filled.fill.as_secs_f64(),
+        rate(filled.history as f64 / filled.fill.as_secs_f64().max(1e-9)),
+        filled.load.calls,
+        filled.load.latency_ms(0.5),
+        filled.load.latency_ms(0.99),
+        empty.load.calls,
+        empty.load.latency_ms(0.5),
+        empty.load.latency_ms(0.99),
+    ));
+}
+
+/// The restart row.
+pub(crate) fn restart_row(figures: &mut Figures, run: &RestartRun) {
+    figures.rows.push(Row {
+        figure: format!(
+            "restart after SIGKILL with a full log segment ({} segments, {:.1} MiB of log to replay) until serving",
+            run.segments,
+            run.log_bytes as f64 / MIB
+        ),
+        ours: format!("{:.2} s", run.ready_after.as_secs_f64()),
+        peer: "–".into(),
+        ratio: "–".into(),
+        target: "≤ 3 s".into(),
+    });
+}

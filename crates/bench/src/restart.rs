@@ -1,0 +1,141 @@
+//! Restart after SIGKILL with a full write-ahead log segment: one site as separate
+//! processes (`coldchain serve`, as in the soak), its inventory loaded until a log segment
+//! has filled and the next one begun, killed right then, and started again: the time from
+//! the new process's start until it answers health SERVING, which it does only once the
+//! log is replayed into sled.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use coldchain_proto::inventory::v1 as inventory;
+use coldchain_runtime::client::{Channel as KeyedChannel, ClientOptions};
+use coldchain_runtime::network::ServiceKind;
+use coldchain_soak::cluster::{Cluster, serving};
+
+use crate::scenarios::{fill_request, run_id};
+
+const SITE: &str = "la-vientiane";
+const PROCESS: &str = "inventory@la-vientiane";
+/// Movements per call while filling the log: large records, as a warehouse system's
+/// batch uploads make.
+const FILL_MOVEMENTS: u64 = 200;
+/// Concurrent fill calls.
+const FILL_CALLS: u64 = 4;
+
+/// What the restart measured.
+pub struct RestartRun {
+    /// From the new process's start to health SERVING.
+    pub ready_after: Duration,
+    /// The log segments the new process found.
+    pub segments: usize,
+    /// Their bytes up to the last record (not the zeros written ahead).
+    pub log_bytes: u64,
+}
+
+pub async fn restart_after_kill() -> Result<RestartRun, String> {
+    let shipped = std::fs::read_to_string("deploy/network.toml").map_err(|e| {
+        format!("deploy/network.toml (run the bench from the repository root): {e}")
+    })?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cluster = Cluster::prepare(dir.path(), exe, &shipped, &[SITE.to_string()])?;
+    cluster.start_all(Duration::from_secs(60)).await?;
+    let result = kill_full_and_restart(&mut cluster).await;
+    cluster.stop_all().await;
+    result
+}
+
+async fn kill_full_and_restart(cluster: &mut Cluster) -> Result<RestartRun, String> {
+    let endpoint = cluster
+        .network
+        .site(SITE)
+        .and_then(|site| site.endpoint(ServiceKind::Inventory))
+        .ok_or("the network has no inventory at la-vientiane")?;
+    let key = cluster
+        .keyring
+        .key(&coldchain_credentials::warehouse(SITE))?;
+    let options = ClientOptions {
+        call_timeout: Duration::from_secs(60),
+        ..ClientOptions::default()
+    };
+    let transport = coldchain_runtime::client::transport(&endpoint, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let channel = KeyedChannel::new(transport, Some(&key));
+    let wal = wal_dir(cluster.data_dir(PROCESS)?)?;
+    let run = run_id();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut call = 0u64;
+    while segments(&wal)?.len() < 2 {
+        if Instant::now() > deadline {
+            return Err("no log segment filled within 180 s".into());
+        }
+        let calls = (0..FILL_CALLS).map(|n| {
+            let mut client =
+                inventory::inventory_service_client::InventoryServiceClient::new(channel.clone());
+            let request = fill_request(run, call + n, FILL_MOVEMENTS, 100_000);
+            async move { client.record_movements(request).await }
+        });
+        for result in futures::future::join_all(calls).await {
+            result.map_err(|status| format!("filling the log: {status}"))?;
+        }
+        call += FILL_CALLS;
+    }
+    cluster.kill(PROCESS).await?;
+    let found = segments(&wal)?;
+    let mut log_bytes = 0;
+    for path in &found {
+        log_bytes += written_bytes(path)?;
+    }
+    let started = Instant::now();
+    cluster.restart(PROCESS)?;
+    while !serving(&endpoint).await {
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err("the restarted inventory did not serve within 120 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(RestartRun {
+        ready_after: started.elapsed(),
+        segments: found.len(),
+        log_bytes,
+    })
+}
+
+/// The write-ahead log directory under a service's data directory.
+fn wal_dir(data: &Path) -> Result<PathBuf, String> {
+    let mut stack = vec![data.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|name| name == "wal") {
+                    return Ok(path);
+                }
+                stack.push(path);
+            }
+        }
+    }
+    Err(format!("no write-ahead log under {}", data.display()))
+}
+
+/// The log's segment files.
+fn segments(wal: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(wal).map_err(|e| format!("{}: {e}", wal.display()))?;
+    Ok(entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .collect())
+}
+
+/// A segment's bytes up to its last non-zero byte: what was written, without the space
+/// the log zero-fills ahead of its records.
+fn written_bytes(path: &Path) -> Result<u64, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |at| at as u64 + 1))
+}
