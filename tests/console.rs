@@ -826,6 +826,37 @@ async fn serve_console_speaks_tls_when_configured() {
     let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut answer)).await;
     assert!(!String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"));
 
+    // `healthcheck --http` (the containers' health check) with the console's environment
+    // speaks HTTPS and trusts the CA: healthy. Plain HTTP, or HTTPS without the CA, is not.
+    let address = format!("127.0.0.1:{}", net.console_port);
+    let check = |address: &str, with_tls: bool| {
+        let mut command = common::command();
+        command.args(["healthcheck", "--http", address]);
+        if with_tls {
+            command
+                .env("COLDCHAIN_TLS_CERT", certs.join("gateway.pem"))
+                .env("COLDCHAIN_TLS_KEY", certs.join("gateway.key"))
+                .env("COLDCHAIN_TLS_CA", certs.join("ca.pem"));
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (healthy, said) = check(&address, true);
+    assert!(healthy, "{said}");
+    assert!(
+        said.contains(&format!("https://{address}: SERVING")),
+        "{said}"
+    );
+    let (healthy, said) = check(&format!("http://{address}"), true);
+    assert!(!healthy, "plain HTTP to an HTTPS console: {said}");
+    let (healthy, said) = check(&format!("https://{address}"), false);
+    assert!(!healthy && said.contains("tls_ca"), "{said}");
+
     let _ = child.kill();
     let _ = child.wait();
+    let (healthy, said) = check(&address, true);
+    assert!(!healthy, "a stopped console: {said}");
 }

@@ -16,6 +16,7 @@
 pub mod backend;
 pub mod error;
 mod pages;
+pub mod probe;
 pub mod session;
 pub mod svg;
 mod tls;
@@ -154,8 +155,15 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/static/alarms.js", get(pages::static_script))
         .route("/favicon.svg", get(pages::favicon))
         .route("/favicon.ico", get(pages::favicon))
+        .route(probe::HEALTH_PATH, get(healthz))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
+}
+
+/// `GET /healthz`: the console is up and serving pages (open, like the services' gRPC
+/// health; it tells nothing about the data). Container health checks ask it.
+pub(crate) async fn healthz() -> &'static str {
+    "serving\n"
 }
 
 /// Headers of every answer: no framing, no sniffing, nothing from elsewhere, no caching of
