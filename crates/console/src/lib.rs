@@ -19,6 +19,7 @@ mod pages;
 pub mod probe;
 pub mod session;
 pub mod svg;
+pub mod throttle;
 mod tls;
 pub mod views;
 
@@ -61,6 +62,8 @@ pub struct ConsoleSettings {
     /// Fired when the process stops: live streams end then, so that stopping waits for
     /// no open page.
     pub shutdown: Shutdown,
+    /// How many failed logins a client address, or a key id, may make in a window.
+    pub login_limit: throttle::LoginLimit,
 }
 
 /// The state every handler shares.
@@ -73,6 +76,8 @@ pub struct Console {
     /// Cookies get `Secure` when the console speaks HTTPS.
     pub(crate) secure: bool,
     pub(crate) shutdown: Shutdown,
+    /// Failed logins per client address and key id.
+    pub(crate) logins: std::sync::Mutex<throttle::LoginThrottle>,
 }
 
 impl Console {
@@ -127,6 +132,7 @@ pub fn prepare(settings: ConsoleSettings) -> Result<Prepared, String> {
         ttl: settings.session_ttl,
         secure: tls.is_some(),
         shutdown: settings.shutdown,
+        logins: std::sync::Mutex::new(throttle::LoginThrottle::new(settings.login_limit)),
     });
     Ok(Prepared {
         router: router(console),
@@ -254,7 +260,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match prepared.tls {
         None => {
-            axum::serve(listener, prepared.router)
+            // The client's address reaches the handlers (the login rate limit counts by it).
+            let service = prepared
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service)
                 .with_graceful_shutdown(async move { shutdown.wait().await })
                 .await
         }
