@@ -7,6 +7,7 @@
 //! is printed next to it. Figures are printed, never asserted: `--smoke` runs every scenario
 //! for a moment and fails only on errors.
 
+mod console;
 mod host;
 mod load;
 mod network;
@@ -31,8 +32,8 @@ pub use scenarios::{ROUND_SECONDS, readings_round};
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
-    /// Scenarios to run: ceiling, inventory, booking, telemetry, query, network (comma
-    /// separated), or all.
+    /// Scenarios to run: ceiling, inventory, booking, telemetry, query, network, console
+    /// (comma separated), or all.
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Measured seconds per scenario and round.
@@ -127,6 +128,9 @@ pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
     }
     if wanted.has("network") {
         idle_network(&mut figures).await;
+    }
+    if wanted.has("console") {
+        console_page(&spec, &mut figures).await;
     }
 
     let report = report::render(&args, &figures);
@@ -430,6 +434,36 @@ impl Bench<'_> {
             }
             Err(e) => figures.errors.push(format!("query: {e}")),
         }
+    }
+}
+
+/// The console's 30-day sensor page: p50 and p99 against the 300 ms.
+async fn console_page(spec: &LoadSpec, figures: &mut Figures) {
+    match console::sensor_page(spec).await {
+        Ok(run) => {
+            if run.failures > 0 || run.pages == 0 {
+                figures.errors.push(format!(
+                    "console: {} of {} sensor pages failed",
+                    run.failures, run.pages
+                ));
+            }
+            figures.rows.push(Row {
+                figure: format!(
+                    "console: sensor page, 30-day window ({} readings), one request at a time",
+                    run.readings
+                ),
+                ours: format!(
+                    "p50 {:.1} ms, p99 {:.1} ms ({} pages)",
+                    run.latency_ms(0.5),
+                    run.latency_ms(0.99),
+                    run.pages
+                ),
+                peer: "–".into(),
+                ratio: "–".into(),
+                target: format!("≤ {} ms", console::TARGET_MS),
+            });
+        }
+        Err(e) => figures.errors.push(format!("console: {e}")),
     }
 }
 
