@@ -5,7 +5,8 @@
 #
 # 1. build the image without pulling (deploy/docker/build-local.sh), check the generated
 #    files are current, make fresh secrets (a CA, a certificate per container, a keyring) in a
-#    directory of this run, `up -d`, wait until all 25 containers are healthy;
+#    directory of this run, `up -d`, wait until all 26 containers are healthy (8 sites x 3
+#    services, the gateway and the console); the console's login page over HTTPS;
 # 2. TLS and authentication from outside: the published gateway port refuses plaintext, a
 #    call without a key (or with a forged one) is UNAUTHENTICATED, a key of the wrong role
 #    PERMISSION_DENIED, the right key over TLS is served; likewise at a site service;
@@ -34,8 +35,8 @@
 # checks and then fails, listing them, unless COMPOSE_E2E_ALLOW_PENDING=1 (a stop-gap while the
 # gateway and telemetry services are being written; remove it from .ci/run once they exist).
 #
-# Environment: COMPOSE_E2E_PROJECT (default coldchaine2e), GATEWAY_HOST_PORT (default: a free
-# port), COMPOSE_E2E_BUDGET seconds (default 840), COMPOSE_E2E_ALLOW_PENDING, and
+# Environment: COMPOSE_E2E_PROJECT (default coldchaine2e), GATEWAY_HOST_PORT and
+# CONSOLE_HOST_PORT (default: free ports), COMPOSE_E2E_BUDGET seconds (default 840), COMPOSE_E2E_ALLOW_PENDING, and
 # COMPOSE_E2E_BINARY (an already built coldchain binary for the image, instead of
 # `cargo build --release`).
 set -euo pipefail
@@ -75,6 +76,10 @@ if [ -z "${GATEWAY_HOST_PORT:-}" ]; then
 fi
 export GATEWAY_HOST_PORT
 gateway=127.0.0.1:$GATEWAY_HOST_PORT
+if [ -z "${CONSOLE_HOST_PORT:-}" ]; then
+    CONSOLE_HOST_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
+export CONSOLE_HOST_PORT
 
 compose() { timeout "${COMPOSE_TIMEOUT:-300}" "${compose_tool[@]}" -p "$project" -f deploy/compose.yaml "$@"; }
 project_filter=(--filter "label=com.docker.compose.project=$project")
@@ -247,7 +252,8 @@ services=$(compose config --services | wc -l)
 timeout 60 "${compose_tool[@]}" -p "$project" -f deploy/compose.yaml -f deploy/compose.sites.yaml config -q \
     || fail "deploy/compose.sites.yaml does not merge with deploy/compose.yaml"
 sites=$(python3 -c 'import tomllib; print(len(tomllib.load(open("deploy/network.toml","rb"))["site"]))')
-[ "$services" -eq $((sites * 3 + 1)) ] || fail "compose.yaml has $services services, expected $((sites * 3 + 1))"
+# Every site's three services, the gateway and the console.
+[ "$services" -eq $((sites * 3 + 2)) ] || fail "compose.yaml has $services services, expected $((sites * 3 + 2))"
 t0=$(date +%s)
 compose up -d >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "compose up failed"; }
 wait_healthy "$services" 240
@@ -263,10 +269,27 @@ memory() { # label: the memory of every container, summarised
 }
 memory "when healthy"
 published=$(docker ps "${project_filter[@]}" --format '{{.Ports}}' | grep -c -- '->' || true)
-[ "$published" -eq 1 ] || fail "$published containers publish ports; only the gateway should"
+[ "$published" -eq 2 ] || fail "$published containers publish ports; only the gateway and the console should"
 timeout 10 env "${client_env[@]}" "$coldchain" healthcheck "$gateway" >/dev/null \
     || fail "the gateway is not SERVING over TLS on $gateway"
-say "only the gateway is published, on $gateway, and SERVING over TLS"
+say "only the gateway and the console are published; the gateway on $gateway, SERVING over TLS"
+# The console's login page from the host, over HTTPS (its certificate names localhost), as a
+# browser opens it: 200 and the login form.
+timeout 20 python3 - "$CONSOLE_HOST_PORT" "$secrets/tls/ca.pem" <<'PY' || fail "the console's login page"
+import ssl, sys, urllib.request
+port, ca = sys.argv[1], sys.argv[2]
+context = ssl.create_default_context(cafile=ca)
+with urllib.request.urlopen(f"https://localhost:{port}/login", context=context, timeout=10) as answer:
+    body = answer.read().decode()
+    assert answer.status == 200, answer.status
+assert 'action="/login"' in body and 'name="key"' in body and 'name="csrf"' in body, body[:2000]
+print(f"compose_e2e: console https://localhost:{port}/login: 200 with the login form")
+PY
+if timeout 10 python3 -c 'import sys, urllib.request; urllib.request.urlopen(f"http://localhost:{sys.argv[1]}/login", timeout=5)' "$CONSOLE_HOST_PORT" 2>/dev/null; then
+    fail "the console answered plain HTTP"
+fi
+timeout 10 docker exec "$(container_of console)" coldchain healthcheck --http 127.0.0.1:8080 >/dev/null \
+    || fail "the console's own healthcheck (HTTPS from its environment) fails"
 within_budget
 
 # --- 2. TLS and authentication ----------------------------------------------------------------
@@ -419,7 +442,7 @@ before_local=$(snapshot "$cut_site" "LOCAL-$run_id") || fail "snapshot of $cut_s
 compose_down
 [ -z "$(docker ps -aq "${project_filter[@]}")" ] || fail "containers left after down"
 volumes=$(docker volume ls -q "${project_filter[@]}" | wc -l)
-[ "$volumes" -eq "$services" ] || fail "$volumes volumes after down, expected $services (one per container)"
+[ "$volumes" -eq $((services - 1)) ] || fail "$volumes volumes after down, expected $((services - 1)) (one per container but the console)"
 say "down: no container left, $volumes volumes kept"
 t0=$(date +%s)
 compose up -d >"$work/up2.log" 2>&1 || { cat "$work/up2.log" >&2; fail "second compose up failed"; }

@@ -68,6 +68,7 @@ fn console_settings(settings: &Settings, shutdown: &Shutdown) -> ConsoleSettings
         session_ttl: config.console_session_ttl,
         tls: config.tls_cert.clone().zip(config.tls_key.clone()),
         shutdown: shutdown.clone(),
+        login_limit: coldchain_console::throttle::LoginLimit::default(),
     }
 }
 

@@ -54,6 +54,11 @@ pub struct HealthcheckArgs {
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 2000)]
     timeout_ms: u64,
+    /// Check the console instead (`GET /healthz`, 200 is healthy): over HTTPS when the
+    /// configuration has a `tls_cert` (as the console's own), trusting `tls_ca`; an
+    /// `http://` or `https://` address says which.
+    #[arg(long, conflicts_with = "service")]
+    http: bool,
 }
 
 /// Builds the service of `ctx.kind`.
@@ -276,6 +281,13 @@ async fn serve_console(args: ServeArgs, settings: Settings) -> ExitCode {
     ));
     let shutdown = Shutdown::new();
     shutdown.trigger_on_os_signals();
+    // Its own series are few, but a scraper learns from `up` whether it runs, as for the
+    // other servers of a deployment.
+    match start_metrics(&settings, &shutdown).await {
+        Ok(Some(metrics)) => tracing::info!(url = %metrics.url(), "serving metrics"),
+        Ok(None) => {}
+        Err(code) => return code,
+    }
     match console::start(&settings, addr, &shutdown).await {
         Ok(running) => {
             tracing::info!(url = %running.url, "serving the console");
@@ -476,6 +488,9 @@ async fn joined(service: RunningService) -> Result<(), String> {
 }
 
 pub async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    if args.http {
+        return healthcheck_http(args).await;
+    }
     let given = if args.addr.contains("://") {
         args.addr.clone()
     } else {
@@ -530,6 +545,37 @@ pub async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
         }
         Err(_) => {
             say!("{endpoint}: no answer within {} ms", args.timeout_ms);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `healthcheck --http`: the console's `/healthz`, with the TLS of the process's
+/// configuration (in a container the check shares the console's environment).
+async fn healthcheck_http(args: HealthcheckArgs) -> ExitCode {
+    let config = match coldchain_ops::transport() {
+        Ok((config, _, _)) => config,
+        Err(error) => {
+            say!("{}: {error:?}", args.addr);
+            return ExitCode::from(1);
+        }
+    };
+    let target =
+        match coldchain_console::probe::Target::parse(&args.addr, config.tls_cert.is_some()) {
+            Ok(target) => target,
+            Err(problem) => {
+                say!("{problem}");
+                return ExitCode::from(1);
+            }
+        };
+    let timeout = Duration::from_millis(args.timeout_ms);
+    match coldchain_console::probe::probe(&target, config.tls_ca.as_deref(), timeout).await {
+        Ok(()) => {
+            say!("{}: SERVING", target.url());
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            say!("{}: {problem}", target.url());
             ExitCode::from(1)
         }
     }

@@ -399,6 +399,58 @@ async fn login_cookie_and_form_token_rules() {
     assert!(get(dev, "/", Some(&session)).redirects_to_login());
     assert_eq!(get(dev, "/", Some(&other)).status, 200);
 
+    // The login rate limit: failed logins from one address are counted, a success resets
+    // the count, and after 5 failures in the window even the right key is refused with 429
+    // and a Retry-After, and starts no session.
+    let wrong_login = |dev: &Dev| {
+        let form = get(dev, "/login", None);
+        let nonce = form.set_cookie("cc_login").unwrap();
+        post(
+            dev,
+            "/login",
+            Some(&format!("cc_login={nonce}")),
+            &format!("key={}&csrf={}", enc(&wrong), form.csrf()),
+        )
+    };
+    for _ in 0..4 {
+        assert_eq!(wrong_login(dev).status, 401);
+    }
+    let _reset = login(dev, common::OPERATIONS);
+    for i in 0..5 {
+        assert_eq!(wrong_login(dev).status, 401, "failure {i} after the reset");
+    }
+    let refused = wrong_login(dev);
+    assert_eq!(refused.status, 429, "{refused:?}");
+    let form = get(dev, "/login", None);
+    let nonce = form.set_cookie("cc_login").unwrap();
+    let right = post(
+        dev,
+        "/login",
+        Some(&format!("cc_login={nonce}")),
+        &format!(
+            "key={}&csrf={}",
+            enc(&dev.key(common::OPERATIONS).expose()),
+            form.csrf()
+        ),
+    );
+    assert_eq!(
+        right.status, 429,
+        "the right key too, while locked: {right:?}"
+    );
+    assert!(right.set_cookie("cc_session").is_none());
+    let retry_after: u64 = right.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=15 * 60).contains(&retry_after), "{retry_after}");
+    assert!(
+        right.body.contains("Too many failed logins"),
+        "{}",
+        right.body
+    );
+    assert_eq!(
+        get(dev, "/", Some(&other)).status,
+        200,
+        "sessions are untouched"
+    );
+
     // A live alarm feed open in a browser does not hold the network when it stops.
     let port = dev.net.console_port;
     let feed = std::thread::spawn(move || live_until(port, &other, "never sent"));
@@ -826,6 +878,37 @@ async fn serve_console_speaks_tls_when_configured() {
     let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut answer)).await;
     assert!(!String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"));
 
+    // `healthcheck --http` (the containers' health check) with the console's environment
+    // speaks HTTPS and trusts the CA: healthy. Plain HTTP, or HTTPS without the CA, is not.
+    let address = format!("127.0.0.1:{}", net.console_port);
+    let check = |address: &str, with_tls: bool| {
+        let mut command = common::command();
+        command.args(["healthcheck", "--http", address]);
+        if with_tls {
+            command
+                .env("COLDCHAIN_TLS_CERT", certs.join("gateway.pem"))
+                .env("COLDCHAIN_TLS_KEY", certs.join("gateway.key"))
+                .env("COLDCHAIN_TLS_CA", certs.join("ca.pem"));
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (healthy, said) = check(&address, true);
+    assert!(healthy, "{said}");
+    assert!(
+        said.contains(&format!("https://{address}: SERVING")),
+        "{said}"
+    );
+    let (healthy, said) = check(&format!("http://{address}"), true);
+    assert!(!healthy, "plain HTTP to an HTTPS console: {said}");
+    let (healthy, said) = check(&format!("https://{address}"), false);
+    assert!(!healthy && said.contains("tls_ca"), "{said}");
+
     let _ = child.kill();
     let _ = child.wait();
+    let (healthy, said) = check(&address, true);
+    assert!(!healthy, "a stopped console: {said}");
 }

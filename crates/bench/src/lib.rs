@@ -7,6 +7,7 @@
 //! is printed next to it. Figures are printed, never asserted: `--smoke` runs every scenario
 //! for a moment and fails only on errors.
 
+mod console;
 mod history_report;
 mod host;
 mod load;
@@ -33,8 +34,8 @@ pub use scenarios::{ROUND_SECONDS, readings_round};
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
-    /// Scenarios to run: ceiling, inventory, booking, telemetry, query, network, history,
-    /// restart (comma separated), or all.
+    /// Scenarios to run: ceiling, inventory, booking, telemetry, query, network, console,
+    /// history, restart (comma separated), or all.
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Measured seconds per scenario and round.
@@ -136,11 +137,15 @@ pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
     if wanted.has("network") {
         idle_network(&mut figures).await;
     }
+    if wanted.has("console") {
+        console_page(&spec, &mut figures).await;
+    }
     if wanted.has("history") {
         bench.history(&mut figures).await;
     }
     if wanted.has("restart") {
-        match restart::restart_after_kill().await {
+        let fill = if args.smoke { 0.05 } else { 1.0 };
+        match restart::restart_after_kill(fill).await {
             Ok(run) => history_report::restart_row(&mut figures, &run),
             Err(e) => figures.errors.push(format!("restart: {e}")),
         }
@@ -472,6 +477,36 @@ impl Bench<'_> {
             }
             Err(e) => figures.errors.push(format!("query: {e}")),
         }
+    }
+}
+
+/// The console's 30-day sensor page: p50 and p99 against the 300 ms.
+async fn console_page(spec: &LoadSpec, figures: &mut Figures) {
+    match console::sensor_page(spec).await {
+        Ok(run) => {
+            if run.failures > 0 || run.pages == 0 {
+                figures.errors.push(format!(
+                    "console: {} of {} sensor pages failed",
+                    run.failures, run.pages
+                ));
+            }
+            figures.rows.push(Row {
+                figure: format!(
+                    "console: sensor page, 30-day window ({} readings), one request at a time",
+                    run.readings
+                ),
+                ours: format!(
+                    "p50 {:.1} ms, p99 {:.1} ms ({} pages)",
+                    run.latency_ms(0.5),
+                    run.latency_ms(0.99),
+                    run.pages
+                ),
+                peer: "–".into(),
+                ratio: "–".into(),
+                target: format!("≤ {} ms", console::TARGET_MS),
+            });
+        }
+        Err(e) => figures.errors.push(format!("console: {e}")),
     }
 }
 

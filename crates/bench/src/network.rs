@@ -14,7 +14,7 @@ pub struct IdleNetwork {
 
 /// The shipped network with every port moved to a free one, so a running `dev` network
 /// is not disturbed.
-fn private_network(text: &str) -> Result<String, String> {
+pub(crate) fn private_network(text: &str) -> Result<String, String> {
     // Every listener stays open until all ports are chosen, so no two picks collide.
     let mut held = Vec::new();
     let mut free = || -> Result<u16, String> {

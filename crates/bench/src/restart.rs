@@ -1,8 +1,8 @@
 //! Restart after SIGKILL with a full write-ahead log segment: one site as separate
-//! processes (`coldchain serve`, as in the soak), its inventory loaded until a log segment
-//! has filled and the next one begun, killed right then, and started again: the time from
-//! the new process's start until it answers health SERVING, which it does only once the
-//! log is replayed into sled.
+//! processes (`coldchain serve`, as in the soak), its inventory loaded until its log holds
+//! nearly a whole segment of records (the most it holds before a checkpoint retires one),
+//! killed right then, and started again: the time from the new process's start until it
+//! answers health SERVING, which it does only once the log is replayed into sled.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use coldchain_proto::inventory::v1 as inventory;
 use coldchain_runtime::client::{Channel as KeyedChannel, ClientOptions};
 use coldchain_runtime::network::ServiceKind;
 use coldchain_soak::cluster::{Cluster, serving};
+use coldchain_store::StoreOptions;
 
 use crate::scenarios::{fill_request, run_id};
 
@@ -26,13 +27,15 @@ const FILL_CALLS: u64 = 4;
 pub struct RestartRun {
     /// From the new process's start to health SERVING.
     pub ready_after: Duration,
-    /// The log segments the new process found.
+    /// The log's segment files the new process found (one may be a spare made ahead).
     pub segments: usize,
     /// Their bytes up to the last record (not the zeros written ahead).
     pub log_bytes: u64,
 }
 
-pub async fn restart_after_kill() -> Result<RestartRun, String> {
+/// Kills the inventory once its log holds `fill` of a segment (1.0: nearly all of one; a
+/// smoke run asks for a little, to exercise the path).
+pub async fn restart_after_kill(fill: f64) -> Result<RestartRun, String> {
     let shipped = std::fs::read_to_string("deploy/network.toml").map_err(|e| {
         format!("deploy/network.toml (run the bench from the repository root): {e}")
     })?;
@@ -40,12 +43,12 @@ pub async fn restart_after_kill() -> Result<RestartRun, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cluster = Cluster::prepare(dir.path(), exe, &shipped, &[SITE.to_string()])?;
     cluster.start_all(Duration::from_secs(60)).await?;
-    let result = kill_full_and_restart(&mut cluster).await;
+    let result = kill_full_and_restart(&mut cluster, fill).await;
     cluster.stop_all().await;
     result
 }
 
-async fn kill_full_and_restart(cluster: &mut Cluster) -> Result<RestartRun, String> {
+async fn kill_full_and_restart(cluster: &mut Cluster, fill: f64) -> Result<RestartRun, String> {
     let endpoint = cluster
         .network
         .site(SITE)
@@ -66,7 +69,10 @@ async fn kill_full_and_restart(cluster: &mut Cluster) -> Result<RestartRun, Stri
     let run = run_id();
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut call = 0u64;
-    while segments(&wal)?.len() < 2 {
+    // A segment is retired once sled has its records: the log holds the most just before
+    // its current segment fills.
+    let full = (StoreOptions::default().wal_segment_bytes as f64 * 0.95 * fill) as u64;
+    while logged_bytes(&wal)? < full {
         if Instant::now() > deadline {
             return Err("no log segment filled within 180 s".into());
         }
@@ -82,11 +88,8 @@ async fn kill_full_and_restart(cluster: &mut Cluster) -> Result<RestartRun, Stri
         call += FILL_CALLS;
     }
     cluster.kill(PROCESS).await?;
-    let found = segments(&wal)?;
-    let mut log_bytes = 0;
-    for path in &found {
-        log_bytes += written_bytes(path)?;
-    }
+    let found = segments(&wal)?.len();
+    let log_bytes = logged_bytes(&wal)?;
     let started = Instant::now();
     cluster.restart(PROCESS)?;
     while !serving(&endpoint).await {
@@ -97,7 +100,7 @@ async fn kill_full_and_restart(cluster: &mut Cluster) -> Result<RestartRun, Stri
     }
     Ok(RestartRun {
         ready_after: started.elapsed(),
-        segments: found.len(),
+        segments: found,
         log_bytes,
     })
 }
@@ -130,10 +133,24 @@ fn segments(wal: &Path) -> Result<Vec<PathBuf>, String> {
         .collect())
 }
 
+/// The bytes of records in the log's segments.
+fn logged_bytes(wal: &Path) -> Result<u64, String> {
+    let mut total = 0;
+    for path in segments(wal)? {
+        total += written_bytes(&path)?;
+    }
+    Ok(total)
+}
+
 /// A segment's bytes up to its last non-zero byte: what was written, without the space
 /// the log zero-fills ahead of its records.
 fn written_bytes(path: &Path) -> Result<u64, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        // Retired by a checkpoint since the listing.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
     Ok(bytes
         .iter()
         .rposition(|&b| b != 0)

@@ -16,8 +16,10 @@
 pub mod backend;
 pub mod error;
 mod pages;
+pub mod probe;
 pub mod session;
 pub mod svg;
+pub mod throttle;
 mod tls;
 pub mod views;
 
@@ -60,6 +62,8 @@ pub struct ConsoleSettings {
     /// Fired when the process stops: live streams end then, so that stopping waits for
     /// no open page.
     pub shutdown: Shutdown,
+    /// How many failed logins a client address, or a key id, may make in a window.
+    pub login_limit: throttle::LoginLimit,
 }
 
 /// The state every handler shares.
@@ -72,6 +76,8 @@ pub struct Console {
     /// Cookies get `Secure` when the console speaks HTTPS.
     pub(crate) secure: bool,
     pub(crate) shutdown: Shutdown,
+    /// Failed logins per client address and key id.
+    pub(crate) logins: std::sync::Mutex<throttle::LoginThrottle>,
 }
 
 impl Console {
@@ -126,6 +132,7 @@ pub fn prepare(settings: ConsoleSettings) -> Result<Prepared, String> {
         ttl: settings.session_ttl,
         secure: tls.is_some(),
         shutdown: settings.shutdown,
+        logins: std::sync::Mutex::new(throttle::LoginThrottle::new(settings.login_limit)),
     });
     Ok(Prepared {
         router: router(console),
@@ -154,8 +161,15 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/static/alarms.js", get(pages::static_script))
         .route("/favicon.svg", get(pages::favicon))
         .route("/favicon.ico", get(pages::favicon))
+        .route(probe::HEALTH_PATH, get(healthz))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
+}
+
+/// `GET /healthz`: the console is up and serving pages (open, like the services' gRPC
+/// health; it tells nothing about the data). Container health checks ask it.
+pub(crate) async fn healthz() -> &'static str {
+    "serving\n"
 }
 
 /// Headers of every answer: no framing, no sniffing, nothing from elsewhere, no caching of
@@ -246,7 +260,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match prepared.tls {
         None => {
-            axum::serve(listener, prepared.router)
+            // The client's address reaches the handlers (the login rate limit counts by it).
+            let service = prepared
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service)
                 .with_graceful_shutdown(async move { shutdown.wait().await })
                 .await
         }

@@ -50,7 +50,7 @@ pub async fn serve(
     let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut stop => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -59,7 +59,11 @@ pub async fn serve(
             },
         };
         let acceptor = acceptor.0.clone();
-        let service = TowerToHyperService::new(router.clone());
+        // The client's address reaches the handlers, as axum's connect info does over HTTP.
+        let router = router
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let service = TowerToHyperService::new(router);
         tokio::spawn(async move {
             let Ok(Ok(tls)) =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await

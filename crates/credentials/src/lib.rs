@@ -75,6 +75,13 @@ impl Keyring {
         self.dir.join("keys").join(format!("{id}.key"))
     }
 
+    /// The file of the console's session-signing key (`console_session_key_file`): 32 random
+    /// bytes in hex, made with the keyring, so that a deployment's console signs its cookies
+    /// and form tokens with a key kept with the other secrets rather than one made at start.
+    pub fn console_session_key_file(&self) -> PathBuf {
+        self.dir.join("console-session.key")
+    }
+
     /// The key of `id`.
     pub fn key(&self, id: &str) -> Result<ApiKey, String> {
         ApiKey::from_file(&self.key_file(id))
@@ -95,7 +102,8 @@ impl Keyring {
                     .iter()
                     .all(|(id, _)| self.key_file(id).is_file());
             if complete {
-                return Ok(());
+                // A keyring made before the console had no session key: add it alone.
+                return self.ensure_console_session_key();
             }
         }
         self.create(network)
@@ -152,7 +160,21 @@ impl Keyring {
             file.push_str(&entry(&key, &role));
         }
         let path = self.credentials_file();
-        std::fs::write(&path, file).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        std::fs::write(&path, file).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        self.write_console_session_key()
+    }
+
+    fn ensure_console_session_key(&self) -> Result<(), String> {
+        if self.console_session_key_file().is_file() {
+            return Ok(());
+        }
+        self.write_console_session_key()
+    }
+
+    fn write_console_session_key(&self) -> Result<(), String> {
+        let bytes: [u8; 32] = rand::random();
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&self.console_session_key_file(), &format!("{text}\n"))
     }
 }
 
@@ -364,5 +386,37 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "keys are readable by their owner only");
         }
+    }
+
+    /// The keyring holds the console's session key (64 hex digits, owner-only), keeps it
+    /// across runs, and adds it alone to a keyring made before it existed.
+    #[test]
+    fn the_keyring_has_a_console_session_key() {
+        let network = NetworkConfig::load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/network.toml"
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::at(dir.path().join("keyring"));
+        keyring.ensure(&network).unwrap();
+        let file = keyring.console_session_key_file();
+        let key = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(key.trim().len(), 64, "{key}");
+        assert!(key.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+        keyring.ensure(&network).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), key, "kept");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "readable by its owner only");
+        }
+        let ops = keyring.key(OPERATIONS).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        keyring.ensure(&network).unwrap();
+        assert!(file.is_file(), "added to an older keyring");
+        assert_ne!(std::fs::read_to_string(&file).unwrap(), key);
+        assert_eq!(keyring.key(OPERATIONS).unwrap(), ops, "whose keys stay");
     }
 }

@@ -37,7 +37,9 @@ use coldchain_runtime::network::{NetworkConfig, ServiceKind, SiteConfig};
 use serde_json::{Value, json};
 
 use crate::prometheus::METRICS_PORT;
-use crate::{GATEWAY, IMAGE_UID, Options, caller_credential, yaml};
+use crate::{
+    CONSOLE, CONSOLE_SESSION_KEY, GATEWAY, IMAGE_UID, Kind, Options, caller_credential, yaml,
+};
 
 /// The namespace of the base (`coldchain certs --namespace` names hosts in it).
 pub const NAMESPACE: &str = "coldchain";
@@ -146,11 +148,9 @@ fn site_workloads(site: &SiteConfig) -> Vec<Workload<'_>> {
         .collect()
 }
 
-/// The hub's workloads: the gateway. The console (DESIGN.md; not written yet) joins here as a
-/// second Deployment with its Service, its claim-less pod and its port: the site policies
-/// already admit pods of component `console`, and `hub.yaml` is where its objects go.
+/// The hub's workloads: the gateway and the console.
 fn hub_workloads(network: &NetworkConfig) -> Vec<Workload<'_>> {
-    vec![Workload::gateway(network)]
+    vec![Workload::gateway(network), Workload::console(network)]
 }
 
 /// The memory quantity of a compose limit (`256M`: MiB for docker) in Kubernetes' units.
@@ -227,6 +227,9 @@ fn secret_volumes(w: &Workload<'_>) -> [Value; 2] {
         let file = format!("{id}.key");
         keyring.push(json!({"key": file, "path": format!("keys/{file}")}));
     }
+    if w.kind == Kind::Console {
+        keyring.push(json!({"key": CONSOLE_SESSION_KEY, "path": CONSOLE_SESSION_KEY}));
+    }
     // 0440: readable by the pod's group (fsGroup), as compose's chown makes them readable
     // by the image's user; by nobody else.
     [
@@ -235,24 +238,65 @@ fn secret_volumes(w: &Workload<'_>) -> [Value; 2] {
     ]
 }
 
-fn probe(period: u32, failures: u32) -> Value {
-    json!({
-        "grpc": {"port": HEALTH_PORT},
+/// A probe of `w`: gRPC health on the plaintext health port for the services; for the
+/// console, `GET /healthz` on its own port over HTTPS (the kubelet does not verify the
+/// certificate of an HTTPS probe, so no plaintext port is needed).
+fn probe(w: &Workload<'_>, period: u32, failures: u32) -> Value {
+    let mut probe = json!({
         "periodSeconds": period,
         "timeoutSeconds": 3,
         "failureThreshold": failures,
+    });
+    match w.kind {
+        Kind::Console => {
+            probe["httpGet"] =
+                json!({"path": "/healthz", "port": CONSOLE_PORT_NAME, "scheme": "HTTPS"});
+        }
+        Kind::Service(_) => probe["grpc"] = json!({"port": HEALTH_PORT}),
+    }
+    probe
+}
+
+/// The name of the console's container port.
+const CONSOLE_PORT_NAME: &str = "https";
+
+/// The container ports of `w`.
+fn container_ports(w: &Workload<'_>) -> Value {
+    match w.kind {
+        Kind::Console => {
+            json!([{"name": CONSOLE_PORT_NAME, "containerPort": w.port, "protocol": "TCP"}])
+        }
+        Kind::Service(_) => json!([
+            {"name": "grpc", "containerPort": w.port, "protocol": "TCP"},
+            {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
+        ]),
+    }
+}
+
+/// The memory of `w`'s container, in Kubernetes' units.
+fn memory(w: &Workload<'_>, options: &Options) -> String {
+    quantity(match (w.kind, w.site) {
+        (Kind::Console, _) => &options.console_memory,
+        (Kind::Service(_), Some(_)) => &options.site_memory,
+        (Kind::Service(_), None) => &options.gateway_memory,
     })
 }
 
 fn pod_template(w: &Workload<'_>, options: &Options, data_volume: Option<Value>) -> Value {
-    let memory = quantity(if w.site.is_some() {
-        &options.site_memory
-    } else {
-        &options.gateway_memory
-    });
+    let memory = memory(w, options);
     let mut volumes = secret_volumes(w).to_vec();
     volumes.push(json!({"name": "network", "configMap": {"name": NETWORK_CONFIGMAP}}));
     volumes.extend(data_volume);
+    let mut mounts = Vec::new();
+    // The console keeps no store: no claim, no /data.
+    if w.kind != Kind::Console {
+        mounts.push(json!({"name": "data", "mountPath": "/data"}));
+    }
+    mounts.extend([
+        json!({"name": "tls", "mountPath": format!("{}/tls", options.secrets_in_container), "readOnly": true}),
+        json!({"name": "keyring", "mountPath": format!("{}/keyring", options.secrets_in_container), "readOnly": true}),
+        json!({"name": "network", "mountPath": NETWORK_DIR, "readOnly": true}),
+    ]);
     let uid = IMAGE_UID;
     json!({
         "metadata": {"labels": w.labels()},
@@ -277,15 +321,12 @@ fn pod_template(w: &Workload<'_>, options: &Options, data_volume: Option<Value>)
                 "args": w.args,
                 "envFrom": [{"configMapRef": {"name": ENV_CONFIGMAP}}],
                 "env": own_env(w, options),
-                "ports": [
-                    {"name": "grpc", "containerPort": w.port, "protocol": "TCP"},
-                    {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
-                ],
+                "ports": container_ports(w),
                 // Up to 60 s to open the store (replaying its log), then checked every 5 s
                 // for traffic and every 10 s for life: NOT_SERVING means the store is unusable.
-                "startupProbe": probe(2, 30),
-                "readinessProbe": probe(5, 3),
-                "livenessProbe": probe(10, 3),
+                "startupProbe": probe(w, 2, 30),
+                "readinessProbe": probe(w, 5, 3),
+                "livenessProbe": probe(w, 10, 3),
                 "resources": {
                     "requests": {"cpu": "50m", "memory": memory},
                     "limits": {"memory": memory},
@@ -296,12 +337,7 @@ fn pod_template(w: &Workload<'_>, options: &Options, data_volume: Option<Value>)
                     "runAsNonRoot": true,
                     "capabilities": {"drop": ["ALL"]},
                 },
-                "volumeMounts": [
-                    {"name": "data", "mountPath": "/data"},
-                    {"name": "tls", "mountPath": format!("{}/tls", options.secrets_in_container), "readOnly": true},
-                    {"name": "keyring", "mountPath": format!("{}/keyring", options.secrets_in_container), "readOnly": true},
-                    {"name": "network", "mountPath": NETWORK_DIR, "readOnly": true},
-                ],
+                "volumeMounts": mounts,
             }],
             "volumes": volumes,
         },
@@ -448,6 +484,46 @@ fn gateway_objects(w: &Workload<'_>, options: &Options) -> Vec<Value> {
     ]
 }
 
+/// The console: a Deployment of one (its sessions live in its memory: a second replica would
+/// not know the first one's logins), a ClusterIP Service of its HTTPS port, and the policy that
+/// lets people's browsers reach that port (the pages need a login; the site policies admit the
+/// console's calls, the gateway's admits anyone).
+fn console_objects(w: &Workload<'_>, options: &Options) -> Vec<Value> {
+    vec![
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata(&w.name, w.labels()),
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": w.selector()},
+                "template": pod_template(w, options, None),
+            },
+        }),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata(&w.name, w.labels()),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": w.selector(),
+                "ports": [{"name": CONSOLE_PORT_NAME, "port": w.port, "targetPort": CONSOLE_PORT_NAME, "protocol": "TCP"}],
+            },
+        }),
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": metadata(&w.name, w.labels()),
+            "spec": {
+                "podSelector": {"matchLabels": w.selector()},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"port": w.port, "protocol": "TCP"}]}],
+            },
+        }),
+    ]
+}
+
 fn header(options: &Options, about: &str) -> String {
     format!(
         "# Generated by `coldchain compose` from {}: do not edit; edit that file and run\n\
@@ -461,7 +537,11 @@ fn render(options: &Options, about: &str, objects: &[Value]) -> String {
     let mut out = header(options, about);
     for object in objects {
         out.push_str("---\n");
-        if matches!(object["kind"].as_str(), Some("StatefulSet" | "Deployment")) {
+        if object["kind"] == "Deployment" && object["metadata"]["name"] == CONSOLE {
+            out.push_str(
+                "# console: replicas is 1 and must stay 1: its login sessions live in its memory.\n",
+            );
+        } else if matches!(object["kind"].as_str(), Some("StatefulSet" | "Deployment")) {
             let _ = writeln!(
                 out,
                 "# {}: replicas is 1 and must stay 1: sled takes an exclusive lock on its database\n\
@@ -559,7 +639,10 @@ pub fn generate(network: &NetworkConfig, options: &Options) -> Manifests {
 
     let mut hub_objects = Vec::new();
     for w in hub_workloads(network) {
-        hub_objects.extend(gateway_objects(&w, options));
+        match w.kind {
+            Kind::Console => hub_objects.extend(console_objects(&w, options)),
+            Kind::Service(_) => hub_objects.extend(gateway_objects(&w, options)),
+        }
     }
     files.push(File {
         path: "base/hub.yaml".into(),
@@ -567,8 +650,10 @@ pub fn generate(network: &NetworkConfig, options: &Options) -> Manifests {
             options,
             &comment(
                 "The hub: the gateway (a Deployment of one with its claim, a ClusterIP Service and the\n\
-                 policy that lets anyone reach its port). Its exposure outside the cluster is the\n\
-                 overlay's (overlays/example: a LoadBalancer). The console will join here.",
+                 policy that lets anyone reach its port) and the console (a Deployment of one without\n\
+                 a claim, a ClusterIP Service of its HTTPS port and the policy that lets browsers\n\
+                 reach it). The gateway's exposure outside the cluster is the overlay's\n\
+                 (overlays/example: a LoadBalancer); the console's is yours (an Ingress or a port-forward).",
             ),
             &hub_objects,
         ),
@@ -772,13 +857,16 @@ fn secret_files(network: &NetworkConfig) -> (Vec<String>, Vec<String>) {
         tls.push(format!("secrets/tls/{host}.pem"));
         tls.push(format!("secrets/tls/{host}.key"));
     }
-    let mut keyring = vec!["secrets/keyring/credentials.toml".to_owned()];
+    let mut keyring = vec![
+        "secrets/keyring/credentials.toml".to_owned(),
+        format!("secrets/keyring/{CONSOLE_SESSION_KEY}"),
+    ];
     for kind in [
         ServiceKind::Gateway,
         ServiceKind::Inventory,
         ServiceKind::Telemetry,
     ] {
-        if let Some(id) = caller_credential(kind) {
+        if let Some(id) = caller_credential(Kind::Service(kind)) {
             keyring.push(format!("secrets/keyring/keys/{id}.key"));
         }
     }
@@ -1037,11 +1125,7 @@ mod tests {
     fn the_gateway_is_a_deployment_behind_a_cluster_ip_service() {
         let (network, manifests) = shipped();
         let deployments = of_kind(&manifests, "Deployment");
-        assert_eq!(
-            deployments.len(),
-            1,
-            "the gateway (the console does not exist yet)"
-        );
+        assert_eq!(deployments.len(), 2, "the gateway and the console");
         let gateway = named(&manifests, "Deployment", GATEWAY);
         assert_eq!(gateway["spec"]["replicas"], 1);
         assert_eq!(gateway["spec"]["strategy"]["type"], "Recreate");
@@ -1061,12 +1145,110 @@ mod tests {
         );
     }
 
+    /// The console: a Deployment of one without a claim, probed over HTTPS on its own port
+    /// (from the network file), its session key and certificate mounted where its
+    /// environment says, the memory of compose, a ClusterIP Service, and a policy that opens
+    /// its port alone; the site policies admit its calls.
+    #[test]
+    fn the_console_is_a_deployment_probed_over_https() {
+        let (network, manifests) = shipped();
+        let console = named(&manifests, "Deployment", CONSOLE);
+        assert_eq!(console["spec"]["replicas"], 1);
+        assert_eq!(console["spec"]["strategy"]["type"], "Recreate");
+        let template = &console["spec"]["template"];
+        assert_eq!(template["metadata"]["labels"][SITE_LABEL], "hub");
+        assert_eq!(
+            template["metadata"]["labels"]["app.kubernetes.io/component"],
+            "console"
+        );
+        let pod = &template["spec"];
+        let c = &pod["containers"][0];
+        let port = u64::from(network.console.port());
+        assert_eq!(port, 8080);
+        assert_eq!(c["args"], json!(["serve", "console"]));
+        assert_eq!(
+            c["ports"],
+            json!([{"name": "https", "containerPort": port, "protocol": "TCP"}])
+        );
+        for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+            assert_eq!(
+                c[probe]["httpGet"],
+                json!({"path": "/healthz", "port": "https", "scheme": "HTTPS"}),
+                "{probe}"
+            );
+            assert!(c[probe].get("grpc").is_none(), "{probe}");
+        }
+        assert_eq!(c["resources"]["limits"]["memory"], "128Mi");
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        let mounts = c["volumeMounts"].as_array().unwrap();
+        assert!(!mounts.iter().any(|m| m["name"] == "data"), "no store");
+        assert!(
+            !pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["name"] == "data")
+        );
+        let env: Vec<(&str, &str)> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                (
+                    "COLDCHAIN_TLS_CERT",
+                    "/etc/coldchain/secrets/tls/console.pem"
+                ),
+                (
+                    "COLDCHAIN_TLS_KEY",
+                    "/etc/coldchain/secrets/tls/console.key"
+                ),
+                (
+                    "COLDCHAIN_CONSOLE_SESSION_KEY_FILE",
+                    "/etc/coldchain/secrets/keyring/console-session.key"
+                ),
+            ],
+            "no service key: it calls as the person logged in"
+        );
+        let keyring = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "keyring")
+            .unwrap();
+        assert_eq!(
+            keyring["secret"]["items"],
+            json!([
+                {"key": "credentials.toml", "path": "credentials.toml"},
+                {"key": "console-session.key", "path": "console-session.key"},
+            ])
+        );
+        let service = named(&manifests, "Service", CONSOLE);
+        assert_eq!(service["spec"]["type"], "ClusterIP");
+        assert_eq!(service["spec"]["ports"][0]["port"], port);
+        assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
+        let policy = named(&manifests, "NetworkPolicy", CONSOLE);
+        assert_eq!(
+            policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+            CONSOLE
+        );
+        assert_eq!(
+            policy["spec"]["ingress"],
+            json!([{"ports": [{"port": port, "protocol": "TCP"}]}])
+        );
+        let hub = file(&manifests, "base/hub.yaml");
+        assert!(hub.contains("# console: replicas is 1 and must stay 1: its login sessions"));
+    }
+
     #[test]
     fn one_network_policy_and_one_disruption_budget_per_site() {
         let (network, manifests) = shipped();
         let policies = of_kind(&manifests, "NetworkPolicy");
-        // Per site, the gateway's, and the default deny.
-        assert_eq!(policies.len(), network.sites.len() + 2);
+        // Per site, the gateway's, the console's, and the default deny.
+        assert_eq!(policies.len(), network.sites.len() + 3);
         let deny = named(&manifests, "NetworkPolicy", "default-deny-ingress");
         assert_eq!(deny["spec"]["podSelector"], json!({}));
         assert!(deny["spec"].get("ingress").is_none());
@@ -1181,7 +1363,8 @@ mod tests {
             }
         }
         assert_eq!(listed, mounted);
-        assert_eq!(mounted.len(), 1 + 25 * 2 + 1 + 3);
+        // The CA, 26 certificates and keys, the credentials, the session key, 3 service keys.
+        assert_eq!(mounted.len(), 1 + 26 * 2 + 1 + 1 + 3);
     }
 
     /// Whether kustomize's `target` selects `object`: its kind (an alternation) and its labels.
@@ -1282,9 +1465,14 @@ mod tests {
             let ports = template["spec"]["containers"][0]["ports"]
                 .as_array()
                 .unwrap();
-            assert_eq!(ports.len(), 3, "{name}: grpc, health, metrics");
+            let own = if name == CONSOLE { 1 } else { 2 };
             assert_eq!(
-                ports[2],
+                ports.len(),
+                own + 1,
+                "{name}: grpc and health, or https; metrics"
+            );
+            assert_eq!(
+                ports[own],
                 json!({"name": "metrics", "containerPort": 9464, "protocol": "TCP"})
             );
             patched.insert((kind, name.to_owned()));
@@ -1294,7 +1482,8 @@ mod tests {
             24
         );
         assert!(patched.contains(&("Deployment", GATEWAY.to_owned())));
-        assert_eq!(patched.len(), 25);
+        assert!(patched.contains(&("Deployment", CONSOLE.to_owned())));
+        assert_eq!(patched.len(), 26);
 
         // The policy: port 9464 of every coldchain pod, from scrapers only.
         let [(_, policy)] = manifests.metrics.resources.as_slice() else {

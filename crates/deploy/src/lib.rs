@@ -114,6 +114,8 @@ pub struct Options {
     pub site_memory: String,
     /// The memory limit of the gateway.
     pub gateway_memory: String,
+    /// The memory limit of the console.
+    pub console_memory: String,
     /// `COLDCHAIN_SLED_CACHE_BYTES` of every container.
     pub sled_cache: String,
     /// Where every container finds the secrets directory (mounted read-only).
@@ -133,6 +135,7 @@ impl Default for Options {
             source_name: "deploy/network.toml".into(),
             site_memory: "256M".into(),
             gateway_memory: "256M".into(),
+            console_memory: "128M".into(),
             sled_cache: "16MiB".into(),
             secrets_in_container: "/etc/coldchain/secrets".into(),
             secrets_on_host: "./secrets".into(),
@@ -187,19 +190,37 @@ pub fn site_service_names(network: &NetworkConfig) -> impl Iterator<Item = Strin
     })
 }
 
-/// Every container name, the gateway last: each one is also the host of the container's
-/// certificate.
+/// Every container name, the gateway and the console last: each one is also the host of the
+/// container's certificate.
 pub fn container_names(network: &NetworkConfig) -> Vec<String> {
     let mut names: Vec<String> = site_service_names(network).collect();
     names.push(GATEWAY.to_owned());
+    names.push(CONSOLE.to_owned());
     names
+}
+
+/// What a container serves: one of the four gRPC services, or the console's web pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Service(ServiceKind),
+    Console,
+}
+
+impl Kind {
+    /// The name `serve` takes, and the value of the component labels.
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service(kind) => kind.as_str(),
+            Kind::Console => "console",
+        }
+    }
 }
 
 /// A server of the network, as compose runs it and as Kubernetes runs it.
 struct Server<'a> {
     /// The container name, which is also the Service and the certificate's host.
     name: String,
-    kind: ServiceKind,
+    kind: Kind,
     site: Option<&'a SiteConfig>,
     port: u16,
     /// The binary's arguments: `serve inventory --site la-vientiane`, `serve gateway`.
@@ -211,7 +232,7 @@ impl<'a> Server<'a> {
     fn at_site(site: &'a SiteConfig, kind: ServiceKind) -> Self {
         Self {
             name: service_name(site, kind),
-            kind,
+            kind: Kind::Service(kind),
             site: Some(site),
             port: site.port(kind).unwrap_or_default(),
             args: vec![
@@ -227,10 +248,22 @@ impl<'a> Server<'a> {
     fn gateway(network: &NetworkConfig) -> Self {
         Self {
             name: GATEWAY.into(),
-            kind: ServiceKind::Gateway,
+            kind: Kind::Service(ServiceKind::Gateway),
             site: None,
             port: network.gateway.port(),
             args: vec!["serve".into(), "gateway".into()],
+        }
+    }
+
+    /// The console, at the hub beside the gateway: its port is the network file's
+    /// `[console] listen`.
+    fn console(network: &NetworkConfig) -> Self {
+        Self {
+            name: CONSOLE.into(),
+            kind: Kind::Console,
+            site: None,
+            port: network.console.port(),
+            args: vec!["serve".into(), "console".into()],
         }
     }
 
@@ -249,6 +282,14 @@ pub fn site_network(site: &SiteConfig) -> String {
 pub const BACKBONE: &str = "backbone";
 /// The gateway's service name.
 pub const GATEWAY: &str = "gateway";
+/// The console's service name.
+pub const CONSOLE: &str = "console";
+/// The variable that moves the console's port on the host (compose interpolation only, like
+/// [`PUBLISH_VAR`]).
+pub const CONSOLE_PUBLISH_VAR: &str = "CONSOLE_HOST_PORT";
+/// The console's session-signing key in the keyring directory (`coldchain credentials
+/// keyring` makes it).
+pub const CONSOLE_SESSION_KEY: &str = "console-session.key";
 /// The variable that moves the gateway's port on the host (compose interpolation only; not a
 /// `COLDCHAIN_*` name, which the binary would reject as unknown configuration).
 pub const PUBLISH_VAR: &str = "GATEWAY_HOST_PORT";
@@ -260,18 +301,19 @@ pub const SECRETS_VAR: &str = "SECRETS_DIR";
 pub const IMAGE_UID: u32 = 10001;
 
 /// The credential a container calls other services with; `None` for booking, which calls
-/// nobody (a key it never sends is only one more secret to leak).
-fn caller_credential(kind: ServiceKind) -> Option<String> {
+/// nobody (a key it never sends is only one more secret to leak), and for the console, which
+/// calls as the person logged in.
+fn caller_credential(kind: Kind) -> Option<String> {
     match kind {
-        ServiceKind::Booking => None,
-        ServiceKind::Inventory | ServiceKind::Telemetry | ServiceKind::Gateway => {
-            Some(coldchain_credentials::service(kind))
-        }
+        Kind::Service(ServiceKind::Booking) | Kind::Console => None,
+        Kind::Service(
+            kind @ (ServiceKind::Inventory | ServiceKind::Telemetry | ServiceKind::Gateway),
+        ) => Some(coldchain_credentials::service(kind)),
     }
 }
 
 /// The security settings of one container: `(variable, path in the container)`.
-fn security_env(container: &str, kind: ServiceKind, options: &Options) -> Vec<(String, String)> {
+fn security_env(container: &str, kind: Kind, options: &Options) -> Vec<(String, String)> {
     let secrets = Path::new(&options.secrets_in_container);
     let keyring = Keyring::at(secrets.join("keyring"));
     let tls = secrets.join("tls");
@@ -296,6 +338,12 @@ fn security_env(container: &str, kind: ServiceKind, options: &Options) -> Vec<(S
         path(tls.join(format!("{container}.key"))),
     ));
     env.push(("COLDCHAIN_TLS_CA".to_owned(), path(tls.join("ca.pem"))));
+    if kind == Kind::Console {
+        env.push((
+            "COLDCHAIN_CONSOLE_SESSION_KEY_FILE".to_owned(),
+            path(secrets.join("keyring").join(CONSOLE_SESSION_KEY)),
+        ));
+    }
     env
 }
 
@@ -441,7 +489,7 @@ fn execute(args: &ComposeArgs) -> u8 {
             .files()
             .map(|(path, text)| (path.to_path_buf(), text)),
     );
-    let containers = network.sites.len() * ServiceKind::SITE_SERVICES.len() + 1;
+    let containers = container_names(&network).len();
 
     if args.check {
         let mut stale = 0;
@@ -496,10 +544,11 @@ fn execute(args: &ComposeArgs) -> u8 {
         say!("{}: removed (no longer generated)", path.display());
     }
     say!(
-        "{containers} containers ({} sites x 3 services + the gateway), gateway published on port {}; \
-         Kubernetes: {} StatefulSets, 1 Deployment, under {}",
+        "{containers} containers ({} sites x 3 services + the gateway + the console), gateway \
+         published on port {}, console on port {}; Kubernetes: {} StatefulSets, 2 Deployments, under {}",
         network.sites.len(),
         network.gateway.port(),
+        network.console.port(),
         network.sites.len() * ServiceKind::SITE_SERVICES.len(),
         args.k8s_output.display()
     );
@@ -639,17 +688,32 @@ mod tests {
         let services = yaml
             .lines()
             .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'));
-        // 25 services, then 9 networks and 25 volumes at the same indentation.
-        assert_eq!(services.count(), 25 + 9 + 25);
-        assert_eq!(yaml.matches("    healthcheck:\n").count(), 25);
-        assert_eq!(yaml.matches("    restart: unless-stopped\n").count(), 25);
-        assert_eq!(yaml.matches("          memory: ").count(), 25);
+        // 26 services, then 9 networks and 25 volumes (the console has none) at the same
+        // indentation.
+        assert_eq!(services.count(), 26 + 9 + 25);
+        assert_eq!(yaml.matches("    healthcheck:\n").count(), 26);
+        assert_eq!(yaml.matches("    restart: unless-stopped\n").count(), 26);
+        assert_eq!(yaml.matches("          memory: ").count(), 26);
         assert_eq!(
             yaml.matches("    ports:\n").count(),
-            1,
-            "only the gateway is published"
+            2,
+            "only the gateway and the console are published"
         );
         assert!(yaml.contains("      - \"${GATEWAY_HOST_PORT:-50051}:50051\"\n"));
+        let console = service_block(yaml, "console");
+        assert!(console.contains("    command: [\"serve\", \"console\"]\n"));
+        assert!(console.contains(
+            "    networks:\n      - backbone\n    ports:\n      - \"${CONSOLE_HOST_PORT:-8080}:8080\"\n"
+        ));
+        assert!(console.contains(
+            "      test: [\"CMD\", \"coldchain\", \"healthcheck\", \"--http\", \"127.0.0.1:8080\"]\n"
+        ));
+        assert!(console.contains(
+            "    depends_on:\n      gateway:\n        condition: service_healthy\n    restart:"
+        ));
+        assert!(!console.contains(":/data"), "the console keeps no store");
+        assert!(console.contains("          memory: 128M\n"));
+        assert!(!yaml.contains("\n  console-data:"));
         assert!(
             !yaml.contains("mem_limit"),
             "the stack loader refuses mem_limit"
@@ -690,17 +754,17 @@ mod tests {
             assert_eq!(
                 yaml.matches("      - \"${SECRETS_DIR:-./secrets}:/etc/coldchain/secrets:ro\"\n")
                     .count(),
-                25
+                26
             );
             assert_eq!(
                 yaml.matches("      COLDCHAIN_AUTH_FILE: \"/etc/coldchain/secrets/keyring/credentials.toml\"\n")
                     .count(),
-                25
+                26
             );
             assert_eq!(
                 yaml.matches("      COLDCHAIN_TLS_CA: \"/etc/coldchain/secrets/tls/ca.pem\"\n")
                     .count(),
-                25
+                26
             );
             // Booking calls nobody: 8 inventories, 8 telemetries and the gateway have a key.
             assert_eq!(yaml.matches("COLDCHAIN_CLIENT_KEY_FILE").count(), 17);
@@ -724,7 +788,22 @@ mod tests {
             assert!(gateway.contains("/etc/coldchain/secrets/keyring/keys/service-gateway.key"));
             assert!(gateway.contains("/etc/coldchain/secrets/tls/gateway.pem"));
             assert!(gateway.contains("/etc/coldchain/secrets/tls/gateway.key"));
+            // The console: its own certificate, the keyring's session key, no service key (it
+            // calls as the person logged in).
+            let console = service_block(yaml, "console");
+            assert!(console.contains(
+                "      COLDCHAIN_TLS_CERT: \"/etc/coldchain/secrets/tls/console.pem\"\n      \
+                 COLDCHAIN_TLS_KEY: \"/etc/coldchain/secrets/tls/console.key\"\n"
+            ));
+            assert!(console.contains(
+                "      COLDCHAIN_CONSOLE_SESSION_KEY_FILE: \"/etc/coldchain/secrets/keyring/console-session.key\"\n"
+            ));
+            assert!(!console.contains("COLDCHAIN_CLIENT_KEY_FILE"));
         }
+        assert!(
+            container_names(&network).contains(&"console".to_owned()),
+            "certs names it"
+        );
     }
 
     /// The files the containers are told to read are the ones `coldchain credentials
@@ -782,12 +861,13 @@ mod tests {
         ] {
             assert!(!yaml.contains(key), "stack.yaml must not contain {key}");
         }
-        assert_eq!(yaml.matches("      restart_policy:\n").count(), 25);
+        assert_eq!(yaml.matches("      restart_policy:\n").count(), 26);
         assert_eq!(yaml.matches("node.labels.coldchain.site.").count(), 24);
-        assert_eq!(yaml.matches("node.labels.coldchain.hub == true").count(), 1);
+        assert_eq!(yaml.matches("node.labels.coldchain.hub == true").count(), 2);
         assert_eq!(yaml.matches("    driver: overlay\n").count(), 9);
-        assert_eq!(yaml.matches("    healthcheck:\n").count(), 25);
-        assert_eq!(yaml.matches("      endpoint_mode: dnsrr\n").count(), 25);
+        assert_eq!(yaml.matches("    healthcheck:\n").count(), 26);
+        assert_eq!(yaml.matches("      endpoint_mode: dnsrr\n").count(), 26);
+        assert!(yaml.contains("      - target: 8080\n        published: \"${CONSOLE_HOST_PORT:-8080}\"\n        protocol: tcp\n        mode: host\n"));
         assert!(yaml.contains("        published: \"${GATEWAY_HOST_PORT:-50051}\"\n        protocol: tcp\n        mode: host\n"));
     }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
 use coldchain_runtime::observe::{self, domain, store};
 
-use super::{GATEWAY, q, service_name};
+use super::{CONSOLE, GATEWAY, q, service_name};
 
 /// The port every container serves its metrics on.
 pub const METRICS_PORT: u16 = 9464;
@@ -70,8 +70,11 @@ fn targets(network: &NetworkConfig) -> Vec<(String, Vec<String>)> {
         })
         .collect();
     groups.push((
-        "the gateway at the hub".to_owned(),
-        vec![format!("{GATEWAY}:{METRICS_PORT}")],
+        "the gateway and the console at the hub".to_owned(),
+        vec![
+            format!("{GATEWAY}:{METRICS_PORT}"),
+            format!("{CONSOLE}:{METRICS_PORT}"),
+        ],
     ));
     groups
 }
@@ -136,7 +139,8 @@ const SERVER_ERROR_CODES: &str =
 fn alert_rules(network: &NetworkConfig, source: &str) -> String {
     let mut out = String::new();
     header(&mut out, source);
-    let containers = network.sites.len() * ServiceKind::SITE_SERVICES.len() + 1;
+    // The site services, the gateway and the console.
+    let containers = network.sites.len() * ServiceKind::SITE_SERVICES.len() + 2;
     out.push_str(
         "#\n\
          # Alert rules for the compose network (loaded by prometheus.yml beside this file; check with\n\
@@ -280,14 +284,14 @@ mod tests {
     fn every_container_is_scraped_on_its_metrics_port() {
         let (network, generated) = shipped();
         let (_, config) = generated.files().next().unwrap();
-        assert_eq!(config.matches(":9464\"").count(), 25);
+        assert_eq!(config.matches(":9464\"").count(), 26);
         for site in &network.sites {
             for kind in ServiceKind::SITE_SERVICES {
                 let target = format!("\"{}:9464\"", service_name(site, kind));
                 assert_eq!(config.matches(&target).count(), 1, "{target}");
             }
         }
-        assert!(config.contains("      - targets: [\"gateway:9464\"]\n"));
+        assert!(config.contains("      - targets: [\"gateway:9464\", \"console:9464\"]\n"));
         assert!(config.contains("rule_files:\n  - alerts.yml\n"));
     }
 
@@ -298,7 +302,7 @@ mod tests {
         let generated = super::super::generate(&network, &super::super::Options::default());
         for yaml in [&generated.compose, &generated.stack] {
             let line = "      COLDCHAIN_METRICS_LISTEN: \"0.0.0.0:9464\"\n";
-            assert_eq!(yaml.matches(line).count(), 25);
+            assert_eq!(yaml.matches(line).count(), 26, "the console's too");
             assert!(
                 !yaml.contains(":9464\"\n      - "),
                 "9464 is never published"
@@ -327,7 +331,7 @@ mod tests {
                 "{alert}"
             );
         }
-        assert!(rules.contains("count(up{job=\\\"coldchain\\\"} == 1) < 25"));
+        assert!(rules.contains("count(up{job=\\\"coldchain\\\"} == 1) < 26"));
         assert!(rules.contains("> 0.01"));
         assert!(rules.contains("coldchain_store_wal_sync_duration_seconds_bucket[5m]))) > 0.05"));
     }

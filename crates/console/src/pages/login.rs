@@ -4,18 +4,20 @@
 //! the form carries the token of that nonce, so a form posted from another site (which can
 //! neither read the cookie nor compute the token) is refused.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use axum::Form;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 use coldchain_runtime::auth::{ApiKey, Role};
 use maud::html;
 use serde::Deserialize;
 
 use crate::session::{self, LOGIN_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE};
+use crate::throttle::Subject;
 use crate::{Authed, Console, views};
 
 /// What the login form sends.
@@ -66,9 +68,35 @@ fn login_page(console: &Console, status: StatusCode, problem: Option<&str>) -> R
     (status, [(header::SET_COOKIE, cookie)], body).into_response()
 }
 
-/// Checks the form's token and the key; starts a session.
+/// Too many failed logins from this address or for this key: 429, and when to come back.
+fn too_many(console: &Console, retry_after: Duration) -> Response {
+    let minutes = retry_after.as_secs().div_ceil(60);
+    let mut page = login_page(
+        console,
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(&format!(
+            "Too many failed logins from here or for this key: try again in {minutes} min."
+        )),
+    );
+    page.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after.as_secs().max(1)),
+    );
+    page
+}
+
+/// A refused login, counted against its subjects.
+fn failed(console: &Console, subjects: &[Subject], problem: &str) -> Response {
+    if let Ok(mut logins) = console.logins.lock() {
+        logins.failed(subjects, Instant::now());
+    }
+    login_page(console, StatusCode::UNAUTHORIZED, Some(problem))
+}
+
+/// Checks the form's token, the rate limit and the key; starts a session.
 pub async fn submit(
     State(console): State<Arc<Console>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -91,11 +119,27 @@ pub async fn submit(
             Some("This login form expired or was not sent from this page: please log in again."),
         );
     }
-    let Ok(key) = ApiKey::parse(form.key.trim()) else {
-        return login_page(
+    let mut subjects: Vec<Subject> = peer
+        .map(|Extension(ConnectInfo(addr))| Subject::Address(addr.ip()))
+        .into_iter()
+        .collect();
+    let key = ApiKey::parse(form.key.trim());
+    if let Ok(key) = &key {
+        subjects.push(Subject::KeyId(key.id().to_owned()));
+    }
+    // A poisoned lock (a panic elsewhere) must not lock everyone out: it is not checked.
+    let refused = match console.logins.lock() {
+        Ok(logins) => logins.check(&subjects, Instant::now()),
+        Err(_) => Ok(()),
+    };
+    if let Err(retry_after) = refused {
+        return too_many(&console, retry_after);
+    }
+    let Ok(key) = key else {
+        return failed(
             &console,
-            StatusCode::UNAUTHORIZED,
-            Some("That is not an API key (cc1.<id>.<secret>)."),
+            &subjects,
+            "That is not an API key (cc1.<id>.<secret>).",
         );
     };
     let role = match &console.credentials {
@@ -103,14 +147,13 @@ pub async fn submit(
         Some(credentials) => match credentials.authenticate(Some(&key.header_value())) {
             Ok(principal) => Some(principal.role),
             Err(_) => {
-                return login_page(
-                    &console,
-                    StatusCode::UNAUTHORIZED,
-                    Some("The network does not accept that key."),
-                );
+                return failed(&console, &subjects, "The network does not accept that key.");
             }
         },
     };
+    if let Ok(mut logins) = console.logins.lock() {
+        logins.succeeded(&subjects);
+    }
     if let Some(Role::Service(_)) = role {
         return login_page(
             &console,
