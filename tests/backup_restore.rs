@@ -4,6 +4,7 @@
 //! another site's data, and after a wipe the restored database serves the ledger up to the
 //! backup's sequence with every receipt acknowledged before the backup began; with the log
 //! archive, `restore --archive --to-sequence N` serves exactly the first N entries.
+//! `--to-sequence` with `--to-time`, or a time that is not RFC 3339, is a usage error.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
@@ -297,4 +298,25 @@ async fn backup_under_writes_verify_wipe_restore_and_serve() {
         .into_inner()
         .entries;
     assert_eq!(next[0].sequence, target + 1);
+
+    // A sequence and a time together, or a time that is not RFC 3339, are refused before
+    // anything is restored.
+    let untouched = data.join("untouched");
+    for flags in [
+        &["--to-sequence", "3", "--to-time", "2026-12-04T13:00:00Z"][..],
+        &["--to-time", "yesterday"][..],
+    ] {
+        let mut args = vec![
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            untouched.to_str().unwrap(),
+            "--archive",
+            archive.to_str().unwrap(),
+        ];
+        args.extend_from_slice(flags);
+        let refused = cli(&net, common::OPERATIONS, &args);
+        assert_eq!(refused.status.code(), Some(2), "{flags:?} is a usage error");
+        assert!(!untouched.exists(), "nothing was restored for {flags:?}");
+    }
 }

@@ -87,8 +87,18 @@ pub struct RestoreArgs {
     pub archive: Option<PathBuf>,
     /// With --archive: stop at this ledger sequence (a generation is restored whole, so the
     /// restore stops before a generation that passes it) [default: the archive's end].
-    #[arg(long, value_name = "N", requires = "archive")]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "archive",
+        conflicts_with = "to_time"
+    )]
     pub to_sequence: Option<u64>,
+    /// With --archive: stop at this time (RFC 3339, e.g. 2026-12-04T13:00:00Z): restore
+    /// the generations whose writes were all recorded at or before it, and none after. The
+    /// archive must hold a write recorded after it.
+    #[arg(long, value_name = "TIME", requires = "archive", value_parser = parse_time_ms)]
+    pub to_time: Option<i64>,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
@@ -242,11 +252,19 @@ pub fn restore(args: RestoreArgs) -> Result<(), CliError> {
     let recovery = args.archive.as_deref().map(|archive| snapshot::Recovery {
         archive,
         to_sequence: args.to_sequence,
+        to_time_ms: args.to_time,
     });
     let restored = snapshot::restore_to(&args.file, &target, &identity, recovery)
         .map_err(|e| failed(&args.file, e))?;
     report(&target, &restored, args.json, "restored into");
     Ok(())
+}
+
+/// An RFC 3339 time as ms since the epoch.
+fn parse_time_ms(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.timestamp_millis())
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-04T13:00:00Z): {e}"))
 }
 
 fn site_service(name: &str) -> Result<ServiceKind, CliError> {
