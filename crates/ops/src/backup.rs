@@ -36,6 +36,10 @@ pub struct BackupArgs {
     /// Every site of the network file.
     #[arg(long, conflicts_with = "site")]
     pub all_sites: bool,
+    /// The gateway's database too (alone, without --site or --all-sites), from the
+    /// gateway endpoint of the network file.
+    #[arg(long)]
+    pub gateway: bool,
     /// Only this service (inventory, telemetry or booking) [default: all three].
     #[arg(long, value_name = "SERVICE")]
     pub service: Option<String>,
@@ -117,9 +121,10 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
     } else {
         args.site
     };
-    let Some(out) = args.out.filter(|_| !sites.is_empty()) else {
+    let Some(out) = args.out.filter(|_| !sites.is_empty() || args.gateway) else {
         return Err(CliError::Usage(
-            "backup needs --site ID (or --all-sites) and --out DIR (or: backup verify FILE)".into(),
+            "backup needs --site ID (or --all-sites, or --gateway) and --out DIR (or: backup verify FILE)"
+                .into(),
         ));
     };
     let kinds = match &args.service {
@@ -133,20 +138,31 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
     let mut planned = Vec::new();
     for site in &sites {
         for kind in &kinds {
-            planned.push((site, *kind, resolve_site(&network, site, *kind)?.1));
+            planned.push((
+                Some(site.as_str()),
+                *kind,
+                resolve_site(&network, site, *kind)?.1,
+            ));
         }
+    }
+    if args.gateway {
+        planned.push((None, ServiceKind::Gateway, network.gateway_endpoint()));
     }
     let mut written = Vec::new();
     let mut failures = 0;
     for (site, kind, endpoint) in &planned {
-        let taken = backup_one(site, *kind, endpoint, &out, &stamp.to_string()).await;
+        let taken = backup_one(*site, *kind, endpoint, &out, &stamp.to_string()).await;
         match taken {
             Ok((file, manifest)) if args.json => written.push(manifest_json(&file, &manifest)),
             Ok((file, manifest)) => report(&file, &manifest, false, "wrote"),
             // The other services are still backed up: one down server must not cost
             // the whole night's backups.
             Err(error) => {
-                eprintln!("error: {site}/{}: {}", kind.as_str(), error.summary());
+                let label = site.map_or_else(
+                    || kind.as_str().to_string(),
+                    |site| format!("{site}/{}", kind.as_str()),
+                );
+                eprintln!("error: {label}: {}", error.summary());
                 failures += 1;
             }
         }
@@ -165,27 +181,33 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
     }
 }
 
-/// Backs up one site service into `out`; returns the file and its manifest.
+/// Backs up one site service (or, without a site, the gateway) into `out`; returns the
+/// file and its manifest.
 async fn backup_one(
-    site: &str,
+    site: Option<&str>,
     kind: ServiceKind,
     endpoint: &str,
     out: &Path,
     stamp: &str,
 ) -> Result<(PathBuf, SnapshotManifest), CliError> {
-    let file = out.join(format!("{site}-{}-{stamp}.{BACKUP_SUFFIX}", kind.as_str()));
+    let file = match site {
+        Some(site) => out.join(format!("{site}-{}-{stamp}.{BACKUP_SUFFIX}", kind.as_str())),
+        None => out.join(format!("{}-{stamp}.{BACKUP_SUFFIX}", kind.as_str())),
+    };
     let manifest = fetch(endpoint, &file).await?;
+    // The gateway serves no site: its identity's site is whatever it was opened with.
     let expected = Identity {
-        site: site.to_owned(),
+        site: site.map_or_else(|| manifest.site.clone(), str::to_owned),
         service: kind.as_str().to_string(),
     };
     if manifest.identity() != expected {
         let _ = std::fs::remove_file(&file);
         return Err(CliError::Failed(format!(
-            "{endpoint} sent the backup of site {:?} service {:?}, not of {site:?} {:?}: \
+            "{endpoint} sent the backup of site {:?} service {:?}, not of {:?} {:?}: \
              check the network file",
             manifest.site,
             manifest.service,
+            expected.site,
             kind.as_str()
         )));
     }
