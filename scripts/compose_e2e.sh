@@ -248,7 +248,8 @@ timeout 60 "$coldchain" certs --out "$secrets/tls" >"$work/secrets.log" 2>&1 \
     || { cat "$work/secrets.log" >&2; fail "cannot make the secrets"; }
 chown -R 10001:10001 "$secrets"
 say "fresh secrets in $(($(date +%s) - t0)) s: $(ls "$secrets/tls" | grep -c '\.pem$') certificates, $(ls "$secrets/keyring/keys" | wc -l) keys"
-services=$(compose config --services | wc -l)
+# The one-shot backup service (profile `backup`) is no server: not counted.
+services=$(compose --profile backup config --services | grep -cvx backup)
 timeout 60 "${compose_tool[@]}" -p "$project" -f deploy/compose.yaml -f deploy/compose.sites.yaml config -q \
     || fail "deploy/compose.sites.yaml does not merge with deploy/compose.yaml"
 sites=$(python3 -c 'import tomllib; print(len(tomllib.load(open("deploy/network.toml","rb"))["site"]))')

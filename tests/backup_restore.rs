@@ -4,6 +4,8 @@
 //! another site's data, and after a wipe the restored database serves the ledger up to the
 //! backup's sequence with every receipt acknowledged before the backup began; with the log
 //! archive, `restore --archive --to-sequence N` serves exactly the first N entries.
+//! `--to-sequence` with `--to-time`, or a time that is not RFC 3339, is a usage error.
+//! `backup --gateway` takes the gateway's database the same way; it verifies and restores.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
@@ -297,4 +299,84 @@ async fn backup_under_writes_verify_wipe_restore_and_serve() {
         .into_inner()
         .entries;
     assert_eq!(next[0].sequence, target + 1);
+
+    // A sequence and a time together, or a time that is not RFC 3339, are refused before
+    // anything is restored.
+    let untouched = data.join("untouched");
+    for flags in [
+        &["--to-sequence", "3", "--to-time", "2026-12-04T13:00:00Z"][..],
+        &["--to-time", "yesterday"][..],
+    ] {
+        let mut args = vec![
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            untouched.to_str().unwrap(),
+            "--archive",
+            archive.to_str().unwrap(),
+        ];
+        args.extend_from_slice(flags);
+        let refused = cli(&net, common::OPERATIONS, &args);
+        assert_eq!(refused.status.code(), Some(2), "{flags:?} is a usage error");
+        assert!(!untouched.exists(), "nothing was restored for {flags:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_database_backs_up_verifies_and_restores_from_the_cli() {
+    let net = TestNetwork::new();
+    let server = Server::start_with_env(&net, "gateway", None, &NO_RATE_LIMIT);
+    let out = net.dir.path().join("backups");
+    let network = net.file.to_str().unwrap().to_owned();
+    let taken = cli(
+        &net,
+        common::OPERATIONS,
+        &[
+            "backup",
+            "--gateway",
+            "--out",
+            out.to_str().unwrap(),
+            "--network",
+            &network,
+            "--json",
+        ],
+    );
+    assert!(taken.status.success(), "{}", text(&taken.stderr));
+    let written: serde_json::Value = serde_json::from_slice(&taken.stdout).unwrap();
+    assert_eq!(written.as_array().map(Vec::len), Some(1), "{written}");
+    assert_eq!(written[0]["service"], "gateway", "{written}");
+    let file = only_file(&out);
+    let verified = cli(
+        &net,
+        common::OPERATIONS,
+        &["backup", "verify", file.to_str().unwrap(), "--json"],
+    );
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    assert!(server.terminate().success());
+
+    let data = net.data_dir();
+    std::fs::remove_dir_all(data.join("gateway")).unwrap();
+    let restored = cli(
+        &net,
+        common::OPERATIONS,
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    let reached: serde_json::Value = serde_json::from_slice(&restored.stdout).unwrap();
+    assert_eq!(reached["service"], "gateway", "{reached}");
+    assert_eq!(reached["generation"], written[0]["generation"], "{reached}");
+    assert_eq!(reached["entries"], written[0]["entries"], "{reached}");
+    assert!(
+        data.join("gateway").is_dir(),
+        "laid out where serve opens it"
+    );
+    // The gateway serves from the restored database (start waits until it answers health).
+    let server = Server::start_with_env(&net, "gateway", None, &NO_RATE_LIMIT);
+    assert!(server.terminate().success());
 }

@@ -151,6 +151,9 @@ pub(crate) fn render_yaml(network: &NetworkConfig, options: &Options, target: Ta
         }
         render_service(&mut out, c, options, target);
     }
+    if target == Target::Compose {
+        render_backup(&mut out, options);
+    }
 
     out.push_str("\nnetworks:\n");
     let _ = writeln!(out, "  {BACKBONE}:");
@@ -166,6 +169,63 @@ pub(crate) fn render_yaml(network: &NetworkConfig, options: &Options, target: Ta
         render_labels(&mut out, c);
     }
     out
+}
+
+/// The variable naming the host directory the backup service writes into.
+pub const BACKUP_DIR_VAR: &str = "BACKUP_DIR";
+
+/// A one-shot service under the `backup` profile (never started by `up`): an online backup
+/// of every site service and the gateway into `${BACKUP_DIR:-./backups}` on the host, as
+/// `operations`, over the backbone:
+/// `docker compose -f deploy/compose.yaml --profile backup run --rm backup`.
+fn render_backup(out: &mut String, options: &Options) {
+    let secrets = &options.secrets_in_container;
+    out.push_str(
+        "\n  # A backup of every site service and the gateway, on demand or from cron (see the README)\n  \
+         #   docker compose -f deploy/compose.yaml --profile backup run --rm backup\n",
+    );
+    out.push_str("  backup:\n");
+    let _ = writeln!(out, "    image: {}", q(&options.image));
+    out.push_str("    profiles: [\"backup\"]\n");
+    let command = [
+        "backup",
+        "--all-sites",
+        "--gateway",
+        "--out",
+        "/backups",
+        "--network",
+        options.network_file_in_image.as_str(),
+    ];
+    let _ = writeln!(out, "    command: {}", flow(&command));
+    out.push_str("    environment:\n");
+    let _ = writeln!(
+        out,
+        "      COLDCHAIN_KEYRING: {}",
+        q(&format!("{secrets}/keyring"))
+    );
+    let _ = writeln!(
+        out,
+        "      COLDCHAIN_TLS_CA: {}",
+        q(&format!("{secrets}/tls/ca.pem"))
+    );
+    out.push_str("    volumes:\n");
+    let _ = writeln!(
+        out,
+        "      - {}",
+        q(&format!("${{{BACKUP_DIR_VAR}:-./backups}}:/backups"))
+    );
+    let _ = writeln!(
+        out,
+        "      - {}",
+        q(&format!(
+            "${{{SECRETS_VAR}:-{}}}:{secrets}:ro",
+            options.secrets_on_host
+        ))
+    );
+    out.push_str("    networks:\n");
+    let _ = writeln!(out, "      - {BACKBONE}");
+    out.push_str("    read_only: true\n");
+    out.push_str("    cap_drop: [\"ALL\"]\n");
 }
 
 /// The labels of a service and of its volume: the site (`hub` for the gateway) and the kind.

@@ -681,6 +681,27 @@ mod tests {
         }
     }
 
+    /// The compose file's one-shot backup service: only under its profile (`up` never starts
+    /// it), every site service and the gateway, as operations over TLS, into the host
+    /// directory; the stack file has none.
+    #[test]
+    fn the_backup_service_backs_up_everything_only_under_its_profile() {
+        let (_, generated) = shipped();
+        let block = service_block(&generated.compose, "backup");
+        assert!(block.contains("    profiles: [\"backup\"]\n"), "{block}");
+        assert!(
+            block.contains(
+                "    command: [\"backup\", \"--all-sites\", \"--gateway\", \"--out\", \"/backups\""
+            ),
+            "{block}"
+        );
+        assert!(block.contains("      COLDCHAIN_KEYRING: \"/etc/coldchain/secrets/keyring\"\n"));
+        assert!(block.contains("      - \"${BACKUP_DIR:-./backups}:/backups\"\n"));
+        assert!(block.contains("      - backbone\n"));
+        assert!(!block.contains("restart:"), "one-shot");
+        assert!(!generated.stack.contains("  backup:\n"));
+    }
+
     #[test]
     fn compose_file_shape() {
         let (network, generated) = shipped();
@@ -688,9 +709,9 @@ mod tests {
         let services = yaml
             .lines()
             .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'));
-        // 26 services, then 9 networks and 25 volumes (the console has none) at the same
-        // indentation.
-        assert_eq!(services.count(), 26 + 9 + 25);
+        // 26 services and the backup, then 9 networks and 25 volumes (the console has none)
+        // at the same indentation.
+        assert_eq!(services.count(), 26 + 1 + 9 + 25);
         assert_eq!(yaml.matches("    healthcheck:\n").count(), 26);
         assert_eq!(yaml.matches("    restart: unless-stopped\n").count(), 26);
         assert_eq!(yaml.matches("          memory: ").count(), 26);
@@ -750,11 +771,12 @@ mod tests {
     #[test]
     fn every_container_has_tls_credentials_and_its_own_identity() {
         let (network, generated) = shipped();
-        for yaml in [&generated.compose, &generated.stack] {
+        // The compose file's backup service mounts the secrets and trusts the CA too.
+        for (yaml, mounts) in [(&generated.compose, 27), (&generated.stack, 26)] {
             assert_eq!(
                 yaml.matches("      - \"${SECRETS_DIR:-./secrets}:/etc/coldchain/secrets:ro\"\n")
                     .count(),
-                26
+                mounts
             );
             assert_eq!(
                 yaml.matches("      COLDCHAIN_AUTH_FILE: \"/etc/coldchain/secrets/keyring/credentials.toml\"\n")
@@ -764,7 +786,7 @@ mod tests {
             assert_eq!(
                 yaml.matches("      COLDCHAIN_TLS_CA: \"/etc/coldchain/secrets/tls/ca.pem\"\n")
                     .count(),
-                26
+                mounts
             );
             // Booking calls nobody: 8 inventories, 8 telemetries and the gateway have a key.
             assert_eq!(yaml.matches("COLDCHAIN_CLIENT_KEY_FILE").count(), 17);

@@ -36,6 +36,10 @@ pub struct BackupArgs {
     /// Every site of the network file.
     #[arg(long, conflicts_with = "site")]
     pub all_sites: bool,
+    /// The gateway's database too (alone, without --site or --all-sites), from the
+    /// gateway endpoint of the network file.
+    #[arg(long)]
+    pub gateway: bool,
     /// Only this service (inventory, telemetry or booking) [default: all three].
     #[arg(long, value_name = "SERVICE")]
     pub service: Option<String>,
@@ -87,8 +91,18 @@ pub struct RestoreArgs {
     pub archive: Option<PathBuf>,
     /// With --archive: stop at this ledger sequence (a generation is restored whole, so the
     /// restore stops before a generation that passes it) [default: the archive's end].
-    #[arg(long, value_name = "N", requires = "archive")]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "archive",
+        conflicts_with = "to_time"
+    )]
     pub to_sequence: Option<u64>,
+    /// With --archive: stop at this time (RFC 3339, e.g. 2026-12-04T13:00:00Z): restore
+    /// the generations whose writes were all recorded at or before it, and none after. The
+    /// archive must hold a write recorded after it.
+    #[arg(long, value_name = "TIME", requires = "archive", value_parser = parse_time_ms)]
+    pub to_time: Option<i64>,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
@@ -107,9 +121,10 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
     } else {
         args.site
     };
-    let Some(out) = args.out.filter(|_| !sites.is_empty()) else {
+    let Some(out) = args.out.filter(|_| !sites.is_empty() || args.gateway) else {
         return Err(CliError::Usage(
-            "backup needs --site ID (or --all-sites) and --out DIR (or: backup verify FILE)".into(),
+            "backup needs --site ID (or --all-sites, or --gateway) and --out DIR (or: backup verify FILE)"
+                .into(),
         ));
     };
     let kinds = match &args.service {
@@ -123,20 +138,31 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
     let mut planned = Vec::new();
     for site in &sites {
         for kind in &kinds {
-            planned.push((site, *kind, resolve_site(&network, site, *kind)?.1));
+            planned.push((
+                Some(site.as_str()),
+                *kind,
+                resolve_site(&network, site, *kind)?.1,
+            ));
         }
+    }
+    if args.gateway {
+        planned.push((None, ServiceKind::Gateway, network.gateway_endpoint()));
     }
     let mut written = Vec::new();
     let mut failures = 0;
     for (site, kind, endpoint) in &planned {
-        let taken = backup_one(site, *kind, endpoint, &out, &stamp.to_string()).await;
+        let taken = backup_one(*site, *kind, endpoint, &out, &stamp.to_string()).await;
         match taken {
             Ok((file, manifest)) if args.json => written.push(manifest_json(&file, &manifest)),
             Ok((file, manifest)) => report(&file, &manifest, false, "wrote"),
             // The other services are still backed up: one down server must not cost
             // the whole night's backups.
             Err(error) => {
-                eprintln!("error: {site}/{}: {}", kind.as_str(), error.summary());
+                let label = site.map_or_else(
+                    || kind.as_str().to_string(),
+                    |site| format!("{site}/{}", kind.as_str()),
+                );
+                eprintln!("error: {label}: {}", error.summary());
                 failures += 1;
             }
         }
@@ -155,27 +181,33 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
     }
 }
 
-/// Backs up one site service into `out`; returns the file and its manifest.
+/// Backs up one site service (or, without a site, the gateway) into `out`; returns the
+/// file and its manifest.
 async fn backup_one(
-    site: &str,
+    site: Option<&str>,
     kind: ServiceKind,
     endpoint: &str,
     out: &Path,
     stamp: &str,
 ) -> Result<(PathBuf, SnapshotManifest), CliError> {
-    let file = out.join(format!("{site}-{}-{stamp}.{BACKUP_SUFFIX}", kind.as_str()));
+    let file = match site {
+        Some(site) => out.join(format!("{site}-{}-{stamp}.{BACKUP_SUFFIX}", kind.as_str())),
+        None => out.join(format!("{}-{stamp}.{BACKUP_SUFFIX}", kind.as_str())),
+    };
     let manifest = fetch(endpoint, &file).await?;
+    // The gateway serves no site: its identity's site is whatever it was opened with.
     let expected = Identity {
-        site: site.to_owned(),
+        site: site.map_or_else(|| manifest.site.clone(), str::to_owned),
         service: kind.as_str().to_string(),
     };
     if manifest.identity() != expected {
         let _ = std::fs::remove_file(&file);
         return Err(CliError::Failed(format!(
-            "{endpoint} sent the backup of site {:?} service {:?}, not of {site:?} {:?}: \
+            "{endpoint} sent the backup of site {:?} service {:?}, not of {:?} {:?}: \
              check the network file",
             manifest.site,
             manifest.service,
+            expected.site,
             kind.as_str()
         )));
     }
@@ -242,11 +274,19 @@ pub fn restore(args: RestoreArgs) -> Result<(), CliError> {
     let recovery = args.archive.as_deref().map(|archive| snapshot::Recovery {
         archive,
         to_sequence: args.to_sequence,
+        to_time_ms: args.to_time,
     });
     let restored = snapshot::restore_to(&args.file, &target, &identity, recovery)
         .map_err(|e| failed(&args.file, e))?;
     report(&target, &restored, args.json, "restored into");
     Ok(())
+}
+
+/// An RFC 3339 time as ms since the epoch.
+fn parse_time_ms(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.timestamp_millis())
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-04T13:00:00Z): {e}"))
 }
 
 fn site_service(name: &str) -> Result<ServiceKind, CliError> {

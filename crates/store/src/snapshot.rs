@@ -397,6 +397,16 @@ pub struct Recovery<'a> {
     /// restored whole: when the generation holding this sequence holds later entries too,
     /// the restore stops before it (the manifest returned says where it stopped).
     pub to_sequence: Option<u64>,
+    /// Restore the generations whose writes were all recorded at or before this instant
+    /// (ms since the epoch), and none after: stop before the first generation holding a
+    /// write recorded after it. A generation's time is the newest record time of the
+    /// idempotent requests it holds (the store's clock when each was staged, under the
+    /// writer lock, so generations' times never go back while the clock does not). A
+    /// generation that records no request carries no time: it is restored only when a
+    /// later generation at or before this instant shows it came before. The archive must
+    /// hold a generation recorded after this instant, or the restore is refused (it could
+    /// not tell that every write up to it is there). Not together with `to_sequence`.
+    pub to_time_ms: Option<i64>,
 }
 
 /// Lays out the database a backup holds in `dir`, for `identity`, so `Store::open` opens
@@ -565,7 +575,16 @@ fn redo_archive(
     recovery: Recovery<'_>,
     restored: &mut SnapshotManifest,
 ) -> Result<(), StoreError> {
+    if recovery.to_sequence.is_some() && recovery.to_time_ms.is_some() {
+        return Err(StoreError::Incompatible(
+            "a restore stops at a ledger sequence or at a time, not both (nothing was restored)"
+                .into(),
+        ));
+    }
     let mut reached_target = false;
+    // Generations with no time of their own, waiting for a later one to place them.
+    let mut untimed: Vec<wal::Record> = Vec::new();
+    let mut last_time_ms: Option<i64> = None;
     // Each restore moves a database's generations into the next range (see `load`).
     let range = restored.generation / RESTORED_GENERATIONS;
     crate::archive::replay(recovery.archive, restored.generation, |record| {
@@ -573,8 +592,77 @@ fn redo_archive(
             // The history of a database restored from a backup of this one: this one's ends.
             return Ok(false);
         }
+        let Some(target_ms) = recovery.to_time_ms else {
+            return redo_generation(data, recovery, restored, &mut reached_target, record);
+        };
+        match generation_time_ms(&record)? {
+            None => {
+                untimed.push(record);
+                Ok(true)
+            }
+            Some(time_ms) if time_ms > target_ms => {
+                reached_target = true;
+                Ok(false)
+            }
+            Some(time_ms) => {
+                last_time_ms = Some(time_ms);
+                for earlier in untimed.drain(..) {
+                    redo_generation(data, recovery, restored, &mut reached_target, earlier)?;
+                }
+                redo_generation(data, recovery, restored, &mut reached_target, record)
+            }
+        }
+    })?;
+    if let Some(target_ms) = recovery.to_time_ms
+        && !reached_target
+    {
+        let last = last_time_ms.map_or_else(
+            || "holds no timed write after the backup".to_string(),
+            |ms| format!("ends with a write recorded at {ms} ms since the epoch"),
+        );
+        return Err(StoreError::Incompatible(format!(
+            "the archive {} {last}, none after {target_ms}: it may not hold every write up to that time (nothing was restored)",
+            recovery.archive.display(),
+        )));
+    }
+    if let Some(target) = recovery.to_sequence
+        && !reached_target
+        && restored.ledger_sequence < target
+    {
+        return Err(StoreError::Incompatible(format!(
+            "the archive {} ends at ledger sequence {}, before {target} (nothing was restored)",
+            recovery.archive.display(),
+            restored.ledger_sequence
+        )));
+    }
+    Ok(())
+}
+
+/// The newest record time of the idempotent requests `record` holds, if it holds any.
+fn generation_time_ms(record: &wal::Record) -> Result<Option<i64>, StoreError> {
+    let prefix = records::REQUEST_EXPIRY.raw_prefix(&[]);
+    let mut newest = None;
+    for (key, value) in &record.changes {
+        if value.is_some() && key.starts_with(&prefix) {
+            let (time_ms, _) = records::REQUEST_EXPIRY.decode_key(key)?;
+            newest = newest.max(Some(time_ms));
+        }
+    }
+    Ok(newest)
+}
+
+/// Applies one archived generation, checking the ledger goes on without a gap; returns
+/// `false` (and applies nothing) when it would pass `recovery.to_sequence`.
+fn redo_generation(
+    data: &sled::Tree,
+    recovery: Recovery<'_>,
+    restored: &mut SnapshotManifest,
+    reached_target: &mut bool,
+    record: wal::Record,
+) -> Result<bool, StoreError> {
+    {
         if recovery.to_sequence == Some(restored.ledger_sequence) {
-            reached_target = true;
+            *reached_target = true;
             return Ok(false);
         }
         let block = record.changes.iter().find_map(|(key, value)| {
@@ -598,23 +686,12 @@ fn redo_archive(
         if let Some(target) = recovery.to_sequence
             && last > target
         {
-            reached_target = true;
+            *reached_target = true;
             return Ok(false);
         }
         restored.generation = record.generation;
         restored.ledger_sequence = last;
         wal::apply(data, record.generation, record.changes)?;
         Ok(true)
-    })?;
-    if let Some(target) = recovery.to_sequence
-        && !reached_target
-        && restored.ledger_sequence < target
-    {
-        return Err(StoreError::Incompatible(format!(
-            "the archive {} ends at ledger sequence {}, before {target} (nothing was restored)",
-            recovery.archive.display(),
-            restored.ledger_sequence
-        )));
     }
-    Ok(())
 }

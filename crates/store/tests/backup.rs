@@ -358,6 +358,7 @@ async fn a_backup_and_the_log_archive_restore_exactly_the_first_n_entries() {
         let recovery = snapshot::Recovery {
             archive: &archive,
             to_sequence: Some(target),
+            to_time_ms: None,
         };
         let restored =
             snapshot::restore_to(&file, &restored_dir, &identity(), Some(recovery)).unwrap();
@@ -375,6 +376,7 @@ async fn a_backup_and_the_log_archive_restore_exactly_the_first_n_entries() {
     let recovery = snapshot::Recovery {
         archive: &archive,
         to_sequence: None,
+        to_time_ms: None,
     };
     let restored = snapshot::restore_to(&file, &all, &identity(), Some(recovery)).unwrap();
     assert_eq!(restored.ledger_sequence, last);
@@ -386,6 +388,7 @@ async fn a_backup_and_the_log_archive_restore_exactly_the_first_n_entries() {
         let recovery = snapshot::Recovery {
             archive: &archive,
             to_sequence: Some(target),
+            to_time_ms: None,
         };
         let error =
             snapshot::restore_to(&file, &target_dir, &identity(), Some(recovery)).unwrap_err();
@@ -404,6 +407,7 @@ async fn a_backup_and_the_log_archive_restore_exactly_the_first_n_entries() {
     let recovery = snapshot::Recovery {
         archive: &archive,
         to_sequence: None,
+        to_time_ms: None,
     };
     let error = snapshot::restore_to(&file, &gap, &identity(), Some(recovery)).unwrap_err();
     assert!(error.to_string().contains("missing"), "{error}");
@@ -449,6 +453,7 @@ async fn a_restored_database_keeps_archiving_into_the_same_directory() {
     let recovery = snapshot::Recovery {
         archive: &archive,
         to_sequence: Some(manifest.ledger_sequence + 200),
+        to_time_ms: None,
     };
     let whole = snapshot::restore_to(&file, &original, &identity(), Some(recovery)).unwrap();
     assert_eq!(whole.ledger_sequence, manifest.ledger_sequence + 200);
@@ -456,6 +461,7 @@ async fn a_restored_database_keeps_archiving_into_the_same_directory() {
     let recovery = snapshot::Recovery {
         archive: &archive,
         to_sequence: None,
+        to_time_ms: None,
     };
     let whole = snapshot::restore_to(&file, &everything, &identity(), Some(recovery)).unwrap();
     assert_eq!(
@@ -472,4 +478,134 @@ async fn a_restored_database_keeps_archiving_into_the_same_directory() {
     let again = dir.path().join("again");
     snapshot::restore(&second, &again, &identity()).unwrap();
     check_consistent(&open(&again), &second_manifest);
+}
+
+/// Keeps a write's reply, the ledger sequence it appended, as 8 bytes.
+struct SequenceReply;
+
+impl coldchain_store::ReplyCodec<u64> for SequenceReply {
+    fn encode(&self, reply: &u64) -> Vec<u8> {
+        reply.to_be_bytes().to_vec()
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<u64, String> {
+        <[u8; 8]>::try_from(bytes)
+            .map(u64::from_be_bytes)
+            .map_err(|_| "not 8 bytes".to_string())
+    }
+}
+
+/// [`add`] as an idempotent request, so its generation records the store clock's time.
+async fn add_recorded(store: &Store, id: &str, account: &str) -> u64 {
+    let request = coldchain_store::fingerprint(id, id.as_bytes());
+    let account = format!("{account}{}", "p".repeat(600));
+    store
+        .write::<_, String, _>(
+            Some(coldchain_store::Idempotent::new(
+                &request,
+                &SequenceReply,
+                &coldchain_store::ForgetRefusals,
+            )),
+            |tx| {
+                let balance = tx
+                    .get(&BALANCES, &account)
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or(0)
+                    + 1;
+                tx.put(&BALANCES, &account, &balance)
+                    .map_err(|e| e.to_string())?;
+                Ok(tx.append_ledger(|seq| format!("{seq}:{account}:1").into_bytes()))
+            },
+        )
+        .await
+        .expect("write")
+        .value
+}
+
+#[tokio::test]
+async fn a_restore_to_a_time_between_two_writes_gives_exactly_the_writes_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let clock = coldchain_store::ManualClock::at(1_000_000);
+    let store = Store::open(
+        &dir.path().join("db"),
+        &identity(),
+        StoreOptions {
+            wal_segment_bytes: 64 << 10,
+            wal_archive_dir: Some(archive.clone()),
+            clock: clock.clone(),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open");
+    for i in 0..100 {
+        add_recorded(&store, &format!("before-{i}"), &format!("a{}", i % 7)).await;
+    }
+    let file = dir.path().join("backup");
+    let manifest = snapshot_to(&store, &file).await;
+    clock.set(2_000_000);
+    for i in 0..150 {
+        add_recorded(&store, &format!("early-{i}"), &format!("a{}", i % 7)).await;
+    }
+    // A write with no request records no time: placed by the timed one after it.
+    add(&store, "untimed", 1).await;
+    let before_time = add_recorded(&store, "early-last", "a0").await;
+    // This one comes after the last write at or before the target, so it is not restored.
+    add(&store, "untimed", 1).await;
+    clock.set(3_000_000);
+    for i in 0..150 {
+        add_recorded(&store, &format!("late-{i}"), &format!("a{}", i % 7)).await;
+    }
+    store.close();
+
+    let recover = |to_sequence, to_time_ms| snapshot::Recovery {
+        archive: &archive,
+        to_sequence,
+        to_time_ms,
+    };
+    for (target_ms, expected) in [
+        (2_500_000, before_time),
+        (2_000_000, before_time),
+        (1_999_999, manifest.ledger_sequence),
+    ] {
+        let restored_dir = dir.path().join(format!("to-{target_ms}"));
+        let restored = snapshot::restore_to(
+            &file,
+            &restored_dir,
+            &identity(),
+            Some(recover(None, Some(target_ms))),
+        )
+        .unwrap();
+        assert_eq!(restored.ledger_sequence, expected, "to {target_ms}");
+        let store = open(&restored_dir);
+        let entries = check_consistent(&store, &restored);
+        assert_eq!(
+            entries.len() as u64,
+            expected,
+            "exactly the writes up to {target_ms}"
+        );
+        store.close();
+    }
+
+    // No archived write after the target: the archive may not hold all of its writes.
+    let refused = dir.path().join("refused");
+    let error = snapshot::restore_to(
+        &file,
+        &refused,
+        &identity(),
+        Some(recover(None, Some(3_000_000))),
+    )
+    .unwrap_err();
+    assert!(matches!(error, StoreError::Incompatible(_)), "{error}");
+    assert!(!refused.exists(), "nothing was restored");
+    // A sequence and a time together are refused.
+    let error = snapshot::restore_to(
+        &file,
+        &refused,
+        &identity(),
+        Some(recover(Some(before_time), Some(2_500_000))),
+    )
+    .unwrap_err();
+    assert!(matches!(error, StoreError::Incompatible(_)), "{error}");
+    assert!(!refused.exists(), "nothing was restored");
 }
