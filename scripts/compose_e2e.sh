@@ -53,8 +53,12 @@ elapsed() { echo $(($(date +%s) - started)); }
 say() { echo "compose_e2e: [$(elapsed) s] $*"; }
 step() { echo; echo "=== compose_e2e: [$(elapsed) s] $*"; }
 fail() { echo "compose_e2e: FAIL [$(elapsed) s]: $*" >&2; exit 1; }
+# The budget counts from the built image: the compile has its own timeout (1200 s) and takes
+# what the machine's load gives it (7 to 12 minutes cold on 2 shared cores).
+deployed_from=$started
 within_budget() {
-    [ "$(elapsed)" -lt "$budget" ] || fail "over the time budget of $budget s"
+    [ $(($(date +%s) - deployed_from)) -lt "$budget" ] \
+        || fail "over the time budget of $budget s after the image was built"
 }
 
 # --- The engine is required -------------------------------------------------------------------
@@ -240,6 +244,7 @@ fi
 timeout 1200 "${build[@]}" >"$work/build.log" 2>&1 \
     || { tail -40 "$work/build.log" >&2; fail "image build failed"; }
 say "image built in $(($(date +%s) - t0)) s: $(tail -1 "$work/build.log")"
+deployed_from=$(date +%s)
 timeout 30 "$coldchain" compose --check || fail "deploy/ is stale: run 'cargo run --release -- compose'"
 [ "$(id -u)" = 0 ] || fail "the secrets must be given to the image's user 10001 (chown): run as root"
 t0=$(date +%s)
