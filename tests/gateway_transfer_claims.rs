@@ -150,9 +150,11 @@ async fn a_handler_waits_for_the_transfer_the_drainer_drives() {
     let requested = start_transfer(&mut gateway, request.clone()).await;
     assert_eq!(state(&requested), pb::TransferState::Requested);
 
-    // The source comes back; the drainer's next attempt is held after its claim.
-    gate.hold_next(async || net.start_service(PARK, INVENTORY).await)
-        .await;
+    // The drainer's next attempt is held after its claim, and the source comes back
+    // meanwhile. Not the other way round: an attempt already past the gate when the
+    // source came back would ship on its own retry, and no driver would reach the gate.
+    gate.hold_next(async || {}).await;
+    net.start_service(PARK, INVENTORY).await;
     // The client replays StartTransfer meanwhile: its handler waits for the claim.
     let replay = start_in_background(&gateway, request);
     one_driver_at_a_time(&gate, &net, replay).await;
