@@ -2,17 +2,18 @@
 
 use crate::report::{Figures, Row, rate};
 use crate::restart::RestartRun;
-use crate::scenarios::History;
+use crate::scenarios::{History, Phase};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The rows of one service's empty and filled phases: write throughput and tail, resident
-/// memory under the load, and one page of its list read.
+/// memory under the load, one page of its list read, and the bytes on disk per row.
 pub(crate) fn history_rows(
     figures: &mut Figures,
     service: &str,
     rows_name: &str,
     read: &str,
+    (row_name, disk_target): (&str, &str),
     run: &History,
 ) {
     let (empty, filled) = (&run.empty, &run.filled);
@@ -64,6 +65,17 @@ pub(crate) fn history_rows(
         peer: format!("{:.2} ms (empty)", empty.read.latency_ms(0.99)),
         ratio: times(filled.read.latency_ms(0.99), empty.read.latency_ms(0.99)),
         target: "≤ 2× empty".into(),
+    });
+    let per_row = |phase: &Phase| phase.disk_bytes as f64 / phase.rows.max(1) as f64;
+    figures.rows.push(Row {
+        figure: format!(
+            "{service}: bytes on disk per {row_name} after a clean stop ({} in the store, every file counted)",
+            filled.rows
+        ),
+        ours: format!("{:.0} B", per_row(filled)),
+        peer: format!("{:.0} B (empty + load: {} rows)", per_row(empty), empty.rows),
+        ratio: "–".into(),
+        target: disk_target.into(),
     });
     figures.details.push(format!(
         "{service} history: {} {rows_name} written in {:.1} s ({}); writes then {} calls (p50 {:.2} ms, p99 {:.2} ms) against {} calls empty (p50 {:.2} ms, p99 {:.2} ms)",

@@ -110,7 +110,10 @@ pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
         rate: args.rate,
     };
     let pg = if args.no_postgres
-        || !(wanted.has("inventory") || wanted.has("booking") || wanted.has("telemetry"))
+        || !(wanted.has("inventory")
+            || wanted.has("booking")
+            || wanted.has("telemetry")
+            || wanted.has("history"))
     {
         None
     } else {
@@ -442,12 +445,22 @@ impl Bench<'_> {
     async fn history(&self, figures: &mut Figures) {
         let (connections, build, entries) = (self.args.connections, self.build, self.args.prefill);
         eprintln!("history: inventory, empty then with {entries} ledger entries");
+        // PostgreSQL's bytes for the same rows, measured here; the figure without it.
+        let pg_per_entry = match self.pg.map(|pg| pg.ledger_bytes_per_row(entries.max(1))) {
+            Some(Ok(bytes)) => format!("≤ 100 B (PostgreSQL, same run: {bytes:.0} B)"),
+            Some(Err(e)) => {
+                figures.errors.push(format!("postgres ledger size: {e}"));
+                "≤ 100 B".into()
+            }
+            None => "≤ 100 B (PostgreSQL: not run)".into(),
+        };
         match scenarios::inventory_history(self.spec, connections, build, entries).await {
             Ok(run) => history_report::history_rows(
                 figures,
                 "inventory",
                 "ledger entries",
                 "ListStock",
+                ("ledger entry", &pg_per_entry),
                 &run,
             ),
             Err(e) => figures.errors.push(format!("inventory history: {e}")),
@@ -455,9 +468,14 @@ impl Bench<'_> {
         let bookings = entries / 10;
         eprintln!("history: booking, empty then with {bookings} bookings");
         match scenarios::booking_history(self.spec, connections, build, bookings).await {
-            Ok(run) => {
-                history_report::history_rows(figures, "booking", "bookings", "ListBookings", &run)
-            }
+            Ok(run) => history_report::history_rows(
+                figures,
+                "booking",
+                "bookings",
+                "ListBookings",
+                ("booking", "–"),
+                &run,
+            ),
             Err(e) => figures.errors.push(format!("booking history: {e}")),
         }
     }

@@ -209,6 +209,37 @@ impl Postgres {
         Ok(started.elapsed())
     }
 
+    /// Bytes per row at rest of a table holding what one ledger entry holds (the request
+    /// key, site, sku, lot, zone, kind, delta, balance, time; a bigserial key and a unique
+    /// request key), filled with `rows` rows shaped like the bench's history and vacuumed:
+    /// `pg_total_relation_size` (heap, indexes, TOAST) over the row count.
+    pub fn ledger_bytes_per_row(&self, rows: u64) -> Result<f64, String> {
+        let sql = format!(
+            "DROP TABLE IF EXISTS history_ledger;
+             CREATE TABLE history_ledger (seq bigserial PRIMARY KEY, request_key text NOT NULL UNIQUE,
+               site text NOT NULL, sku text NOT NULL, lot text NOT NULL, zone text NOT NULL,
+               kind smallint NOT NULL, delta bigint NOT NULL, balance bigint NOT NULL,
+               at timestamptz NOT NULL);
+             INSERT INTO history_ledger (request_key, site, sku, lot, zone, kind, delta, balance, at)
+               SELECT 'fill-' || (g / 500) || ':' || (g % 500), 'la-vientiane',
+                      'SKU-' || lpad((g % 2000)::text, 4, '0'), 'LOT-' || (g / 100), 'chilled-a',
+                      1, 10, 10 * (g / 2000 + 1), now()
+               FROM generate_series(1, {rows}) g;"
+        );
+        self.psql(&sql)?;
+        // Alone: VACUUM cannot run inside the transaction a multi-statement -c runs in.
+        self.psql("VACUUM ANALYZE history_ledger")?;
+        let answer = self.psql("SELECT pg_total_relation_size('history_ledger')")?;
+        self.psql("DROP TABLE history_ledger")?;
+        let bytes: f64 = answer
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|line| line.parse().ok())
+            .ok_or_else(|| format!("pg_total_relation_size answered {answer:?}"))?;
+        Ok(bytes / rows.max(1) as f64)
+    }
+
     /// A scratch directory the server user can read.
     pub fn scratch(&self) -> &Path {
         self.dir.path()

@@ -509,6 +509,57 @@ async fn adjustments_and_counts() {
         .unwrap();
 }
 
+/// Answers are kept by reference to their ledger entries (issue 27): a replay reads them
+/// back and answers byte for byte what the first call answered, for a batch of the largest
+/// size, and for an answer citing an entry of another call (a TRANSFER_IN received before),
+/// with other writes in between.
+#[tokio::test]
+async fn replays_answer_the_first_answers_bytes() {
+    use prost::Message;
+    let h = Harness::start().await;
+    let mut c = h.client().await;
+    let transfer_in = pb::Movement {
+        other_site_id: "la-vientiane".into(),
+        transfer_id: "T-9".into(),
+        lot: lot("L-T", Some(date(2026, 4, 1))),
+        ..movement(pb::MovementKind::TransferIn, "BANANA", "L-T", "cool-a", 40)
+    };
+    record(&mut c, "t-in-first", vec![transfer_in.clone()])
+        .await
+        .unwrap();
+    let mut movements: Vec<pb::Movement> = (0..999)
+        .map(|i| receipt(&format!("SKU-{i}"), "L1", CHILLED, i + 1, jun30()))
+        .collect();
+    movements.insert(500, transfer_in);
+    let request = batch("big", movements);
+    let first = c
+        .record_movements(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.entries.len(), 1000);
+    assert_eq!(
+        first.entries[500].request_id, "t-in-first",
+        "the earlier entry"
+    );
+    record(&mut c, "between", vec![issue("SKU-3", "L1", CHILLED, 1)])
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let again = c
+            .record_movements(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again.encode_to_vec(), first.encode_to_vec());
+    }
+    assert_eq!(
+        level(&mut c, "SKU-7", "L1", CHILLED).await.on_hand,
+        8,
+        "applied once"
+    );
+}
+
 #[tokio::test]
 async fn transfers_in_are_received_once() {
     let h = Harness::start().await;

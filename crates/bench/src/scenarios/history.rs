@@ -41,6 +41,10 @@ pub struct Phase {
     pub rss_peak: u64,
     /// One page of the service's list read, by a few clients after the load.
     pub read: LoadResult,
+    /// Rows in the store at the end: the history and what the load wrote.
+    pub rows: u64,
+    /// The bytes of its data directory after a clean stop at the end.
+    pub disk_bytes: u64,
 }
 
 /// The same service, empty and with history.
@@ -91,12 +95,20 @@ async fn inventory_phase(
     let rss = RssPeak::start();
     let run = run_id();
     let load_channels = channels.clone();
+    let written = Arc::new(AtomicU64::new(0));
+    let counted = written.clone();
     let load = load::run("inventory", spec, move |worker, iteration| {
         let mut client = inventory::inventory_service_client::InventoryServiceClient::new(
             load_channels[worker % load_channels.len()].clone(),
         );
         let request = receipt_request(run, worker, iteration);
-        async move { client.record_movements(request).await.map(|_| ()) }
+        let counted = counted.clone();
+        async move {
+            let response = client.record_movements(request).await?;
+            let entries = response.into_inner().entries.len() as u64;
+            counted.fetch_add(entries, Ordering::Relaxed);
+            Ok(())
+        }
     })
     .await;
     let rss_peak = rss.stop();
@@ -112,13 +124,15 @@ async fn inventory_phase(
         async move { client.list_stock(request).await.map(|_| ()) }
     })
     .await;
-    host.stop().await;
+    let disk_bytes = host.stop_and_measure_disk().await;
     Ok(Phase {
         history: entries,
         fill,
         load,
         rss_peak,
         read,
+        rows: entries + written.load(Ordering::Relaxed),
+        disk_bytes,
     })
 }
 
@@ -186,11 +200,18 @@ async fn booking_phase(
     let run = run_id();
     let today = chrono::Utc::now().date_naive();
     let load_channels = channels.clone();
+    let written = Arc::new(AtomicU64::new(0));
+    let counted = written.clone();
     let load = load::run("booking", spec, move |worker, iteration| {
         let client = booking::booking_service_client::BookingServiceClient::new(
             load_channels[worker % load_channels.len()].clone(),
         );
-        booking_pair(client, run, today, worker, iteration)
+        let counted = counted.clone();
+        async move {
+            booking_pair(client, run, today, worker, iteration).await?;
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
     })
     .await;
     let rss_peak = rss.stop();
@@ -206,13 +227,15 @@ async fn booking_phase(
         async move { client.list_bookings(request).await.map(|_| ()) }
     })
     .await;
-    host.stop().await;
+    let disk_bytes = host.stop_and_measure_disk().await;
     Ok(Phase {
         history: bookings,
         fill,
         load,
         rss_peak,
         read,
+        rows: bookings + written.load(Ordering::Relaxed),
+        disk_bytes,
     })
 }
 

@@ -18,8 +18,8 @@ use coldchain_store::{Idempotent, RequestFingerprint, WriteError};
 use crate::Options;
 use crate::domain::{
     AllocateCommand, Allocation, ExpiringQuery, Hold, HoldSnapshot, LedgerEntry, Movement,
-    PlaceHoldCommand, ReleaseAllocationCommand, ReleaseHoldCommand, SkuStock, StockPage,
-    StockQuery, StockRef,
+    PlaceHoldCommand, RecordedAnswer, ReleaseAllocationCommand, ReleaseHoldCommand, SkuStock,
+    StockPage, StockQuery, StockRef,
 };
 use crate::store::{InventoryStore, ReplyCodec, TxError};
 
@@ -32,7 +32,7 @@ pub use feed::LedgerFeed;
 #[derive(Clone)]
 pub struct Codecs {
     /// RecordMovements.
-    pub recorded: Arc<dyn ReplyCodec<Vec<LedgerEntry>>>,
+    pub recorded: Arc<dyn ReplyCodec<RecordedAnswer>>,
     /// AllocateStock.
     pub allocation: Arc<dyn ReplyCodec<Allocation>>,
     /// ReleaseAllocation.
@@ -111,7 +111,7 @@ impl InventoryApp {
                 .record_movements(idempotent, movements, true)
                 .await
             {
-                Ok(written) => return Ok(written.value),
+                Ok(written) => return self.answer(written.value),
                 Err(WriteError::Rejected(TxError::DryRunPassed)) => {}
                 Err(other) => return Err(other.into()),
             }
@@ -121,11 +121,16 @@ impl InventoryApp {
                     .await?;
             }
         }
-        Ok(self
+        let written = self
             .store
             .record_movements(idempotent, movements, false)
-            .await?
-            .value)
+            .await?;
+        self.answer(written.value)
+    }
+
+    /// RecordMovements' entries: as recorded, or read back from the ledger for a replay.
+    fn answer(&self, answer: RecordedAnswer) -> Result<Vec<LedgerEntry>, ServiceError> {
+        Ok(self.store.recorded_entries(answer)?)
     }
 
     /// The stock of one sku.

@@ -89,3 +89,42 @@ impl LedgerEntry {
         }
     }
 }
+
+/// RecordMovements' answer as the idempotency record keeps it.
+///
+/// The answer's entries are ledger entries, and the ledger keeps them for good: so a record
+/// keeps only their sequences, and a replay reads them back from the ledger (tens of bytes
+/// per request instead of a copy of every entry). Records of earlier builds hold the entries
+/// themselves and still replay as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedAnswer {
+    /// The entries themselves: a fresh answer, or a record of an earlier build.
+    Entries(Vec<LedgerEntry>),
+    /// The sequences of the answer's entries, in the answer's order (a TRANSFER_IN already
+    /// received answers the earlier entry, so they need not ascend).
+    Sequences(Vec<u64>),
+}
+
+impl RecordedAnswer {
+    /// The sequences of the answer's entries, in order.
+    pub fn sequences(&self) -> Vec<u64> {
+        match self {
+            Self::Entries(entries) => entries.iter().map(|entry| entry.sequence).collect(),
+            Self::Sequences(sequences) => sequences.clone(),
+        }
+    }
+
+    /// The runs of consecutive sequences, `(first, length)`, in the answer's order.
+    pub fn runs(&self) -> Vec<(u64, u64)> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for sequence in self.sequences() {
+            match runs.last_mut() {
+                Some((first, length)) if first.checked_add(*length) == Some(sequence) => {
+                    *length += 1;
+                }
+                _ => runs.push((sequence, 1)),
+            }
+        }
+        runs
+    }
+}

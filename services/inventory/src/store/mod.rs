@@ -38,7 +38,7 @@ pub use coldchain_store::ReplyCodec;
 
 use crate::domain::{
     self, AllocateCommand, Allocation, DomainError, Hold, HoldScope, LedgerEntry, Movement,
-    PlaceHoldCommand,
+    PlaceHoldCommand, RecordedAnswer,
 };
 
 /// How ledger entries are kept: the bytes the ledger stores (and the feed sends as they
@@ -134,10 +134,10 @@ impl InventoryStore {
     /// means it would apply now; a request_id already recorded replays its answer as usual.
     pub async fn record_movements(
         &self,
-        idempotent: Idempotent<'_, Vec<LedgerEntry>, TxError>,
+        idempotent: Idempotent<'_, RecordedAnswer, TxError>,
         movements: &[Movement],
         dry_run: bool,
-    ) -> Result<Written<Vec<LedgerEntry>>, WriteError<TxError>> {
+    ) -> Result<Written<RecordedAnswer>, WriteError<TxError>> {
         let tz = self.tz;
         let request_id = idempotent.request.request_id.as_str();
         self.write(idempotent, move |tx, entries| {
@@ -145,10 +145,40 @@ impl InventoryStore {
             if dry_run {
                 Err(TxError::DryRunPassed)
             } else {
-                Ok(recorded)
+                Ok(RecordedAnswer::Entries(recorded))
             }
         })
         .await
+    }
+
+    /// The entries of an answer kept by reference, read back from the ledger (durable by
+    /// the time a replay answers: the store waited for the first call's generation).
+    pub fn recorded_entries(&self, answer: RecordedAnswer) -> Result<Vec<LedgerEntry>, StoreError> {
+        if let RecordedAnswer::Entries(entries) = answer {
+            return Ok(entries);
+        }
+        let mut entries = Vec::new();
+        for (first, length) in answer.runs() {
+            let records = self.store.ledger_from(first, length as usize)?;
+            let expected = first..first + length;
+            if records.len() as u64 != length
+                || !records.iter().map(|r| r.sequence).eq(expected.clone())
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "a kept answer cites ledger entries {}..={} the ledger does not hold",
+                    first,
+                    first + length - 1
+                )));
+            }
+            for record in records {
+                entries.push(
+                    self.entries
+                        .decode(&record.bytes)
+                        .map_err(StoreError::Corrupt)?,
+                );
+            }
+        }
+        Ok(entries)
     }
 
     /// Reserves stock for an order (FEFO or FIFO), all or nothing.
@@ -220,3 +250,6 @@ fn load_holds(tx: &WriteTx<'_>) -> Result<Vec<HoldScope>, StoreError> {
         .map(|(_, scope)| scope.scope())
         .collect())
 }
+
+#[cfg(test)]
+mod tests;

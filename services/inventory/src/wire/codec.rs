@@ -17,7 +17,9 @@ use prost::bytes::{Buf, BufMut};
 use prost::encoding::{self, DecodeContext, WireType};
 
 use super::convert;
-use crate::domain::{Allocation, Hold, LedgerEntry, LotInfo, Reference};
+use crate::domain::{
+    Allocation, Hold, LedgerEntry, LotInfo, MAX_MOVEMENTS, RecordedAnswer, Reference,
+};
 
 /// Ledger entries as encoded `coldchain.inventory.v1.LedgerEntry` messages.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,22 +35,67 @@ impl ReplyCodec<LedgerEntry> for EntryCodec {
     }
 }
 
-/// RecordMovements' answer: an encoded `RecordMovementsResponse`.
+/// RecordMovements' answer, kept by reference: a marker byte, then each run of consecutive
+/// sequences as `zigzag(first - end of the previous run)` and `length`, both varints. A
+/// 500-movement answer is a handful of bytes; a replay reads the entries back from the
+/// ledger (see [`RecordedAnswer`]).
+///
+/// Records of earlier builds are the encoded `RecordMovementsResponse`: empty, or starting
+/// with field 1's tag (0x0A). The marker (0x01, field 0, which protobuf never writes) tells
+/// the two apart, and those records decode to the entries they hold.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RecordedCodec;
 
-impl ReplyCodec<Vec<LedgerEntry>> for RecordedCodec {
-    fn encode(&self, entries: &Vec<LedgerEntry>) -> Vec<u8> {
-        EntriesView(entries).encode_to_vec()
+/// The first byte of an answer kept by reference.
+const BY_REFERENCE: u8 = 0x01;
+
+impl ReplyCodec<RecordedAnswer> for RecordedCodec {
+    fn encode(&self, answer: &RecordedAnswer) -> Vec<u8> {
+        let mut bytes = vec![BY_REFERENCE];
+        let mut end = 0_u64;
+        for (first, length) in answer.runs() {
+            // Two's complement difference: a run before the previous one is negative.
+            let step = first.wrapping_sub(end) as i64;
+            encoding::encode_varint(((step << 1) ^ (step >> 63)) as u64, &mut bytes);
+            encoding::encode_varint(length, &mut bytes);
+            end = first.wrapping_add(length);
+        }
+        bytes
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<Vec<LedgerEntry>, String> {
-        let response: pb::RecordMovementsResponse = Protobuf.decode(bytes)?;
-        response
-            .entries
-            .into_iter()
-            .map(convert::entry_from_pb)
-            .collect()
+    fn decode(&self, bytes: &[u8]) -> Result<RecordedAnswer, String> {
+        let Some((&BY_REFERENCE, mut rest)) = bytes.split_first() else {
+            let response: pb::RecordMovementsResponse = Protobuf.decode(bytes)?;
+            let entries = response
+                .entries
+                .into_iter()
+                .map(convert::entry_from_pb)
+                .collect::<Result<_, _>>()?;
+            return Ok(RecordedAnswer::Entries(entries));
+        };
+        let malformed = |what: &str| format!("malformed RecordMovements answer: {what}");
+        let mut sequences = Vec::new();
+        let mut end = 0_u64;
+        while !rest.is_empty() {
+            let zigzag =
+                encoding::decode_varint(&mut rest).map_err(|e| malformed(&e.to_string()))?;
+            let length =
+                encoding::decode_varint(&mut rest).map_err(|e| malformed(&e.to_string()))?;
+            let step = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+            let first = end.wrapping_add(step as u64);
+            let fits = usize::try_from(length)
+                .ok()
+                .filter(|n| *n >= 1 && sequences.len() + n <= MAX_MOVEMENTS);
+            let (Some(length), true) = (fits, first >= 1) else {
+                return Err(malformed("a run out of range"));
+            };
+            let last = first
+                .checked_add(length as u64 - 1)
+                .ok_or_else(|| malformed("a run past the last sequence"))?;
+            sequences.extend(first..=last);
+            end = last + 1;
+        }
+        Ok(RecordedAnswer::Sequences(sequences))
     }
 }
 
@@ -156,9 +203,6 @@ struct LotView<'a>(&'a LotInfo);
 
 /// A `Reference` over a domain reference.
 struct ReferenceView<'a>(&'a Reference);
-
-/// A `RecordMovementsResponse` over domain entries.
-struct EntriesView<'a>(&'a [LedgerEntry]);
 
 impl Message for ReferenceView<'_> {
     fn encode_raw(&self, buf: &mut impl BufMut) {
@@ -277,23 +321,6 @@ impl Message for EntryView<'_> {
             + string_len(18, &e.order_id)
             + string_len(19, &e.allocation_id)
             + string_len(20, &e.hold_id)
-    }
-
-    encode_only!();
-}
-
-impl Message for EntriesView<'_> {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        for entry in self.0 {
-            encoding::message::encode(1, &EntryView(entry), buf);
-        }
-    }
-
-    fn encoded_len(&self) -> usize {
-        self.0
-            .iter()
-            .map(|entry| encoding::message::encoded_len(1, &EntryView(entry)))
-            .sum()
     }
 
     encode_only!();

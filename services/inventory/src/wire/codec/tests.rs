@@ -102,16 +102,63 @@ proptest! {
         prop_assert_eq!(EntryCodec.decode(&bytes), Ok(entry));
     }
 
-    /// A RecordMovements answer is the encoded `RecordMovementsResponse`, and replays.
+    /// A RecordMovements answer is kept as its entries' sequences, whatever their order
+    /// (a TRANSFER_IN already received cites an earlier entry), and decodes to them.
     #[test]
-    fn recorded_answers_are_the_response_bytes(entries in proptest::collection::vec(entry(), 0..5)) {
-        let bytes = RecordedCodec.encode(&entries);
+    fn recorded_answers_keep_their_sequences(
+        sequences in proptest::collection::vec(1u64..u64::MAX / 2, 0..MAX_MOVEMENTS),
+        runs in proptest::collection::vec((1u64..1u64 << 40, 1u64..200), 0..6),
+    ) {
+        let mut all = sequences;
+        for (first, length) in runs {
+            all.extend(first..first + length);
+        }
+        all.truncate(MAX_MOVEMENTS);
+        let answer = RecordedAnswer::Sequences(all.clone());
+        let bytes = RecordedCodec.encode(&answer);
+        prop_assert_eq!(RecordedCodec.decode(&bytes), Ok(RecordedAnswer::Sequences(all)));
+    }
+
+    /// A record of an earlier build (the encoded `RecordMovementsResponse`) replays the
+    /// entries it holds.
+    #[test]
+    fn recorded_answers_of_earlier_builds_still_decode(entries in proptest::collection::vec(entry(), 0..5)) {
         let response = pb::RecordMovementsResponse {
             entries: entries.iter().cloned().map(convert::entry_pb).collect(),
         };
-        prop_assert_eq!(&bytes, &response.encode_to_vec());
-        prop_assert_eq!(RecordedCodec.decode(&bytes), Ok(entries));
+        prop_assert_eq!(
+            RecordedCodec.decode(&response.encode_to_vec()),
+            Ok(RecordedAnswer::Entries(entries))
+        );
     }
+
+    /// Damaged bytes are an error, never a panic or a huge allocation.
+    #[test]
+    fn damaged_recorded_answers_are_errors(tail in proptest::collection::vec(any::<u8>(), 0..40)) {
+        let mut bytes = vec![0x01];
+        bytes.extend(tail);
+        if let Ok(RecordedAnswer::Sequences(sequences)) = RecordedCodec.decode(&bytes) {
+            prop_assert!(sequences.len() <= MAX_MOVEMENTS);
+            prop_assert!(sequences.iter().all(|s| *s >= 1));
+        }
+    }
+}
+
+/// 500 movements in one call keep a few bytes, not a copy of 500 entries.
+#[test]
+fn a_run_of_entries_is_kept_in_a_few_bytes() {
+    let entries: Vec<LedgerEntry> = (1_000_001..=1_000_500)
+        .map(|sequence| LedgerEntry {
+            sequence,
+            ..LedgerEntry::new(EntryKind::Movement(MovementKind::Receipt), 1, "r")
+        })
+        .collect();
+    let bytes = RecordedCodec.encode(&RecordedAnswer::Entries(entries));
+    assert!(bytes.len() <= 8, "{} bytes", bytes.len());
+    assert_eq!(
+        RecordedCodec.decode(&bytes),
+        Ok(RecordedAnswer::Sequences((1_000_001..=1_000_500).collect()))
+    );
 }
 
 #[test]
