@@ -67,9 +67,21 @@ pub(crate) fn history_rows(
         target: "≤ 2× empty".into(),
     });
     let per_row = |phase: &Phase| phase.disk_bytes as f64 / phase.rows.max(1) as f64;
+    if let Some(bytes) = filled.history_disk_bytes.filter(|_| filled.history > 0) {
+        figures.rows.push(Row {
+            figure: format!(
+                "{service}: bytes on disk per {row_name} of the history ({} written in batches, after a clean stop, every file counted)",
+                filled.history
+            ),
+            ours: format!("{:.0} B", bytes as f64 / filled.history as f64),
+            peer: "–".into(),
+            ratio: "–".into(),
+            target: disk_target.into(),
+        });
+    }
     figures.rows.push(Row {
         figure: format!(
-            "{service}: bytes on disk per {row_name} after a clean stop ({} in the store, every file counted)",
+            "{service}: bytes on disk per {row_name} after the write load and a clean stop ({} in the store, every file counted)",
             filled.rows
         ),
         ours: format!("{:.0} B", per_row(filled)),

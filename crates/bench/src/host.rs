@@ -304,6 +304,27 @@ impl Host {
         self.service.stop().await;
     }
 
+    /// Stops the service cleanly, measures its data directory (as
+    /// [`Host::stop_and_measure_disk`]), and starts it again on the same data and keys, on
+    /// a new port (channels must be made again).
+    pub async fn restart_measuring_disk(
+        self,
+        kind: ServiceKind,
+        build: Build,
+    ) -> Result<(Self, u64), String> {
+        let Host {
+            service,
+            data,
+            keys,
+        } = self;
+        service.stop().await;
+        let bytes = dir_size(data.path());
+        let mut ctx = bench_context(kind, &data)?;
+        ctx.security.credentials = Some(keys.credentials.clone());
+        let spec = build(&ctx).map_err(|e| e.to_string())?;
+        Ok((Self::serve(spec, ctx, data, keys).await?, bytes))
+    }
+
     /// Stops the service cleanly, then measures the bytes its data directory takes: the
     /// data at rest, without the write-ahead log's space made ahead for records to come.
     pub async fn stop_and_measure_disk(self) -> u64 {

@@ -15,6 +15,8 @@
 //! Format 2 kept one key per ledger entry and per request: [`upgrade_legacy`] moves those
 //! into blocks and grouped entries when a database is opened.
 
+use std::borrow::Cow;
+
 use crate::StoreError;
 use crate::table::{Table, Value};
 use crate::wal::Change;
@@ -56,11 +58,12 @@ fn decode_sequence_key(prefix: &[u8], key: &[u8]) -> Result<u64, StoreError> {
         .ok_or_else(|| StoreError::Corrupt("malformed ledger key".into()))
 }
 
-/// The entries of a block, in sequence order. Damaged bytes are `Corrupt`, never a panic.
-pub(crate) fn decode_block(value: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+/// The entries of a plain block, in sequence order. Damaged bytes are `Corrupt`, never a
+/// panic.
+pub(crate) fn split_block(plain: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
     let corrupt = || StoreError::Corrupt("malformed ledger block".into());
     let mut entries = Vec::new();
-    let mut rest = value;
+    let mut rest = plain;
     while !rest.is_empty() {
         let (length, tail) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
         let length = u32::from_le_bytes(*length) as usize;
@@ -72,6 +75,116 @@ pub(crate) fn decode_block(value: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
         rest = tail;
     }
     Ok(entries)
+}
+
+/// The first bytes of a packed block. A plain block starts with its first entry's length
+/// (u32 LE), whose last byte is 0 for any entry under 16 MiB: never 0xFF.
+const PACKED_MAGIC: [u8; 4] = *b"zL\x01\xff";
+/// A packed block: the magic, the entry count and the plain block's length (u32 LE each),
+/// then the plain block compressed by zstd.
+const PACKED_HEADER: usize = 12;
+/// zstd's level for blocks: its fastest, on the apply thread's path.
+const PACK_LEVEL: i32 = 1;
+/// The largest plain block unpacked (a generation's entries; far above any real one), so
+/// a damaged header cannot ask for a huge allocation.
+const MAX_PLAIN_BLOCK: usize = 1 << 30;
+
+/// A block as sled keeps it: packed (compressed), unless packing does not make it smaller.
+/// Blocks travel plain through the log and the overlay; the apply thread packs them (see
+/// `wal::apply`). A block already packed is kept as it is.
+pub(crate) fn pack_block(value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    if value.starts_with(&PACKED_MAGIC) {
+        return Ok(value);
+    }
+    let count = u32::try_from(split_block(&value)?.len())
+        .map_err(|_| StoreError::Encode("a ledger block of 2^32 entries".into()))?;
+    let plain_len = u32::try_from(value.len())
+        .map_err(|_| StoreError::Encode(format!("a ledger block of {} bytes", value.len())))?;
+    let packed =
+        compress(&value).map_err(|e| StoreError::Encode(format!("packing a ledger block: {e}")))?;
+    if PACKED_HEADER + packed.len() >= value.len() {
+        return Ok(value);
+    }
+    let mut out = Vec::with_capacity(PACKED_HEADER + packed.len());
+    out.extend_from_slice(&PACKED_MAGIC);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&plain_len.to_le_bytes());
+    out.extend_from_slice(&packed);
+    Ok(out)
+}
+
+/// zstd with a checksum of the content, so damage at rest is caught on reading. One
+/// compressor per thread (only the apply thread and recovery pack), made once.
+fn compress(plain: &[u8]) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let compressor = match cell.as_mut() {
+            Some(compressor) => compressor,
+            None => {
+                let mut made = zstd::bulk::Compressor::new(PACK_LEVEL)?;
+                made.include_checksum(true)?;
+                cell.insert(made)
+            }
+        };
+        compressor.compress(plain)
+    })
+}
+
+/// The plain form of a block, packed or not. Damage is `Corrupt`, never a panic.
+pub(crate) fn unpack_block(value: &[u8]) -> Result<Cow<'_, [u8]>, StoreError> {
+    let Some(header) = packed_header(value)? else {
+        return Ok(Cow::Borrowed(value));
+    };
+    let corrupt =
+        |what: String| StoreError::Corrupt(format!("malformed packed ledger block: {what}"));
+    if header.plain_len > MAX_PLAIN_BLOCK {
+        return Err(corrupt(format!("{} bytes unpacked", header.plain_len)));
+    }
+    let plain = zstd::bulk::decompress(&value[PACKED_HEADER..], header.plain_len)
+        .map_err(|e| corrupt(e.to_string()))?;
+    if plain.len() != header.plain_len {
+        return Err(corrupt(format!(
+            "{} bytes unpacked, {} expected",
+            plain.len(),
+            header.plain_len
+        )));
+    }
+    Ok(Cow::Owned(plain))
+}
+
+/// The number of entries of a block, packed or not (a packed block says it unpacking
+/// nothing).
+pub(crate) fn block_len(value: &[u8]) -> Result<u64, StoreError> {
+    match packed_header(value)? {
+        Some(header) => Ok(u64::from(header.count)),
+        None => Ok(split_block(value)?.len() as u64),
+    }
+}
+
+struct PackedHeader {
+    count: u32,
+    plain_len: usize,
+}
+
+fn packed_header(value: &[u8]) -> Result<Option<PackedHeader>, StoreError> {
+    if !value.starts_with(&PACKED_MAGIC) {
+        return Ok(None);
+    }
+    let field = |at: usize| {
+        value
+            .get(at..at + 4)
+            .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| StoreError::Corrupt("malformed packed ledger block header".into()))
+    };
+    Ok(Some(PackedHeader {
+        count: field(4)?,
+        plain_len: field(8)? as usize,
+    }))
 }
 
 /// The ledger entries of one generation, encoded as its block while writers stage them.
@@ -219,15 +332,85 @@ mod tests {
         assert_eq!(decode_block_key(&key).unwrap(), 7);
         let value = value.unwrap();
         assert_eq!(
-            decode_block(&value).unwrap(),
+            split_block(&value).unwrap(),
             vec![&b"seven"[..], b"", b"nine"]
         );
         // Every cut short of the end is damage, not fewer entries or a panic.
         for cut in [1, 4, 8, value.len() - 1] {
             assert!(matches!(
-                decode_block(&value[..cut]),
+                split_block(&value[..cut]),
                 Err(StoreError::Corrupt(_))
             ));
+        }
+    }
+
+    /// The entries of a block, packed or not, in sequence order.
+    fn block_entries(value: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let plain = unpack_block(value)?;
+        let entries = split_block(&plain)?;
+        Ok(entries.into_iter().map(<[u8]>::to_vec).collect())
+    }
+
+    fn block_of(first: u64, entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut block = LedgerBlock::new(first);
+        for entry in entries {
+            block.push(entry).unwrap();
+        }
+        block.into_change().unwrap().1.unwrap()
+    }
+
+    fn entry(i: usize) -> Vec<u8> {
+        format!(
+            "receipt fill-run-7:{i} sku SKU-{:03} lot L-{} zone chilled-a kg",
+            i % 100,
+            i / 100
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_packed_block_is_smaller_and_unpacks_to_the_same_entries() {
+        let entries: Vec<Vec<u8>> = (0..500).map(entry).collect();
+        let plain = block_of(1, &entries);
+        let packed = pack_block(plain.clone()).unwrap();
+        assert!(
+            packed.len() * 4 < plain.len(),
+            "{} of {}",
+            packed.len(),
+            plain.len()
+        );
+        assert_eq!(block_len(&packed).unwrap(), 500);
+        assert_eq!(block_len(&plain).unwrap(), 500);
+        assert_eq!(unpack_block(&packed).unwrap().as_ref(), plain.as_slice());
+        assert_eq!(block_entries(&packed).unwrap(), entries);
+        assert_eq!(pack_block(packed.clone()).unwrap(), packed, "packed once");
+    }
+
+    #[test]
+    fn a_block_packing_would_not_shrink_stays_plain() {
+        let plain = block_of(1, &[b"x".to_vec()]);
+        assert_eq!(pack_block(plain.clone()).unwrap(), plain);
+        assert_eq!(block_entries(&plain).unwrap(), vec![b"x".to_vec()]);
+    }
+
+    #[test]
+    fn a_damaged_packed_block_is_corrupt_not_a_panic() {
+        let entries: Vec<Vec<u8>> = (0..200).map(entry).collect();
+        let packed = pack_block(block_of(1, &entries)).unwrap();
+        let mut damaged = Vec::new();
+        for cut in [4, 8, 12, 20, packed.len() - 1] {
+            damaged.push(packed[..cut].to_vec());
+        }
+        for at in [9, 14, packed.len() / 2, packed.len() - 2] {
+            let mut flipped = packed.clone();
+            flipped[at] ^= 0x5a;
+            damaged.push(flipped);
+        }
+        let mut huge = packed.clone();
+        huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        damaged.push(huge);
+        for value in damaged {
+            assert!(matches!(block_entries(&value), Err(StoreError::Corrupt(_))));
         }
     }
 

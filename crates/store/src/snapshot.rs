@@ -537,8 +537,7 @@ fn load(
     let ledger_sequence = match data.scan_prefix(records::LEDGER_BLOCKS).next_back() {
         Some(block) => {
             let (key, value) = block?;
-            (records::decode_block_key(&key)? + records::decode_block(&value)?.len() as u64)
-                .saturating_sub(1)
+            (records::decode_block_key(&key)? + records::block_len(&value)?).saturating_sub(1)
         }
         None => 0,
     };
@@ -681,7 +680,7 @@ fn redo_generation(
                     recovery.archive.display()
                 )));
             }
-            last = (first + records::decode_block(value)?.len() as u64).saturating_sub(1);
+            last = (first + records::block_len(value)?).saturating_sub(1);
         }
         if let Some(target) = recovery.to_sequence
             && last > target

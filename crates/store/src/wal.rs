@@ -31,6 +31,7 @@ use std::thread::JoinHandle;
 
 use crate::StoreError;
 use crate::fs::FileSystem;
+use crate::records;
 
 /// One change of a generation: a key and its new value (`None` = deleted).
 pub(crate) type Change = (Vec<u8>, Option<Vec<u8>>);
@@ -447,6 +448,10 @@ pub(crate) fn apply(
 ) -> Result<(), StoreError> {
     for (key, value) in changes {
         match value {
+            // Ledger blocks travel plain through the log and the overlay, and rest packed.
+            Some(value) if key.starts_with(records::LEDGER_BLOCKS) => {
+                data.insert(key, records::pack_block(value)?)?
+            }
             Some(value) => data.insert(key, value)?,
             None => data.remove(key)?,
         };

@@ -45,6 +45,9 @@ pub struct Phase {
     pub rows: u64,
     /// The bytes of its data directory after a clean stop at the end.
     pub disk_bytes: u64,
+    /// The bytes of its data directory after a clean stop right after the history was
+    /// written (the inventory's; the booking phase does not stop in between).
+    pub history_disk_bytes: Option<u64>,
 }
 
 /// The same service, empty and with history.
@@ -92,6 +95,11 @@ async fn inventory_phase(
     let started = Instant::now();
     fill_ledger(&channels, entries).await?;
     let fill = started.elapsed();
+    // The history alone at rest, after a clean stop; then the load on it.
+    let (host, history_disk_bytes) = host
+        .restart_measuring_disk(ServiceKind::Inventory, build)
+        .await?;
+    let channels = host.channels_as(connections, Caller::Warehouse).await?;
     let rss = RssPeak::start();
     let run = run_id();
     let load_channels = channels.clone();
@@ -133,6 +141,7 @@ async fn inventory_phase(
         read,
         rows: entries + written.load(Ordering::Relaxed),
         disk_bytes,
+        history_disk_bytes: Some(history_disk_bytes),
     })
 }
 
@@ -236,6 +245,7 @@ async fn booking_phase(
         read,
         rows: bookings + written.load(Ordering::Relaxed),
         disk_bytes,
+        history_disk_bytes: None,
     })
 }
 

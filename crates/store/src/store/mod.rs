@@ -47,7 +47,10 @@ use types::{Outcome, RequestRecord};
 /// lapse the others. Version 3 is read as it is.
 /// 5: an idempotency record may keep a refusal (see `RefusalCodec`): a binary before it
 /// would replay the refusal's bytes as an answer. Version 4's records read as answers.
-pub const FORMAT_VERSION: u32 = 5;
+/// 6: ledger blocks rest packed (compressed, see `records::pack_block`), and inventory
+/// answers may be kept by reference to ledger entries: a binary before it could read
+/// neither. Version 5's plain blocks and copied answers are read as they are.
+pub const FORMAT_VERSION: u32 = 6;
 
 pub(crate) const META_FORMAT: &[u8] = b"format_version";
 pub(crate) const META_SITE: &[u8] = b"site";
@@ -135,7 +138,7 @@ impl Store {
         let next_sequence = match data.scan_prefix(LEDGER_BLOCKS).next_back() {
             Some(block) => {
                 let (key, value) = block?;
-                let entries = records::decode_block(&value)?.len() as u64;
+                let entries = records::block_len(&value)?;
                 records::decode_block_key(&key)? + entries
             }
             None => 1,
@@ -575,7 +578,8 @@ impl Store {
         for block in self.durable_scan(Bound::Included(start), LEDGER_BLOCKS.to_vec()) {
             let (key, value) = block?;
             let first = records::decode_block_key(&key)?;
-            for (sequence, bytes) in (first..).zip(records::decode_block(&value)?) {
+            let plain = records::unpack_block(&value)?;
+            for (sequence, bytes) in (first..).zip(records::split_block(&plain)?) {
                 if sequence > durable {
                     return Ok(out);
                 }
