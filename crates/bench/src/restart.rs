@@ -31,6 +31,11 @@ pub struct RestartRun {
     pub segments: usize,
     /// Their bytes up to the last record (not the zeros written ahead).
     pub log_bytes: u64,
+    /// Ledger entries written before the kill.
+    pub entries: u64,
+    /// The bytes of the service's data directory right after the kill, every file counted
+    /// (the log's segments whole, zeros made ahead included).
+    pub disk_after_kill: u64,
 }
 
 /// Kills the inventory once its log holds `fill` of a segment (1.0: nearly all of one; a
@@ -88,6 +93,7 @@ async fn kill_full_and_restart(cluster: &mut Cluster, fill: f64) -> Result<Resta
         call += FILL_CALLS;
     }
     cluster.kill(PROCESS).await?;
+    let disk_after_kill = crate::host::dir_size(cluster.data_dir(PROCESS)?);
     let found = segments(&wal)?.len();
     let log_bytes = logged_bytes(&wal)?;
     let started = Instant::now();
@@ -102,6 +108,8 @@ async fn kill_full_and_restart(cluster: &mut Cluster, fill: f64) -> Result<Resta
         ready_after: started.elapsed(),
         segments: found,
         log_bytes,
+        entries: call * FILL_MOVEMENTS,
+        disk_after_kill,
     })
 }
 
