@@ -66,15 +66,15 @@ pub(crate) fn history_rows(
         ratio: times(filled.read.latency_ms(0.99), empty.read.latency_ms(0.99)),
         target: "≤ 2× empty".into(),
     });
-    let per_row = |phase: &Phase| phase.disk_bytes as f64 / phase.rows.max(1) as f64;
-    if let Some(bytes) = filled.history_disk_bytes.filter(|_| filled.history > 0) {
+    let per_row = |phase: &Phase| phase.disk.bytes as f64 / phase.rows.max(1) as f64;
+    if let Some(disk) = filled.history_disk.filter(|_| filled.history > 0) {
         figures.rows.push(Row {
             figure: format!(
                 "{service}: bytes on disk per {row_name} of the history ({} written in batches, after a clean stop, every file counted)",
                 filled.history
             ),
-            ours: format!("{:.0} B", bytes as f64 / filled.history as f64),
-            peer: "–".into(),
+            ours: format!("{:.0} B", disk.bytes as f64 / filled.history as f64),
+            peer: format!("sled's space amplification {:.1}×", disk.amplification()),
             ratio: "–".into(),
             target: disk_target.into(),
         });
@@ -84,8 +84,17 @@ pub(crate) fn history_rows(
             "{service}: bytes on disk per {row_name} after the write load and a clean stop ({} in the store, every file counted)",
             filled.rows
         ),
-        ours: format!("{:.0} B", per_row(filled)),
-        peer: format!("{:.0} B (empty + load: {} rows)", per_row(empty), empty.rows),
+        ours: format!(
+            "{:.0} B (sled's space amplification {:.1}×)",
+            per_row(filled),
+            filled.disk.amplification()
+        ),
+        peer: format!(
+            "{:.0} B, {:.1}× (empty + load: {} rows)",
+            per_row(empty),
+            empty.disk.amplification(),
+            empty.rows
+        ),
         ratio: "–".into(),
         target: disk_target.into(),
     });

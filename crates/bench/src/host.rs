@@ -134,6 +134,22 @@ impl Keys {
 
 /// A server of ours running for one scenario, with its data directory and the keys of its
 /// callers.
+/// A stopped service's data at rest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskUse {
+    /// Every file of its data directory.
+    pub bytes: u64,
+    /// The bytes of sled's keys and values (see [`sled_logical_bytes`]).
+    pub logical: u64,
+}
+
+impl DiskUse {
+    /// sled's space amplification: its files' bytes over the bytes of what they hold.
+    pub fn amplification(&self) -> f64 {
+        self.bytes as f64 / self.logical.max(1) as f64
+    }
+}
+
 pub struct Host {
     pub service: RunningService,
     pub data: tempfile::TempDir,
@@ -311,14 +327,17 @@ impl Host {
         self,
         kind: ServiceKind,
         build: Build,
-    ) -> Result<(Self, u64), String> {
+    ) -> Result<(Self, DiskUse), String> {
         let Host {
             service,
             data,
             keys,
         } = self;
         service.stop().await;
-        let bytes = dir_size(data.path());
+        let bytes = DiskUse {
+            bytes: dir_size(data.path()),
+            logical: sled_logical_bytes(data.path())?,
+        };
         let mut ctx = bench_context(kind, &data)?;
         ctx.security.credentials = Some(keys.credentials.clone());
         let spec = build(&ctx).map_err(|e| e.to_string())?;
@@ -331,6 +350,46 @@ impl Host {
         self.service.stop().await;
         dir_size(self.data.path())
     }
+
+    /// [`Host::stop_and_measure_disk`], with the bytes of sled's keys and values (see
+    /// [`sled_logical_bytes`]).
+    pub async fn stop_and_measure_space(self) -> Result<DiskUse, String> {
+        self.service.stop().await;
+        Ok(DiskUse {
+            bytes: dir_size(self.data.path()),
+            logical: sled_logical_bytes(self.data.path())?,
+        })
+    }
+}
+
+/// The bytes of the keys and values held by the sled databases under `path` (each
+/// directory with sled's `conf` and `db` files), every tree counted: what sled's files
+/// would hold with no space lost to old versions and fragmentation. Call it once the
+/// service has stopped (sled locks its database while open).
+pub fn sled_logical_bytes(path: &std::path::Path) -> Result<u64, String> {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if dir.join("conf").is_file() && dir.join("db").is_file() {
+            let db = sled::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for name in db.tree_names() {
+                let tree = db.open_tree(&name).map_err(|e| e.to_string())?;
+                for entry in tree.iter() {
+                    let (key, value) = entry.map_err(|e| e.to_string())?;
+                    total += (key.len() + value.len()) as u64;
+                }
+            }
+            continue;
+        }
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        stack.extend(
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.is_dir()),
+        );
+    }
+    Ok(total)
 }
 
 /// The bytes the files under `path` take (what cannot be read counts as nothing).

@@ -18,7 +18,7 @@ use coldchain_runtime::network::ServiceKind;
 
 use super::{booking_pair, fill_request, receipt_request, run_id};
 use crate::Build;
-use crate::host::{Caller, Host, bench_customer};
+use crate::host::{Caller, DiskUse, Host, bench_customer};
 use crate::load::{self, LoadResult, LoadSpec};
 
 /// Movements per call while filling the ledger.
@@ -43,11 +43,11 @@ pub struct Phase {
     pub read: LoadResult,
     /// Rows in the store at the end: the history and what the load wrote.
     pub rows: u64,
-    /// The bytes of its data directory after a clean stop at the end.
-    pub disk_bytes: u64,
-    /// The bytes of its data directory after a clean stop right after the history was
-    /// written (the inventory's; the booking phase does not stop in between).
-    pub history_disk_bytes: Option<u64>,
+    /// Its data directory after a clean stop at the end.
+    pub disk: DiskUse,
+    /// Its data directory after a clean stop right after the history was written (the
+    /// inventory's; the booking phase does not stop in between).
+    pub history_disk: Option<DiskUse>,
 }
 
 /// The same service, empty and with history.
@@ -96,7 +96,7 @@ async fn inventory_phase(
     fill_ledger(&channels, entries).await?;
     let fill = started.elapsed();
     // The history alone at rest, after a clean stop; then the load on it.
-    let (host, history_disk_bytes) = host
+    let (host, history_disk) = host
         .restart_measuring_disk(ServiceKind::Inventory, build)
         .await?;
     let channels = host.channels_as(connections, Caller::Warehouse).await?;
@@ -132,7 +132,7 @@ async fn inventory_phase(
         async move { client.list_stock(request).await.map(|_| ()) }
     })
     .await;
-    let disk_bytes = host.stop_and_measure_disk().await;
+    let disk = host.stop_and_measure_space().await?;
     Ok(Phase {
         history: entries,
         fill,
@@ -140,8 +140,8 @@ async fn inventory_phase(
         rss_peak,
         read,
         rows: entries + written.load(Ordering::Relaxed),
-        disk_bytes,
-        history_disk_bytes: Some(history_disk_bytes),
+        disk,
+        history_disk: Some(history_disk),
     })
 }
 
@@ -236,7 +236,7 @@ async fn booking_phase(
         async move { client.list_bookings(request).await.map(|_| ()) }
     })
     .await;
-    let disk_bytes = host.stop_and_measure_disk().await;
+    let disk = host.stop_and_measure_space().await?;
     Ok(Phase {
         history: bookings,
         fill,
@@ -244,8 +244,8 @@ async fn booking_phase(
         rss_peak,
         read,
         rows: bookings + written.load(Ordering::Relaxed),
-        disk_bytes,
-        history_disk_bytes: None,
+        disk,
+        history_disk: None,
     })
 }
 
