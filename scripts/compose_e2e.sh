@@ -531,7 +531,7 @@ timeout 120 docker run --rm --network none --user 10001:10001 -v "$volume:/data"
     coldchain:latest restore "/backups/$(basename "$backup_file")" --data-dir /data \
     --site "$restore_site" --service inventory >"$work/restore.log" 2>&1 \
     || { cat "$work/restore.log" >&2; fail "coldchain restore into $volume"; }
-say "restored into $volume in $(($(date +%s) - t0)) s: $(tail -1 "$work/restore.log")"
+say "restored into $volume in $(($(date +%s) - t0)) s:$(grep -m1 'ledger sequence' "$work/restore.log" || tail -1 "$work/restore.log")"
 compose start "$restored" >/dev/null 2>&1 || fail "compose start $restored"
 wait_container_healthy "$restored" 60
 wait_healthy "$services" 60
