@@ -19,7 +19,14 @@
 #    within its deadline and answers for the others, the site keeps serving its local
 #    clients, and after reconnection the gateway's views and alarm stream recover;
 # 6. `down` (keeping volumes) and `up` again: the data is still there;
-# 7. `down -v`: no container, network or volume left.
+# 7. backup, wipe, restore, serve: receipts at one site, the compose `backup` service (profile
+#    `backup`) backs up every service while the network runs, each file verified; more
+#    receipts; the site's inventory stopped, its volume removed and recreated, the backup
+#    restored into it (a one-off container of the image, as 10001:10001) and the service
+#    started: healthy, the state of the backup exactly (the later receipts gone), a new write
+#    continues the ledger, the gateway sees the site; a damaged copy and another site's
+#    `--site` are refused by `backup verify` and `restore`;
+# 8. `down -v`: no container, network or volume left.
 #
 # The Docker engine is REQUIRED: without `docker`, a running engine or a compose tool this
 # script fails; it never skips. Every wait has a timeout, the whole run a budget, and an EXIT
@@ -461,8 +468,111 @@ after_local=$(snapshot "$cut_site" "LOCAL-$run_id") || fail "snapshot of $cut_si
 say "data kept: $victim_site $after_kill, $cut_site $after_local"
 within_budget
 
-# --- 7. down -v -------------------------------------------------------------------------------
-step "7. down -v"
+# --- 7. backup, wipe, restore, serve ----------------------------------------------------------
+restore_site=la-vientiane
+restored=inventory-$restore_site
+step "7. backup, wipe, restore, serve: $restored from the compose backup service"
+t7=$(date +%s)
+e2e() { # timeout, e2e.py command and arguments
+    timeout "$1" python3 deploy/docker/e2e.py --stubs "$work/stubs" --secrets "$secrets" \
+        --project "$project" --network deploy/network.toml --run "$run_id" --gateway "$gateway" "${@:2}"
+}
+backup_sku=BACKUP-$run_id
+# Known data: receipts with distinct request ids; the site's state (on hand, ledger head, a
+# digest of every ledger entry) is the last line.
+e2e 60 receipts --site "$restore_site" --sku "$backup_sku" --tag before --count 3 >"$work/before.out" \
+    || { cat "$work/before.out" >&2; fail "receipts at $restore_site before the backup"; }
+tail -1 "$work/before.out" >"$work/at-backup.json"
+sed '$d' "$work/before.out"
+at_backup_head=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["head"])' "$work/at-backup.json")
+say "state of $restore_site before the backup: $(cut -c1-150 "$work/at-backup.json")…"
+# The documented one-shot service (profile `backup`), into this run's directory, owned by the
+# image's user: every site service and the gateway, while the network runs.
+backups=$work/backups
+mkdir -p "$backups" && chown 10001:10001 "$backups"
+t0=$(date +%s)
+BACKUP_DIR=$backups compose --profile backup run --rm backup >"$work/backup.log" 2>&1 \
+    || { tail -30 "$work/backup.log" >&2; fail "compose --profile backup run --rm backup failed"; }
+files=("$backups"/*.ccbackup)
+[ "${#files[@]}" -eq $((sites * 3 + 1)) ] \
+    || fail "the backup service wrote ${#files[@]} files, expected $((sites * 3 + 1)) (every site service and the gateway): $(ls "$backups")"
+say "compose backup service: ${#files[@]} files in $(($(date +%s) - t0)) s ($(du -sh "$backups" | cut -f1))"
+t0=$(date +%s)
+for file in "${files[@]}"; do
+    timeout 30 "$coldchain" backup verify "$file" >/dev/null 2>"$work/verify.err" \
+        || { cat "$work/verify.err" >&2; fail "backup verify $(basename "$file")"; }
+done
+backup_file=$(ls "$backups/$restore_site"-inventory-*.ccbackup)
+timeout 30 "$coldchain" backup verify --json "$backup_file" >"$work/manifest.json" \
+    || fail "backup verify --json $(basename "$backup_file")"
+manifest_sequence=$(python3 -c 'import json, sys; t = open(sys.argv[1]).read(); print(json.loads(t[t.index("{"):])["ledger_sequence"])' "$work/manifest.json")
+[ "$manifest_sequence" = "$at_backup_head" ] \
+    || fail "$(basename "$backup_file") is at ledger sequence $manifest_sequence, the site's ledger was at $at_backup_head"
+say "every file verified in $(($(date +%s) - t0)) s; $(basename "$backup_file") at ledger sequence $manifest_sequence, the head before it"
+# More data after the backup: gone after the restore, if the restore came from the backup.
+e2e 60 receipts --site "$restore_site" --sku "$backup_sku" --tag after --count 2 >"$work/after.out" \
+    || { cat "$work/after.out" >&2; fail "receipts at $restore_site after the backup"; }
+sed '$d' "$work/after.out"
+# Wipe: the container stopped and removed, its volume removed and created again (empty), the
+# container created again without starting it.
+volume=${project}_$restored-data
+t0=$(date +%s)
+compose stop "$restored" >/dev/null 2>&1 || fail "compose stop $restored"
+compose rm -f "$restored" >/dev/null 2>&1 || fail "compose rm -f $restored"
+docker volume rm "$volume" >/dev/null || fail "cannot remove the volume $volume"
+compose up --no-start --no-deps "$restored" >"$work/recreate.log" 2>&1 \
+    || { cat "$work/recreate.log" >&2; fail "compose up --no-start --no-deps $restored"; }
+mountpoint=$(docker volume inspect -f '{{.Mountpoint}}' "$volume") || fail "$volume was not created again"
+[ -z "$(ls -A "$mountpoint")" ] || fail "$volume is not empty after it was created again: $(ls -A "$mountpoint")"
+say "$restored stopped, $volume removed and created again (empty) in $(($(date +%s) - t0)) s"
+# Restore into the volume: a one-off container of the image, as its user, with no network.
+t0=$(date +%s)
+timeout 120 docker run --rm --network none --user 10001:10001 -v "$volume:/data" -v "$backups:/backups:ro" \
+    coldchain:latest restore "/backups/$(basename "$backup_file")" --data-dir /data \
+    --site "$restore_site" --service inventory >"$work/restore.log" 2>&1 \
+    || { cat "$work/restore.log" >&2; fail "coldchain restore into $volume"; }
+say "restored into $volume in $(($(date +%s) - t0)) s:$(grep -m1 'ledger sequence' "$work/restore.log" || tail -1 "$work/restore.log")"
+compose start "$restored" >/dev/null 2>&1 || fail "compose start $restored"
+wait_container_healthy "$restored" 60
+wait_healthy "$services" 60
+say "$restored healthy $(($(date +%s) - t0)) s after the restore began; all $services containers healthy"
+e2e 90 after-restore --site "$restore_site" --sku "$backup_sku" --snapshot "$work/at-backup.json" --deadline 30 \
+    || fail "$restored after the restore"
+# A damaged copy (one byte flipped in the middle) and another site's --site are refused.
+damaged=$work/damaged.ccbackup
+cp "$backup_file" "$damaged"
+python3 - "$damaged" <<'PY'
+import os, sys
+with open(sys.argv[1], "r+b") as f:
+    middle = os.path.getsize(sys.argv[1]) // 2
+    f.seek(middle)
+    byte = f.read(1)[0]
+    f.seek(middle)
+    f.write(bytes([byte ^ 0xFF]))
+PY
+cmp -s "$backup_file" "$damaged" && fail "the damaged copy equals the backup"
+refused() { # what, words the message must hold (extended regex), command...
+    local what=$1 words=$2 rc=0 out
+    shift 2
+    out=$(timeout 30 "$@" 2>&1) || rc=$?
+    [ "$rc" -ne 0 ] || fail "$what was accepted: $out"
+    [ "$rc" -ne 124 ] || fail "$what: no answer within 30 s"
+    grep -qiE "$words" <<<"$out" || fail "$what refused (exit $rc) without a clear message: $out"
+    say "ok: $what refused (exit $rc): $(tail -1 <<<"$out" | cut -c1-220)"
+}
+refused "backup verify of a damaged copy" 'corrupt|damaged' "$coldchain" backup verify "$damaged"
+mkdir -p "$work/restore-damaged" "$work/restore-other"
+refused "restore of a damaged copy" 'corrupt|damaged' \
+    "$coldchain" restore "$damaged" --data-dir "$work/restore-damaged"
+[ -z "$(ls -A "$work/restore-damaged")" ] || fail "the refused restore wrote $(ls -A "$work/restore-damaged")"
+refused "restore of $restore_site's backup with --site vn-hanoi" "not site \"vn-hanoi\"" \
+    "$coldchain" restore "$backup_file" --data-dir "$work/restore-other" --site vn-hanoi
+[ -z "$(ls -A "$work/restore-other")" ] || fail "the refused restore wrote $(ls -A "$work/restore-other")"
+say "step 7 (backup, wipe, restore, serve) took $(($(date +%s) - t7)) s"
+within_budget
+
+# --- 8. down -v -------------------------------------------------------------------------------
+step "8. down -v"
 compose_down -v
 phantoms=$(phantom_networks | wc -l)
 left=$( (docker ps -aq "${project_filter[@]}"; docker network ls -q "${project_filter[@]}"; docker volume ls -q "${project_filter[@]}") | wc -l)

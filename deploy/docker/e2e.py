@@ -708,6 +708,85 @@ def cmd_security(args, dep):
     check(status == health_pb2.HealthCheckResponse.SERVING, f"inventory-{site}: health is open (no key)")
 
 
+# ------------------------------------------------------------------------------------------
+# Backup, wipe, restore (step 7 of the script)
+
+
+def backup_request(args, tag, i):
+    """Receipt i of a batch `tag` (before, after, new): a distinct request_id, i + 1 kg."""
+    return inv_pb2.RecordMovementsRequest(
+        request_id=f"backup-{args.run}-{tag}-{i}",
+        movements=[receipt(args.sku, f"LOT-{tag}", i + 1)]), i + 1
+
+
+def ledger_state(stub, sku, run):
+    """On hand of `sku`, the ledger head, a digest of every entry, and this run's backup requests."""
+    import hashlib
+
+    entries = ledger(stub)
+    digest = hashlib.sha256()
+    for e in entries:
+        digest.update(e.SerializeToString(deterministic=True))
+    ids = sorted({e.request_id for e in entries if e.request_id.startswith(f"backup-{run}-")})
+    return {"on_hand": stock_on_hand(stub, sku), "head": entries[-1].sequence if entries else 0,
+            "entries": len(entries), "digest": digest.hexdigest(), "requests": ids}
+
+
+def cmd_receipts(args, dep):
+    """--count receipts of --sku at --site (batch --tag), each acknowledged; then prints the
+    site's ledger state (on hand, head, digest, this run's backup requests) as JSON."""
+    stub = inv_grpc.InventoryServiceStub(dep.channel(args.site, "inventory", warehouse(args.site)))
+    sequences = []
+    for i in range(args.count):
+        req, _ = backup_request(args, args.tag, i)
+        response = call("InventoryService/RecordMovements", stub.RecordMovements, req, timeout=10)
+        sequences.extend(e.sequence for e in response.entries)
+    check(len(sequences) == args.count,
+          f"{args.site}: {args.count} receipts of {args.sku} ({args.tag}) acknowledged, sequences {sequences}")
+    print(json.dumps(ledger_state(stub, args.sku, args.run)))
+
+
+def cmd_after_restore(args, dep):
+    """The restored inventory equals the state at the backup (--snapshot: the JSON of
+    `receipts` before it); the receipts written after the backup are not there; a new write
+    continues the ledger after the backup's sequence; the gateway sees the site again."""
+    with open(args.snapshot) as f:
+        expected = json.load(f)
+    stub = inv_grpc.InventoryServiceStub(dep.channel(args.site, "inventory", warehouse(args.site)))
+    state = ledger_state(stub, args.sku, args.run)
+    check(state["requests"] == expected["requests"],
+          f"{args.site}: the ledger holds exactly the {len(expected['requests'])} backup requests "
+          f"written before the backup, none of those after it")
+    check(state == expected,
+          f"{args.site}: on hand {state['on_hand']}, ledger head {state['head']}, "
+          f"{state['entries']} entries with digest {state['digest'][:12]}… equal the state at the backup")
+    req, qty = backup_request(args, "new", 0)
+    response = call("InventoryService/RecordMovements", stub.RecordMovements, req, timeout=10)
+    sequences = [e.sequence for e in response.entries]
+    check(sequences == [expected["head"] + 1],
+          f"{args.site}: a new receipt is recorded at sequence {sequences}, right after the backup's "
+          f"{expected['head']}")
+    check(stock_on_hand(stub, args.sku) == expected["on_hand"] + qty,
+          f"{args.site}: GetStock {args.sku} {expected['on_hand'] + qty} after it")
+    gateway = net_grpc.NetworkServiceStub(channel(args.gateway, OPERATIONS))
+    deadline = time.time() + args.deadline
+    while True:
+        sites = call("NetworkService/ListSites", gateway.ListSites, net_pb2.ListSitesRequest(), timeout=10).sites
+        serving = all(e.health == net_pb2.ENDPOINT_HEALTH_SERVING
+                      for s in sites if s.site_id == args.site for e in s.endpoints)
+        found = call("NetworkService/FindStock", gateway.FindStock, net_pb2.FindStockRequest(sku=args.sku),
+                     timeout=10)
+        at = {s.site_id: sum(z.on_hand for z in s.zones) for s in found.sites}
+        if serving and not found.failures and at.get(args.site) == expected["on_hand"] + qty:
+            break
+        if time.time() > deadline:
+            raise Failed(f"the gateway after the restore: {args.site} serving {serving}, FindStock "
+                         f"{args.sku} {at.get(args.site)} (want {expected['on_hand'] + qty}), "
+                         f"failures {[f.site_id for f in found.failures]}")
+        time.sleep(1)
+    check(True, f"the gateway: {args.site} SERVING, FindStock {args.sku} {at[args.site]} there, no site failed")
+
+
 COMMANDS = {
     "security": cmd_security,
     "flows": cmd_flows,
@@ -717,6 +796,8 @@ COMMANDS = {
     "sites-answer": cmd_sites_answer,
     "snapshot": cmd_snapshot,
     "partition": cmd_partition,
+    "receipts": cmd_receipts,
+    "after-restore": cmd_after_restore,
 }
 
 
@@ -744,6 +825,8 @@ def main():
     parser.add_argument("--hold", type=float, default=30.0)
     parser.add_argument("--disconnect")
     parser.add_argument("--reconnect")
+    parser.add_argument("--tag")
+    parser.add_argument("--count", type=int, default=3)
     args = parser.parse_args()
     load_stubs(args.stubs)
     global SECRETS
