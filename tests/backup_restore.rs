@@ -45,6 +45,7 @@ fn receipt(request_id: String, quantity: i64) -> inv::RecordMovementsRequest {
             unit: "kg".into(),
             ..Default::default()
         }],
+        actor: Default::default(),
     }
 }
 

@@ -98,6 +98,7 @@ async fn drive(
                 last_day: Some(proto_date(last)),
                 hold_ttl: None,
                 customer_reference: String::new(),
+                actor: Default::default(),
             };
             let result = client.hold_space(request.clone()).await;
             if let (Ok(response), None) = (&result, &sample) {
@@ -112,6 +113,7 @@ async fn drive(
                     .confirm_booking(pb::ConfirmBookingRequest {
                         request_id,
                         booking_id: id,
+                        actor: Default::default(),
                     })
                     .await
             } else {
@@ -121,6 +123,7 @@ async fn drive(
                         request_id,
                         booking_id: id,
                         reason: "load test".into(),
+                        actor: Default::default(),
                     })
                     .await
             }

@@ -198,6 +198,7 @@ async fn seed_stock(net: &TestNetwork) {
                 unit: "kg".into(),
                 ..inv::Movement::default()
             }],
+            actor: Default::default(),
         })
         .await
         .expect("seed receipt");
@@ -221,6 +222,7 @@ async fn seed_telemetry(net: &TestNetwork) {
             )),
             profile: None,
             description: "cool room A, door side".into(),
+            actor: Default::default(),
         })
         .await
         .expect("register sensor");

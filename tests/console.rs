@@ -496,6 +496,7 @@ async fn the_pages_show_what_the_services_hold() {
                 ..Default::default()
             }),
             description: "cold room A".into(),
+            actor: Default::default(),
         })
         .await
         .unwrap();
@@ -755,6 +756,7 @@ async fn measure_the_30_day_sensor_page() {
             binding: Some(tel::register_sensor_request::Binding::ZoneId(ZONE.into())),
             profile: None,
             description: "measured".into(),
+            actor: Default::default(),
         })
         .await
         .unwrap();

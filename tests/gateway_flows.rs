@@ -171,6 +171,7 @@ async fn transfers_survive_sigkill_of_the_gateway_between_steps() {
                 unit: "kg".into(),
                 ..inv::Movement::default()
             }],
+            actor: Default::default(),
         })
         .await
         .expect("receipt");
@@ -222,6 +223,7 @@ async fn transfers_survive_sigkill_of_the_gateway_between_steps() {
             .receive_transfer(pb::ReceiveTransferRequest {
                 request_id: request_id.into(),
                 transfer_id: transfer_id.into(),
+                actor: Default::default(),
             })
             .await
             .expect("arrival recorded")
@@ -255,6 +257,7 @@ async fn transfers_survive_sigkill_of_the_gateway_between_steps() {
         .receive_transfer(pb::ReceiveTransferRequest {
             request_id: "receive-a-again".into(),
             transfer_id: "X8011-A".into(),
+            actor: Default::default(),
         })
         .await
         .expect_err("a completed transfer is not received twice");

@@ -77,6 +77,7 @@ fn next_batch(writer: usize, n: u64, state: &mut u64) -> pb::RecordMovementsRequ
     pb::RecordMovementsRequest {
         request_id: format!("w{writer}-{n}"),
         movements,
+        actor: Default::default(),
     }
 }
 
@@ -104,6 +105,7 @@ async fn writer(endpoint: String, key: ApiKey, writer: usize, until: Instant) ->
     let seed = pb::RecordMovementsRequest {
         request_id: format!("w{writer}-seed"),
         movements: seed,
+        actor: Default::default(),
     };
     let entries = client
         .record_movements(seed.clone())

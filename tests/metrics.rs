@@ -79,6 +79,7 @@ fn receipt(n: u64) -> pb::RecordMovementsRequest {
             unit: "kg".into(),
             ..Default::default()
         }],
+        actor: Default::default(),
     }
 }
 

@@ -239,6 +239,7 @@ async fn check_credentials_are_required(net: &TestNetwork) {
             unit: "kg".into(),
             ..Default::default()
         }],
+        actor: Default::default(),
     };
     let booking_client = keyring.channel(&inventory, &common::customer("hunan-citrus-export"));
     let denied = InventoryServiceClient::new(booking_client)

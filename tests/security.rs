@@ -421,6 +421,7 @@ fn receipt(request_id: &str, quantity: i64) -> inventory::RecordMovementsRequest
             unit: "kg".into(),
             ..Default::default()
         }],
+        actor: Default::default(),
     }
 }
 
@@ -533,6 +534,7 @@ async fn cross_site_and_cross_customer_attempts_are_denied_and_change_nothing() 
             .confirm_booking(booking::ConfirmBookingRequest {
                 request_id: "sec-confirm-foreign".into(),
                 booking_id: id.clone(),
+                actor: Default::default(),
             })
             .await
             .expect_err("foreign confirm"),
@@ -541,6 +543,7 @@ async fn cross_site_and_cross_customer_attempts_are_denied_and_change_nothing() 
                 request_id: "sec-cancel-foreign".into(),
                 booking_id: id.clone(),
                 reason: "not mine".into(),
+                actor: Default::default(),
             })
             .await
             .expect_err("foreign cancel"),

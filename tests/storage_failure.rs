@@ -41,6 +41,7 @@ fn receipt(request_id: String, lot: usize) -> pb::RecordMovementsRequest {
             unit: "kg".into(),
             ..Default::default()
         }],
+        actor: Default::default(),
     }
 }
 

@@ -101,6 +101,7 @@ async fn an_excursion_holds_the_zone_once_inventory_comes_up() {
                 ..Default::default()
             }),
             description: "cold room A, door side".into(),
+            actor: Default::default(),
         })
         .await
         .expect("register sensor");
@@ -200,6 +201,7 @@ async fn an_excursion_holds_the_zone_once_inventory_comes_up() {
                 unit: "each".into(),
                 ..Default::default()
             }],
+            actor: Default::default(),
         })
         .await
         .expect("receipt");

@@ -191,6 +191,7 @@ async fn register_sensors(client: &mut Client) -> Vec<(pb::RegisterSensorRequest
                 ..Default::default()
             }),
             description: format!("crash test sensor {sensor}"),
+            actor: Default::default(),
         };
         let response = client
             .register_sensor(request.clone())

@@ -62,6 +62,7 @@ async fn a_hold_refused_before_arrival_is_placed_once_the_lot_arrives() {
             ..tel::SensorProfile::default()
         }),
         description: "reefer of T-TRANSIT".into(),
+        actor: Default::default(),
     })
     .await
     .expect("sensor registered");

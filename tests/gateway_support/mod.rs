@@ -92,6 +92,7 @@ pub async fn receive_lot(
                 unit: "kg".into(),
                 ..inv::Movement::default()
             }],
+            actor: Default::default(),
         })
         .await
         .expect("receipt recorded");
@@ -193,6 +194,7 @@ pub async fn register_reefer(telemetry: &mut Telemetry, sensor_id: &str) {
                 ..tel::SensorProfile::default()
             }),
             description: "test reefer".into(),
+            actor: Default::default(),
         })
         .await
         .expect("sensor registered");
@@ -276,6 +278,7 @@ pub async fn receive_transfer(
         .receive_transfer(pb::ReceiveTransferRequest {
             request_id: request_id.into(),
             transfer_id: transfer_id.into(),
+            actor: Default::default(),
         })
         .await
         .map(|r| r.into_inner())

@@ -112,6 +112,7 @@ async fn measure(
         )),
         profile: None,
         description: "coldchain bench: the console's sensor page".into(),
+        actor: Default::default(),
     })
     .await
     .map_err(|s| format!("RegisterSensor: {}", s.message()))?;

@@ -37,6 +37,7 @@ pub(crate) async fn bananas(day: &Day<'_>) -> Result<(LotOutcome, BookingOutcome
         last_day: Some(proto_time::date(plus_days(vte_today, 2))),
         hold_ttl: Some(proto_time::duration(Duration::from_secs(15 * 60))),
         customer_reference: format!("ban-{run}"),
+        actor: Default::default(),
     };
     let forwarder = day.vte.booking(FORWARDER)?;
     let held = call!(forwarder, hold_space, request).map_err(step_err(step))?;
@@ -44,6 +45,7 @@ pub(crate) async fn bananas(day: &Day<'_>) -> Result<(LotOutcome, BookingOutcome
     let request = booking::ConfirmBookingRequest {
         request_id: day.rid("banana-confirm"),
         booking_id: held.booking_id.clone(),
+        actor: Default::default(),
     };
     let confirmed = call!(forwarder, confirm_booking, request).map_err(step_err(step))?;
     states.push(format::booking_state_name(confirmed.state));
@@ -69,6 +71,7 @@ pub(crate) async fn bananas(day: &Day<'_>) -> Result<(LotOutcome, BookingOutcome
             pallets: 6,
             ..Default::default()
         }],
+        actor: Default::default(),
     };
     let answer = call!(day.vte.inventory, record_movements, request).map_err(step_err(step))?;
     day.recorded_at(VIENTIANE);
@@ -150,12 +153,14 @@ pub(crate) async fn shipper(day: &mut Day<'_>) -> Result<Option<BookingOutcome>,
         last_day: Some(proto_time::date(last)),
         hold_ttl: Some(proto_time::duration(Duration::from_secs(30 * 60))),
         customer_reference: format!("po-{}", day.run),
+        actor: Default::default(),
     };
     let held = call!(shipper, hold_space, request).map_err(step_err(step))?;
     let mut states = vec![format::booking_state_name(held.state)];
     let request = booking::ConfirmBookingRequest {
         request_id: day.rid("shipper-confirm"),
         booking_id: held.booking_id.clone(),
+        actor: Default::default(),
     };
     let confirmed = call!(shipper, confirm_booking, request).map_err(step_err(step))?;
     states.push(format::booking_state_name(confirmed.state));
@@ -202,6 +207,7 @@ pub(crate) async fn seller(day: &mut Day<'_>) -> Result<Option<BookingOutcome>, 
         last_day: Some(proto_time::date(plus_days(local, 4))),
         hold_ttl: Some(proto_time::duration(Duration::from_secs(10 * 60))),
         customer_reference: format!("flash-sale-{}", day.run),
+        actor: Default::default(),
     };
     let held = call!(seller, hold_space, request).map_err(step_err(step))?;
     let mut states = vec![format::booking_state_name(held.state)];
@@ -209,6 +215,7 @@ pub(crate) async fn seller(day: &mut Day<'_>) -> Result<Option<BookingOutcome>, 
         request_id: day.rid("seller-cancel"),
         booking_id: held.booking_id.clone(),
         reason: "flash sale moved to next week".into(),
+        actor: Default::default(),
     };
     let cancelled = call!(seller, cancel_booking, request).map_err(step_err(step))?;
     states.push(format::booking_state_name(cancelled.state));

@@ -92,6 +92,7 @@ pub(crate) async fn at_park(day: &Day<'_>) -> Result<ParkLots, DemoError> {
     let request = inventory::RecordMovementsRequest {
         request_id: day.rid("park-receipts"),
         movements,
+        actor: Default::default(),
     };
     let answer = call!(day.park.inventory, record_movements, request).map_err(step_err(step))?;
     day.recorded_at(PARK);

@@ -171,6 +171,7 @@ async fn stream_live(
                 )),
                 profile: None,
                 description: "reefer of the demo's China-Laos train".into(),
+                actor: Default::default(),
             };
             call!(park.telemetry, register_sensor, request)?;
             outcome.registered_by_demo = true;

@@ -71,6 +71,7 @@ pub(crate) async fn start(day: &mut Day<'_>, park: &ParkLots) -> Result<Corridor
         reefer_container_id: container_id.clone(),
         reefer_temperature_class: common::TemperatureClass::Chilled as i32,
         train_or_route: TRAIN.into(),
+        actor: Default::default(),
     };
     let started = call!(day.gateway, start_transfer, request).map_err(step_err(step))?;
     let state_after_start = format::transfer_state_name(started.state);
@@ -123,6 +124,7 @@ pub(crate) async fn arrive(
         let request = network::ReceiveTransferRequest {
             request_id: day.rid("transfer-receive"),
             transfer_id: transfer_id.clone(),
+            actor: Default::default(),
         };
         corridor.transfer =
             call!(day.gateway, receive_transfer, request).map_err(step_err(step))?;

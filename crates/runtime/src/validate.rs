@@ -68,6 +68,13 @@ impl Violations {
         }
     }
 
+    /// The optional `actor` of a mutating request (see `coldchain_audit::check_actor`).
+    pub fn actor(&mut self, value: &str) {
+        if let Err(problem) = coldchain_audit::check_actor(value) {
+            self.add("actor", problem);
+        }
+    }
+
     /// Free text up to 512 bytes of UTF-8 (the protos' limit counts bytes, not characters:
     /// 512 bytes is what a client can budget for whatever script it writes in), without
     /// control characters other than newline and tab.

@@ -48,6 +48,7 @@ impl Workload {
                 last_day: Some(proto_time::date(first + chrono::Days::new(2))),
                 hold_ttl: Some(proto_time::duration(Duration::from_secs(6 * 3_600))),
                 customer_reference: format!("soak {}", self.run),
+                actor: Default::default(),
             };
             let client = site.booking.clone();
             let held = self
@@ -76,6 +77,7 @@ impl Workload {
                 let message = booking::ConfirmBookingRequest {
                     request_id: request_id.clone(),
                     booking_id: ack.booking_id.clone(),
+                    actor: Default::default(),
                 };
                 let outcome = self
                     .recorder
@@ -115,6 +117,7 @@ impl Workload {
             request_id: request_id.clone(),
             booking_id: ack.booking_id.clone(),
             reason: "soak: plans changed".into(),
+            actor: Default::default(),
         };
         let client = self.sites[site].booking.clone();
         let outcome = self

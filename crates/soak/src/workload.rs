@@ -181,6 +181,7 @@ impl Workload {
             let message = inventory::RecordMovementsRequest {
                 request_id: request_id.clone(),
                 movements,
+                actor: Default::default(),
             };
             let write = MovementWrite {
                 site: clients.id.clone(),
@@ -348,6 +349,7 @@ impl Workload {
                 ..Default::default()
             }),
             description: "soak: chilled room".into(),
+            actor: Default::default(),
         };
         let client = clients.telemetry_ops.clone();
         let registered = self
@@ -497,6 +499,7 @@ pub async fn receive(
     let message = network::ReceiveTransferRequest {
         request_id: format!("{transfer_id}-receive-{attempt}"),
         transfer_id: transfer_id.to_owned(),
+        actor: Default::default(),
     };
     let outcome = recorder
         .call(&format!("ReceiveTransfer {transfer_id}"), || {

@@ -166,4 +166,11 @@ impl NetworkService for GatewayApi {
             &query.query,
         )))
     }
+
+    async fn trace_lot(
+        &self,
+        _request: Request<pb::TraceLotRequest>,
+    ) -> Result<Response<pb::TraceLotResponse>, Status> {
+        Err(Status::unimplemented("TraceLot is not built yet"))
+    }
 }

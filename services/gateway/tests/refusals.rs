@@ -158,6 +158,7 @@ async fn invalid_requests_are_refused_and_change_nothing() {
         g.receive_transfer(pb::ReceiveTransferRequest {
             request_id: String::new(),
             transfer_id: "x\ty".into(),
+            actor: Default::default(),
         })
         .await,
         &["request_id", "transfer_id"],
@@ -167,6 +168,7 @@ async fn invalid_requests_are_refused_and_change_nothing() {
         g.receive_transfer(pb::ReceiveTransferRequest {
             request_id: "r".into(),
             transfer_id: "T-NONE".into(),
+            actor: Default::default(),
         })
         .await,
         Code::NotFound,

@@ -307,6 +307,7 @@ async fn receive_and_get_transfer_rules() {
     let base = Receive {
         request_id: "rt".into(),
         transfer_id: "T-1".into(),
+        actor: Default::default(),
     };
     let mut rows: Vec<Row<Receive>> = Vec::new();
     rows.extend(id_rows("request_id", true, |r: &mut Receive, v| {

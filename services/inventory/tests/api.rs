@@ -862,6 +862,7 @@ async fn issues_consume_allocations_and_releases_free_them() {
             request_id: "rel-consumed".into(),
             order_id: "O-1".into(),
             allocation_id: a.allocation_id.clone(),
+            actor: Default::default(),
         })
         .await
         .unwrap_err();
@@ -893,6 +894,7 @@ async fn issues_consume_allocations_and_releases_free_them() {
             request_id: "rel-1".into(),
             order_id: "O-2".into(),
             allocation_id: String::new(),
+            actor: Default::default(),
         })
         .await
         .unwrap()
@@ -921,6 +923,7 @@ async fn issues_consume_allocations_and_releases_free_them() {
             request_id: "rel-2".into(),
             order_id: "O-2".into(),
             allocation_id: String::new(),
+            actor: Default::default(),
         })
         .await
         .unwrap()
@@ -930,6 +933,7 @@ async fn issues_consume_allocations_and_releases_free_them() {
         request_id: "rel-3".into(),
         order_id: "O-2".into(),
         allocation_id: b.allocation_id.clone(),
+        actor: Default::default(),
     };
     assert_eq!(
         c.release_allocation(named).await.unwrap_err().code(),
@@ -939,6 +943,7 @@ async fn issues_consume_allocations_and_releases_free_them() {
         request_id: "rel-4".into(),
         order_id: "O-NONE".into(),
         allocation_id: String::new(),
+        actor: Default::default(),
     };
     assert_eq!(
         c.release_allocation(unknown_order)
@@ -951,6 +956,7 @@ async fn issues_consume_allocations_and_releases_free_them() {
         request_id: "rel-5".into(),
         order_id: "O-2".into(),
         allocation_id: a.allocation_id.clone(),
+        actor: Default::default(),
     };
     assert_eq!(
         c.release_allocation(foreign).await.unwrap_err().code(),
@@ -1060,6 +1066,7 @@ async fn holds_quarantine_stock_until_released() {
         request_id: "qa-release-1".into(),
         hold_id: hold.hold_id.clone(),
         reason: "qa: within tolerance".into(),
+        actor: Default::default(),
     };
     let released = c.release_hold(release.clone()).await.unwrap().into_inner();
     assert_eq!(released.state, pb::HoldState::Released as i32);
@@ -1082,6 +1089,7 @@ async fn holds_quarantine_stock_until_released() {
         request_id: "qa-release-3".into(),
         hold_id: "hold-999".into(),
         reason: "x".into(),
+        actor: Default::default(),
     };
     assert_eq!(
         c.release_hold(unknown).await.unwrap_err().code(),
@@ -1127,6 +1135,7 @@ async fn hold_scopes_narrow_and_are_validated() {
         lot_id: lot.into(),
         reason: "qa".into(),
         reference: None,
+        actor: Default::default(),
     };
     let lot_hold = c
         .place_hold(hold("h-1", "", "SKU-A", "L1"))

@@ -129,6 +129,7 @@ async fn totals_of_positions_at_the_bound_are_exact() {
         request_id: "release-all".into(),
         hold_id: hold.hold_id,
         reason: "passed".into(),
+        actor: Default::default(),
     })
     .await
     .unwrap();

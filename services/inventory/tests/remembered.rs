@@ -97,6 +97,7 @@ async fn an_unknown_thing_is_remembered_as_not_found() {
         request_id: "rel-1".into(),
         hold_id: "H-404".into(),
         reason: "checked".into(),
+        actor: Default::default(),
     };
     let first = c.release_hold(release.clone()).await.unwrap_err();
     assert_eq!(first.code(), Code::NotFound);

@@ -657,6 +657,7 @@ async fn allocate_stock_rules() {
         unit: String::new(),
         zone_id: String::new(),
         strategy: 0,
+        actor: Default::default(),
     };
     let mut rows: Vec<Row<Req>> = Vec::new();
     rows.extend(id_rows("request_id", true, |r: &mut Req, v| {
@@ -761,6 +762,7 @@ async fn release_allocation_rules() {
         request_id: "ra".into(),
         order_id: "O-1".into(),
         allocation_id: String::new(),
+        actor: Default::default(),
     };
     let mut rows: Vec<Row<Req>> = Vec::new();
     rows.extend(id_rows("request_id", true, |r: &mut Req, v| {
@@ -819,6 +821,7 @@ async fn place_hold_rules() {
         lot_id: String::new(),
         reason: "qa sample".into(),
         reference: None,
+        actor: Default::default(),
     };
     let mut rows: Vec<Row<Req>> = Vec::new();
     rows.extend(id_rows("request_id", true, |r: &mut Req, v| {
@@ -914,6 +917,7 @@ async fn release_hold_rules() {
         request_id: "rh".into(),
         hold_id: hold.hold_id.clone(),
         reason: "qa passed".into(),
+        actor: Default::default(),
     };
     let mut rows: Vec<Row<Req>> = Vec::new();
     rows.extend(id_rows("request_id", true, |r: &mut Req, v| {

@@ -90,6 +90,13 @@ impl TelemetryService for TelemetryApi {
         )))
     }
 
+    async fn get_exposure(
+        &self,
+        _request: Request<pb::GetExposureRequest>,
+    ) -> Result<Response<pb::Exposure>, Status> {
+        Err(Status::unimplemented("GetExposure is not built yet"))
+    }
+
     async fn list_alarms(
         &self,
         request: Request<pb::ListAlarmsRequest>,

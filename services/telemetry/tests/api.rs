@@ -71,6 +71,7 @@ async fn register_sensor_defaults_validation_and_idempotency() {
             )),
             profile: None,
             description: String::new(),
+            actor: Default::default(),
         })
         .await
         .unwrap()
@@ -139,6 +140,7 @@ async fn register_sensor_defaults_validation_and_idempotency() {
                 hysteresis_celsius: None,
             }),
             description: "x".repeat(300),
+            actor: Default::default(),
         })
         .await
         .unwrap_err();
@@ -196,6 +198,7 @@ async fn register_sensor_defaults_validation_and_idempotency() {
             )),
             profile: None,
             description: String::new(),
+            actor: Default::default(),
         })
         .await
         .unwrap_err();
@@ -1275,6 +1278,7 @@ async fn a_slow_watcher_is_cut_off_with_a_resumable_error() {
                 ..Default::default()
             }),
             description: String::new(),
+            actor: Default::default(),
         })
         .await
         .unwrap();

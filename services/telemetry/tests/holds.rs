@@ -171,6 +171,7 @@ async fn a_reefer_excursion_holds_its_transfers_lots_at_the_destination() {
                     ..Default::default()
                 }),
                 description: String::new(),
+                actor: Default::default(),
             })
             .await
             .unwrap();

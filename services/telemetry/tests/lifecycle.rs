@@ -44,6 +44,7 @@ fn reefer(request_id: &str, sensor: &str, offline_minutes: i64) -> pb::RegisterS
             ..Default::default()
         }),
         description: String::new(),
+        actor: Default::default(),
     }
 }
 

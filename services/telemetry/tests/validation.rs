@@ -66,6 +66,7 @@ fn reefer(request_id: &str, sensor: &str) -> pb::RegisterSensorRequest {
         )),
         profile: None,
         description: String::new(),
+        actor: Default::default(),
     }
 }
 

@@ -67,6 +67,7 @@ pub fn booking_pair(
             .confirm_booking(booking::ConfirmBookingRequest {
                 request_id: format!("bench-{run}-{worker}-{iteration}-confirm"),
                 booking_id: held.booking_id,
+                actor: Default::default(),
             })
             .await
             .map(|_| ())

@@ -69,6 +69,7 @@ pub fn receipt_request(
             format!("SKU-{:03}", pair / 100),
             format!("LOT-{pair:05}"),
         )],
+        actor: Default::default(),
     }
 }
 
@@ -89,6 +90,7 @@ pub fn fill_request(
                 receipt(format!("HIST-{:05}", lot / 100), format!("H{lot:07}"))
             })
             .collect(),
+        actor: Default::default(),
     }
 }
 

@@ -172,6 +172,7 @@ async fn start(args: TransferStartArgs) -> Result<(), CliError> {
         reefer_container_id: args.container.clone().unwrap_or_default(),
         reefer_temperature_class: args.reefer_class.map_or(0, |c| c as i32),
         train_or_route: args.train.clone().unwrap_or_default(),
+        actor: Default::default(),
     };
     let transfer = call!(client, start_transfer, request).map_err(retry_with(&request_id))?;
     print_transfer(&transfer, args.gateway.json);
@@ -184,6 +185,7 @@ async fn receive(args: TransferReceiveArgs) -> Result<(), CliError> {
     let request = network::ReceiveTransferRequest {
         request_id: request_id.clone(),
         transfer_id: args.transfer_id.clone(),
+        actor: Default::default(),
     };
     let transfer = call!(client, receive_transfer, request).map_err(retry_with(&request_id))?;
     print_transfer(&transfer, args.gateway.json);

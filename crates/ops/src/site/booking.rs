@@ -143,6 +143,7 @@ pub async fn hold(args: HoldArgs) -> Result<(), CliError> {
         last_day: Some(args.to),
         hold_ttl: args.ttl.map(proto_time::duration),
         customer_reference: args.reference.clone().unwrap_or_default(),
+        actor: Default::default(),
     };
     let booking = call!(client, hold_space, request).map_err(retry_with(&request_id))?;
     print_booking(&booking, args.site.json);
@@ -168,6 +169,7 @@ pub async fn confirm(args: ConfirmArgs) -> Result<(), CliError> {
     let request = booking::ConfirmBookingRequest {
         request_id: request_id.clone(),
         booking_id: args.booking_id.clone(),
+        actor: Default::default(),
     };
     let booking = call!(client, confirm_booking, request).map_err(retry_with(&request_id))?;
     print_booking(&booking, args.site.json);
@@ -181,6 +183,7 @@ pub async fn cancel(args: CancelArgs) -> Result<(), CliError> {
         request_id: request_id.clone(),
         booking_id: args.booking_id.clone(),
         reason: args.reason.clone(),
+        actor: Default::default(),
     };
     let booking = call!(client, cancel_booking, request).map_err(retry_with(&request_id))?;
     print_booking(&booking, args.site.json);

@@ -99,6 +99,15 @@ pub fn principal<T>(request: &tonic::Request<T>) -> Option<&Principal> {
     request.extensions().get::<Principal>()
 }
 
+/// Who makes the change a request asks for, as the audit trail records it: the
+/// authenticated principal ([`coldchain_audit::ANONYMOUS`] on a server without
+/// authentication) and the `actor` the request names (checked by the request's wire
+/// validation, see [`crate::validate::Violations::actor`]).
+pub fn author<T>(request: &tonic::Request<T>, actor: &str) -> coldchain_audit::Author {
+    let principal = principal(request).map_or(coldchain_audit::ANONYMOUS, |p| p.id.as_str());
+    coldchain_audit::Author::new(principal, actor)
+}
+
 /// An API key: the id says which credential, the secret proves it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -188,12 +197,17 @@ fn check_id(id: &str) -> Result<(), String> {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
+    if !ok {
         Err(format!(
             "a credential id is 1 to {MAX_ID_BYTES} characters of a-z, 0-9, '-' and '_', got {id:?}"
         ))
+    } else if coldchain_audit::RESERVED_PRINCIPALS.contains(&id) {
+        // The audit trail names these for changes no credential made.
+        Err(format!(
+            "{id:?} is reserved for the audit trail, not a credential id"
+        ))
+    } else {
+        Ok(())
     }
 }
 

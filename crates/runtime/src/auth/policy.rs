@@ -38,9 +38,10 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     let grants: &'static [Grant] = match (service, method) {
         (INVENTORY_SERVICE, "RecordMovements") => &[Warehouse, Service(Gw)],
-        (INVENTORY_SERVICE, "GetStock" | "ListStock" | "ListExpiring" | "WatchLedger") => {
-            &[Warehouse, Operations, Service(Gw)]
-        }
+        (
+            INVENTORY_SERVICE,
+            "GetStock" | "ListStock" | "ListExpiring" | "WatchLedger" | "ListLotEntries",
+        ) => &[Warehouse, Operations, Service(Gw)],
         (INVENTORY_SERVICE, "AllocateStock" | "ReleaseAllocation") => &[Warehouse],
         (INVENTORY_SERVICE, "PlaceHold" | "ReleaseHold") => &[Warehouse, Operations, Service(Tel)],
         (TELEMETRY_SERVICE, "StreamReadings" | "PushReadings") => &[SensorGateway],
@@ -50,6 +51,7 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
             "ListSensors"
             | "QueryReadings"
             | "GetMeanKineticTemperature"
+            | "GetExposure"
             | "ListAlarms"
             | "WatchAlarms",
         ) => &[Warehouse, Operations, Service(Gw)],
@@ -69,7 +71,7 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
         (
             NETWORK_SERVICE,
             "FindStock" | "ListExpiring" | "ListAlarms" | "WatchAlarms" | "StartTransfer"
-            | "ReceiveTransfer" | "ListTransfers",
+            | "ReceiveTransfer" | "ListTransfers" | "TraceLot",
         ) => &[Operations],
         // A backup holds everything the database holds, whoever it belongs to.
         (ADMIN_SERVICE, "StreamSnapshot") => &[Operations],

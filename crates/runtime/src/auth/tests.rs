@@ -32,6 +32,17 @@ fn a_key_round_trips_and_its_secret_is_never_printed() {
 }
 
 #[test]
+fn the_audit_trails_own_names_are_never_credential_ids() {
+    for reserved in coldchain_audit::RESERVED_PRINCIPALS {
+        assert!(ApiKey::generate(reserved).is_err(), "{reserved}");
+        assert!(
+            ApiKey::parse(&format!("cc1.{reserved}.00")).is_err(),
+            "{reserved}"
+        );
+    }
+}
+
+#[test]
 fn only_the_right_secret_authenticates() {
     let key = ApiKey::generate("ops").unwrap();
     let mut credentials = Credentials::default();

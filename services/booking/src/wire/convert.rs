@@ -33,6 +33,7 @@ pub fn into_booking_pb(site_id: &str, b: Booking) -> pb::Booking {
         customer_reference: b.customer_reference,
         zone_id: b.zone_id,
         cancel_reason: b.cancel_reason,
+        changes: Default::default(),
     }
 }
 

@@ -201,6 +201,7 @@ pub fn hold_zone(
         last_day: Some(date(last)),
         hold_ttl: None,
         customer_reference: String::new(),
+        actor: Default::default(),
     }
 }
 
@@ -225,6 +226,7 @@ pub fn confirm(request: &str, booking_id: &str) -> pb::ConfirmBookingRequest {
     pb::ConfirmBookingRequest {
         request_id: rid(request),
         booking_id: booking_id.to_string(),
+        actor: Default::default(),
     }
 }
 
@@ -233,6 +235,7 @@ pub fn cancel(request: &str, booking_id: &str) -> pb::CancelBookingRequest {
         request_id: rid(request),
         booking_id: booking_id.to_string(),
         reason: "plans changed".to_string(),
+        actor: Default::default(),
     }
 }
 
@@ -241,6 +244,7 @@ pub fn check_in(request: &str, booking_id: &str, arrived: Option<i32>) -> pb::Ch
         request_id: rid(request),
         booking_id: booking_id.to_string(),
         pallets_arrived: arrived,
+        actor: Default::default(),
     }
 }
 
@@ -248,6 +252,7 @@ pub fn complete(request: &str, booking_id: &str) -> pb::CompleteBookingRequest {
     pb::CompleteBookingRequest {
         request_id: rid(request),
         booking_id: booking_id.to_string(),
+        actor: Default::default(),
     }
 }
 

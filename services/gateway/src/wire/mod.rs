@@ -162,6 +162,8 @@ pub fn transfer_to_proto(t: &Transfer) -> pb::Transfer {
         completed_at: t.completed_ms.map(timestamp),
         updated_at: Some(timestamp(t.updated_ms)),
         last_error: t.last_error.clone(),
+        arrival_reported_by: Default::default(),
+        started_by: Default::default(),
     }
 }
 

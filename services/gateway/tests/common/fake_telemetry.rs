@@ -82,6 +82,12 @@ fn unimplemented<T>() -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl TelemetryService for TwoAlarms {
+    async fn get_exposure(
+        &self,
+        _: Request<tel::GetExposureRequest>,
+    ) -> Result<Response<tel::Exposure>, Status> {
+        unimplemented()
+    }
     async fn list_alarms(
         &self,
         request: Request<tel::ListAlarmsRequest>,

@@ -128,6 +128,13 @@ impl InventoryService for InventoryApi {
         Ok(Response::new(wire::hold(hold)))
     }
 
+    async fn list_lot_entries(
+        &self,
+        _request: Request<pb::ListLotEntriesRequest>,
+    ) -> Result<Response<pb::ListLotEntriesResponse>, Status> {
+        Err(Status::unimplemented("ListLotEntries is not built yet"))
+    }
+
     type WatchLedgerStream = LedgerStream;
 
     async fn watch_ledger(

@@ -57,6 +57,7 @@ impl BookingCheckIn {
             request_id: check_in_request_id(site_id, request_id, &booking.booking_id),
             booking_id: booking.booking_id.clone(),
             pallets_arrived: booking.pallets,
+            actor: Default::default(),
         };
         let options = &self.options;
         with_retry(options, || {

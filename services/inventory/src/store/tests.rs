@@ -64,6 +64,7 @@ fn receipts(request_id: &str, count: usize) -> crate::wire::requests::Call<Vec<M
     let request = pb::RecordMovementsRequest {
         request_id: request_id.into(),
         movements,
+        actor: Default::default(),
     };
     crate::wire::requests::record_movements(&request, "la-vientiane").unwrap()
 }

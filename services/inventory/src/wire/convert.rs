@@ -155,6 +155,7 @@ pub fn entry_pb(e: LedgerEntry) -> pb::LedgerEntry {
         order_id: e.order_id,
         allocation_id: e.allocation_id,
         hold_id: e.hold_id,
+        recorded_by: Default::default(),
     }
 }
 
@@ -276,6 +277,8 @@ pub fn hold_pb(hold: Hold) -> pb::Hold {
         release_reason: hold.release_reason,
         held_quantities: Vec::new(),
         position_count: 0,
+        placed_by: Default::default(),
+        released_by: Default::default(),
     }
 }
 

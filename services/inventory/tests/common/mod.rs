@@ -142,6 +142,7 @@ pub fn batch(request_id: &str, movements: Vec<pb::Movement>) -> pb::RecordMoveme
     pb::RecordMovementsRequest {
         request_id: request_id.into(),
         movements,
+        actor: Default::default(),
     }
 }
 
@@ -390,5 +391,6 @@ pub fn allocate(
         unit: String::new(),
         zone_id: String::new(),
         strategy: strategy as i32,
+        actor: Default::default(),
     }
 }

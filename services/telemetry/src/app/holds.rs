@@ -197,6 +197,7 @@ impl HoldPlacer {
                     lot_id: String::new(),
                     reason: entry.reason.clone(),
                     reference,
+                    actor: Default::default(),
                 };
                 let hold = client
                     .place_hold(request(message, &self.client))
@@ -268,6 +269,7 @@ impl HoldPlacer {
                         lot_id,
                         reason: entry.reason.clone(),
                         reference: reference.clone(),
+                        actor: Default::default(),
                     };
                     let hold = client
                         .place_hold(request(message, &self.client))

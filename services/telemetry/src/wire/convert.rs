@@ -219,6 +219,7 @@ pub fn sensor(v: SensorView) -> pb::Sensor {
         sensor_id: v.sensor_id,
         site_id: v.site_id,
         description: v.description,
+        registered_by: Default::default(),
     }
 }
 
@@ -342,6 +343,7 @@ pub fn alarm(a: AlarmView) -> pb::Alarm {
         hold_status: hold_status(a.hold_status) as i32,
         hold_ids: a.hold_ids,
         hold_last_error: a.hold_last_error,
+        acknowledged_author: Default::default(),
     }
 }
 

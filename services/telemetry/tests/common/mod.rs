@@ -176,6 +176,7 @@ pub fn zone_sensor(
         )),
         profile,
         description: format!("{sensor} in {zone}"),
+        actor: Default::default(),
     }
 }
 
@@ -273,6 +274,12 @@ impl FakeInventory {
 
 #[tonic::async_trait]
 impl InventoryService for FakeInventory {
+    async fn list_lot_entries(
+        &self,
+        _: Request<inv::ListLotEntriesRequest>,
+    ) -> Result<Response<inv::ListLotEntriesResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn record_movements(
         &self,
         _: Request<inv::RecordMovementsRequest>,
@@ -382,6 +389,12 @@ impl FakeGateway {
 
 #[tonic::async_trait]
 impl NetworkService for FakeGateway {
+    async fn trace_lot(
+        &self,
+        _: Request<net::TraceLotRequest>,
+    ) -> Result<Response<net::TraceLotResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn list_sites(
         &self,
         _: Request<net::ListSitesRequest>,
