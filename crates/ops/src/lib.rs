@@ -30,7 +30,9 @@ use tonic_types::StatusExt;
 
 pub use backup::{BACKUP_SUFFIX, BackupArgs, BackupCommand, RestoreArgs};
 pub use gateway::list_sites as gateway_list_sites;
-pub use gateway::{AlarmsArgs, ExpiringArgs, SitesArgs, SpaceArgs, StockArgs, TransferCommand};
+pub use gateway::{
+    AlarmsArgs, ExpiringArgs, SitesArgs, SpaceArgs, StockArgs, TraceArgs, TransferCommand,
+};
 pub use site::{
     AckArgs, BookingsArgs, CancelArgs, ConfirmArgs, HoldArgs, LedgerArgs, ReadingsArgs,
 };
@@ -54,6 +56,9 @@ pub enum OpsCommand {
     Stock(StockArgs),
     /// List the lots that expire within a window across the sites, earliest first (gateway).
     Expiring(ExpiringArgs),
+    /// A lot's life across the network: every movement, transfer, hold and alarm, where it
+    /// is now, and the temperatures of each stay (gateway).
+    Trace(TraceArgs),
     /// Find free pallet space of a class for a day range across the sites (gateway).
     Space(SpaceArgs),
     /// Hold pallet space at a site for a customer (site booking service).
@@ -90,6 +95,7 @@ pub async fn run(command: OpsCommand) -> ExitCode {
         OpsCommand::Sites(args) => gateway::sites(args).await,
         OpsCommand::Stock(args) => gateway::stock(args).await,
         OpsCommand::Expiring(args) => gateway::expiring(args).await,
+        OpsCommand::Trace(args) => gateway::trace(args).await,
         OpsCommand::Space(args) => gateway::space(args).await,
         OpsCommand::Transfer { command } => gateway::transfer(command).await,
         OpsCommand::Alarms(args) => gateway::alarms(args).await,

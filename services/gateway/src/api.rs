@@ -169,8 +169,12 @@ impl NetworkService for GatewayApi {
 
     async fn trace_lot(
         &self,
-        _request: Request<pb::TraceLotRequest>,
+        request: Request<pb::TraceLotRequest>,
     ) -> Result<Response<pb::TraceLotResponse>, Status> {
-        Err(Status::unimplemented("TraceLot is not built yet"))
+        let deadline = self
+            .app
+            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let query = requests::trace_lot(request.get_ref())?;
+        Ok(Response::new(self.app.trace_lot(&query, deadline).await?))
     }
 }

@@ -6,6 +6,7 @@ mod expiring;
 mod sites;
 mod space;
 mod stock;
+mod trace;
 mod transfers;
 
 use clap::Args;
@@ -20,6 +21,7 @@ pub use expiring::{ExpiringArgs, expiring};
 pub use sites::{SitesArgs, list_sites, sites};
 pub use space::{SpaceArgs, space};
 pub use stock::{StockArgs, stock};
+pub use trace::{TraceArgs, trace};
 pub use transfers::{TransferCommand, transfer};
 
 /// The `--as` flag of the gateway's commands: every one of them is an operations task

@@ -11,6 +11,7 @@ mod metrics;
 pub mod queries;
 pub mod saga;
 pub mod sites;
+pub mod trace;
 pub mod transfers;
 pub mod watch;
 

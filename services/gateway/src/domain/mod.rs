@@ -11,6 +11,7 @@ pub mod rules;
 pub mod sites;
 pub mod space;
 pub mod stock;
+pub mod trace;
 pub mod transfer;
 
 pub use alarms::{AlarmKey, MergeCursor, MergeSource, SiteCursor};

@@ -4,6 +4,7 @@
 
 pub mod requests;
 pub mod sites;
+pub mod trace;
 
 use coldchain_network::TemperatureClass;
 use coldchain_proto::common::v1 as common;

@@ -159,6 +159,31 @@ pub fn find_stock(req: &pb::FindStockRequest) -> Result<StockQuery, ServiceError
     })
 }
 
+/// TraceLot, read.
+#[derive(Debug, Clone)]
+pub struct TraceQuery {
+    /// The sku.
+    pub sku: String,
+    /// The lot.
+    pub lot_id: String,
+    /// Only these sites (all when empty).
+    pub site_ids: Vec<String>,
+}
+
+/// TraceLot.
+pub fn trace_lot(req: &pb::TraceLotRequest) -> Result<TraceQuery, ServiceError> {
+    let mut v = Violations::new();
+    v.id("sku", &req.sku);
+    v.id("lot_id", &req.lot_id);
+    check_site_ids(&mut v, "site_ids", &req.site_ids);
+    v.finish()?;
+    Ok(TraceQuery {
+        sku: req.sku.clone(),
+        lot_id: req.lot_id.clone(),
+        site_ids: req.site_ids.clone(),
+    })
+}
+
 /// ListExpiring, read.
 #[derive(Debug, Clone)]
 pub struct ExpiringQuery {

@@ -1,0 +1,450 @@
+//! `trace SKU LOT`: a lot's life across the network (TraceLot), as a timeline, where it is
+//! now, what is in transit and what each stay's sensors saw; `--format json` for one JSON
+//! document, `--format csv` for one row per event (for a spreadsheet or a regulator).
+
+use clap::{Args, ValueEnum};
+use coldchain_command::say;
+use coldchain_proto::inventory::v1 as inventory;
+use coldchain_proto::network::v1 as network;
+use coldchain_proto::network::v1::trace_event::Event;
+use coldchain_proto::telemetry::v1 as telemetry;
+use coldchain_runtime::proto_time;
+use serde_json::{Value, json};
+
+use super::{CallerOpt, client};
+use crate::format::{self, Table, thousands};
+use crate::{CliError, GatewayOpts, call, print_json};
+
+/// How `trace` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    /// Tables for a terminal.
+    Table,
+    /// One JSON document.
+    Json,
+    /// One CSV row per event, with a header.
+    Csv,
+}
+
+#[derive(Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    gateway: GatewayOpts,
+    #[command(flatten)]
+    caller: CallerOpt,
+    /// The sku.
+    sku: String,
+    /// The lot.
+    lot: String,
+    /// Only this site (repeat for more).
+    #[arg(long = "site", value_name = "ID")]
+    sites: Vec<String>,
+    /// The output (`--json` is the same as `--format json`).
+    #[arg(long, value_enum, default_value_t = TraceFormat::Table)]
+    format: TraceFormat,
+}
+
+pub async fn trace(args: TraceArgs) -> Result<(), CliError> {
+    let client = client(&args.gateway, &args.caller)?;
+    let request = network::TraceLotRequest {
+        sku: args.sku.clone(),
+        lot_id: args.lot.clone(),
+        site_ids: args.sites.clone(),
+    };
+    let answer = call!(client, trace_lot, request)?;
+    let format = if args.gateway.json {
+        TraceFormat::Json
+    } else {
+        args.format
+    };
+    match format {
+        TraceFormat::Json => print_json(&trace_json(&answer)),
+        TraceFormat::Csv => print!("{}", trace_csv(&answer)),
+        TraceFormat::Table => print_tables(&answer),
+    }
+    Ok(())
+}
+
+fn print_tables(answer: &network::TraceLotResponse) {
+    for error in &answer.errors {
+        say!(
+            "warning: {} did not answer its part ({}: {}); the trace is partial",
+            error.site_id,
+            error.code,
+            error.message
+        );
+    }
+    say!("lot {} of {}", answer.lot_id, answer.sku);
+    let mut events = Table::new(&["TIME (UTC)", "SITE", "EVENT", "DETAIL", "BY"]);
+    for event in &answer.events {
+        let row = event_row(event);
+        events.row(vec![
+            format::ts_short(event.at.as_ref()),
+            event.site_id.clone(),
+            row.event,
+            row.detail,
+            row.by,
+        ]);
+    }
+    if events.is_empty() {
+        say!("(no site that answered knows this lot)");
+        return;
+    }
+    events.print();
+    if answer.truncated {
+        say!("(a site holds more entries of this lot than one trace reads: its oldest are shown)");
+    }
+
+    say!("\nwhere it is now");
+    let mut now = Table::new(&["SITE", "ZONE", "ON HAND", "ALLOCATED", "UNIT", "HELD"]);
+    for p in &answer.positions {
+        now.row(vec![
+            p.site_id.clone(),
+            p.zone_id.clone(),
+            thousands(p.on_hand),
+            thousands(p.allocated),
+            p.unit.clone(),
+            if p.held { "held".into() } else { String::new() },
+        ]);
+    }
+    for t in &answer.in_transit {
+        now.row(vec![
+            format!("{} → {}", t.source_site_id, t.destination_site_id),
+            format!("in transit ({})", t.transfer_id),
+            thousands(t.quantity),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    if now.is_empty() {
+        say!("(nothing left on hand)");
+    } else {
+        now.print();
+    }
+
+    say!("\nstays and what the sensors saw (°C)");
+    let mut stays = Table::new(&[
+        "SITE", "PLACE", "FROM", "TO", "SENSOR", "READINGS", "MIN", "MAX", "MEAN", "MKT", "OUTSIDE",
+    ]);
+    for stay in &answer.stays {
+        let place = if stay.transfer_id.is_empty() {
+            stay.zone_id.clone()
+        } else {
+            format!("reefer of {}", stay.transfer_id)
+        };
+        let cells = |sensor: String, e: Option<&telemetry::Exposure>| {
+            let figure = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+            vec![
+                stay.site_id.clone(),
+                place.clone(),
+                format::ts_short(stay.start_time.as_ref()),
+                stay.end_time
+                    .as_ref()
+                    .map_or_else(|| "(still there)".into(), |t| format::ts_short(Some(t))),
+                sensor,
+                e.map_or_else(|| "-".into(), |e| thousands(e.reading_count)),
+                figure(e.and_then(|e| e.min_celsius)),
+                figure(e.and_then(|e| e.max_celsius)),
+                figure(e.and_then(|e| e.mean_celsius)),
+                figure(e.and_then(|e| e.mkt_celsius)),
+                e.map_or_else(
+                    || "-".into(),
+                    |e| format::duration_short(e.time_outside_limits.as_ref()),
+                ),
+            ]
+        };
+        if stay.exposures.is_empty() {
+            stays.row(cells("(no sensor: unknown)".into(), None));
+        }
+        for e in &stay.exposures {
+            stays.row(cells(e.sensor_id.clone(), Some(e)));
+        }
+    }
+    stays.print();
+}
+
+/// One event in words.
+struct EventRow {
+    event: String,
+    detail: String,
+    by: String,
+}
+
+fn author(author: Option<&coldchain_proto::common::v1::Author>) -> String {
+    match author {
+        None => String::new(),
+        Some(a) if a.actor.is_empty() => a.principal.clone(),
+        Some(a) => format!("{} ({})", a.principal, a.actor),
+    }
+}
+
+fn entry_detail(e: &inventory::LedgerEntry) -> String {
+    let mut parts = Vec::new();
+    if e.delta != 0 {
+        parts.push(format!("{:+} {}", e.delta, e.unit));
+    }
+    if e.allocated_delta != 0 {
+        parts.push(format!("allocated {:+} {}", e.allocated_delta, e.unit));
+    }
+    if !e.zone_id.is_empty() {
+        parts.push(format!("zone {}", e.zone_id));
+    }
+    for (label, value) in [
+        ("order", &e.order_id),
+        ("transfer", &e.transfer_id),
+        ("booking", &e.booking_id),
+        ("hold", &e.hold_id),
+        ("to/from", &e.other_site_id),
+    ] {
+        if !value.is_empty() {
+            parts.push(format!("{label} {value}"));
+        }
+    }
+    if let Some(reference) = &e.reference {
+        parts.push(format!(
+            "{} {}",
+            format::reference_kind_name(reference.kind).to_ascii_lowercase(),
+            reference.id
+        ));
+    }
+    if !e.reason.is_empty() {
+        parts.push(format!("\"{}\"", e.reason));
+    }
+    parts.join(", ")
+}
+
+fn event_row(event: &network::TraceEvent) -> EventRow {
+    match &event.event {
+        Some(Event::Entry(e)) => EventRow {
+            event: format::ledger_kind_name(e.kind),
+            detail: entry_detail(e),
+            by: author(e.recorded_by.as_ref()),
+        },
+        Some(Event::TransferStep(t)) => EventRow {
+            event: format!("TRANSFER {}", format::transfer_state_name(t.state)),
+            detail: format!(
+                "{} {} → {}, {} on {}{}",
+                t.transfer_id,
+                t.source_site_id,
+                t.destination_site_id,
+                thousands(t.quantity),
+                format::or_dash(&t.train_or_route),
+                if t.reefer_container_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(", container {}", t.reefer_container_id)
+                }
+            ),
+            by: String::new(),
+        },
+        Some(Event::Alarm(a)) => EventRow {
+            event: format!("ALARM {}", format::alarm_kind_name(a.kind)),
+            detail: format!(
+                "{} {}: peak {:.1} °C, {}",
+                a.alarm_id,
+                a.sensor_id,
+                a.peak_celsius,
+                format::duration_short(a.duration.as_ref())
+            ),
+            by: String::new(),
+        },
+        None => EventRow {
+            event: "UNKNOWN".into(),
+            detail: String::new(),
+            by: String::new(),
+        },
+    }
+}
+
+fn exposure_json(e: &telemetry::Exposure) -> Value {
+    json!({
+        "sensor_id": e.sensor_id,
+        "zone_id": e.zone_id,
+        "start_time": format::ts_str(e.start_time.as_ref()),
+        "end_time": format::ts_str(e.end_time.as_ref()),
+        "reading_count": e.reading_count,
+        "min_celsius": e.min_celsius,
+        "max_celsius": e.max_celsius,
+        "mean_celsius": e.mean_celsius,
+        "mkt_celsius": e.mkt_celsius,
+        "limit_min_celsius": e.limit_min_celsius,
+        "limit_max_celsius": e.limit_max_celsius,
+        "time_outside_limits_ms": e.time_outside_limits.as_ref().and_then(proto_time::duration_millis),
+        "covered_ms": e.covered.as_ref().and_then(proto_time::duration_millis),
+    })
+}
+
+fn step_json(t: &network::TransferStep) -> Value {
+    json!({
+        "transfer_id": t.transfer_id,
+        "state": format::transfer_state_name(t.state),
+        "train_or_route": t.train_or_route,
+        "reefer_container_id": t.reefer_container_id,
+        "source_site_id": t.source_site_id,
+        "destination_site_id": t.destination_site_id,
+        "quantity": t.quantity,
+    })
+}
+
+/// The JSON shape of a TraceLot answer.
+pub fn trace_json(answer: &network::TraceLotResponse) -> Value {
+    let events: Vec<Value> = answer
+        .events
+        .iter()
+        .map(|event| {
+            let (kind, body) = match &event.event {
+                Some(Event::Entry(e)) => ("ledger_entry", format::ledger_entry_json(e)),
+                Some(Event::TransferStep(t)) => ("transfer_step", step_json(t)),
+                Some(Event::Alarm(a)) => ("alarm", format::alarm_json(a)),
+                None => ("unknown", Value::Null),
+            };
+            json!({
+                "at": format::ts_str(event.at.as_ref()),
+                "site_id": event.site_id,
+                "type": kind,
+                kind: body,
+            })
+        })
+        .collect();
+    json!({
+        "sku": answer.sku,
+        "lot_id": answer.lot_id,
+        "events": events,
+        "positions": answer.positions.iter().map(|p| json!({
+            "site_id": p.site_id,
+            "zone_id": p.zone_id,
+            "on_hand": p.on_hand,
+            "allocated": p.allocated,
+            "held": p.held,
+            "unit": p.unit,
+        })).collect::<Vec<_>>(),
+        "in_transit": answer.in_transit.iter().map(step_json).collect::<Vec<_>>(),
+        "stays": answer.stays.iter().map(|s| json!({
+            "site_id": s.site_id,
+            "zone_id": s.zone_id,
+            "transfer_id": s.transfer_id,
+            "start_time": format::ts_str(s.start_time.as_ref()),
+            "end_time": format::ts_str(s.end_time.as_ref()),
+            "exposures": s.exposures.iter().map(exposure_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "truncated": answer.truncated,
+        "errors": answer.errors.iter().map(format::site_error_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180).
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+/// One row per event: when, where, what, how much, and who.
+pub fn trace_csv(answer: &network::TraceLotResponse) -> String {
+    let mut out = String::from(
+        "at,site_id,event,sku,lot_id,zone_id,quantity,unit,balance_after,transfer_id,order_id,detail,principal,actor\n",
+    );
+    for event in &answer.events {
+        let row = event_row(event);
+        let (zone, quantity, unit, balance, transfer, order, recorded_by) = match &event.event {
+            Some(Event::Entry(e)) => (
+                e.zone_id.clone(),
+                e.delta.to_string(),
+                e.unit.clone(),
+                e.balance_after.to_string(),
+                e.transfer_id.clone(),
+                e.order_id.clone(),
+                e.recorded_by.clone(),
+            ),
+            Some(Event::TransferStep(t)) => (
+                String::new(),
+                t.quantity.to_string(),
+                String::new(),
+                String::new(),
+                t.transfer_id.clone(),
+                String::new(),
+                None,
+            ),
+            Some(Event::Alarm(a)) => (
+                a.zone_id.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                None,
+            ),
+            None => Default::default(),
+        };
+        let (principal, actor) =
+            recorded_by.map_or_else(Default::default, |a| (a.principal, a.actor));
+        let fields = [
+            format::ts_str(event.at.as_ref()).unwrap_or_default(),
+            event.site_id.clone(),
+            row.event,
+            answer.sku.clone(),
+            answer.lot_id.clone(),
+            zone,
+            quantity,
+            unit,
+            balance,
+            transfer,
+            order,
+            row.detail,
+            principal,
+            actor,
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn every_csv_row_has_the_headers_columns() {
+        let answer = network::TraceLotResponse {
+            sku: "citrus".into(),
+            lot_id: "L,1".into(),
+            events: vec![network::TraceEvent {
+                at: Some(proto_time::timestamp(1_700_000_000_000)),
+                site_id: "cn-huaihua-park".into(),
+                event: Some(Event::Entry(inventory::LedgerEntry {
+                    kind: inventory::LedgerEntryKind::Receipt as i32,
+                    delta: 100,
+                    unit: "kg".into(),
+                    zone_id: "chilled-a".into(),
+                    reason: "from \"orchard 7\"".into(),
+                    recorded_by: Some(coldchain_proto::common::v1::Author {
+                        principal: "wh-park".into(),
+                        actor: "Li, Wei".into(),
+                    }),
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        };
+        let csv = trace_csv(&answer);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].starts_with(
+            "2023-11-14T22:13:20Z,cn-huaihua-park,RECEIPT,citrus,\"L,1\",chilled-a,100,kg,"
+        ));
+        assert!(lines[1].ends_with(",wh-park,\"Li, Wei\""), "{}", lines[1]);
+    }
+}

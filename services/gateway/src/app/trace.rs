@@ -1,0 +1,312 @@
+//! TraceLot: a lot's life across the network. Each selected site's inventory gives the
+//! lot's ledger entries and its stock now; the entries name the transfers that carried
+//! it (read from the gateway's own store, with any still travelling); the stays those
+//! make (domain `trace`) are measured against the sensors that covered them, at each
+//! site's telemetry. A site that does not answer leaves its part out and is named in the
+//! answer's errors, like every fan-out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use coldchain_network::{ServiceKind, SiteConfig};
+use coldchain_proto::inventory::v1 as inv;
+use coldchain_proto::network::v1 as pb;
+use coldchain_proto::telemetry::v1 as tel;
+use coldchain_proto::telemetry::v1::telemetry_service_client::TelemetryServiceClient;
+use coldchain_runtime::ServiceError;
+use coldchain_runtime::client::Channel;
+use coldchain_runtime::proto_time::{millis, timestamp};
+
+use super::GatewayApp;
+use super::sites::{timed, within};
+use crate::domain::trace::{self, Stay};
+use crate::domain::{self, SiteFailure, Transfer};
+use crate::wire::requests::TraceQuery;
+use crate::wire::trace as render;
+
+/// The most entries of one lot read from one site (its oldest).
+pub const MAX_ENTRIES_PER_SITE: usize = 10_000;
+/// The most alarms read per stay (newest first).
+const MAX_ALARMS_PER_STAY: usize = 1_000;
+/// The page size of the calls to the sites.
+const PAGE: i32 = 1_000;
+
+/// One site's part: its entries of the lot and its positions with stock.
+struct SitePart {
+    entries: Vec<inv::LedgerEntry>,
+    positions: Vec<inv::StockLevel>,
+    truncated: bool,
+}
+
+impl GatewayApp {
+    /// TraceLot.
+    pub async fn trace_lot(
+        &self,
+        query: &TraceQuery,
+        deadline: Duration,
+    ) -> Result<pb::TraceLotResponse, ServiceError> {
+        let selected = domain::select_sites(self.network(), &query.site_ids)?;
+        let parts =
+            futures::future::join_all(selected.iter().map(|(_, site)| async move {
+                (site, self.site_part(site, query, deadline).await)
+            }))
+            .await;
+
+        let mut answer = pb::TraceLotResponse {
+            sku: query.sku.clone(),
+            lot_id: query.lot_id.clone(),
+            ..Default::default()
+        };
+        let mut failures = Vec::new();
+        let mut lot_entries = Vec::new();
+        for (site, part) in parts {
+            match part {
+                Ok(part) => {
+                    answer.truncated |= part.truncated;
+                    lot_entries.extend(part.entries.iter().map(|e| render::lot_entry(&site.id, e)));
+                    answer.events.extend(
+                        part.entries
+                            .into_iter()
+                            .map(|entry| render::entry_event(&site.id, entry)),
+                    );
+                    answer.positions.extend(
+                        part.positions
+                            .iter()
+                            .filter(|level| level.on_hand > 0)
+                            .map(|level| render::position(&site.id, level)),
+                    );
+                }
+                Err(status) => failures.push(self.sites.site_error(
+                    &site.id,
+                    ServiceKind::Inventory,
+                    &status,
+                )),
+            }
+        }
+
+        let transfers = self.lot_transfers(query, &lot_entries)?;
+        let mut stays = trace::zone_stays(&lot_entries);
+        for transfer in &transfers {
+            answer
+                .events
+                .extend(render::step_events(transfer, &query.sku, &query.lot_id));
+            if transfer.state.is_travelling() {
+                answer
+                    .in_transit
+                    .push(render::in_transit(transfer, &query.sku, &query.lot_id));
+            }
+            stays.extend(trace::reefer_stay(transfer));
+        }
+        stays.sort_by(|a, b| (a.start_ms, &a.site_id).cmp(&(b.start_ms, &b.site_id)));
+
+        let now_ms = self.now_ms();
+        let measured = futures::future::join_all(
+            stays
+                .iter()
+                .map(|stay| self.measure_stay(stay, now_ms, deadline)),
+        )
+        .await;
+        let mut alarms = BTreeMap::new();
+        for (stay, measured) in stays.iter().zip(measured) {
+            let (exposures, stay_alarms, failure) = measured;
+            failures.extend(failure);
+            for alarm in stay_alarms {
+                alarms.entry(alarm.alarm_id.clone()).or_insert(alarm);
+            }
+            answer.stays.push(render::stay(stay, exposures));
+        }
+        answer
+            .events
+            .extend(alarms.into_values().map(render::alarm_event));
+        render::sort_events(&mut answer.events);
+        failures.sort_by(|a: &SiteFailure, b| a.site_id.cmp(&b.site_id));
+        failures.dedup();
+        answer.errors = failures.into_iter().map(crate::wire::site_error).collect();
+        Ok(answer)
+    }
+
+    /// A site's entries of the lot (oldest first, up to [`MAX_ENTRIES_PER_SITE`]) and its
+    /// stock of the lot now.
+    async fn site_part(
+        &self,
+        site: &SiteConfig,
+        query: &TraceQuery,
+        deadline: Duration,
+    ) -> Result<SitePart, tonic::Status> {
+        let mut client = self.sites.inventory(&site.id)?;
+        let mut part = SitePart {
+            entries: Vec::new(),
+            positions: Vec::new(),
+            truncated: false,
+        };
+        let mut page_token = String::new();
+        loop {
+            let request = inv::ListLotEntriesRequest {
+                sku: query.sku.clone(),
+                lot_id: query.lot_id.clone(),
+                page_size: PAGE,
+                page_token,
+            };
+            let page = within(deadline, client.list_lot_entries(timed(request, deadline))).await?;
+            part.entries.extend(page.entries);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            if part.entries.len() >= MAX_ENTRIES_PER_SITE {
+                part.entries.truncate(MAX_ENTRIES_PER_SITE);
+                part.truncated = true;
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        if !part.entries.is_empty() {
+            let request = inv::GetStockRequest {
+                sku: query.sku.clone(),
+                lot_id: query.lot_id.clone(),
+                zone_id: String::new(),
+            };
+            let stock = within(deadline, client.get_stock(timed(request, deadline))).await?;
+            part.positions = stock.levels;
+        }
+        Ok(part)
+    }
+
+    /// The transfers that carried the lot: those its entries name, and those travelling
+    /// with it now (whose source may not have answered), oldest first.
+    fn lot_transfers(
+        &self,
+        query: &TraceQuery,
+        entries: &[trace::LotEntry],
+    ) -> Result<Vec<Transfer>, ServiceError> {
+        let mut transfers = BTreeMap::new();
+        for transfer_id in trace::transfer_ids(entries) {
+            if let Some(transfer) = self.store.get(&transfer_id)? {
+                transfers.insert(transfer_id, transfer);
+            }
+        }
+        for transfer in self.store.travelling_with_sku(&query.sku)? {
+            let selected = query.site_ids.is_empty()
+                || query.site_ids.contains(&transfer.source_site_id)
+                || query.site_ids.contains(&transfer.destination_site_id);
+            if selected && trace::carried(&transfer, &query.sku, &query.lot_id) > 0 {
+                transfers.insert(transfer.transfer_id.clone(), transfer);
+            }
+        }
+        let mut transfers: Vec<Transfer> = transfers
+            .into_values()
+            .filter(|t| trace::carried(t, &query.sku, &query.lot_id) > 0)
+            .collect();
+        transfers.sort_by_key(|t| t.created_ms);
+        Ok(transfers)
+    }
+
+    /// The exposures of a stay (one per sensor that covered it) and the alarms of those
+    /// sensors during it; a telemetry that does not answer is a failure of this part.
+    async fn measure_stay(
+        &self,
+        stay: &Stay,
+        now_ms: i64,
+        deadline: Duration,
+    ) -> (Vec<tel::Exposure>, Vec<tel::Alarm>, Option<SiteFailure>) {
+        match self.stay_readings(stay, now_ms, deadline).await {
+            Ok((exposures, alarms)) => (exposures, alarms, None),
+            Err(status) => (
+                Vec::new(),
+                Vec::new(),
+                Some(
+                    self.sites
+                        .site_error(&stay.site_id, ServiceKind::Telemetry, &status),
+                ),
+            ),
+        }
+    }
+
+    async fn stay_readings(
+        &self,
+        stay: &Stay,
+        now_ms: i64,
+        deadline: Duration,
+    ) -> Result<(Vec<tel::Exposure>, Vec<tel::Alarm>), tonic::Status> {
+        let mut client = self.sites.telemetry(&stay.site_id)?;
+        let sensor_ids = if stay.zone_id.is_empty() {
+            if stay.reefer_sensor_id.is_empty() {
+                Vec::new()
+            } else {
+                vec![stay.reefer_sensor_id.clone()]
+            }
+        } else {
+            let mut ids = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = tel::ListSensorsRequest {
+                    zone_id: stay.zone_id.clone(),
+                    statuses: Vec::new(),
+                    page_size: PAGE,
+                    page_token,
+                };
+                let page = within(deadline, client.list_sensors(timed(request, deadline))).await?;
+                ids.extend(page.sensors.into_iter().map(|s| s.sensor_id));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            ids
+        };
+        let end_ms = stay.end_or(now_ms).max(stay.start_ms.saturating_add(1));
+        let mut exposures = Vec::with_capacity(sensor_ids.len());
+        let mut alarms = Vec::new();
+        for sensor_id in sensor_ids {
+            let request = tel::GetExposureRequest {
+                sensor_id: sensor_id.clone(),
+                start_time: Some(timestamp(stay.start_ms)),
+                end_time: Some(timestamp(end_ms)),
+            };
+            exposures.push(within(deadline, client.get_exposure(timed(request, deadline))).await?);
+            alarms.extend(
+                self.sensor_alarms(&mut client, &sensor_id, stay, now_ms, deadline)
+                    .await?,
+            );
+        }
+        Ok((exposures, alarms))
+    }
+
+    /// The alarms of a sensor that overlap the stay (newest first, up to
+    /// [`MAX_ALARMS_PER_STAY`] read).
+    async fn sensor_alarms(
+        &self,
+        client: &mut TelemetryServiceClient<Channel>,
+        sensor_id: &str,
+        stay: &Stay,
+        now_ms: i64,
+        deadline: Duration,
+    ) -> Result<Vec<tel::Alarm>, tonic::Status> {
+        let mut alarms = Vec::new();
+        let mut read = 0;
+        let mut page_token = String::new();
+        loop {
+            let request = tel::ListAlarmsRequest {
+                sensor_id: sensor_id.to_string(),
+                page_size: PAGE,
+                page_token,
+                ..Default::default()
+            };
+            let page = within(deadline, client.list_alarms(timed(request, deadline))).await?;
+            read += page.alarms.len();
+            let mut older = false;
+            for alarm in page.alarms {
+                let start = alarm.started_at.as_ref().and_then(millis).unwrap_or(0);
+                let end = alarm.cleared_at.as_ref().and_then(millis);
+                older |= end.is_some_and(|end| end < stay.start_ms);
+                if stay.overlaps(start, end, now_ms) {
+                    alarms.push(alarm);
+                }
+            }
+            // Newest first: once alarms over before the stay began show up, the rest are older.
+            if page.next_page_token.is_empty() || older || read >= MAX_ALARMS_PER_STAY {
+                return Ok(alarms);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
