@@ -486,6 +486,9 @@ pub(crate) fn render_network(network: &NetworkConfig, header: &str) -> String {
         let _ = writeln!(out, "location = {}", toml_string(&site.location));
         let _ = writeln!(out, "reached_by = {}", toml_string(&site.reached_by));
         let _ = writeln!(out, "time_zone = {}", toml_string(site.time_zone.name()));
+        if let Some(gln) = &site.gln {
+            let _ = writeln!(out, "gln = {}", toml_string(gln));
+        }
         out.push_str("\n[site.ports]\n");
         for kind in ServiceKind::SITE_SERVICES {
             let _ = writeln!(
@@ -512,6 +515,11 @@ pub(crate) fn render_network(network: &NetworkConfig, header: &str) -> String {
             let _ = writeln!(out, "max_celsius = {}", toml_float(zone.max_celsius));
             let _ = writeln!(out, "capacity_pallets = {}", zone.capacity_pallets);
         }
+    }
+    for sku in &network.skus {
+        out.push_str("\n[[sku]]\n");
+        let _ = writeln!(out, "id = {}", toml_string(&sku.id));
+        let _ = writeln!(out, "gtin = {}", toml_string(&sku.gtin));
     }
     out
 }

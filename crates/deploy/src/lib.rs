@@ -659,12 +659,16 @@ mod tests {
         assert_eq!(inside.sites.len(), network.sites.len());
         assert_eq!(inside.gateway.listen, network.gateway.listen);
         assert_eq!(inside.gateway_endpoint(), "http://gateway:50051");
+        assert_eq!(inside.skus, network.skus);
+        assert!(network.sites.iter().all(|s| s.gln.is_some()), "the shipped file names every GLN");
+        assert!(!network.skus.is_empty(), "the shipped file maps the demo's skus to GTINs");
         for (a, b) in network.sites.iter().zip(&inside.sites) {
             assert_eq!(a.id, b.id);
             assert_eq!(a.name, b.name);
             assert_eq!(a.location, b.location);
             assert_eq!(a.reached_by, b.reached_by);
             assert_eq!(a.time_zone, b.time_zone);
+            assert_eq!(a.gln, b.gln);
             assert_eq!(a.ports, b.ports);
             assert_eq!(a.zones, b.zones);
             for kind in ServiceKind::SITE_SERVICES {

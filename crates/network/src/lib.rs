@@ -11,13 +11,15 @@
 //! services use these words (temperature classes, sites, zones) without depending on the
 //! runtime.
 
+pub mod gs1;
 mod model;
 mod names;
 mod parse;
 mod problems;
 
 pub use model::{
-    ConsoleConfig, GatewayConfig, NetworkConfig, SiteConfig, SiteEndpoints, SitePorts, ZoneConfig,
+    ConsoleConfig, GatewayConfig, NetworkConfig, SiteConfig, SiteEndpoints, SitePorts, SkuConfig,
+    ZoneConfig,
 };
 pub use names::{ParseNameError, ServiceKind, TemperatureClass};
 pub use problems::{ConfigErrors, did_you_mean, toml_error_message};

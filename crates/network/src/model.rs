@@ -18,6 +18,27 @@ pub struct NetworkConfig {
     pub console: ConsoleConfig,
     /// Every site, in file order.
     pub sites: Vec<SiteConfig>,
+    /// GS1 identifiers of skus (`[[sku]]`, optional), for traceability exports.
+    pub skus: Vec<SkuConfig>,
+}
+
+/// A sku's GS1 identity (`[[sku]]` with `id` and `gtin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkuConfig {
+    /// The sku, as the inventories know it.
+    pub id: String,
+    /// Its GTIN (8, 12, 13 or 14 digits, check digit verified).
+    pub gtin: String,
+}
+
+impl NetworkConfig {
+    /// The GTIN of `sku`, as 14 digits, when the file gives one.
+    pub fn gtin14(&self, sku: &str) -> Option<String> {
+        self.skus
+            .iter()
+            .find(|s| s.id == sku)
+            .map(|s| crate::gs1::gtin14(&s.gtin))
+    }
 }
 
 /// Where the gateway listens.
@@ -93,6 +114,9 @@ pub struct SiteConfig {
     pub endpoints: SiteEndpoints,
     /// Its temperature zones, in file order (at least one).
     pub zones: Vec<ZoneConfig>,
+    /// Its GS1 Global Location Number (13 digits, check digit verified), if the file
+    /// gives one: traceability exports name the site by it.
+    pub gln: Option<String>,
 }
 
 impl SiteConfig {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::problems::{did_you_mean, toml_error_message};
 use crate::{
     ConfigErrors, ConsoleConfig, GatewayConfig, NetworkConfig, ServiceKind, SiteConfig,
-    SiteEndpoints, SitePorts, TemperatureClass, ZoneConfig,
+    SiteEndpoints, SitePorts, SkuConfig, TemperatureClass, ZoneConfig,
 };
 
 // ----------------------------------------------------------------------------------------------
@@ -23,6 +23,15 @@ struct RawNetwork {
     console: Option<RawConsole>,
     #[serde(default)]
     site: Vec<RawSite>,
+    #[serde(default)]
+    sku: Vec<RawSku>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSku {
+    id: Option<String>,
+    gtin: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +57,7 @@ struct RawSite {
     time_zone: Option<String>,
     ports: Option<RawPorts>,
     endpoints: Option<RawEndpoints>,
+    gln: Option<String>,
     #[serde(default)]
     zone: Vec<RawZone>,
 }
@@ -131,6 +141,8 @@ fn validate(raw: RawNetwork) -> Result<NetworkConfig, ConfigErrors> {
         }
     }
 
+    let skus = validate_skus(raw.sku, &mut errors);
+
     let mut users: BTreeMap<u16, Vec<String>> = BTreeMap::new();
     for (port, who) in ports {
         users.entry(port).or_default().push(who);
@@ -149,6 +161,7 @@ fn validate(raw: RawNetwork) -> Result<NetworkConfig, ConfigErrors> {
             gateway,
             console,
             sites,
+            skus,
         }),
         _ => Err(errors),
     }
@@ -359,6 +372,10 @@ fn validate_site(
         }
     }
 
+    if let Some(problem) = raw.gln.as_deref().and_then(crate::gs1::gln_problem) {
+        errors.push(format!("{label}: {problem}"));
+    }
+
     if errors.len() > before {
         return None;
     }
@@ -371,7 +388,41 @@ fn validate_site(
         ports: site_ports?,
         endpoints,
         zones,
+        gln: raw.gln,
     })
+}
+
+/// The `[[sku]]` tables: each an id and a valid GTIN, each sku once.
+fn validate_skus(raw: Vec<RawSku>, errors: &mut ConfigErrors) -> Vec<SkuConfig> {
+    let mut skus: Vec<SkuConfig> = Vec::with_capacity(raw.len());
+    for (index, sku) in raw.into_iter().enumerate() {
+        let label = match &sku.id {
+            Some(id) => format!("sku {id:?}"),
+            None => format!("sku {}", index + 1),
+        };
+        let before = errors.len();
+        match &sku.id {
+            None => errors.push(format!("{label}: missing id")),
+            Some(id) if skus.iter().any(|s| &s.id == id) => {
+                errors.push(format!("{label}: listed more than once"));
+            }
+            Some(_) => {}
+        }
+        match &sku.gtin {
+            None => errors.push(format!("{label}: missing gtin")),
+            Some(gtin) => {
+                if let Some(problem) = crate::gs1::gtin_problem(gtin) {
+                    errors.push(format!("{label}: {problem}"));
+                }
+            }
+        }
+        if errors.len() == before
+            && let (Some(id), Some(gtin)) = (sku.id, sku.gtin)
+        {
+            skus.push(SkuConfig { id, gtin });
+        }
+    }
+    skus
 }
 
 fn validate_zone(

@@ -635,3 +635,57 @@ fn rule_console_listen() {
     let shipped = NetworkConfig::parse(SHIPPED).unwrap();
     assert_eq!(shipped.console.port(), 8080);
 }
+
+#[test]
+fn rule_gs1_identifiers() {
+    // Optional: a site's GLN and the sku table.
+    let net = NetworkConfig::parse(&one_site(COOL_ZONE)).unwrap();
+    assert_eq!(net.sites[0].gln, None);
+    assert!(net.skus.is_empty());
+
+    let with_gln = |gln: &str| {
+        one_site(COOL_ZONE).replace(
+            "time_zone = \"Asia/Vientiane\"",
+            &format!("time_zone = \"Asia/Vientiane\"\ngln = \"{gln}\""),
+        )
+    };
+    let net = NetworkConfig::parse(&with_gln("9506000134352")).unwrap();
+    assert_eq!(net.sites[0].gln.as_deref(), Some("9506000134352"));
+    assert_eq!(
+        one_problem(&with_gln("9506000134353")),
+        r#"site "la-vientiane": gln "9506000134353" has check digit 3, expected 2"#
+    );
+    assert_eq!(
+        one_problem(&with_gln("95060001")),
+        r#"site "la-vientiane": gln must be 13 digits, got "95060001""#
+    );
+
+    let with_skus = |tables: &str| format!("{}\n{tables}", one_site(COOL_ZONE));
+    let net = NetworkConfig::parse(&with_skus(
+        "[[sku]]\nid = \"kiwi\"\ngtin = \"96385074\"\n[[sku]]\nid = \"rice\"\ngtin = \"09506000134352\"",
+    ))
+    .unwrap();
+    assert_eq!(net.gtin14("kiwi").as_deref(), Some("00000096385074"));
+    assert_eq!(net.gtin14("rice").as_deref(), Some("09506000134352"));
+    assert_eq!(net.gtin14("mango"), None);
+    let mut found = problems(&with_skus(
+        "[[sku]]\nid = \"kiwi\"\ngtin = \"96385075\"\n[[sku]]\ngtin = \"96385074\"\n\
+         [[sku]]\nid = \"rice\"\n[[sku]]\nid = \"kiwi\"\ngtin = \"96385074\"\n\
+         [[sku]]\nid = \"kiwi\"\ngtin = \"96385074\"",
+    ));
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            r#"sku "kiwi": gtin "96385075" has check digit 5, expected 4"#.to_string(),
+            r#"sku "kiwi": listed more than once"#.to_string(),
+            r#"sku "rice": missing gtin"#.to_string(),
+            "sku 2: missing id".to_string(),
+        ]
+    );
+
+    // The shipped file names every site's GLN and the demo's skus.
+    let shipped = NetworkConfig::parse(SHIPPED).unwrap();
+    assert!(shipped.sites.iter().all(|s| s.gln.is_some()));
+    assert!(shipped.gtin14("citrus-navel-mayang").is_some());
+}
