@@ -342,6 +342,35 @@ async fn a_lot_split_across_a_transfer_and_an_issue_is_traced_with_its_exposures
         "{alarms:?}"
     );
 
+    // The same trace as an EPCIS 2.0 document: it meets the schema's rules, and names the
+    // receipt, the transfer out and in, the issue and the stays the sensors covered.
+    let exported = gateway
+        .export_trace_epcis(pb::TraceLotRequest {
+            sku: SKU.into(),
+            lot_id: LOT.into(),
+            site_ids: Vec::new(),
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    assert!(exported.errors.is_empty());
+    let document: serde_json::Value = serde_json::from_str(&exported.json_ld).unwrap();
+    assert_eq!(coldchain_epcis::problems(&document), Vec::<String>::new());
+    let steps: Vec<&str> = document["epcisBody"]["eventList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["bizStep"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps.iter().filter(|s| **s == "sensor_reporting").count(),
+        2,
+        "the park's room and the reefer leg: {steps:?}"
+    );
+    for step in ["receiving", "shipping"] {
+        assert_eq!(steps.iter().filter(|s| **s == step).count(), 2, "{steps:?}");
+    }
+
     // Only the park asked: Vientiane's entries are not there, the transfer still is.
     let park_only = trace(&mut gateway, &[PARK]).await;
     assert!(

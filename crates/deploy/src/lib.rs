@@ -660,8 +660,14 @@ mod tests {
         assert_eq!(inside.gateway.listen, network.gateway.listen);
         assert_eq!(inside.gateway_endpoint(), "http://gateway:50051");
         assert_eq!(inside.skus, network.skus);
-        assert!(network.sites.iter().all(|s| s.gln.is_some()), "the shipped file names every GLN");
-        assert!(!network.skus.is_empty(), "the shipped file maps the demo's skus to GTINs");
+        assert!(
+            network.sites.iter().all(|s| s.gln.is_some()),
+            "the shipped file names every GLN"
+        );
+        assert!(
+            !network.skus.is_empty(),
+            "the shipped file maps the demo's skus to GTINs"
+        );
         for (a, b) in network.sites.iter().zip(&inside.sites) {
             assert_eq!(a.id, b.id);
             assert_eq!(a.name, b.name);

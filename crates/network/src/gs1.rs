@@ -28,7 +28,10 @@ fn problem(text: &str, what: &str, lengths: &[usize]) -> Option<String> {
     let (body, last) = digits.split_at(digits.len() - 1);
     let expected = check_digit(body);
     (last[0] != expected).then(|| {
-        format!("{what} {text:?} has check digit {}, expected {expected}", last[0])
+        format!(
+            "{what} {text:?} has check digit {}, expected {expected}",
+            last[0]
+        )
     })
 }
 
@@ -63,7 +66,11 @@ mod tests {
 
     #[test]
     fn a_wrong_check_digit_or_form_is_named() {
-        assert!(gtin_problem("09506000134353").unwrap().contains("expected 2"));
+        assert!(
+            gtin_problem("09506000134353")
+                .unwrap()
+                .contains("expected 2")
+        );
         assert!(gln_problem("950600013435").unwrap().contains("13 digits"));
         assert!(gtin_problem("0950600013435x").is_some());
         assert!(gtin_problem("123456789").is_some());

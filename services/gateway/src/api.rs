@@ -177,4 +177,17 @@ impl NetworkService for GatewayApi {
         let query = requests::trace_lot(request.get_ref())?;
         Ok(Response::new(self.app.trace_lot(&query, deadline).await?))
     }
+
+    async fn export_trace_epcis(
+        &self,
+        request: Request<pb::TraceLotRequest>,
+    ) -> Result<Response<pb::EpcisDocument>, Status> {
+        let deadline = self
+            .app
+            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let query = requests::trace_lot(request.get_ref())?;
+        Ok(Response::new(
+            self.app.export_trace_epcis(&query, deadline).await?,
+        ))
+    }
 }

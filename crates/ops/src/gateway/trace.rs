@@ -1,6 +1,7 @@
 //! `trace SKU LOT`: a lot's life across the network (TraceLot), as a timeline, where it is
 //! now, what is in transit and what each stay's sensors saw; `--format json` for one JSON
-//! document, `--format csv` for one row per event (for a spreadsheet or a regulator).
+//! document, `--format csv` for one row per event (for a spreadsheet), `--format epcis` for
+//! a GS1 EPCIS 2.0 document (for a regulator or a trading partner).
 
 use clap::{Args, ValueEnum};
 use coldchain_command::say;
@@ -24,6 +25,8 @@ pub enum TraceFormat {
     Json,
     /// One CSV row per event, with a header.
     Csv,
+    /// A GS1 EPCIS 2.0 JSON-LD document (the gateway's ExportTraceEpcis).
+    Epcis,
 }
 
 #[derive(Args)]
@@ -51,29 +54,44 @@ pub async fn trace(args: TraceArgs) -> Result<(), CliError> {
         lot_id: args.lot.clone(),
         site_ids: args.sites.clone(),
     };
-    let answer = call!(client, trace_lot, request)?;
     let format = if args.gateway.json {
         TraceFormat::Json
     } else {
         args.format
     };
+    if format == TraceFormat::Epcis {
+        let document = call!(client, export_trace_epcis, request)?;
+        warn_partial(&document.errors);
+        let value: Value = serde_json::from_str(&document.json_ld).map_err(|e| {
+            CliError::Failed(format!("the gateway's EPCIS document is not JSON: {e}"))
+        })?;
+        print_json(&value);
+        return Ok(());
+    }
+    let answer = call!(client, trace_lot, request)?;
     match format {
         TraceFormat::Json => print_json(&trace_json(&answer)),
-        TraceFormat::Csv => print!("{}", trace_csv(&answer)),
-        TraceFormat::Table => print_tables(&answer),
+        TraceFormat::Csv => {
+            warn_partial(&answer.errors);
+            print!("{}", trace_csv(&answer));
+        }
+        TraceFormat::Table | TraceFormat::Epcis => print_tables(&answer),
     }
     Ok(())
 }
 
-fn print_tables(answer: &network::TraceLotResponse) {
-    for error in &answer.errors {
-        say!(
+/// Says on stderr which sites left their part out.
+fn warn_partial(errors: &[network::SiteError]) {
+    for error in errors {
+        eprintln!(
             "warning: {} did not answer its part ({}: {}); the trace is partial",
-            error.site_id,
-            error.code,
-            error.message
+            error.site_id, error.code, error.message
         );
     }
+}
+
+fn print_tables(answer: &network::TraceLotResponse) {
+    warn_partial(&answer.errors);
     say!("lot {} of {}", answer.lot_id, answer.sku);
     let mut events = Table::new(&["TIME (UTC)", "SITE", "EVENT", "DETAIL", "BY"]);
     for event in &answer.events {

@@ -71,7 +71,7 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
         (
             NETWORK_SERVICE,
             "FindStock" | "ListExpiring" | "ListAlarms" | "WatchAlarms" | "StartTransfer"
-            | "ReceiveTransfer" | "ListTransfers" | "TraceLot",
+            | "ReceiveTransfer" | "ListTransfers" | "TraceLot" | "ExportTraceEpcis",
         ) => &[Operations],
         // A backup holds everything the database holds, whoever it belongs to.
         (ADMIN_SERVICE, "StreamSnapshot") => &[Operations],

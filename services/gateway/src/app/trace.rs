@@ -125,6 +125,21 @@ impl GatewayApp {
         Ok(answer)
     }
 
+    /// ExportTraceEpcis: the trace as an EPCIS 2.0 document, created now.
+    pub async fn export_trace_epcis(
+        &self,
+        query: &TraceQuery,
+        deadline: Duration,
+    ) -> Result<pb::EpcisDocument, ServiceError> {
+        let trace = self.trace_lot(query, deadline).await?;
+        let created = chrono::DateTime::from_timestamp_millis(self.now_ms()).unwrap_or_default();
+        let document = coldchain_epcis::document(&trace, self.network(), created);
+        Ok(pb::EpcisDocument {
+            json_ld: document.to_string(),
+            errors: trace.errors,
+        })
+    }
+
     /// A site's entries of the lot (oldest first, up to [`MAX_ENTRIES_PER_SITE`]) and its
     /// stock of the lot now.
     async fn site_part(

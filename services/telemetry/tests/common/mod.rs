@@ -389,6 +389,12 @@ impl FakeGateway {
 
 #[tonic::async_trait]
 impl NetworkService for FakeGateway {
+    async fn export_trace_epcis(
+        &self,
+        _: Request<net::TraceLotRequest>,
+    ) -> Result<Response<net::EpcisDocument>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn trace_lot(
         &self,
         _: Request<net::TraceLotRequest>,
