@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use coldchain_proto::network::v1 as pb;
 use coldchain_proto::network::v1::network_service_server::NetworkService;
+use coldchain_runtime::auth::author;
 use coldchain_runtime::idempotency::record_request_id;
 use coldchain_runtime::retry::client_deadline;
 use tonic::{Request, Response, Status};
@@ -14,6 +15,7 @@ use crate::app::GatewayApp;
 use crate::app::watch::AlarmStream;
 use crate::domain::TransferState;
 use crate::error;
+use crate::wire::recall::{self, RecallRefCodec};
 use crate::wire::{self, TransferRefCodec, requests};
 
 /// The handlers.
@@ -189,5 +191,76 @@ impl NetworkService for GatewayApi {
         Ok(Response::new(
             self.app.export_trace_epcis(&query, deadline).await?,
         ))
+    }
+
+    async fn recall_lot(
+        &self,
+        request: Request<pb::RecallLotRequest>,
+    ) -> Result<Response<pb::RecallAnswer>, Status> {
+        let deadline = self
+            .app
+            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let by = author(&request, &request.get_ref().actor);
+        let req = request.into_inner();
+        record_request_id(&req.request_id);
+        let (fingerprint, spec) = recall::recall_lot(&req)?;
+        let answer = self
+            .app
+            .recall_lot(&fingerprint, &RecallRefCodec, spec, by, deadline)
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn release_recall(
+        &self,
+        request: Request<pb::ReleaseRecallRequest>,
+    ) -> Result<Response<pb::RecallAnswer>, Status> {
+        let deadline = self
+            .app
+            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let by = author(&request, &request.get_ref().actor);
+        let req = request.into_inner();
+        record_request_id(&req.request_id);
+        let (fingerprint, recall_id, reason) = recall::release_recall(&req)?;
+        let answer = self
+            .app
+            .release_recall(
+                &fingerprint,
+                &RecallRefCodec,
+                &recall_id,
+                by,
+                reason,
+                deadline,
+            )
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get_recall(
+        &self,
+        request: Request<pb::GetRecallRequest>,
+    ) -> Result<Response<pb::RecallAnswer>, Status> {
+        let deadline = self
+            .app
+            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let recall_id = recall::get_recall(request.get_ref())?;
+        Ok(Response::new(
+            self.app.get_recall(&recall_id, deadline).await?,
+        ))
+    }
+
+    async fn list_recalls(
+        &self,
+        request: Request<pb::ListRecallsRequest>,
+    ) -> Result<Response<pb::ListRecallsResponse>, Status> {
+        let query = recall::list_recalls(request.get_ref())?;
+        let (recalls, last_key) =
+            self.app
+                .list_recalls(query.active_only, query.after.as_deref(), query.size)?;
+        Ok(Response::new(recall::recalls_page(
+            &recalls,
+            last_key,
+            &query.query,
+        )))
     }
 }

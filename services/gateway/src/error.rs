@@ -12,7 +12,9 @@ use coldchain_runtime::{Code, ServiceError};
 use coldchain_store::WriteError;
 use tonic::Status;
 
-use crate::domain::{SiteFailure, TotalTooLarge, Transfer, TransferError, UnknownSites};
+use crate::domain::{
+    RecallError, SiteFailure, TotalTooLarge, Transfer, TransferError, UnknownSites,
+};
 use crate::store::Refused;
 
 impl From<TransferError> for ServiceError {
@@ -33,6 +35,7 @@ impl From<TransferError> for ServiceError {
 pub fn write_error(error: WriteError<Refused>) -> ServiceError {
     match error {
         WriteError::Rejected(Refused::Transfer(error)) => error.into(),
+        WriteError::Rejected(Refused::Recall(error)) => error.into(),
         WriteError::Rejected(Refused::Store(error)) | WriteError::Store(error) => error.into(),
         WriteError::RequestIdReused(id) => ServiceError::invalid(
             "request_id",
@@ -48,7 +51,20 @@ impl Outcome for Refused {
     fn outcome(&self) -> Option<ServiceError> {
         match self {
             Refused::Transfer(error) => Some(error.clone().into()),
+            Refused::Recall(error) => Some(error.clone().into()),
             Refused::Store(_) => None,
+        }
+    }
+}
+
+impl From<RecallError> for ServiceError {
+    fn from(error: RecallError) -> Self {
+        let message = error.to_string();
+        match error {
+            RecallError::NotFound(_) => ServiceError::not_found(message),
+            RecallError::AlreadyExists(_) => ServiceError::new(Code::AlreadyExists, message),
+            // A driver asked about a hold the recall does not have: our bug.
+            RecallError::NoSuchHold { .. } => ServiceError::internal(message),
         }
     }
 }

@@ -111,24 +111,33 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
     spawn_idempotency_sweeper(store.clone(), ctx.shutdown.clone());
     let sites = Arc::new(app::sites::Sites::new(ctx.network.clone(), &ctx.client));
     let transfers = store::GatewayStore::new(store.clone());
+    let saga_options = app::saga::SagaOptions {
+        step_timeout: options.step_timeout,
+        step_attempts: options.step_attempts,
+        resume_interval: options.resume_interval,
+        resume_backoff: options.resume_backoff,
+        resume_backoff_max: options.resume_backoff_max,
+        before_call: options.before_call.clone(),
+    };
     let saga = Arc::new(app::saga::Saga::new(
         transfers.clone(),
         sites.clone(),
-        app::saga::SagaOptions {
-            step_timeout: options.step_timeout,
-            step_attempts: options.step_attempts,
-            resume_interval: options.resume_interval,
-            resume_backoff: options.resume_backoff,
-            resume_backoff_max: options.resume_backoff_max,
-            before_call: options.before_call.clone(),
-        },
+        saga_options.clone(),
         &ctx.client,
     ));
     tokio::spawn(saga.drainer().run(ctx.shutdown.clone()));
+    let recalls = Arc::new(app::recalls::Recalls::new(
+        transfers.clone(),
+        sites.clone(),
+        saga_options,
+        &ctx.client,
+    ));
+    tokio::spawn(recalls.drainer().run(ctx.shutdown.clone()));
     let app = app::GatewayApp::new(
         transfers,
         sites,
         saga,
+        recalls,
         ctx.clock.clone(),
         options,
         ctx.shutdown.clone(),

@@ -71,7 +71,8 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
         (
             NETWORK_SERVICE,
             "FindStock" | "ListExpiring" | "ListAlarms" | "WatchAlarms" | "StartTransfer"
-            | "ReceiveTransfer" | "ListTransfers" | "TraceLot" | "ExportTraceEpcis",
+            | "ReceiveTransfer" | "ListTransfers" | "TraceLot" | "ExportTraceEpcis" | "RecallLot"
+            | "ReleaseRecall" | "GetRecall" | "ListRecalls",
         ) => &[Operations],
         // A backup holds everything the database holds, whoever it belongs to.
         (ADMIN_SERVICE, "StreamSnapshot") => &[Operations],

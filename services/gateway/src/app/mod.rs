@@ -9,6 +9,7 @@ pub mod alarms;
 pub mod expiring;
 mod metrics;
 pub mod queries;
+pub mod recalls;
 pub mod saga;
 pub mod sites;
 pub mod trace;
@@ -24,6 +25,7 @@ use coldchain_store::SharedClock;
 
 use crate::Options;
 use crate::store::GatewayStore;
+use recalls::Recalls;
 use saga::Saga;
 use sites::Sites;
 
@@ -32,17 +34,20 @@ pub struct GatewayApp {
     store: GatewayStore,
     sites: Arc<Sites>,
     saga: Arc<Saga>,
+    recalls: Arc<Recalls>,
     clock: SharedClock,
     options: Options,
     shutdown: Shutdown,
 }
 
 impl GatewayApp {
-    /// The gateway over `store`, calling `sites`, transfers driven by `saga`.
+    /// The gateway over `store`, calling `sites`, transfers driven by `saga`, recalls by
+    /// `recalls`.
     pub fn new(
         store: GatewayStore,
         sites: Arc<Sites>,
         saga: Arc<Saga>,
+        recalls: Arc<Recalls>,
         clock: SharedClock,
         options: Options,
         shutdown: Shutdown,
@@ -51,6 +56,7 @@ impl GatewayApp {
             store,
             sites,
             saga,
+            recalls,
             clock,
             options,
             shutdown,

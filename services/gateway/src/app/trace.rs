@@ -31,6 +31,29 @@ const MAX_ALARMS_PER_STAY: usize = 1_000;
 /// The page size of the calls to the sites.
 const PAGE: i32 = 1_000;
 
+/// The lots a recall covers: named ones, or every lot of the sku (none named).
+pub struct LotsQuery {
+    /// The sku.
+    pub sku: String,
+    /// The lots; empty: every lot of the sku the sites have stock of.
+    pub lot_ids: Vec<String>,
+}
+
+/// Where a recall's lots are: positions, in transit, gone out.
+pub struct LotsState {
+    /// Positions with stock on hand.
+    pub positions: Vec<pb::LotPosition>,
+    /// On transfers that have not arrived.
+    pub in_transit: Vec<pb::TransferStep>,
+    /// Issued to orders and customers.
+    pub shipped: Vec<pb::RecalledShipment>,
+    /// The sites that did not answer.
+    pub errors: Vec<pb::SiteError>,
+}
+
+/// The most lots of a sku a recall's answer describes.
+const MAX_LOTS_PER_ANSWER: usize = 100;
+
 /// One site's part: its entries of the lot and its positions with stock.
 struct SitePart {
     entries: Vec<inv::LedgerEntry>,
@@ -138,6 +161,120 @@ impl GatewayApp {
             json_ld: document.to_string(),
             errors: trace.errors,
         })
+    }
+
+    /// Where `query`'s lots are across the network (every site): their positions, what
+    /// travels, what went out to orders. For every lot of a sku, the lots are those the
+    /// sites have positions of (up to [`MAX_LOTS_PER_ANSWER`]).
+    pub async fn lots_state(
+        &self,
+        query: &LotsQuery,
+        deadline: Duration,
+    ) -> Result<LotsState, ServiceError> {
+        let mut state = LotsState {
+            positions: Vec::new(),
+            in_transit: Vec::new(),
+            shipped: Vec::new(),
+            errors: Vec::new(),
+        };
+        let mut failures = Vec::new();
+        let lots = if query.lot_ids.is_empty() {
+            let (lots, lot_failures) = self.lots_of_sku(&query.sku, deadline).await;
+            failures.extend(lot_failures);
+            lots
+        } else {
+            query.lot_ids.clone()
+        };
+        for lot_id in lots.into_iter().take(MAX_LOTS_PER_ANSWER) {
+            let trace_query = TraceQuery {
+                sku: query.sku.clone(),
+                lot_id: lot_id.clone(),
+                site_ids: Vec::new(),
+            };
+            let parts = futures::future::join_all(self.network().sites.iter().map(|site| {
+                let trace_query = &trace_query;
+                async move { (site, self.site_part(site, trace_query, deadline).await) }
+            }))
+            .await;
+            let mut lot_entries = Vec::new();
+            for (site, part) in parts {
+                match part {
+                    Ok(part) => {
+                        lot_entries
+                            .extend(part.entries.iter().map(|e| render::lot_entry(&site.id, e)));
+                        state.positions.extend(
+                            part.positions
+                                .iter()
+                                .filter(|level| level.on_hand > 0)
+                                .map(|level| render::position(&site.id, level)),
+                        );
+                        state.shipped.extend(
+                            part.entries
+                                .iter()
+                                .filter(|e| e.kind == inv::LedgerEntryKind::Issue as i32)
+                                .map(|e| render::shipment(&site.id, &lot_id, e)),
+                        );
+                    }
+                    Err(status) => failures.push(self.sites.site_error(
+                        &site.id,
+                        ServiceKind::Inventory,
+                        &status,
+                    )),
+                }
+            }
+            for transfer in self.lot_transfers(&trace_query, &lot_entries)? {
+                if transfer.state.is_travelling() {
+                    state
+                        .in_transit
+                        .push(render::in_transit(&transfer, &query.sku, &lot_id));
+                }
+            }
+        }
+        failures.sort_by(|a: &SiteFailure, b| a.site_id.cmp(&b.site_id));
+        failures.dedup();
+        state.errors = failures.into_iter().map(crate::wire::site_error).collect();
+        Ok(state)
+    }
+
+    /// The lots of `sku` the sites have positions of, in order, and the sites that did not
+    /// answer.
+    async fn lots_of_sku(&self, sku: &str, deadline: Duration) -> (Vec<String>, Vec<SiteFailure>) {
+        let answers =
+            futures::future::join_all(self.network().sites.iter().map(|site| async move {
+                let request = inv::GetStockRequest {
+                    sku: sku.to_string(),
+                    lot_id: String::new(),
+                    zone_id: String::new(),
+                };
+                let answer = match self.sites.inventory(&site.id) {
+                    Ok(mut client) => {
+                        within(deadline, client.get_stock(timed(request, deadline))).await
+                    }
+                    Err(status) => Err(status),
+                };
+                (site, answer)
+            }))
+            .await;
+        let mut lots = std::collections::BTreeSet::new();
+        let mut failures = Vec::new();
+        for (site, answer) in answers {
+            match answer {
+                Ok(stock) => lots.extend(
+                    stock
+                        .levels
+                        .into_iter()
+                        .filter_map(|level| level.lot.map(|lot| lot.lot_id)),
+                ),
+                // A site that never had the sku has no lot of it.
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                Err(status) => failures.push(self.sites.site_error(
+                    &site.id,
+                    ServiceKind::Inventory,
+                    &status,
+                )),
+            }
+        }
+        (lots.into_iter().collect(), failures)
     }
 
     /// A site's entries of the lot (oldest first, up to [`MAX_ENTRIES_PER_SITE`]) and its

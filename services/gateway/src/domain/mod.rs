@@ -7,6 +7,7 @@
 //! No I/O, no clock, no gRPC, no protobuf: everything here is a function of its arguments.
 
 pub mod alarms;
+pub mod recall;
 pub mod rules;
 pub mod sites;
 pub mod space;
@@ -15,6 +16,10 @@ pub mod trace;
 pub mod transfer;
 
 pub use alarms::{AlarmKey, MergeCursor, MergeSource, SiteCursor};
+pub use recall::{
+    HoldStep, Recall, RecallError, RecallHold, RecallRef, RecallSpec, RecallState,
+    assigned_recall_id,
+};
 pub use rules::{
     LineProblem, MAX_STEP_REQUEST_ID_BYTES, assigned_transfer_id, check_lines,
     default_reefer_class, sensor_request_id, transfer_in_request_id, transfer_out_request_id,

@@ -8,6 +8,8 @@
 //! | `transit` | (sku, transfer_id) | () — transfers IN_TRANSIT or RECEIVING, for FindStock |
 //! | `pending` | transfer_id | () — transfers with a saga step to do, for the drainer  |
 //!
+//! and the recalls ([`recalls`]).
+//!
 //! Every change of a transfer is one atomic write that also updates the indexes and appends
 //! the transfer as it now is to the ledger (an audit trail of every state change).
 //!
@@ -33,6 +35,8 @@ const PENDING: Table<String, ()> = Table::new("pending");
 pub enum Refused {
     /// A transfer rule.
     Transfer(TransferError),
+    /// A recall rule.
+    Recall(crate::domain::RecallError),
     /// Storage failed while reading inside the write.
     Store(StoreError),
 }
@@ -259,6 +263,10 @@ fn put_transfer(
     tx.append_ledger(|_| bytes);
     Ok(())
 }
+
+mod recalls;
+
+pub use recalls::RECALL_LEDGER_MARK;
 
 #[cfg(test)]
 mod tests;

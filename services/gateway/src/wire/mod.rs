@@ -2,6 +2,7 @@
 //! ([`requests`] validates the requests' form; [`sites`] builds the calls to the site
 //! services and reads their answers). No rules here, only shapes.
 
+pub mod recall;
 pub mod requests;
 pub mod sites;
 pub mod trace;

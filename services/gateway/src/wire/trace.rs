@@ -97,6 +97,18 @@ pub fn in_transit(transfer: &Transfer, sku: &str, lot_id: &str) -> pb::TransferS
     transfer_step(transfer, transfer.state, sku, lot_id)
 }
 
+/// An issue of a recalled lot, as a shipment the recall answers.
+pub fn shipment(site_id: &str, lot_id: &str, entry: &inv::LedgerEntry) -> pb::RecalledShipment {
+    pb::RecalledShipment {
+        site_id: site_id.to_string(),
+        lot_id: lot_id.to_string(),
+        order_id: entry.order_id.clone(),
+        quantity: entry.delta.saturating_neg(),
+        unit: entry.unit.clone(),
+        issued_at: entry.recorded_at,
+    }
+}
+
 /// A position of the lot with stock on hand.
 pub fn position(site_id: &str, level: &inv::StockLevel) -> pb::LotPosition {
     pb::LotPosition {

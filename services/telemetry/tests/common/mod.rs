@@ -389,6 +389,30 @@ impl FakeGateway {
 
 #[tonic::async_trait]
 impl NetworkService for FakeGateway {
+    async fn recall_lot(
+        &self,
+        _: Request<net::RecallLotRequest>,
+    ) -> Result<Response<net::RecallAnswer>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn release_recall(
+        &self,
+        _: Request<net::ReleaseRecallRequest>,
+    ) -> Result<Response<net::RecallAnswer>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn get_recall(
+        &self,
+        _: Request<net::GetRecallRequest>,
+    ) -> Result<Response<net::RecallAnswer>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_recalls(
+        &self,
+        _: Request<net::ListRecallsRequest>,
+    ) -> Result<Response<net::ListRecallsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn export_trace_epcis(
         &self,
         _: Request<net::TraceLotRequest>,
