@@ -81,6 +81,18 @@ enum_names!(
         "TRANSFER_STATE_"
     ),
     (
+        recall_state_name,
+        parse_recall_state,
+        network::RecallState,
+        "RECALL_STATE_"
+    ),
+    (
+        recall_hold_state_name,
+        parse_recall_hold_state,
+        network::RecallHoldState,
+        "RECALL_HOLD_STATE_"
+    ),
+    (
         service_kind_name,
         parse_service_kind,
         network::ServiceKind,

@@ -31,7 +31,8 @@ use tonic_types::StatusExt;
 pub use backup::{BACKUP_SUFFIX, BackupArgs, BackupCommand, RestoreArgs};
 pub use gateway::list_sites as gateway_list_sites;
 pub use gateway::{
-    AlarmsArgs, ExpiringArgs, SitesArgs, SpaceArgs, StockArgs, TraceArgs, TransferCommand,
+    AlarmsArgs, ExpiringArgs, RecallCommand, SitesArgs, SpaceArgs, StockArgs, TraceArgs,
+    TransferCommand,
 };
 pub use site::{
     AckArgs, BookingsArgs, CancelArgs, ConfirmArgs, HoldArgs, LedgerArgs, ReadingsArgs,
@@ -59,6 +60,12 @@ pub enum OpsCommand {
     /// A lot's life across the network: every movement, transfer, hold and alarm, where it
     /// is now, and the temperatures of each stay (gateway).
     Trace(TraceArgs),
+    /// Recall lots across the network in one call, lift a recall, show or list recalls
+    /// (gateway).
+    Recall {
+        #[command(subcommand)]
+        command: RecallCommand,
+    },
     /// Find free pallet space of a class for a day range across the sites (gateway).
     Space(SpaceArgs),
     /// Hold pallet space at a site for a customer (site booking service).
@@ -96,6 +103,7 @@ pub async fn run(command: OpsCommand) -> ExitCode {
         OpsCommand::Stock(args) => gateway::stock(args).await,
         OpsCommand::Expiring(args) => gateway::expiring(args).await,
         OpsCommand::Trace(args) => gateway::trace(args).await,
+        OpsCommand::Recall { command } => gateway::recall(command).await,
         OpsCommand::Space(args) => gateway::space(args).await,
         OpsCommand::Transfer { command } => gateway::transfer(command).await,
         OpsCommand::Alarms(args) => gateway::alarms(args).await,

@@ -3,6 +3,7 @@
 
 mod alarms;
 mod expiring;
+mod recall;
 mod sites;
 mod space;
 mod stock;
@@ -18,6 +19,7 @@ use super::{CliError, GatewayOpts, connect, connect_as};
 
 pub use alarms::{AlarmsArgs, alarms};
 pub use expiring::{ExpiringArgs, expiring};
+pub use recall::{RecallCommand, recall};
 pub use sites::{SitesArgs, list_sites, sites};
 pub use space::{SpaceArgs, space};
 pub use stock::{StockArgs, stock};
