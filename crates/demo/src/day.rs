@@ -45,6 +45,7 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
     let stock = figures::stock(&day).await?;
     let active_alarms = figures::active_alarms(&day).await?;
     let ledger = follower.finish(&mut day).await?;
+    let trace = crate::trace::excursion_lot(&day, &transfer).await?;
 
     let count = |state: booking::BookingState| {
         let name = coldchain_ops::format::booking_state_name(state as i32);
@@ -78,6 +79,7 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
         bookings_checked_in: count(booking::BookingState::CheckedIn),
         bookings,
         stock,
+        trace,
         ledger_entries_seen: ledger.entries_seen,
         ledger,
         active_alarms,

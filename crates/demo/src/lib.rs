@@ -19,6 +19,9 @@
 //! 8. Booking clients across sites: a shipper finds chilled space with the gateway, holds
 //!    and confirms it; an e-commerce seller holds frozen space and cancels it.
 //! 9. The ledger follower's figures, and the network's active alarms.
+//! 10. QA traces the lot that rode through the excursion across the network (TraceLot):
+//!     its receipt, the transfer, its holds, where it is now and what each stay's sensors
+//!     saw; and exports it as an EPCIS 2.0 document.
 //!
 //! Each call is made as the role that makes it in real life, with that role's key from the
 //! keyring (`$COLDCHAIN_KEYRING`, else the dev keyring under the data directory): the
@@ -41,6 +44,7 @@ mod outcome;
 mod receipts;
 mod reefer;
 mod survey;
+mod trace;
 mod transfer;
 
 use std::path::PathBuf;

@@ -17,6 +17,7 @@ pub fn narrative(o: &DemoOutcome) -> Vec<String> {
         arrival,
         bookings,
         ledger_and_alarms,
+        trace,
         warnings,
     ] {
         paragraph(o, &mut out);
@@ -196,6 +197,34 @@ fn ledger_and_alarms(o: &DemoOutcome, out: &mut Vec<String>) {
         "8. Active alarms across the network: {}.",
         o.active_alarms
     ));
+}
+
+/// 9: the excursion's lot, traced.
+fn trace(o: &DemoOutcome, out: &mut Vec<String>) {
+    let Some(t) = &o.trace else { return };
+    out.push(format!(
+        "9. QA traces lot {} of {} across the network: {} events at {} ({}); now {}.",
+        t.lot_id,
+        t.sku,
+        t.events,
+        t.sites.join(" and "),
+        t.entries.join(", "),
+        if t.positions.is_empty() {
+            "nothing on hand".to_string()
+        } else {
+            t.positions.join(", ")
+        }
+    ));
+    for stay in &t.stays {
+        out.push(format!("   - {stay}"));
+    }
+    out.push(format!(
+        "   {} alarm(s) in its stays; the EPCIS 2.0 export has {} events (coldchain trace {} {} --format epcis).",
+        t.alarms, t.epcis_events, t.sku, t.lot_id
+    ));
+    for error in &t.errors {
+        out.push(format!("   (partial: {error})"));
+    }
 }
 
 /// What did not go as planned.

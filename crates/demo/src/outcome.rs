@@ -168,6 +168,8 @@ pub struct DemoOutcome {
     pub bookings_cancelled: usize,
     pub bookings_checked_in: usize,
     pub stock: StockOutcome,
+    /// The trace of the excursion's lot (none when the transfer had no line).
+    pub trace: Option<crate::trace::TraceOutcome>,
     pub ledger: LedgerOutcome,
     pub ledger_entries_seen: u64,
     pub active_alarms: usize,

@@ -1,0 +1,122 @@
+//! The last act: QA traces the lot that rode through the excursion (gateway TraceLot), the
+//! way a food-safety officer answers "where did it come from, where did it go, what did it
+//! see", and exports it as an EPCIS 2.0 document for the buyer.
+
+use coldchain_ops::call;
+use coldchain_proto::network::v1 as network;
+use coldchain_proto::network::v1::trace_event::Event;
+use serde::Serialize;
+
+use crate::day::Day;
+use crate::outcome::{DemoError, TransferOutcome, step_err};
+
+/// What the trace of the excursion's lot showed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TraceOutcome {
+    pub sku: String,
+    pub lot_id: String,
+    /// Events in the lot's life, oldest first.
+    pub events: usize,
+    /// The sites its entries came from.
+    pub sites: Vec<String>,
+    /// Its ledger entries, `site: KIND`, oldest first.
+    pub entries: Vec<String>,
+    /// Where it is now: `site/zone: on hand (held)`.
+    pub positions: Vec<String>,
+    /// Each stay: `place: max °C, outside the limits for N s` (or `no sensor`).
+    pub stays: Vec<String>,
+    /// Alarms in its stays.
+    pub alarms: usize,
+    /// Events of the EPCIS 2.0 export.
+    pub epcis_events: usize,
+    /// Sites that did not answer.
+    pub errors: Vec<String>,
+}
+
+/// Traces the transfer's first lot (the one the reefer's excursion held).
+pub(crate) async fn excursion_lot(
+    day: &Day<'_>,
+    transfer: &TransferOutcome,
+) -> Result<Option<TraceOutcome>, DemoError> {
+    let step = "trace the excursion's lot";
+    let Some(line) = transfer.lines.first() else {
+        return Ok(None);
+    };
+    let request = network::TraceLotRequest {
+        sku: line.sku.clone(),
+        lot_id: line.lot_id.clone(),
+        site_ids: Vec::new(),
+    };
+    let trace = call!(day.gateway, trace_lot, request.clone()).map_err(step_err(step))?;
+    let exported = call!(day.gateway, export_trace_epcis, request).map_err(step_err(step))?;
+    let epcis_events = serde_json::from_str::<serde_json::Value>(&exported.json_ld)
+        .ok()
+        .and_then(|doc| doc["epcisBody"]["eventList"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    let mut outcome = TraceOutcome {
+        sku: trace.sku.clone(),
+        lot_id: trace.lot_id.clone(),
+        events: trace.events.len(),
+        epcis_events,
+        errors: trace
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}: {}", e.site_id, e.code, e.message))
+            .collect(),
+        ..TraceOutcome::default()
+    };
+    for event in &trace.events {
+        match &event.event {
+            Some(Event::Entry(entry)) => {
+                if !outcome.sites.contains(&event.site_id) {
+                    outcome.sites.push(event.site_id.clone());
+                }
+                outcome.entries.push(format!(
+                    "{}: {}",
+                    event.site_id,
+                    coldchain_ops::format::ledger_kind_name(entry.kind)
+                ));
+            }
+            Some(Event::Alarm(_)) => outcome.alarms += 1,
+            _ => {}
+        }
+    }
+    outcome.positions = trace
+        .positions
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}: {} {}{}",
+                p.site_id,
+                p.zone_id,
+                p.on_hand,
+                p.unit,
+                if p.held { " (held)" } else { "" }
+            )
+        })
+        .collect();
+    outcome.stays = trace
+        .stays
+        .iter()
+        .map(|s| {
+            let place = if s.transfer_id.is_empty() {
+                format!("{}/{}", s.site_id, s.zone_id)
+            } else {
+                format!("reefer of {}", s.transfer_id)
+            };
+            let seen = s.exposures.iter().filter(|e| e.reading_count > 0);
+            let max = seen.clone().filter_map(|e| e.max_celsius).reduce(f64::max);
+            let outside_s: i64 = seen
+                .filter_map(|e| e.time_outside_limits.as_ref())
+                .map(|d| d.seconds)
+                .sum();
+            match max {
+                Some(max) => {
+                    format!("{place}: max {max:.1} °C, outside the limits for {outside_s} s")
+                }
+                None => format!("{place}: no sensor"),
+            }
+        })
+        .collect();
+    Ok(Some(outcome))
+}
