@@ -206,6 +206,42 @@ fn assert_a_full_day(o: &Value) {
         );
     }
 
+    // QA traced the excursion's lot: received at the park, out on the train, in at
+    // Vientiane and held there; the reefer leg saw the excursion; an EPCIS export exists.
+    let trace = &o["trace"];
+    assert_eq!(trace["errors"], serde_json::json!([]), "{trace}");
+    let entries: Vec<&str> = trace["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    for wanted in [
+        "cn-huaihua-park: RECEIPT",
+        "cn-huaihua-park: TRANSFER_OUT",
+        "la-vientiane: TRANSFER_IN",
+        "la-vientiane: HOLD_PLACED",
+    ] {
+        assert!(entries.contains(&wanted), "{wanted} not in {entries:?}");
+    }
+    let reefer_leg = trace["stays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .find(|s| s.starts_with("reefer of"))
+        .unwrap_or_else(|| panic!("no reefer leg: {trace}"));
+    assert!(!reefer_leg.contains("no sensor"), "{reefer_leg}");
+    assert!(
+        trace["positions"].as_array().unwrap().iter().any(|p| p
+            .as_str()
+            .unwrap()
+            .starts_with("la-vientiane/")
+            && p.as_str().unwrap().ends_with("(held)")),
+        "{trace}"
+    );
+    assert!(i(&trace["epcis_events"]) >= 4, "{trace}");
+
     // Bookings across sites.
     assert_eq!(o["bookings_held"], 3);
     assert_eq!(o["bookings_confirmed"], 2);
@@ -332,6 +368,8 @@ fn the_demo_drives_a_day_and_runs_again() {
         "HELD -> CONFIRMED -> CHECKED_IN",
         "HELD -> CANCELLED",
         "9,600 kg banana-cavendish into cool-a",
+        "9. QA traces lot",
+        "--format epcis",
     ] {
         assert!(story.contains(needle), "missing {needle:?} in:\n{story}");
     }
