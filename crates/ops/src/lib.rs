@@ -36,6 +36,7 @@ pub use gateway::{
 };
 pub use site::{
     AckArgs, BookingsArgs, CancelArgs, ConfirmArgs, HoldArgs, LedgerArgs, ReadingsArgs,
+    ReportCommand,
 };
 pub use stream::retryable as stream_retryable;
 
@@ -89,6 +90,12 @@ pub enum OpsCommand {
     Readings(ReadingsArgs),
     /// Read, or follow with --follow, a site's inventory ledger (site inventory service).
     Ledger(LedgerArgs),
+    /// Reports for QA: `report excursion ALARM --site SITE` writes one alarm up with the
+    /// readings around it and the lots it touched (site services, as operations).
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Back up a site's databases while they serve, one file per service; or `backup
     /// verify FILE` to check one (site services, as operations).
     Backup(BackupArgs),
@@ -114,6 +121,7 @@ pub async fn run(command: OpsCommand) -> ExitCode {
         OpsCommand::Ack(args) => site::ack(args).await,
         OpsCommand::Readings(args) => site::readings(args).await,
         OpsCommand::Ledger(args) => site::ledger(args).await,
+        OpsCommand::Report { command } => site::report(command).await,
         OpsCommand::Backup(args) => backup::backup(args).await,
         OpsCommand::Restore(args) => backup::restore(args),
     };

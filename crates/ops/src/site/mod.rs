@@ -8,11 +8,13 @@
 //! rest as operations.
 
 mod booking;
+mod excursion;
 mod inventory;
 mod telemetry;
 
 pub use booking::{
     BookingsArgs, CancelArgs, ConfirmArgs, HoldArgs, bookings, cancel, confirm, hold,
 };
+pub use excursion::{ReportCommand, report};
 pub use inventory::{LedgerArgs, ledger};
 pub use telemetry::{AckArgs, ReadingsArgs, ack, readings};
