@@ -204,6 +204,33 @@ async fn seed_stock(net: &TestNetwork) {
         .expect("seed receipt");
 }
 
+/// A lot of bananas in the park's cool room, where the excursion will be.
+async fn seed_cool_room(net: &TestNetwork) {
+    let mut inventory = InventoryServiceClient::new(net.dev_keyring().channel(
+        &net.endpoint(PARK, ServiceKind::Inventory),
+        &common::warehouse(PARK),
+    ));
+    inventory
+        .record_movements(inv::RecordMovementsRequest {
+            request_id: "seed-bananas".into(),
+            movements: vec![inv::Movement {
+                kind: inv::MovementKind::Receipt as i32,
+                sku: "banana-cavendish".into(),
+                lot: Some(inv::LotInfo {
+                    lot_id: "bn-cool-1".into(),
+                    ..Default::default()
+                }),
+                zone_id: "cool-a".into(),
+                quantity: 240,
+                unit: "kg".into(),
+                ..inv::Movement::default()
+            }],
+            actor: "receiving dock 2".into(),
+        })
+        .await
+        .expect("seed bananas");
+}
+
 /// Seeds the park's telemetry: a sensor in the (empty) cool room with 40 minutes of
 /// readings around 12 °C, including a 10-minute excursion at 17.5 °C above its 15 °C limit.
 /// Operations registers the sensor; the park's sensor gateway sends the readings.
@@ -619,6 +646,7 @@ fn operator_commands_against_a_running_network() {
 
     // alarms: an excursion in the park's cool room, listed, watched, acknowledged (twice:
     // the second is refused).
+    runtime().block_on(seed_cool_room(&dev.net));
     runtime().block_on(seed_telemetry(&dev.net));
     let deadline = Instant::now() + Duration::from_secs(15);
     let alarm = loop {
@@ -683,6 +711,49 @@ fn operator_commands_against_a_running_network() {
         acked["state"].as_str().unwrap().ends_with("_ACK"),
         "{acked}"
     );
+    // report excursion: the alarm, its readings around it, and the bananas it holds.
+    let report = dev.json(&["report", "excursion", &alarm_id, "--site", PARK]);
+    assert_eq!(report["alarm"]["alarm_id"], alarm_id.as_str());
+    let peak = report["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["max_celsius"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(peak, 17.5, "{report}");
+    let lots = report["lots"].as_array().unwrap();
+    assert_eq!(lots.len(), 1, "{report}");
+    assert_eq!(lots[0]["lot_id"], "bn-cool-1");
+    assert_eq!(lots[0]["on_hand_now"], 240);
+    assert_eq!(lots[0]["verdict"], "held", "{report}");
+    let out = dev.cli(&[
+        "report",
+        "excursion",
+        &alarm_id,
+        "--site",
+        PARK,
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        rows[0].starts_with("record,site_id,alarm_id"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        rows[1].starts_with(&format!("alarm,{PARK},{alarm_id}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("lot,") && r.contains("bn-cool-1") && r.contains(",held,")),
+        "{}",
+        out.stdout
+    );
+
     // A note is required: without one, a usage error before any call.
     let out = dev.cli(&["ack", &alarm_id, "--site", PARK, "--by", "qa.duty"]);
     assert_eq!(out.code, 2, "{out:?}");
@@ -791,6 +862,106 @@ fn operator_commands_against_a_running_network() {
         "{}",
         out.stderr
     );
+
+    // trace: the kiwi lot's life at both sites, as JSON, a table, CSV and EPCIS 2.0.
+    let traced = dev.json(&["trace", SKU, "kiwi-l1"]);
+    let entries: Vec<(String, String)> = traced["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "ledger_entry")
+        .map(|e| {
+            (
+                e["site_id"].as_str().unwrap().to_string(),
+                e["ledger_entry"]["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for wanted in [
+        (PARK, "RECEIPT"),
+        (PARK, "TRANSFER_OUT"),
+        (VIENTIANE, "TRANSFER_IN"),
+    ] {
+        assert!(
+            entries.contains(&(wanted.0.to_string(), wanted.1.to_string())),
+            "{wanted:?} not in {entries:?}"
+        );
+    }
+    let out = dev.cli(&["trace", SKU, "kiwi-l1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("TRANSFER_OUT") && out.stdout.contains("where it is now"),
+        "{}",
+        out.stdout
+    );
+    let out = dev.cli(&["trace", SKU, "kiwi-l1", "--format", "csv"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("at,site_id,event,"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout.lines().count(),
+        traced["events"].as_array().unwrap().len() + 1,
+        "{}",
+        out.stdout
+    );
+    let out = dev.cli(&["trace", SKU, "kiwi-l1", "--format", "epcis"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let document: Value = serde_json::from_str(&out.stdout).expect("an EPCIS document");
+    assert_eq!(document["type"], "EPCISDocument");
+    assert_eq!(coldchain_epcis::problems(&document), Vec::<String>::new());
+
+    // recall: the kiwi lot held at both sites in one call, shown, listed, then lifted.
+    let recalled = dev.json(&[
+        "recall",
+        "start",
+        SKU,
+        "--lot",
+        "kiwi-l1",
+        "--reason",
+        "supplier notice 77",
+        "--id",
+        "R-CLI-1",
+        "--actor",
+        "qa.duty",
+    ]);
+    let holds = recalled["recall"]["holds"].as_array().unwrap();
+    let state_at = |site: &str| {
+        holds
+            .iter()
+            .find(|h| h["site_id"] == site)
+            .map(|h| h["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state_at(PARK).as_deref(), Some("HELD"), "{recalled}");
+    assert_eq!(state_at(VIENTIANE).as_deref(), Some("HELD"), "{recalled}");
+    assert_eq!(
+        state_at("sg-singapore").as_deref(),
+        Some("NOT_PRESENT"),
+        "{recalled}"
+    );
+    assert!(
+        recalled["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["held"] == true),
+        "{recalled}"
+    );
+    assert_eq!(recalled["recall"]["started_by"]["actor"], "qa.duty");
+    let listed = dev.json(&["recall", "list", "--active"]);
+    assert_eq!(listed["recalls"][0]["recall_id"], "R-CLI-1", "{listed}");
+    let released = dev.json(&[
+        "recall",
+        "release",
+        "R-CLI-1",
+        "--reason",
+        "notice withdrawn",
+    ]);
+    assert_eq!(released["recall"]["state"], "RELEASED", "{released}");
+    let listed = dev.json(&["recall", "list", "--active"]);
+    assert_eq!(listed["recalls"], serde_json::json!([]), "{listed}");
 }
 
 #[test]

@@ -229,8 +229,9 @@ async fn find_alarm(
     )))
 }
 
-/// The lots of a zone that had stock while the alarm ran: positions with stock now that
-/// arrived before it ended, and emptied positions that changed after it began.
+/// The lots of a zone the alarm touched: positions its hold covers now, positions with
+/// stock now that arrived before it ended, and emptied positions that changed after it
+/// began.
 async fn zone_lots(
     inventory: &InventoryServiceClient<Channel>,
     zone_id: &str,
@@ -254,11 +255,13 @@ async fn zone_lots(
         for level in page.levels {
             let arrived = format::instant(level.first_received_at.as_ref());
             let changed = format::instant(level.updated_at.as_ref());
-            let there = if level.on_hand > 0 {
-                arrived.is_none_or(|at| at <= ended)
-            } else {
-                changed.is_some_and(|at| at >= started)
-            };
+            // Held now (the zone's hold covers it), or there while the alarm ran.
+            let there = level.held > 0
+                || if level.on_hand > 0 {
+                    arrived.is_none_or(|at| at <= ended)
+                } else {
+                    changed.is_some_and(|at| at >= started)
+                };
             if there {
                 let lot_id = level.lot.map(|l| l.lot_id).unwrap_or_default();
                 lots.push((level.sku, lot_id, level.zone_id));
