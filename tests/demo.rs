@@ -241,6 +241,7 @@ fn assert_a_full_day(o: &Value) {
         "{trace}"
     );
     assert!(i(&trace["epcis_events"]) >= 4, "{trace}");
+    assert_eq!(trace["epcis_problems"], serde_json::json!([]), "{trace}");
 
     // Bookings across sites.
     assert_eq!(o["bookings_held"], 3);

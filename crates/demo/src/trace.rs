@@ -29,6 +29,8 @@ pub struct TraceOutcome {
     pub alarms: usize,
     /// Events of the EPCIS 2.0 export.
     pub epcis_events: usize,
+    /// Where the export breaks the rules of the EPCIS 2.0 JSON schema (none expected).
+    pub epcis_problems: Vec<String>,
     /// Sites that did not answer.
     pub errors: Vec<String>,
 }
@@ -49,15 +51,22 @@ pub(crate) async fn excursion_lot(
     };
     let trace = call!(day.gateway, trace_lot, request.clone()).map_err(step_err(step))?;
     let exported = call!(day.gateway, export_trace_epcis, request).map_err(step_err(step))?;
-    let epcis_events = serde_json::from_str::<serde_json::Value>(&exported.json_ld)
-        .ok()
-        .and_then(|doc| doc["epcisBody"]["eventList"].as_array().map(Vec::len))
-        .unwrap_or(0);
+    let (epcis_events, epcis_problems) =
+        match serde_json::from_str::<serde_json::Value>(&exported.json_ld) {
+            Ok(document) => (
+                document["epcisBody"]["eventList"]
+                    .as_array()
+                    .map_or(0, Vec::len),
+                coldchain_epcis::problems(&document),
+            ),
+            Err(error) => (0, vec![format!("not JSON: {error}")]),
+        };
     let mut outcome = TraceOutcome {
         sku: trace.sku.clone(),
         lot_id: trace.lot_id.clone(),
         events: trace.events.len(),
         epcis_events,
+        epcis_problems,
         errors: trace
             .errors
             .iter()
