@@ -14,6 +14,7 @@ pub(crate) fn history_rows(
     rows_name: &str,
     read: &str,
     (row_name, disk_target): (&str, &str),
+    request_peer: &str,
     run: &History,
 ) {
     let (empty, filled) = (&run.empty, &run.filled);
@@ -98,6 +99,21 @@ pub(crate) fn history_rows(
         ratio: "–".into(),
         target: disk_target.into(),
     });
+    if let Some(bytes) = filled.disk.bytes_per_request() {
+        figures.rows.push(Row {
+            figure: format!(
+                "{service}: bytes on disk per idempotency record ({} records: keys and values × sled's amplification)",
+                filled.disk.requests
+            ),
+            ours: format!(
+                "{bytes:.0} B ({:.0} B of keys and values)",
+                filled.disk.request_bytes as f64 / filled.disk.requests.max(1) as f64
+            ),
+            peer: request_peer.to_string(),
+            ratio: "–".into(),
+            target: "tens of bytes".into(),
+        });
+    }
     figures.details.push(format!(
         "{service} history: {} {rows_name} written in {:.1} s ({}); writes then {} calls (p50 {:.2} ms, p99 {:.2} ms) against {} calls empty (p50 {:.2} ms, p99 {:.2} ms)",
         filled.history,

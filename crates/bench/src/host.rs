@@ -139,11 +139,34 @@ impl Keys {
 pub struct DiskUse {
     /// Every file of its data directory.
     pub bytes: u64,
-    /// The bytes of sled's keys and values (see [`sled_logical_bytes`]).
+    /// The bytes of sled's keys and values (see [`sled_contents`]).
     pub logical: u64,
+    /// Idempotency records held (the store's `_requests` rows).
+    pub requests: u64,
+    /// The bytes of sled's keys and values that keep them: the records and their expiry
+    /// index.
+    pub request_bytes: u64,
 }
 
 impl DiskUse {
+    /// The data directory `path` of a stopped service.
+    pub fn of(path: &std::path::Path) -> Result<Self, String> {
+        let contents = sled_contents(path)?;
+        Ok(DiskUse {
+            bytes: dir_size(path),
+            logical: contents.logical,
+            requests: contents.requests,
+            request_bytes: contents.request_bytes,
+        })
+    }
+
+    /// Bytes per idempotency record: its keys and values, times sled's amplification (the
+    /// share of the files it takes).
+    pub fn bytes_per_request(&self) -> Option<f64> {
+        (self.requests > 0)
+            .then(|| self.request_bytes as f64 / self.requests as f64 * self.amplification())
+    }
+
     /// sled's space amplification: its files' bytes over the bytes of what they hold.
     pub fn amplification(&self) -> f64 {
         self.bytes as f64 / self.logical.max(1) as f64
@@ -334,10 +357,7 @@ impl Host {
             keys,
         } = self;
         service.stop().await;
-        let bytes = DiskUse {
-            bytes: dir_size(data.path()),
-            logical: sled_logical_bytes(data.path())?,
-        };
+        let bytes = DiskUse::of(data.path())?;
         let mut ctx = bench_context(kind, &data)?;
         ctx.security.credentials = Some(keys.credentials.clone());
         let spec = build(&ctx).map_err(|e| e.to_string())?;
@@ -355,19 +375,30 @@ impl Host {
     /// [`sled_logical_bytes`]).
     pub async fn stop_and_measure_space(self) -> Result<DiskUse, String> {
         self.service.stop().await;
-        Ok(DiskUse {
-            bytes: dir_size(self.data.path()),
-            logical: sled_logical_bytes(self.data.path())?,
-        })
+        DiskUse::of(self.data.path())
     }
 }
 
-/// The bytes of the keys and values held by the sled databases under `path` (each
-/// directory with sled's `conf` and `db` files), every tree counted: what sled's files
-/// would hold with no space lost to old versions and fragmentation. Call it once the
-/// service has stopped (sled locks its database while open).
-pub fn sled_logical_bytes(path: &std::path::Path) -> Result<u64, String> {
-    let mut total = 0;
+/// What the sled databases under `path` hold (each directory with sled's `conf` and `db`
+/// files), every tree counted.
+pub struct SledContents {
+    /// The bytes of every key and value: what sled's files would hold with no space lost
+    /// to old versions and fragmentation.
+    pub logical: u64,
+    /// The idempotency records (`_requests/` keys).
+    pub requests: u64,
+    /// The bytes of the idempotency records and their expiry index.
+    pub request_bytes: u64,
+}
+
+/// Reads [`SledContents`]. Call it once the service has stopped (sled locks its database
+/// while open).
+pub fn sled_contents(path: &std::path::Path) -> Result<SledContents, String> {
+    let mut contents = SledContents {
+        logical: 0,
+        requests: 0,
+        request_bytes: 0,
+    };
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
         if dir.join("conf").is_file() && dir.join("db").is_file() {
@@ -376,7 +407,14 @@ pub fn sled_logical_bytes(path: &std::path::Path) -> Result<u64, String> {
                 let tree = db.open_tree(&name).map_err(|e| e.to_string())?;
                 for entry in tree.iter() {
                     let (key, value) = entry.map_err(|e| e.to_string())?;
-                    total += (key.len() + value.len()) as u64;
+                    let size = (key.len() + value.len()) as u64;
+                    contents.logical += size;
+                    if key.starts_with(b"_requests/") {
+                        contents.requests += 1;
+                        contents.request_bytes += size;
+                    } else if key.starts_with(b"_request_expiry/") {
+                        contents.request_bytes += size;
+                    }
                 }
             }
             continue;
@@ -389,7 +427,7 @@ pub fn sled_logical_bytes(path: &std::path::Path) -> Result<u64, String> {
                 .filter(|path| path.is_dir()),
         );
     }
-    Ok(total)
+    Ok(contents)
 }
 
 /// The bytes the files under `path` take (what cannot be read counts as nothing).

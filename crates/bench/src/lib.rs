@@ -446,14 +446,34 @@ impl Bench<'_> {
         let (connections, build, entries) = (self.args.connections, self.build, self.args.prefill);
         eprintln!("history: inventory, empty then with {entries} ledger entries");
         // PostgreSQL's bytes for the same rows, measured here; the figure without it.
-        let pg_per_entry = match self.pg.map(|pg| pg.ledger_bytes_per_row(entries.max(1))) {
-            Some(Ok(bytes)) => format!("≤ 100 B (PostgreSQL, same run: {bytes:.0} B)"),
-            Some(Err(e)) => {
-                figures.errors.push(format!("postgres ledger size: {e}"));
-                "≤ 100 B".into()
-            }
-            None => "≤ 100 B (PostgreSQL: not run)".into(),
-        };
+        let bookings = entries / 10;
+        let requests = (entries / 500).max(10_000);
+        // `target` leads the cell: the target where it names one.
+        let mut peer =
+            |what: &str, target: &str, measured: Option<Result<f64, String>>| match measured {
+                Some(Ok(bytes)) => format!("{target}PostgreSQL, same run: {bytes:.0} B"),
+                Some(Err(e)) => {
+                    figures.errors.push(format!("postgres {what} size: {e}"));
+                    format!("{target}PostgreSQL: failed")
+                }
+                None => format!("{target}PostgreSQL: not run"),
+            };
+        let pg_per_entry = peer(
+            "ledger",
+            "≤ 100 B; ",
+            self.pg.map(|pg| pg.ledger_bytes_per_row(entries.max(1))),
+        );
+        let pg_per_booking = peer(
+            "booking",
+            "",
+            self.pg.map(|pg| pg.booking_bytes_per_row(bookings.max(1))),
+        );
+        let pg_per_request = peer(
+            "idempotency",
+            "",
+            self.pg.map(|pg| pg.idempotency_bytes_per_row(requests)),
+        );
+        eprintln!("history: inventory, empty then with {entries} ledger entries");
         match scenarios::inventory_history(self.spec, connections, build, entries).await {
             Ok(run) => history_report::history_rows(
                 figures,
@@ -461,11 +481,11 @@ impl Bench<'_> {
                 "ledger entries",
                 "ListStock",
                 ("ledger entry", &pg_per_entry),
+                &pg_per_request,
                 &run,
             ),
             Err(e) => figures.errors.push(format!("inventory history: {e}")),
         }
-        let bookings = entries / 10;
         eprintln!("history: booking, empty then with {bookings} bookings");
         match scenarios::booking_history(self.spec, connections, build, bookings).await {
             Ok(run) => history_report::history_rows(
@@ -473,7 +493,8 @@ impl Bench<'_> {
                 "booking",
                 "bookings",
                 "ListBookings",
-                ("booking", "–"),
+                ("booking", &pg_per_booking),
+                &pg_per_request,
                 &run,
             ),
             Err(e) => figures.errors.push(format!("booking history: {e}")),

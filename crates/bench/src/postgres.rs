@@ -214,23 +214,79 @@ impl Postgres {
     /// request key), filled with `rows` rows shaped like the bench's history and vacuumed:
     /// `pg_total_relation_size` (heap, indexes, TOAST) over the row count.
     pub fn ledger_bytes_per_row(&self, rows: u64) -> Result<f64, String> {
-        let sql = format!(
-            "DROP TABLE IF EXISTS history_ledger;
-             CREATE TABLE history_ledger (seq bigserial PRIMARY KEY, request_key text NOT NULL UNIQUE,
+        self.bytes_per_row(
+            "history_ledger",
+            "seq bigserial PRIMARY KEY, request_key text NOT NULL UNIQUE,
                site text NOT NULL, sku text NOT NULL, lot text NOT NULL, zone text NOT NULL,
                kind smallint NOT NULL, delta bigint NOT NULL, balance bigint NOT NULL,
-               at timestamptz NOT NULL);
-             INSERT INTO history_ledger (request_key, site, sku, lot, zone, kind, delta, balance, at)
+               at timestamptz NOT NULL",
+            "(request_key, site, sku, lot, zone, kind, delta, balance, at)
                SELECT 'fill-' || (g / 500) || ':' || (g % 500), 'la-vientiane',
                       'SKU-' || lpad((g % 2000)::text, 4, '0'), 'LOT-' || (g / 100), 'chilled-a',
-                      1, 10, 10 * (g / 2000 + 1), now()
-               FROM generate_series(1, {rows}) g;"
+                      1, 10, 10 * (g / 2000 + 1), now()",
+            "",
+            rows,
+        )
+    }
+
+    /// Bytes per row of a bookings table holding what one of ours holds (id, site,
+    /// customer and reference, zone and class, pallets, the two days, state and its
+    /// instants, a cancel reason), with the index a customer's list reads: vacuumed,
+    /// `pg_total_relation_size` over the rows.
+    pub fn booking_bytes_per_row(&self, rows: u64) -> Result<f64, String> {
+        self.bytes_per_row(
+            "history_bookings",
+            "booking_id text PRIMARY KEY, site text NOT NULL, customer text NOT NULL,
+               customer_reference text NOT NULL, zone text NOT NULL, class smallint NOT NULL,
+               pallets int NOT NULL, pallets_arrived int NOT NULL, first_day date NOT NULL,
+               last_day date NOT NULL, state smallint NOT NULL, expires_at timestamptz NOT NULL,
+               check_in_deadline timestamptz, created_at timestamptz NOT NULL,
+               updated_at timestamptz NOT NULL, cancel_reason text NOT NULL",
+            "SELECT 'bk-la-vientiane-' || lpad(g::text, 10, '0'), 'la-vientiane',
+                      'bench-customer-' || (g % 50), 'PO-' || g, 'chilled-a', 2, 1 + g % 20, 0,
+                      date '2025-01-01' + (g % 730), date '2025-01-01' + (g % 730) + 3, 2,
+                      now(), now(), now(), now(), ''",
+            "CREATE INDEX history_bookings_customer ON history_bookings (customer, created_at);",
+            rows,
+        )
+    }
+
+    /// Bytes per row of an idempotency table keeping what ours keeps per request (the
+    /// request key, a 32-byte fingerprint of the request, the answer by reference: its
+    /// first ledger sequence and count, and when, with the index expiry scans), vacuumed.
+    pub fn idempotency_bytes_per_row(&self, rows: u64) -> Result<f64, String> {
+        self.bytes_per_row(
+            "history_requests",
+            "request_key text PRIMARY KEY, fingerprint bytea NOT NULL, first_seq bigint NOT NULL,
+               entries int NOT NULL, recorded_at timestamptz NOT NULL",
+            "SELECT 'fill-' || g, sha256(g::text::bytea), g * 500, 500, now()",
+            "CREATE INDEX history_requests_expiry ON history_requests (recorded_at);",
+            rows,
+        )
+    }
+
+    /// Creates `table` (`columns`), fills it with `rows` rows of `select` over
+    /// `generate_series(1, rows) g`, runs `indexes`, vacuums, and answers
+    /// `pg_total_relation_size` over the rows.
+    fn bytes_per_row(
+        &self,
+        table: &str,
+        columns: &str,
+        select: &str,
+        indexes: &str,
+        rows: u64,
+    ) -> Result<f64, String> {
+        let sql = format!(
+            "DROP TABLE IF EXISTS {table};
+             CREATE TABLE {table} ({columns});
+             INSERT INTO {table} {select} FROM generate_series(1, {rows}) g;
+             {indexes}"
         );
         self.psql(&sql)?;
         // Alone: VACUUM cannot run inside the transaction a multi-statement -c runs in.
-        self.psql("VACUUM ANALYZE history_ledger")?;
-        let answer = self.psql("SELECT pg_total_relation_size('history_ledger')")?;
-        self.psql("DROP TABLE history_ledger")?;
+        self.psql(&format!("VACUUM ANALYZE {table}"))?;
+        let answer = self.psql(&format!("SELECT pg_total_relation_size('{table}')"))?;
+        self.psql(&format!("DROP TABLE {table}"))?;
         let bytes: f64 = answer
             .lines()
             .map(str::trim)
