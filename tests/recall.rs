@@ -69,32 +69,13 @@ async fn held(net: &Net, site: &str) -> i64 {
 
 /// The site's HOLD_PLACED entries citing the recall.
 async fn recall_holds(net: &Net, site: &str, recall_id: &str) -> Vec<inv::LedgerEntry> {
-    let mut stream = net
-        .inventory(site)
-        .await
-        .watch_ledger(inv::WatchLedgerRequest { from_sequence: 1 })
-        .await
-        .expect("watch ledger")
-        .into_inner();
-    let mut out = Vec::new();
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
-            .await
-            .expect("ledger answers")
-            .expect("ledger stream")
-            .expect("a message");
-        let head = message.head_sequence;
-        let last = message.entries.last().map_or(0, |e| e.sequence);
-        out.extend(message.entries.into_iter().filter(|e| {
-            e.kind == inv::LedgerEntryKind::HoldPlaced as i32
-                && e.reference.as_ref().is_some_and(|r| {
-                    r.kind == common::ReferenceKind::Recall as i32 && r.id == recall_id
-                })
-        }));
-        if last >= head {
-            return out;
-        }
-    }
+    ledger_where(net, site, |e| {
+        e.kind == inv::LedgerEntryKind::HoldPlaced as i32
+            && e.reference.as_ref().is_some_and(|r| {
+                r.kind == common::ReferenceKind::Recall as i32 && r.id == recall_id
+            })
+    })
+    .await
 }
 
 async fn wait_for_hold(

@@ -116,6 +116,15 @@ pub async fn on_hand(net: &Net, site: &str, sku: &str) -> i64 {
 
 /// The ledger entries of a site's inventory of one transfer.
 pub async fn transfer_entries(net: &Net, site: &str, transfer_id: &str) -> Vec<inv::LedgerEntry> {
+    ledger_where(net, site, |e| e.transfer_id == transfer_id).await
+}
+
+/// The entries of a site's whole ledger that `keep` keeps, read with WatchLedger.
+pub async fn ledger_where(
+    net: &Net,
+    site: &str,
+    keep: impl Fn(&inv::LedgerEntry) -> bool,
+) -> Vec<inv::LedgerEntry> {
     let mut client = net.inventory(site).await;
     let mut stream = client
         .watch_ledger(inv::WatchLedgerRequest { from_sequence: 1 })
@@ -131,12 +140,7 @@ pub async fn transfer_entries(net: &Net, site: &str, transfer_id: &str) -> Vec<i
             .expect("a message");
         let head = message.head_sequence;
         let last = message.entries.last().map(|e| e.sequence).unwrap_or(0);
-        out.extend(
-            message
-                .entries
-                .into_iter()
-                .filter(|e| e.transfer_id == transfer_id),
-        );
+        out.extend(message.entries.into_iter().filter(|e| keep(e)));
         if last >= head {
             return out;
         }

@@ -13,9 +13,9 @@ use coldchain_proto::inventory::v1 as inv;
 use coldchain_proto::network::v1 as pb;
 use coldchain_runtime::ServiceError;
 use coldchain_runtime::client::{ClientOptions, with_retry};
-use coldchain_runtime::drainer::{Attempt, Claims, Drainer, DrainerOptions, Outbox};
+use coldchain_runtime::drainer::{Attempt, Claims, Drainer, Outbox};
 use coldchain_runtime::idempotency::Refusals;
-use coldchain_runtime::retry::{Backoff, describe};
+use coldchain_runtime::retry::describe;
 use coldchain_store::{Idempotent, ReplyCodec, RequestFingerprint};
 use tokio::sync::Notify;
 
@@ -62,33 +62,22 @@ impl Recalls {
         options: SagaOptions,
         client: &ClientOptions,
     ) -> Self {
-        let retry = ClientOptions {
-            call_timeout: options.step_timeout,
-            max_attempts: options.step_attempts.max(1),
-            ..client.clone()
-        };
         Self {
             store,
             sites,
+            retry: options.step_retry(client),
             options,
-            retry,
             claims: Claims::new(),
         }
     }
 
     /// The background driver of every recall with a hold to place or release.
     pub fn drainer(self: &Arc<Self>) -> Drainer<Recalls> {
-        let backoff = Backoff::new(self.options.resume_backoff, self.options.resume_backoff_max);
         Drainer::new(
             self.clone(),
             self.claims.clone(),
             Arc::new(Notify::new()),
-            DrainerOptions {
-                poll: Some(self.options.resume_interval),
-                backoff,
-                refused_backoff: backoff,
-                concurrency: 4,
-            },
+            self.options.drainer(4),
         )
     }
 

@@ -60,6 +60,30 @@ pub struct SagaOptions {
     pub before_call: StepHook,
 }
 
+impl SagaOptions {
+    /// How one step's call to a site is retried: the step timeout per attempt, at most
+    /// `step_attempts` attempts, the rest as `client`.
+    pub fn step_retry(&self, client: &ClientOptions) -> ClientOptions {
+        ClientOptions {
+            call_timeout: self.step_timeout,
+            max_attempts: self.step_attempts.max(1),
+            ..client.clone()
+        }
+    }
+
+    /// How a durable drainer of steps paces itself: a poll every `resume_interval`, the
+    /// resume backoff after a failure, `concurrency` items at once.
+    pub fn drainer(&self, concurrency: usize) -> DrainerOptions {
+        let backoff = Backoff::new(self.resume_backoff, self.resume_backoff_max);
+        DrainerOptions {
+            poll: Some(self.resume_interval),
+            backoff,
+            refused_backoff: backoff,
+            concurrency,
+        }
+    }
+}
+
 /// What a [`StepHook`] runs: given the transfer id and the step (`transfer-out`,
 /// `reefer-sensor`, `transfer-in`), a future the driver awaits.
 type HookFn = dyn Fn(&str, &'static str) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
@@ -136,16 +160,11 @@ impl Saga {
         options: SagaOptions,
         client: &ClientOptions,
     ) -> Self {
-        let retry = ClientOptions {
-            call_timeout: options.step_timeout,
-            max_attempts: options.step_attempts.max(1),
-            ..client.clone()
-        };
         Self {
             store,
             sites,
+            retry: options.step_retry(client),
             options,
-            retry,
             claims: Claims::new(),
         }
     }
@@ -168,19 +187,12 @@ impl Saga {
 
     /// The background driver of every unfinished transfer (run it until shutdown).
     pub fn drainer(self: &Arc<Self>) -> Drainer<Saga> {
-        let backoff = Backoff::new(self.options.resume_backoff, self.options.resume_backoff_max);
-        let options = DrainerOptions {
-            poll: Some(self.options.resume_interval),
-            backoff,
-            refused_backoff: backoff,
-            concurrency: 8,
-        };
         // Nothing wakes it: a handler drives a new step itself; the poll finds the rest.
         Drainer::new(
             self.clone(),
             self.claims.clone(),
             Arc::new(Notify::new()),
-            options,
+            self.options.drainer(8),
         )
     }
 

@@ -130,9 +130,9 @@ pub struct RecallsQuery {
 pub fn list_recalls(req: &pb::ListRecallsRequest) -> Result<RecallsQuery, ServiceError> {
     let mut v = Violations::new();
     let size = v.page_size(req.page_size);
-    let mut query = b"ListRecalls\0".to_vec();
-    query.extend(
-        pb::ListRecallsRequest {
+    let query = super::requests::list_query(
+        "ListRecalls",
+        &pb::ListRecallsRequest {
             page_size: 0,
             page_token: String::new(),
             ..req.clone()

@@ -24,7 +24,7 @@ use crate::domain::{
 /// The bytes a page token of `method` is bound to: the method and the query's filters.
 /// Without the method, the unfiltered queries of two list RPCs would encode alike (empty)
 /// and a token of one would be taken by the other.
-fn list_query(method: &str, filters: &[u8]) -> Vec<u8> {
+pub(crate) fn list_query(method: &str, filters: &[u8]) -> Vec<u8> {
     let mut query = Vec::with_capacity(method.len() + 1 + filters.len());
     query.extend_from_slice(method.as_bytes());
     query.push(0);
