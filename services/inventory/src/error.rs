@@ -7,6 +7,7 @@ use coldchain_runtime::{Code, ServiceError};
 
 use crate::domain::{DomainError, StockRefusal};
 use crate::store::TxError;
+use crate::store::lot_index::LotIndexError;
 
 /// The canonical error of a domain refusal; `at` is the movement index of a batch.
 pub fn service_error(error: DomainError, at: Option<usize>) -> ServiceError {
@@ -147,6 +148,17 @@ pub enum CheckInFailure {
         /// Its answer.
         status: tonic::Status,
     },
+}
+
+impl From<LotIndexError> for ServiceError {
+    fn from(error: LotIndexError) -> Self {
+        match error {
+            LotIndexError::NotReady => ServiceError::unavailable(
+                "this site's lot index is being built from its ledger (after an upgrade); retry shortly",
+            ),
+            LotIndexError::Store(error) => error.into(),
+        }
+    }
 }
 
 impl From<TxError> for ServiceError {

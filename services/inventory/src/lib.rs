@@ -99,6 +99,30 @@ pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
     )
 }
 
+/// Builds the lot index of a store written before it existed, in the background (once per
+/// store; ListLotEntries answers UNAVAILABLE until it is done).
+fn spawn_lot_index_backfill(store: coldchain_store::Store, label: String) {
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let decode = |bytes: &[u8]| {
+            use coldchain_store::ReplyCodec;
+            wire::codec::EntryCodec.decode(bytes)
+        };
+        match store::lot_index::backfill(&store, decode, 2_000).await {
+            Ok(0) => {}
+            Ok(indexed) => tracing::info!(
+                service = %label,
+                entries = indexed,
+                seconds = started.elapsed().as_secs_f64(),
+                "the lot index holds the ledger written before it"
+            ),
+            Err(error) => {
+                tracing::error!(service = %label, %error, "building the lot index failed; ListLotEntries stays unavailable until a restart")
+            }
+        }
+    });
+}
+
 /// [`service`] with explicit options.
 pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpec, StartError> {
     let store = ctx.open_store()?;
@@ -114,6 +138,7 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
         ctx.site.time_zone,
         Arc::new(wire::codec::EntryCodec),
     );
+    spawn_lot_index_backfill(store.clone(), ctx.label());
     let app = app::InventoryApp::new(
         inventory,
         ctx.site.clone(),

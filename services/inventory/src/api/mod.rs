@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use coldchain_proto::inventory::v1 as pb;
 use coldchain_proto::inventory::v1::inventory_service_server::InventoryService;
+use coldchain_runtime::auth::author;
 use coldchain_runtime::feed::FeedStream;
 use coldchain_runtime::idempotency::record_request_id;
 use tonic::{Request, Response, Status};
@@ -41,10 +42,11 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::RecordMovementsRequest>,
     ) -> Result<Response<pb::RecordMovementsResponse>, Status> {
+        let by = author(&request, &request.get_ref().actor);
         let request = request.into_inner();
         record_request_id(&request.request_id);
         let call = wire::requests::record_movements(&request, self.app.site_id())?;
-        let entries = self.app.record(&call.request, &call.command).await?;
+        let entries = self.app.record(&call.request, &call.command, &by).await?;
         Ok(Response::new(wire::recorded(entries)))
     }
 
@@ -85,10 +87,11 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::AllocateStockRequest>,
     ) -> Result<Response<pb::Allocation>, Status> {
+        let by = author(&request, &request.get_ref().actor);
         let request = request.into_inner();
         record_request_id(&request.request_id);
         let call = wire::requests::allocate_stock(&request)?;
-        let allocation = self.app.allocate(&call.request, &call.command).await?;
+        let allocation = self.app.allocate(&call.request, &call.command, &by).await?;
         Ok(Response::new(wire::allocation(allocation)))
     }
 
@@ -96,12 +99,13 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::ReleaseAllocationRequest>,
     ) -> Result<Response<pb::ReleaseAllocationResponse>, Status> {
+        let by = author(&request, &request.get_ref().actor);
         let request = request.into_inner();
         record_request_id(&request.request_id);
         let call = wire::requests::release_allocation(&request)?;
         let released = self
             .app
-            .release_allocation(&call.request, &call.command)
+            .release_allocation(&call.request, &call.command, &by)
             .await?;
         Ok(Response::new(wire::released(released)))
     }
@@ -110,10 +114,14 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::PlaceHoldRequest>,
     ) -> Result<Response<pb::Hold>, Status> {
+        let by = author(&request, &request.get_ref().actor);
         let request = request.into_inner();
         record_request_id(&request.request_id);
         let call = wire::requests::place_hold(&request)?;
-        let hold = self.app.place_hold(&call.request, &call.command).await?;
+        let hold = self
+            .app
+            .place_hold(&call.request, &call.command, &by)
+            .await?;
         Ok(Response::new(wire::hold(hold)))
     }
 
@@ -121,18 +129,26 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::ReleaseHoldRequest>,
     ) -> Result<Response<pb::Hold>, Status> {
+        let by = author(&request, &request.get_ref().actor);
         let request = request.into_inner();
         record_request_id(&request.request_id);
         let call = wire::requests::release_hold(&request)?;
-        let hold = self.app.release_hold(&call.request, &call.command).await?;
+        let hold = self
+            .app
+            .release_hold(&call.request, &call.command, &by)
+            .await?;
         Ok(Response::new(wire::hold(hold)))
     }
 
     async fn list_lot_entries(
         &self,
-        _request: Request<pb::ListLotEntriesRequest>,
+        request: Request<pb::ListLotEntriesRequest>,
     ) -> Result<Response<pb::ListLotEntriesResponse>, Status> {
-        Err(Status::unimplemented("ListLotEntries is not built yet"))
+        let list = wire::requests::list_lot_entries(request.get_ref())?;
+        let (entries, more) =
+            self.app
+                .lot_entries(&list.sku, &list.lot_id, list.after, list.page_size)?;
+        Ok(Response::new(wire::lot_entries_page(entries, more, &list)))
     }
 
     type WatchLedgerStream = LedgerStream;

@@ -9,6 +9,7 @@ mod metrics;
 
 use std::sync::Arc;
 
+use coldchain_audit::Author;
 use coldchain_runtime::client::ClientOptions;
 use coldchain_runtime::idempotency::Refusals;
 use coldchain_runtime::network::{NetworkConfig, SiteConfig};
@@ -92,6 +93,7 @@ impl InventoryApp {
         &self,
         request: &RequestFingerprint,
         movements: &[Movement],
+        author: &Author,
     ) -> Result<Vec<LedgerEntry>, ServiceError> {
         for (index, m) in movements.iter().enumerate() {
             self.check_zone(&format!("movements[{index}].zone_id"), &m.zone_id)?;
@@ -108,7 +110,7 @@ impl InventoryApp {
         if !bookings.is_empty() {
             match self
                 .store
-                .record_movements(idempotent, movements, true)
+                .record_movements(idempotent, movements, author, true)
                 .await
             {
                 Ok(written) => return self.answer(written.value),
@@ -123,7 +125,7 @@ impl InventoryApp {
         }
         let written = self
             .store
-            .record_movements(idempotent, movements, false)
+            .record_movements(idempotent, movements, author, false)
             .await?;
         self.answer(written.value)
     }
@@ -162,15 +164,32 @@ impl InventoryApp {
         Ok(self.store.expiring(query, page_size, after)?)
     }
 
+    /// A page of the lot's entries (and of the holds that covered it) after `after`, and
+    /// whether more follow.
+    pub fn lot_entries(
+        &self,
+        sku: &str,
+        lot_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<LedgerEntry>, bool), ServiceError> {
+        Ok(self.store.lot_entries(sku, lot_id, after, limit)?)
+    }
+
     /// Reserves stock for an order.
     pub async fn allocate(
         &self,
         request: &RequestFingerprint,
         command: &AllocateCommand,
+        author: &Author,
     ) -> Result<Allocation, ServiceError> {
         self.check_zone("zone_id", &command.zone_id)?;
         let idempotent = Idempotent::new(request, &*self.codecs.allocation, &Refusals);
-        Ok(self.store.allocate(idempotent, command).await?.value)
+        Ok(self
+            .store
+            .allocate(idempotent, command, author)
+            .await?
+            .value)
     }
 
     /// Releases an order's allocations, or the one named.
@@ -178,11 +197,17 @@ impl InventoryApp {
         &self,
         request: &RequestFingerprint,
         command: &ReleaseAllocationCommand,
+        author: &Author,
     ) -> Result<Vec<Allocation>, ServiceError> {
         let idempotent = Idempotent::new(request, &*self.codecs.released, &Refusals);
         Ok(self
             .store
-            .release_allocation(idempotent, &command.order_id, &command.allocation_id)
+            .release_allocation(
+                idempotent,
+                &command.order_id,
+                &command.allocation_id,
+                author,
+            )
             .await?
             .value)
     }
@@ -192,10 +217,15 @@ impl InventoryApp {
         &self,
         request: &RequestFingerprint,
         command: &PlaceHoldCommand,
+        author: &Author,
     ) -> Result<(Hold, HoldSnapshot), ServiceError> {
         self.check_zone("zone_id", &command.scope.zone_id)?;
         let idempotent = Idempotent::new(request, &*self.codecs.hold, &Refusals);
-        let hold = self.store.place_hold(idempotent, command).await?.value;
+        let hold = self
+            .store
+            .place_hold(idempotent, command, author)
+            .await?
+            .value;
         self.with_snapshot(hold)
     }
 
@@ -204,11 +234,12 @@ impl InventoryApp {
         &self,
         request: &RequestFingerprint,
         command: &ReleaseHoldCommand,
+        author: &Author,
     ) -> Result<(Hold, HoldSnapshot), ServiceError> {
         let idempotent = Idempotent::new(request, &*self.codecs.hold, &Refusals);
         let hold = self
             .store
-            .release_hold(idempotent, &command.hold_id, &command.reason)
+            .release_hold(idempotent, &command.hold_id, &command.reason, author)
             .await?
             .value;
         self.with_snapshot(hold)

@@ -1,5 +1,7 @@
 //! Quarantine holds: their scope and state.
 
+use coldchain_audit::Author;
+
 use super::Reference;
 
 /// The scope of a hold: every set part must match; empty parts match everything.
@@ -51,6 +53,10 @@ pub struct Hold {
     pub released_ms: Option<i64>,
     /// Why it was released.
     pub release_reason: String,
+    /// Who placed it (holds of earlier builds: [`Author::unknown`]).
+    pub placed_by: Author,
+    /// Who released it.
+    pub released_by: Option<Author>,
 }
 
 /// The stock a hold covers now.

@@ -1,5 +1,7 @@
 //! The ledger: one append-only entry per change, with a per-site sequence number.
 
+use coldchain_audit::Author;
+
 use super::{LotInfo, MovementKind, Reference};
 
 /// What a ledger entry records.
@@ -60,6 +62,8 @@ pub struct LedgerEntry {
     pub allocation_id: String,
     /// The hold (hold entries).
     pub hold_id: String,
+    /// Who recorded it (entries of earlier builds: [`Author::unknown`]).
+    pub recorded_by: Author,
 }
 
 impl LedgerEntry {
@@ -86,6 +90,7 @@ impl LedgerEntry {
             order_id: String::new(),
             allocation_id: String::new(),
             hold_id: String::new(),
+            recorded_by: Author::unknown(),
         }
     }
 }

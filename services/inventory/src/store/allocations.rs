@@ -9,7 +9,7 @@ use super::tables::{
     ALLOCATIONS, AllocationRecord, LOTS, LotRecord, ORDER_ALLOCATIONS, POSITIONS, PickRecord, SKUS,
     state_code, strategy_code,
 };
-use super::{EntryCodec, TxError, append, load_holds};
+use super::{LedgerWriter, TxError, append, load_holds};
 use crate::domain::{
     self, AllocateCommand, Allocation, AllocationState, Candidate, DomainError, EntryKind,
     LedgerEntry,
@@ -17,7 +17,7 @@ use crate::domain::{
 
 pub(super) fn allocate(
     tx: &mut WriteTx<'_>,
-    entries: &EntryCodec,
+    entries: &LedgerWriter<'_>,
     tz: Tz,
     command: &AllocateCommand,
 ) -> Result<Allocation, TxError> {
@@ -106,7 +106,7 @@ pub(super) fn allocate(
             allocation_id: allocation_id.clone(),
             ..LedgerEntry::new(EntryKind::Allocate, now, &command.request_id)
         };
-        append(tx, entries, &mut entry);
+        append(tx, entries, &mut entry)?;
         pick_records.push(PickRecord {
             lot_id: candidate.lot_id.clone(),
             zone_id: candidate.zone_id.clone(),
@@ -138,7 +138,7 @@ pub(super) fn allocate(
 
 pub(super) fn release(
     tx: &mut WriteTx<'_>,
-    entries: &EntryCodec,
+    entries: &LedgerWriter<'_>,
     request_id: &str,
     order_id: &str,
     allocation_id: &str,
@@ -217,7 +217,7 @@ pub(super) fn release(
                 allocation_id: id.clone(),
                 ..LedgerEntry::new(EntryKind::Deallocate, now, request_id)
             };
-            append(tx, entries, &mut entry);
+            append(tx, entries, &mut entry)?;
         }
         allocation.state = state_code(AllocationState::Released);
         allocation.closed_ms = Some(now);

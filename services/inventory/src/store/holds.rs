@@ -3,14 +3,15 @@
 use coldchain_store::WriteTx;
 
 use super::tables::{
-    ACTIVE_HOLDS, HOLDS, HoldRecord, LOTS, LotRecord, ReferenceRecord, SKUS, ScopeRecord,
+    ACTIVE_HOLDS, HOLD_AUTHORS, HOLDS, HoldAuthors, HoldRecord, LOTS, LotRecord, ReferenceRecord,
+    SKUS, ScopeRecord,
 };
-use super::{EntryCodec, TxError, append};
+use super::{LedgerWriter, TxError, append};
 use crate::domain::{DomainError, EntryKind, Hold, LedgerEntry, PlaceHoldCommand};
 
 pub(super) fn place(
     tx: &mut WriteTx<'_>,
-    entries: &EntryCodec,
+    entries: &LedgerWriter<'_>,
     command: &PlaceHoldCommand,
 ) -> Result<Hold, TxError> {
     let now = tx.now_millis();
@@ -62,13 +63,19 @@ pub(super) fn place(
         lot.as_ref(),
         now,
     );
-    append(tx, entries, &mut entry);
-    Ok(record.hold())
+    append(tx, entries, &mut entry)?;
+    let authors = HoldAuthors {
+        placed_by: entries.author().clone(),
+        released_by: None,
+        released_sequence: None,
+    };
+    tx.put(&HOLD_AUTHORS, &hold_id, &authors)?;
+    Ok(record.hold(Some(&authors)))
 }
 
 pub(super) fn release(
     tx: &mut WriteTx<'_>,
-    entries: &EntryCodec,
+    entries: &LedgerWriter<'_>,
     request_id: &str,
     hold_id: &str,
     reason: &str,
@@ -101,8 +108,17 @@ pub(super) fn release(
         now,
     );
     entry.reason = reason.to_string();
-    append(tx, entries, &mut entry);
-    Ok(record.hold())
+    append(tx, entries, &mut entry)?;
+    // A hold of an earlier build has no authors kept: its placer stays unknown.
+    let mut authors = tx.get(&HOLD_AUTHORS, &key)?.unwrap_or(HoldAuthors {
+        placed_by: coldchain_audit::Author::unknown(),
+        released_by: None,
+        released_sequence: None,
+    });
+    authors.released_by = Some(entries.author().clone());
+    authors.released_sequence = Some(entry.sequence);
+    tx.put(&HOLD_AUTHORS, &key, &authors)?;
+    Ok(record.hold(Some(&authors)))
 }
 
 fn hold_entry(

@@ -22,6 +22,7 @@
 
 mod allocations;
 mod holds;
+pub mod lot_index;
 mod movements;
 mod reads;
 mod tables;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
+use coldchain_audit::Author;
 use coldchain_store::{Idempotent, Store, StoreError, WriteError, WriteTx, Written};
 
 pub use coldchain_store::ReplyCodec;
@@ -44,6 +46,29 @@ use crate::domain::{
 /// How ledger entries are kept: the bytes the ledger stores (and the feed sends as they
 /// are), and back.
 pub type EntryCodec = dyn ReplyCodec<LedgerEntry>;
+
+/// What the ledger entries of one write share: how they are kept, and who made the write.
+pub(crate) struct LedgerWriter<'a> {
+    codec: &'a EntryCodec,
+    author: &'a Author,
+}
+
+impl LedgerWriter<'_> {
+    /// The bytes the ledger keeps of `entry`.
+    fn encode(&self, entry: &LedgerEntry) -> Vec<u8> {
+        self.codec.encode(entry)
+    }
+
+    /// An entry back from its bytes.
+    fn decode(&self, bytes: &[u8]) -> Result<LedgerEntry, String> {
+        self.codec.decode(bytes)
+    }
+
+    /// Who makes the write.
+    fn author(&self) -> &Author {
+        self.author
+    }
+}
 
 /// Why a write or read did not happen.
 #[derive(Debug)]
@@ -107,17 +132,21 @@ impl InventoryStore {
     async fn write<T, F>(
         &self,
         idempotent: Idempotent<'_, T, TxError>,
+        author: &Author,
         f: F,
     ) -> Result<Written<T>, WriteError<TxError>>
     where
-        F: FnOnce(&mut WriteTx<'_>, &EntryCodec) -> Result<T, TxError> + Send,
+        F: FnOnce(&mut WriteTx<'_>, &LedgerWriter<'_>) -> Result<T, TxError> + Send,
     {
         let mut last_sequence = None;
-        let entries = &*self.entries;
+        let ledger = LedgerWriter {
+            codec: &*self.entries,
+            author,
+        };
         let written = self
             .store
             .write(Some(idempotent), |tx| {
-                let value = f(tx, entries)?;
+                let value = f(tx, &ledger)?;
                 last_sequence = tx.next_sequence().checked_sub(1);
                 Ok(value)
             })
@@ -136,12 +165,13 @@ impl InventoryStore {
         &self,
         idempotent: Idempotent<'_, RecordedAnswer, TxError>,
         movements: &[Movement],
+        author: &Author,
         dry_run: bool,
     ) -> Result<Written<RecordedAnswer>, WriteError<TxError>> {
         let tz = self.tz;
         let request_id = idempotent.request.request_id.as_str();
-        self.write(idempotent, move |tx, entries| {
-            let recorded = movements::apply_batch(tx, entries, tz, request_id, movements)?;
+        self.write(idempotent, author, move |tx, ledger| {
+            let recorded = movements::apply_batch(tx, ledger, tz, request_id, movements)?;
             if dry_run {
                 Err(TxError::DryRunPassed)
             } else {
@@ -157,15 +187,20 @@ impl InventoryStore {
         if let RecordedAnswer::Entries(entries) = answer {
             return Ok(entries);
         }
+        self.entries_at(&answer.runs())
+    }
+
+    /// The entries of each run of consecutive sequences `(first, length)`, in order.
+    fn entries_at(&self, runs: &[(u64, u64)]) -> Result<Vec<LedgerEntry>, StoreError> {
         let mut entries = Vec::new();
-        for (first, length) in answer.runs() {
+        for &(first, length) in runs {
             let records = self.store.ledger_from(first, length as usize)?;
             let expected = first..first + length;
             if records.len() as u64 != length
                 || !records.iter().map(|r| r.sequence).eq(expected.clone())
             {
                 return Err(StoreError::Corrupt(format!(
-                    "a kept answer cites ledger entries {}..={} the ledger does not hold",
+                    "ledger entries {}..={} are cited but the ledger does not hold them",
                     first,
                     first + length - 1
                 )));
@@ -181,15 +216,49 @@ impl InventoryStore {
         Ok(entries)
     }
 
+    /// Up to `limit` entries of the lot (and of the holds that covered it) after sequence
+    /// `after`, in order, and whether more follow.
+    pub fn lot_entries(
+        &self,
+        sku: &str,
+        lot_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<LedgerEntry>, bool), lot_index::LotIndexError> {
+        let sequences = lot_index::sequences(&self.store, sku, lot_id, |_| {
+            let prefix = coldchain_store::Prefix::new().str(sku).str(lot_id);
+            self.store
+                .scan_prefix(&tables::POSITIONS, prefix.as_bytes())
+                .map(|entry| entry.map(|((_, _, zone), _)| zone))
+                .collect()
+        })?;
+        let durable = self.store.durable_sequence();
+        let mut wanted = sequences
+            .into_iter()
+            .filter(|s| *s > after && *s <= durable)
+            .peekable();
+        let page: Vec<u64> = wanted.by_ref().take(limit).collect();
+        let more = wanted.peek().is_some();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for sequence in page {
+            match runs.last_mut() {
+                Some((first, length)) if *first + *length == sequence => *length += 1,
+                _ => runs.push((sequence, 1)),
+            }
+        }
+        Ok((self.entries_at(&runs)?, more))
+    }
+
     /// Reserves stock for an order (FEFO or FIFO), all or nothing.
     pub async fn allocate(
         &self,
         idempotent: Idempotent<'_, Allocation, TxError>,
         command: &AllocateCommand,
+        author: &Author,
     ) -> Result<Written<Allocation>, WriteError<TxError>> {
         let tz = self.tz;
-        self.write(idempotent, move |tx, entries| {
-            allocations::allocate(tx, entries, tz, command)
+        self.write(idempotent, author, move |tx, ledger| {
+            allocations::allocate(tx, ledger, tz, command)
         })
         .await
     }
@@ -200,10 +269,11 @@ impl InventoryStore {
         idempotent: Idempotent<'_, Vec<Allocation>, TxError>,
         order_id: &str,
         allocation_id: &str,
+        author: &Author,
     ) -> Result<Written<Vec<Allocation>>, WriteError<TxError>> {
         let request_id = idempotent.request.request_id.as_str();
-        self.write(idempotent, move |tx, entries| {
-            allocations::release(tx, entries, request_id, order_id, allocation_id)
+        self.write(idempotent, author, move |tx, ledger| {
+            allocations::release(tx, ledger, request_id, order_id, allocation_id)
         })
         .await
     }
@@ -213,9 +283,10 @@ impl InventoryStore {
         &self,
         idempotent: Idempotent<'_, Hold, TxError>,
         command: &PlaceHoldCommand,
+        author: &Author,
     ) -> Result<Written<Hold>, WriteError<TxError>> {
-        self.write(idempotent, move |tx, entries| {
-            holds::place(tx, entries, command)
+        self.write(idempotent, author, move |tx, ledger| {
+            holds::place(tx, ledger, command)
         })
         .await
     }
@@ -226,21 +297,29 @@ impl InventoryStore {
         idempotent: Idempotent<'_, Hold, TxError>,
         hold_id: &str,
         reason: &str,
+        author: &Author,
     ) -> Result<Written<Hold>, WriteError<TxError>> {
         let request_id = idempotent.request.request_id.as_str();
-        self.write(idempotent, move |tx, entries| {
-            holds::release(tx, entries, request_id, hold_id, reason)
+        self.write(idempotent, author, move |tx, ledger| {
+            holds::release(tx, ledger, request_id, hold_id, reason)
         })
         .await
     }
 }
 
-/// Stages `entry` as the next ledger entry, setting its sequence.
-fn append(tx: &mut WriteTx<'_>, entries: &EntryCodec, entry: &mut LedgerEntry) {
+/// Stages `entry` as the next ledger entry, recorded by the write's author, setting its
+/// sequence; indexes it under its lot.
+fn append(
+    tx: &mut WriteTx<'_>,
+    ledger: &LedgerWriter<'_>,
+    entry: &mut LedgerEntry,
+) -> Result<(), StoreError> {
+    entry.recorded_by = ledger.author().clone();
     tx.append_ledger(|sequence| {
         entry.sequence = sequence;
-        entries.encode(entry)
+        ledger.encode(entry)
     });
+    lot_index::record(tx, entry)
 }
 
 fn load_holds(tx: &WriteTx<'_>) -> Result<Vec<HoldScope>, StoreError> {

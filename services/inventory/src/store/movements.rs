@@ -9,14 +9,14 @@ use super::tables::{
     ALLOCATIONS, LOTS, LotRecord, ORDER_ALLOCATIONS, POSITIONS, PositionRecord, SKUS, SkuRecord,
     TRANSFERS_IN, state_code,
 };
-use super::{EntryCodec, TxError, append, load_holds};
+use super::{LedgerWriter, TxError, append, load_holds};
 use crate::domain::{
     self, AllocationState, DomainError, EntryKind, HoldScope, LedgerEntry, Movement, MovementKind,
 };
 
 pub(super) fn apply_batch(
     tx: &mut WriteTx<'_>,
-    entries: &EntryCodec,
+    entries: &LedgerWriter<'_>,
     tz: Tz,
     request_id: &str,
     movements: &[Movement],
@@ -40,7 +40,7 @@ pub(super) fn apply_batch(
 
 fn apply_one(
     tx: &mut WriteTx<'_>,
-    entries: &EntryCodec,
+    entries: &LedgerWriter<'_>,
     m: &Movement,
     now: i64,
     today: NaiveDate,
@@ -224,7 +224,7 @@ fn apply_one(
         order_id: m.order_id.clone(),
         ..LedgerEntry::new(EntryKind::Movement(m.kind), now, request_id)
     };
-    append(tx, entries, &mut entry);
+    append(tx, entries, &mut entry)?;
     if let Some(key) = &transfer_key {
         tx.put(&TRANSFERS_IN, key, &entries.encode(&entry))?;
     }

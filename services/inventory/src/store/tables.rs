@@ -3,6 +3,7 @@
 //! they do not change.
 
 use chrono::NaiveDate;
+use coldchain_audit::Author;
 use coldchain_store::{StoreError, Table};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,9 @@ pub(super) const ORDER_ALLOCATIONS: Table<(String, u64), String> = Table::new("o
 /// keeps it.
 pub(super) const TRANSFERS_IN: Table<(String, String, String), Vec<u8>> =
     Table::new("transfers_in");
+/// Who placed and released each hold (holds of earlier builds have no row: unknown), and
+/// the sequence of its release entry.
+pub(super) const HOLD_AUTHORS: Table<String, HoldAuthors> = Table::new("hold_authors");
 
 // The stored codes of allocation states and strategies (equal to the protobuf values,
 // which is what earlier builds stored).
@@ -150,8 +154,24 @@ pub(super) struct HoldRecord {
     pub release_reason: String,
 }
 
+/// Who placed and released a hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct HoldAuthors {
+    pub placed_by: Author,
+    pub released_by: Option<Author>,
+    /// The ledger sequence of the HOLD_RELEASED entry.
+    pub released_sequence: Option<u64>,
+}
+
 impl HoldRecord {
-    pub fn hold(&self) -> Hold {
+    /// The hold, with its authors when they were kept (unknown for holds of earlier
+    /// builds).
+    pub fn hold(&self, authors: Option<&HoldAuthors>) -> Hold {
+        let released_by = match authors {
+            Some(a) => a.released_by.clone(),
+            None if !self.active => Some(Author::unknown()),
+            None => None,
+        };
         Hold {
             hold_id: self.hold_id.clone(),
             scope: HoldScope {
@@ -165,6 +185,8 @@ impl HoldRecord {
             placed_ms: self.placed_ms,
             released_ms: self.released_ms,
             release_reason: self.release_reason.clone(),
+            placed_by: authors.map_or_else(Author::unknown, |a| a.placed_by.clone()),
+            released_by,
         }
     }
 }

@@ -76,7 +76,12 @@ async fn record(
 ) -> (Vec<LedgerEntry>, bool) {
     let idempotent = Idempotent::new(&call.request, codec, &ForgetRefusals);
     let written = store
-        .record_movements(idempotent, &call.command, false)
+        .record_movements(
+            idempotent,
+            &call.command,
+            &coldchain_audit::Author::new("wh-la-vientiane", "dock 2"),
+            false,
+        )
         .await
         .unwrap();
     let entries = store.recorded_entries(written.value).unwrap();

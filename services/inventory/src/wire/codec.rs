@@ -7,6 +7,7 @@
 //! ([`EntryView`]), which write exactly what the generated `LedgerEntry` writes (tested
 //! below) without building an owned protobuf copy under the store's writer lock.
 
+use coldchain_audit::Author;
 use coldchain_proto::common::v1 as common;
 use coldchain_proto::inventory::v1 as pb;
 use coldchain_runtime::idempotency::Protobuf;
@@ -204,6 +205,22 @@ struct LotView<'a>(&'a LotInfo);
 /// A `Reference` over a domain reference.
 struct ReferenceView<'a>(&'a Reference);
 
+/// A `common.v1.Author` over a domain author.
+struct AuthorView<'a>(&'a Author);
+
+impl Message for AuthorView<'_> {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        put_string(1, &self.0.principal, buf);
+        put_string(2, &self.0.actor, buf);
+    }
+
+    fn encoded_len(&self) -> usize {
+        string_len(1, &self.0.principal) + string_len(2, &self.0.actor)
+    }
+
+    encode_only!();
+}
+
 impl Message for ReferenceView<'_> {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         if self.0.kind != 0 {
@@ -284,6 +301,7 @@ impl Message for EntryView<'_> {
         put_string(18, &e.order_id, buf);
         put_string(19, &e.allocation_id, buf);
         put_string(20, &e.hold_id, buf);
+        encoding::message::encode(21, &AuthorView(&e.recorded_by), buf);
     }
 
     fn encoded_len(&self) -> usize {
@@ -321,6 +339,7 @@ impl Message for EntryView<'_> {
             + string_len(18, &e.order_id)
             + string_len(19, &e.allocation_id)
             + string_len(20, &e.hold_id)
+            + encoding::message::encoded_len(21, &AuthorView(&e.recorded_by))
     }
 
     encode_only!();

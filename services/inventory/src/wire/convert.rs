@@ -2,6 +2,7 @@
 //! strings into the message; reading back a stored message refuses what a build never
 //! wrote (unknown kinds, invalid dates or instants) as corrupt.
 
+use coldchain_audit::Author;
 use coldchain_proto::common::v1 as common;
 use coldchain_proto::inventory::v1 as pb;
 use coldchain_runtime::proto_time;
@@ -155,8 +156,21 @@ pub fn entry_pb(e: LedgerEntry) -> pb::LedgerEntry {
         order_id: e.order_id,
         allocation_id: e.allocation_id,
         hold_id: e.hold_id,
-        recorded_by: Default::default(),
+        recorded_by: Some(author_pb(&e.recorded_by)),
     }
+}
+
+/// Who made a change, as the contract shows it.
+pub fn author_pb(author: &Author) -> common::Author {
+    common::Author {
+        principal: author.principal.clone(),
+        actor: author.actor.clone(),
+    }
+}
+
+/// A stored author back; none stored (records of earlier builds): unknown.
+pub fn author_from_pb(author: Option<common::Author>) -> Author {
+    author.map_or_else(Author::unknown, |a| Author::new(a.principal, a.actor))
 }
 
 /// A stored ledger entry back as a domain entry.
@@ -182,6 +196,7 @@ pub fn entry_from_pb(e: pb::LedgerEntry) -> Result<LedgerEntry, String> {
         order_id: e.order_id,
         allocation_id: e.allocation_id,
         hold_id: e.hold_id,
+        recorded_by: author_from_pb(e.recorded_by),
     })
 }
 
@@ -277,8 +292,8 @@ pub fn hold_pb(hold: Hold) -> pb::Hold {
         release_reason: hold.release_reason,
         held_quantities: Vec::new(),
         position_count: 0,
-        placed_by: Default::default(),
-        released_by: Default::default(),
+        placed_by: Some(author_pb(&hold.placed_by)),
+        released_by: hold.released_by.as_ref().map(author_pb),
     }
 }
 
@@ -305,6 +320,8 @@ pub fn hold_from_pb(hold: pb::Hold) -> Result<Hold, String> {
             .map(|ts| stored_instant(Some(ts), "released_at"))
             .transpose()?,
         release_reason: hold.release_reason,
+        placed_by: author_from_pb(hold.placed_by),
+        released_by: hold.released_by.map(|a| author_from_pb(Some(a))),
     })
 }
 

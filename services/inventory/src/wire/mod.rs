@@ -53,6 +53,23 @@ pub fn expiring_page(
     }
 }
 
+/// ListLotEntries' response: the page, and a token after its last entry when more follow.
+pub fn lot_entries_page(
+    entries: Vec<LedgerEntry>,
+    more: bool,
+    request: &requests::ListLotEntries,
+) -> pb::ListLotEntriesResponse {
+    let last = entries.last().map(|e| e.sequence.to_be_bytes());
+    pb::ListLotEntriesResponse {
+        entries: entries.into_iter().map(convert::entry_pb).collect(),
+        next_page_token: if more {
+            requests::next_page_token(&request.query_bytes, last.as_ref().map(|b| b.as_slice()))
+        } else {
+            String::new()
+        },
+    }
+}
+
 /// AllocateStock's response.
 pub fn allocation(allocation: Allocation) -> pb::Allocation {
     convert::allocation_pb(allocation)

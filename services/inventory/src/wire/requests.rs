@@ -56,6 +56,46 @@ pub struct ListExpiring {
     pub query_bytes: Vec<u8>,
 }
 
+/// ListLotEntries, validated.
+pub struct ListLotEntries {
+    /// The sku.
+    pub sku: String,
+    /// The lot.
+    pub lot_id: String,
+    /// The page size.
+    pub page_size: usize,
+    /// The sequence to continue after (0: from the start).
+    pub after: u64,
+    /// The query a page token is bound to.
+    pub query_bytes: Vec<u8>,
+}
+
+/// ListLotEntries.
+pub fn list_lot_entries(req: &pb::ListLotEntriesRequest) -> Result<ListLotEntries, ServiceError> {
+    let mut v = Violations::new();
+    v.id("sku", &req.sku);
+    v.id("lot_id", &req.lot_id);
+    let page_size = v.page_size(req.page_size);
+    let query_bytes = format!("list_lot_entries/v1|{}|{}", req.sku, req.lot_id).into_bytes();
+    let after = v.page_token(&query_bytes, &req.page_token);
+    let after = match after.as_deref().map(<[u8; 8]>::try_from) {
+        None => 0,
+        Some(Ok(bytes)) => u64::from_be_bytes(bytes),
+        Some(Err(_)) => {
+            v.add("page_token", "is not a token of this list");
+            0
+        }
+    };
+    v.finish()?;
+    Ok(ListLotEntries {
+        sku: req.sku.clone(),
+        lot_id: req.lot_id.clone(),
+        page_size,
+        after,
+        query_bytes,
+    })
+}
+
 /// ListExpiring.
 pub fn list_expiring(req: &pb::ListExpiringRequest) -> Result<ListExpiring, ServiceError> {
     let mut v = Violations::new();
@@ -93,6 +133,7 @@ pub fn record_movements(
 ) -> Result<Call<Vec<Movement>>, ServiceError> {
     let mut v = Violations::new();
     v.request_id(&req.request_id);
+    v.actor(&req.actor);
     if req.movements.is_empty() || req.movements.len() > MAX_MOVEMENTS {
         v.add(
             "movements",
@@ -221,6 +262,7 @@ pub fn allocate_stock(
 ) -> Result<Call<AllocateCommand>, ServiceError> {
     let mut v = Violations::new();
     v.request_id(&req.request_id);
+    v.actor(&req.actor);
     v.id("order_id", &req.order_id);
     v.id("sku", &req.sku);
     v.check(req.quantity > 0, "quantity", || {
@@ -257,6 +299,7 @@ pub fn release_allocation(
 ) -> Result<Call<ReleaseAllocationCommand>, ServiceError> {
     let mut v = Violations::new();
     v.request_id(&req.request_id);
+    v.actor(&req.actor);
     v.id("order_id", &req.order_id);
     v.optional_id("allocation_id", &req.allocation_id);
     v.finish()?;
@@ -273,6 +316,7 @@ pub fn release_allocation(
 pub fn place_hold(req: &pb::PlaceHoldRequest) -> Result<Call<PlaceHoldCommand>, ServiceError> {
     let mut v = Violations::new();
     v.request_id(&req.request_id);
+    v.actor(&req.actor);
     v.optional_id("zone_id", &req.zone_id);
     v.optional_id("sku", &req.sku);
     v.optional_id("lot_id", &req.lot_id);
@@ -311,6 +355,7 @@ pub fn release_hold(
 ) -> Result<Call<ReleaseHoldCommand>, ServiceError> {
     let mut v = Violations::new();
     v.request_id(&req.request_id);
+    v.actor(&req.actor);
     v.id("hold_id", &req.hold_id);
     text(&mut v, "reason", &req.reason, MAX_REASON_LEN, true);
     v.finish()?;

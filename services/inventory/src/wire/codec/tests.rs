@@ -67,6 +67,8 @@ fn entry() -> impl proptest::strategy::Strategy<Value = LedgerEntry> {
                 (reason, reference),
                 (other_site_id, transfer_id, booking_id, order_id, allocation_id, hold_id),
             )| LedgerEntry {
+                // Any text as principal and actor: the request's id and the zone's.
+                recorded_by: coldchain_audit::Author::new(request_id.clone(), zone_id.clone()),
                 sequence,
                 recorded_ms,
                 request_id,
@@ -204,6 +206,8 @@ fn allocation_and_hold_answers_round_trip() {
         placed_ms: 5,
         released_ms: Some(9),
         release_reason: "qa".into(),
+        placed_by: coldchain_audit::Author::new("svc-telemetry", "alarm alm-00000001"),
+        released_by: Some(coldchain_audit::Author::new("ops-1", "")),
     };
     assert_eq!(HoldCodec.decode(&HoldCodec.encode(&hold)), Ok(hold));
     assert!(EntryCodec.decode(&[0xff]).is_err());
