@@ -369,7 +369,29 @@ pub fn booking_json(b: &booking::Booking) -> Value {
         "created_at": ts_str(b.created_at.as_ref()),
         "updated_at": ts_str(b.updated_at.as_ref()),
         "cancel_reason": b.cancel_reason,
+        "changes": b.changes.iter().map(|c| json!({
+            "state": booking_state_name(c.state),
+            "changed_at": ts_str(c.changed_at.as_ref()),
+            "changed_by": author_json(c.changed_by.as_ref()),
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// Who made a change, as the server recorded it, or null.
+pub fn author_json(a: Option<&common::Author>) -> Value {
+    match a {
+        None => Value::Null,
+        Some(a) => json!({ "principal": a.principal, "actor": a.actor }),
+    }
+}
+
+/// For tables: `principal`, `principal (actor)`, or `-`.
+pub fn author_short(a: Option<&common::Author>) -> String {
+    match a {
+        None => "-".to_string(),
+        Some(a) if a.actor.is_empty() => a.principal.clone(),
+        Some(a) => format!("{} ({})", a.principal, a.actor),
+    }
 }
 
 /// A reefer binding or null.
@@ -405,6 +427,7 @@ pub fn alarm_json(a: &telemetry::Alarm) -> Value {
         "degree_minutes": a.degree_minutes,
         "acknowledged_by": a.acknowledged_by,
         "acknowledged_at": ts_str(a.acknowledged_at.as_ref()),
+        "acknowledged_author": author_json(a.acknowledged_author.as_ref()),
         "ack_note": a.ack_note,
         "hold_status": hold_status_name(a.hold_status),
         "hold_ids": a.hold_ids,
