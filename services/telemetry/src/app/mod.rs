@@ -11,6 +11,7 @@ pub mod watch;
 
 use std::time::Duration;
 
+use coldchain_audit::Author;
 use coldchain_network::SiteConfig;
 use coldchain_runtime::Shutdown;
 use coldchain_runtime::feed::FeedOptions;
@@ -108,6 +109,7 @@ impl TelemetryApp {
         &self,
         request: RequestFingerprint,
         sensor: SensorRequest,
+        author: Author,
     ) -> Result<SensorView, TelemetryError> {
         let (default_min, default_max) = match &sensor.binding {
             Binding::Zone(zone_id) => {
@@ -128,6 +130,7 @@ impl TelemetryApp {
             binding: sensor.binding,
             profile,
             description: sensor.description,
+            registered_by: author,
         };
         self.store
             .register_sensor((request, &SensorReply, &Refusals), registration)
@@ -202,12 +205,13 @@ impl TelemetryApp {
         &self,
         request: RequestFingerprint,
         ack: Acknowledgement,
+        author: Author,
     ) -> Result<AlarmView, TelemetryError> {
         self.store
             .acknowledge(
                 (request, &AlarmReply, &Refusals),
                 ack.alarm_id,
-                ack.by,
+                author,
                 ack.note,
             )
             .await

@@ -11,6 +11,7 @@ mod reading;
 mod refusal;
 mod sensor;
 pub mod series;
+pub(crate) mod stored;
 
 pub use query::*;
 pub use reading::*;

@@ -89,6 +89,7 @@ pub fn register_sensor(
         false,
         MAX_DESCRIPTION_BYTES,
     );
+    v.actor(&req.actor);
     let mut binding = None;
     match &req.binding {
         None => v.add("binding", "one of zone_id or reefer is required"),
