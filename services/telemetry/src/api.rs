@@ -97,9 +97,11 @@ impl TelemetryService for TelemetryApi {
 
     async fn get_exposure(
         &self,
-        _request: Request<pb::GetExposureRequest>,
+        request: Request<pb::GetExposureRequest>,
     ) -> Result<Response<pb::Exposure>, Status> {
-        Err(Status::unimplemented("GetExposure is not built yet"))
+        let query = requests::exposure(request.get_ref())?;
+        let (record, figures) = self.app.exposure(&query)?;
+        Ok(Response::new(wire::exposure(query, &record, figures)))
     }
 
     async fn list_alarms(

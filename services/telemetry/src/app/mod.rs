@@ -19,9 +19,10 @@ use coldchain_runtime::idempotency::Refusals;
 use coldchain_store::{RequestFingerprint, SharedClock};
 
 use crate::domain::alarm::AlarmView;
+use crate::domain::exposure::ExposureFigures;
 use crate::domain::{
-    self, Acknowledgement, AlarmFilter, Binding, IngestSummary, MktQuery, MktResult, Page,
-    Prepared, QueryResult, ReadingsQuery, SensorFilter, SensorRecord, SensorRegistry,
+    self, Acknowledgement, AlarmFilter, Binding, ExposureQuery, IngestSummary, MktQuery, MktResult,
+    Page, Prepared, QueryResult, ReadingsQuery, SensorFilter, SensorRecord, SensorRegistry,
     SensorRequest, SensorState, SensorView, TelemetryRefusal,
 };
 use crate::store::{Registration, TelemetryError, TelemetryStore};
@@ -179,6 +180,23 @@ impl TelemetryApp {
             query.activation_energy,
             record.profile.offline_after_ms,
         )
+    }
+
+    /// GetExposure: what a sensor saw over a range against its profile's limits, its
+    /// readings weighed as for the MKT; no figures for a range without readings.
+    pub fn exposure(
+        &self,
+        query: &ExposureQuery,
+    ) -> Result<(SensorRecord, Option<ExposureFigures>), TelemetryError> {
+        let (record, _) = self.sensor(&query.sensor_id)?;
+        let figures = self.store.exposure(
+            &query.sensor_id,
+            query.start,
+            query.end,
+            &record.profile.limits(),
+            record.profile.offline_after_ms,
+        )?;
+        Ok((record, figures))
     }
 
     /// A page of the site's alarms, newest first.

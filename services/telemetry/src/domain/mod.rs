@@ -5,6 +5,7 @@
 pub mod alarm;
 pub mod codec;
 pub mod detect;
+pub mod exposure;
 pub mod mkt;
 mod query;
 mod reading;
