@@ -218,7 +218,8 @@ async fn the_actor_is_part_of_the_request_a_retry_replays() {
     // shows a change as made by someone who did not ask for it.
     hold.actor = "Bo".into();
     let status = c.hold_space(hold).await.unwrap_err();
-    assert_ne!(status.code(), Code::Ok);
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(bad_fields(&status), ["request_id"]);
     assert_eq!(h.bookings.ledger(1, 100).unwrap().len(), 1);
 }
 

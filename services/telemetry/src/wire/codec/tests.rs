@@ -200,3 +200,30 @@ fn feed_entries_are_alarm_event_messages() {
     assert_eq!(event.kind, pb::AlarmEventKind::Acknowledged as i32);
     assert_eq!(event.alarm, Some(convert::alarm(alarm())));
 }
+
+#[test]
+fn feed_events_of_earlier_builds_show_acknowledgements_by_unknown() {
+    let earlier = pb::AlarmEvent {
+        sequence: 3,
+        recorded_at: Some(timestamp(T)),
+        kind: pb::AlarmEventKind::Acknowledged as i32,
+        alarm: Some(pb::Alarm {
+            acknowledged_author: None,
+            ..convert::alarm(alarm())
+        }),
+    };
+    let decoded = decode_alarm_event(&earlier.encode_to_vec()).unwrap();
+    assert_eq!(
+        decoded.alarm.unwrap().acknowledged_author,
+        Some(coldchain_proto::common::v1::Author {
+            principal: "unknown".into(),
+            actor: "qa".into(),
+        })
+    );
+    // Events of this build stream as they were kept.
+    let now = pb::AlarmEvent {
+        alarm: Some(convert::alarm(alarm())),
+        ..earlier
+    };
+    assert_eq!(decode_alarm_event(&now.encode_to_vec()).unwrap(), now);
+}
