@@ -543,6 +543,28 @@ mod tests {
     }
 
     #[test]
+    fn authors_show_the_principal_and_the_actor() {
+        let author = |principal: &str, actor: &str| common::Author {
+            principal: principal.into(),
+            actor: actor.into(),
+        };
+        assert_eq!(author_short(None), "-");
+        assert_eq!(author_short(Some(&author("wh-1", ""))), "wh-1");
+        assert_eq!(author_short(Some(&author("wh-1", "Anna"))), "wh-1 (Anna)");
+        let booking = booking::Booking {
+            changes: vec![booking::BookingChange {
+                state: booking::BookingState::Held as i32,
+                changed_at: None,
+                changed_by: Some(author("unknown", "")),
+            }],
+            ..Default::default()
+        };
+        let json = booking_json(&booking);
+        assert_eq!(json["changes"][0]["state"], "HELD");
+        assert_eq!(json["changes"][0]["changed_by"]["principal"], "unknown");
+    }
+
+    #[test]
     fn dates_and_numbers_format() {
         assert_eq!(
             parse_date("2026-03-01").unwrap(),
