@@ -381,7 +381,29 @@ pub fn booking_json(b: &booking::Booking) -> Value {
         "created_at": ts_str(b.created_at.as_ref()),
         "updated_at": ts_str(b.updated_at.as_ref()),
         "cancel_reason": b.cancel_reason,
+        "changes": b.changes.iter().map(|c| json!({
+            "state": booking_state_name(c.state),
+            "changed_at": ts_str(c.changed_at.as_ref()),
+            "changed_by": author_json(c.changed_by.as_ref()),
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// Who made a change, as the server recorded it, or null.
+pub fn author_json(a: Option<&common::Author>) -> Value {
+    match a {
+        None => Value::Null,
+        Some(a) => json!({ "principal": a.principal, "actor": a.actor }),
+    }
+}
+
+/// For tables: `principal`, `principal (actor)`, or `-`.
+pub fn author_short(a: Option<&common::Author>) -> String {
+    match a {
+        None => "-".to_string(),
+        Some(a) if a.actor.is_empty() => a.principal.clone(),
+        Some(a) => format!("{} ({})", a.principal, a.actor),
+    }
 }
 
 /// A reefer binding or null.
@@ -417,6 +439,7 @@ pub fn alarm_json(a: &telemetry::Alarm) -> Value {
         "degree_minutes": a.degree_minutes,
         "acknowledged_by": a.acknowledged_by,
         "acknowledged_at": ts_str(a.acknowledged_at.as_ref()),
+        "acknowledged_author": author_json(a.acknowledged_author.as_ref()),
         "ack_note": a.ack_note,
         "hold_status": hold_status_name(a.hold_status),
         "hold_ids": a.hold_ids,
@@ -529,6 +552,28 @@ mod tests {
             network::TransferState::InTransit
         );
         assert_eq!(class_name(99), "UNKNOWN(99)");
+    }
+
+    #[test]
+    fn authors_show_the_principal_and_the_actor() {
+        let author = |principal: &str, actor: &str| common::Author {
+            principal: principal.into(),
+            actor: actor.into(),
+        };
+        assert_eq!(author_short(None), "-");
+        assert_eq!(author_short(Some(&author("wh-1", ""))), "wh-1");
+        assert_eq!(author_short(Some(&author("wh-1", "Anna"))), "wh-1 (Anna)");
+        let booking = booking::Booking {
+            changes: vec![booking::BookingChange {
+                state: booking::BookingState::Held as i32,
+                changed_at: None,
+                changed_by: Some(author("unknown", "")),
+            }],
+            ..Default::default()
+        };
+        let json = booking_json(&booking);
+        assert_eq!(json["changes"][0]["state"], "HELD");
+        assert_eq!(json["changes"][0]["changed_by"]["principal"], "unknown");
     }
 
     #[test]

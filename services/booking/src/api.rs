@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use coldchain_audit::Author;
 use coldchain_proto::booking::v1 as pb;
 use coldchain_proto::booking::v1::booking_service_server::BookingService;
+use coldchain_runtime::auth::author;
 use coldchain_runtime::idempotency::record_request_id;
 use tonic::{Request, Response, Status};
 
@@ -55,12 +57,13 @@ impl BookingService for Api {
         &self,
         request: Request<pb::HoldSpaceRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
+        let author = author(&request, &request.get_ref().actor);
         let caller = bound_customer(&request);
         let r = request.into_inner();
         self.app.may_hold_for(caller.as_ref(), &r.customer_id)?;
         record_request_id(&r.request_id);
         let call = requests::hold_space(&r)?;
-        let booking = self.app.hold(&call.request, &call.command).await?;
+        let booking = self.app.hold(&call.request, &call.command, &author).await?;
         Ok(self.booking(booking))
     }
 
@@ -68,44 +71,48 @@ impl BookingService for Api {
         &self,
         request: Request<pb::ConfirmBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
+        let author = author(&request, &request.get_ref().actor);
         let caller = bound_customer(&request);
         let r = request.into_inner();
         self.app.check_owner(caller.as_ref(), &r.booking_id)?;
         record_request_id(&r.request_id);
         let call = requests::confirm_booking(&r)?;
-        self.transition(call).await
+        self.transition(call, &author).await
     }
 
     async fn cancel_booking(
         &self,
         request: Request<pb::CancelBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
+        let author = author(&request, &request.get_ref().actor);
         let caller = bound_customer(&request);
         let r = request.into_inner();
         self.app.check_owner(caller.as_ref(), &r.booking_id)?;
         record_request_id(&r.request_id);
         let call = requests::cancel_booking(&r)?;
-        self.transition(call).await
+        self.transition(call, &author).await
     }
 
     async fn check_in(
         &self,
         request: Request<pb::CheckInRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
+        let author = author(&request, &request.get_ref().actor);
         let r = request.into_inner();
         record_request_id(&r.request_id);
         let call = requests::check_in(&r)?;
-        self.transition(call).await
+        self.transition(call, &author).await
     }
 
     async fn complete_booking(
         &self,
         request: Request<pb::CompleteBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
+        let author = author(&request, &request.get_ref().actor);
         let r = request.into_inner();
         record_request_id(&r.request_id);
         let call = requests::complete_booking(&r)?;
-        self.transition(call).await
+        self.transition(call, &author).await
     }
 
     async fn get_booking(
@@ -143,6 +150,7 @@ impl Api {
     async fn transition(
         &self,
         call: wire::Call<wire::TransitionCall>,
+        author: &Author,
     ) -> Result<Response<pb::Booking>, Status> {
         let booking = self
             .app
@@ -150,6 +158,7 @@ impl Api {
                 &call.request,
                 &call.command.booking_id,
                 &call.command.transition,
+                author,
             )
             .await?;
         Ok(self.booking(booking))

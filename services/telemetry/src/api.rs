@@ -4,6 +4,7 @@
 
 use coldchain_proto::telemetry::v1 as pb;
 use coldchain_proto::telemetry::v1::telemetry_service_server::TelemetryService;
+use coldchain_runtime::auth::author;
 use coldchain_runtime::feed::FeedStream;
 use coldchain_runtime::idempotency::record_request_id;
 use futures::TryStreamExt;
@@ -52,10 +53,14 @@ impl TelemetryService for TelemetryApi {
         &self,
         request: Request<pb::RegisterSensorRequest>,
     ) -> Result<Response<pb::Sensor>, Status> {
+        let author = author(&request, &request.get_ref().actor);
         let req = request.into_inner();
         record_request_id(&req.request_id);
         let (fingerprint, sensor) = requests::register_sensor(req, self.app.site())?;
-        let sensor = self.app.register_sensor(fingerprint, sensor).await?;
+        let sensor = self
+            .app
+            .register_sensor(fingerprint, sensor, author)
+            .await?;
         Ok(Response::new(convert::sensor(sensor)))
     }
 
@@ -92,9 +97,11 @@ impl TelemetryService for TelemetryApi {
 
     async fn get_exposure(
         &self,
-        _request: Request<pb::GetExposureRequest>,
+        request: Request<pb::GetExposureRequest>,
     ) -> Result<Response<pb::Exposure>, Status> {
-        Err(Status::unimplemented("GetExposure is not built yet"))
+        let query = requests::exposure(request.get_ref())?;
+        let (record, figures) = self.app.exposure(&query)?;
+        Ok(Response::new(wire::exposure(query, &record, figures)))
     }
 
     async fn list_alarms(
@@ -110,10 +117,12 @@ impl TelemetryService for TelemetryApi {
         &self,
         request: Request<pb::AcknowledgeAlarmRequest>,
     ) -> Result<Response<pb::Alarm>, Status> {
+        // The request's acknowledged_by is the actor.
+        let author = author(&request, &request.get_ref().acknowledged_by);
         let req = request.into_inner();
         record_request_id(&req.request_id);
         let (fingerprint, ack) = requests::acknowledge_alarm(req)?;
-        let alarm = self.app.acknowledge_alarm(fingerprint, ack).await?;
+        let alarm = self.app.acknowledge_alarm(fingerprint, ack, author).await?;
         Ok(Response::new(convert::alarm(alarm)))
     }
 

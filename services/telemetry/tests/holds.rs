@@ -76,6 +76,8 @@ async fn a_hold_waits_for_inventory_and_is_placed_exactly_once() {
     // Every call was the same request: one hold, whatever the retries.
     assert!(calls.iter().all(|c| c.request_id == calls[0].request_id));
     assert_eq!(calls[0].zone_id, "chilled-a");
+    // The hold names why telemetry placed it (its principal is telemetry's credential).
+    assert!(calls.iter().all(|c| c.actor == format!("alarm {alarm_id}")));
     let reference = calls[0].reference.clone().unwrap();
     assert_eq!(reference.kind, ReferenceKind::Alarm as i32);
     assert_eq!(reference.id, alarm_id);

@@ -117,6 +117,7 @@ pub async fn alarms(args: AlarmsArgs) -> Result<(), CliError> {
         "DURATION",
         "°C·MIN",
         "HOLD",
+        "ACKNOWLEDGED BY",
     ]);
     for a in &alarms {
         table.row(vec![
@@ -136,6 +137,7 @@ pub async fn alarms(args: AlarmsArgs) -> Result<(), CliError> {
                 format!("{:.1}", a.degree_minutes)
             },
             format::hold_status_name(a.hold_status),
+            format::author_short(a.acknowledged_author.as_ref()),
         ]);
     }
     if table.is_empty() {

@@ -228,6 +228,7 @@ pub async fn bookings(args: BookingsArgs) -> Result<(), CliError> {
         "STATE",
         "EXPIRES / DEADLINE",
         "REFERENCE",
+        "LAST CHANGE BY",
     ]);
     for b in &bookings {
         let when = if b.state == booking::BookingState::Held as i32 {
@@ -248,6 +249,7 @@ pub async fn bookings(args: BookingsArgs) -> Result<(), CliError> {
             format::booking_state_name(b.state),
             when,
             or_dash(&b.customer_reference),
+            format::author_short(b.changes.last().and_then(|c| c.changed_by.as_ref())),
         ]);
     }
     if table.is_empty() {
@@ -298,5 +300,13 @@ pub fn print_booking(b: &booking::Booking, as_json: bool) {
     }
     if !b.cancel_reason.is_empty() {
         say!("  cancelled     {}", b.cancel_reason);
+    }
+    if let Some(last) = b.changes.last() {
+        say!(
+            "  last change   {} at {} by {}",
+            format::booking_state_name(last.state),
+            ts_short(last.changed_at.as_ref()),
+            format::author_short(last.changed_by.as_ref())
+        );
     }
 }

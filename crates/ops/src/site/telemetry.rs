@@ -64,7 +64,11 @@ pub async fn ack(args: AckArgs) -> Result<(), CliError> {
     say!("  sensor        {}", alarm.sensor_id);
     say!(
         "  acknowledged  by {} at {}",
-        alarm.acknowledged_by,
+        // A server before authors answers only the actor.
+        alarm.acknowledged_author.as_ref().map_or_else(
+            || alarm.acknowledged_by.clone(),
+            |a| { format::author_short(Some(a)) }
+        ),
         ts_short(alarm.acknowledged_at.as_ref())
     );
     if !alarm.ack_note.is_empty() {

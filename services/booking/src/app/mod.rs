@@ -9,6 +9,7 @@ pub mod sweeper;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use coldchain_audit::Author;
 use coldchain_network::{SiteConfig, ZoneConfig};
 use coldchain_runtime::ServiceError;
 use coldchain_runtime::idempotency::Refusals;
@@ -130,6 +131,7 @@ impl BookingApp {
         &self,
         request: &RequestFingerprint,
         command: &HoldCommand,
+        author: &Author,
     ) -> Result<Booking, ServiceError> {
         let space = self.space(&command.space, command.terms.pallets)?;
         Ok(self
@@ -138,6 +140,7 @@ impl BookingApp {
                 Idempotent::new(request, &*self.reply, &Refusals),
                 &space,
                 &command.terms,
+                author,
             )
             .await?)
     }
@@ -148,6 +151,7 @@ impl BookingApp {
         request: &RequestFingerprint,
         booking_id: &str,
         transition: &Transition,
+        author: &Author,
     ) -> Result<Booking, ServiceError> {
         self.check_site(booking_id)?;
         Ok(self
@@ -156,6 +160,7 @@ impl BookingApp {
                 Idempotent::new(request, &*self.reply, &Refusals),
                 booking_id,
                 transition,
+                author,
             )
             .await?)
     }

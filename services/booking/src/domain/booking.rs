@@ -3,7 +3,8 @@
 use std::fmt;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
+use coldchain_audit::Author;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::capacity::{Bucket, Occupancy};
 
@@ -102,9 +103,72 @@ pub struct Booking {
     /// COMPLETED: the last day still counted (the day of completion, at most `last_day`);
     /// `None` when completion came before `first_day`.
     pub completed_through: Option<NaiveDate>,
+    /// Every change of state with who made it, oldest first. Empty in rows stored before
+    /// the service kept authors (see [`Booking::history`]). Last, so that the rows and
+    /// ledger entries of earlier builds (postcard, which ends where they end) still decode.
+    #[serde(default, deserialize_with = "changes_or_none")]
+    pub changes: Vec<BookingChange>,
+}
+
+/// One change of a booking's state: the state it entered, when, and who made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingChange {
+    /// The state entered.
+    pub state: BookingState,
+    /// When (ms since the epoch).
+    pub changed_at_ms: i64,
+    /// Who made it.
+    pub changed_by: Author,
+}
+
+/// The changes of a stored booking, or none for a row an earlier build wrote: its bytes end
+/// before the field, which a format without field tags (postcard) reports as an error here.
+fn changes_or_none<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<BookingChange>, D::Error> {
+    Ok(Vec::<BookingChange>::deserialize(deserializer).unwrap_or_default())
 }
 
 impl Booking {
+    /// Every change of state, oldest first, with who made it. A booking stored before the
+    /// service kept authors shows only what its row proves, by principal "unknown": HELD at
+    /// `created_at`, and the state it is in at `updated_at` (the steps between are lost).
+    pub fn history(&self) -> Vec<BookingChange> {
+        if !self.changes.is_empty() {
+            return self.changes.clone();
+        }
+        let mut proven = vec![BookingChange {
+            state: BookingState::Held,
+            changed_at_ms: self.created_at_ms,
+            changed_by: Author::unknown(),
+        }];
+        if self.state != BookingState::Held {
+            proven.push(BookingChange {
+                state: self.state,
+                changed_at_ms: self.updated_at_ms,
+                changed_by: Author::unknown(),
+            });
+        }
+        proven
+    }
+
+    /// The last change, as [`Booking::history`] shows it.
+    pub fn last_change(&self) -> Option<BookingChange> {
+        self.history().pop()
+    }
+
+    /// `after` (this booking changed into its state at its `updated_at`), with the change
+    /// appended to this booking's history, made by `author`.
+    pub fn with_change(&self, after: Booking, author: &Author) -> Booking {
+        let mut changes = self.history();
+        changes.push(BookingChange {
+            state: after.state,
+            changed_at_ms: after.updated_at_ms,
+            changed_by: author.clone(),
+        });
+        Booking { changes, ..after }
+    }
+
     /// What it holds against the counters, by its stored state.
     pub fn occupancy(&self) -> Option<Occupancy> {
         let whole = |bucket| {
@@ -157,11 +221,15 @@ impl Booking {
             BookingState::Confirmed => BookingState::NoShow,
             _ => return None,
         };
-        Some(Booking {
-            state,
-            updated_at_ms: due.max(self.updated_at_ms),
-            ..self.clone()
-        })
+        // Nobody asked for a lapse: the service records it as its own change.
+        Some(self.with_change(
+            Booking {
+                state,
+                updated_at_ms: due.max(self.updated_at_ms),
+                ..self.clone()
+            },
+            &Author::system(),
+        ))
     }
 
     /// The booking as it is at `now_ms`: a lapsed hold reads as EXPIRED, a confirmed

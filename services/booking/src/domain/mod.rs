@@ -29,7 +29,7 @@ pub mod zone;
 
 use std::time::Duration;
 
-pub use booking::{Booking, BookingState, LedgerEntry};
+pub use booking::{Booking, BookingChange, BookingState, LedgerEntry};
 pub use capacity::{
     Bucket, CounterChange, CounterError, DayCounts, MAX_ZONE_PALLETS, Occupancy, days,
     zone_capacity,

@@ -6,6 +6,7 @@ use super::*;
 use chrono::DateTime;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
+use coldchain_audit::Author;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -28,6 +29,7 @@ fn sample(state: BookingState) -> Booking {
         },
         0,
         i64::MAX,
+        &Author::system(),
     );
     b.state = state;
     if state != BookingState::Held {
@@ -62,10 +64,10 @@ fn every_transition_and_every_refusal() {
         for op in [Op::Confirm, Op::Cancel, Op::CheckIn, Op::Complete] {
             let b = sample(from);
             let result = match op {
-                Op::Confirm => confirm(&b, 10, 5000),
-                Op::Cancel => cancel(&b, 10, "changed plans"),
-                Op::CheckIn => check_in(&b, 10, None),
-                Op::Complete => complete(&b, 10, d("2026-12-02")),
+                Op::Confirm => confirm(&b, 10, 5000, &Author::system()),
+                Op::Cancel => cancel(&b, 10, "changed plans", &Author::system()),
+                Op::CheckIn => check_in(&b, 10, None, &Author::system()),
+                Op::Complete => complete(&b, 10, d("2026-12-02"), &Author::system()),
             };
             match (expected(op, from), result) {
                 (Some(to), Ok(after)) => {
@@ -89,7 +91,13 @@ fn every_transition_and_every_refusal() {
 
 #[test]
 fn refusals_name_the_current_state() {
-    let error = confirm(&sample(BookingState::Cancelled), 10, 5000).unwrap_err();
+    let error = confirm(
+        &sample(BookingState::Cancelled),
+        10,
+        5000,
+        &Author::system(),
+    )
+    .unwrap_err();
     let text = error.to_string();
     assert!(text.contains("BK-1 is CANCELLED"), "{text}");
     assert!(text.contains("ConfirmBooking"), "{text}");
@@ -100,16 +108,16 @@ fn expiry_is_strictly_after_expires_at() {
     let held = sample(BookingState::Held);
     assert_eq!(held.expires_at_ms, 1000);
     assert!(
-        confirm(&held, 1000, 5000).is_ok(),
+        confirm(&held, 1000, 5000, &Author::system()).is_ok(),
         "at expires_at it is still held"
     );
-    let error = confirm(&held, 1001, 5000).unwrap_err();
+    let error = confirm(&held, 1001, 5000, &Author::system()).unwrap_err();
     assert!(matches!(error, BookingError::HoldExpired { .. }));
     assert!(error.to_string().contains("hold expired"));
     assert_eq!(held.effective(1001).state, BookingState::Expired);
     assert_eq!(held.effective(1001).updated_at_ms, 1000);
     // Any other transition of a lapsed hold names EXPIRED.
-    match cancel(&held, 1001, "x").unwrap_err() {
+    match cancel(&held, 1001, "x", &Author::system()).unwrap_err() {
         BookingError::WrongState { state, .. } => assert_eq!(state, BookingState::Expired),
         other => panic!("{other:?}"),
     }
@@ -118,9 +126,9 @@ fn expiry_is_strictly_after_expires_at() {
 #[test]
 fn no_show_after_the_check_in_deadline() {
     let confirmed = sample(BookingState::Confirmed);
-    assert!(check_in(&confirmed, 10_000, None).is_ok());
+    assert!(check_in(&confirmed, 10_000, None, &Author::system()).is_ok());
     assert_eq!(confirmed.effective(10_001).state, BookingState::NoShow);
-    match check_in(&confirmed, 10_001, None).unwrap_err() {
+    match check_in(&confirmed, 10_001, None, &Author::system()).unwrap_err() {
         BookingError::WrongState { state, .. } => assert_eq!(state, BookingState::NoShow),
         other => panic!("{other:?}"),
     }
@@ -130,16 +138,26 @@ fn no_show_after_the_check_in_deadline() {
 #[test]
 fn check_in_pallets_arrived() {
     let b = sample(BookingState::Confirmed);
-    assert_eq!(check_in(&b, 1, None).unwrap().pallets_arrived, 4);
-    assert_eq!(check_in(&b, 1, Some(3)).unwrap().pallets_arrived, 3);
+    assert_eq!(
+        check_in(&b, 1, None, &Author::system())
+            .unwrap()
+            .pallets_arrived,
+        4
+    );
+    assert_eq!(
+        check_in(&b, 1, Some(3), &Author::system())
+            .unwrap()
+            .pallets_arrived,
+        3
+    );
     for bad in [0, 5, -1, i64::from(u32::MAX) + 1] {
         assert!(matches!(
-            check_in(&b, 1, Some(bad)),
+            check_in(&b, 1, Some(bad), &Author::system()),
             Err(BookingError::ArrivedOutOfRange { .. })
         ));
     }
     // Fewer arrived: the booked pallets stay counted.
-    let after = check_in(&b, 1, Some(1)).unwrap();
+    let after = check_in(&b, 1, Some(1), &Author::system()).unwrap();
     assert_eq!(after.occupancy().unwrap().pallets, 4);
     assert_eq!(after.occupancy().unwrap().bucket, Bucket::CheckedIn);
 }
@@ -147,12 +165,12 @@ fn check_in_pallets_arrived() {
 #[test]
 fn completion_frees_the_days_after_today() {
     let b = sample(BookingState::CheckedIn);
-    let mid = complete(&b, 1, d("2026-12-02")).unwrap();
+    let mid = complete(&b, 1, d("2026-12-02"), &Author::system()).unwrap();
     let occ = mid.occupancy().unwrap();
     assert_eq!((occ.first, occ.last), (d("2026-12-01"), d("2026-12-02")));
-    let early = complete(&b, 1, d("2026-11-20")).unwrap();
+    let early = complete(&b, 1, d("2026-11-20"), &Author::system()).unwrap();
     assert_eq!(early.occupancy(), None);
-    let late = complete(&b, 1, d("2027-01-01")).unwrap();
+    let late = complete(&b, 1, d("2027-01-01"), &Author::system()).unwrap();
     assert_eq!(late.occupancy().unwrap().last, d("2026-12-03"));
     let change = CounterChange::between(Some(&b), &mid);
     assert_eq!(change.days(), vec![d("2026-12-03")]);
@@ -375,6 +393,7 @@ impl Model {
                             &terms,
                             self.now,
                             i64::MAX,
+                            &Author::system(),
                         );
                         self.apply_change(z, CounterChange::between(None, &b));
                         self.bookings.push((z, b));
@@ -392,28 +411,34 @@ impl Model {
             Action::Confirm(i) => {
                 if let Some(i) = self.pick(i) {
                     let b = &self.bookings[i].1;
-                    if let Ok(after) = confirm(b, self.now, self.now + 30) {
+                    if let Ok(after) = confirm(b, self.now, self.now + 30, &Author::system()) {
                         self.replace(i, after);
                     }
                 }
             }
             Action::Cancel(i) => {
                 if let Some(i) = self.pick(i)
-                    && let Ok(after) = cancel(&self.bookings[i].1, self.now, "r")
+                    && let Ok(after) = cancel(&self.bookings[i].1, self.now, "r", &Author::system())
                 {
                     self.replace(i, after);
                 }
             }
             Action::CheckIn(i, arrived) => {
                 if let Some(i) = self.pick(i)
-                    && let Ok(after) = check_in(&self.bookings[i].1, self.now, arrived)
+                    && let Ok(after) =
+                        check_in(&self.bookings[i].1, self.now, arrived, &Author::system())
                 {
                     self.replace(i, after);
                 }
             }
             Action::Complete(i, today) => {
                 if let Some(i) = self.pick(i)
-                    && let Ok(after) = complete(&self.bookings[i].1, self.now, Self::day(today))
+                    && let Ok(after) = complete(
+                        &self.bookings[i].1,
+                        self.now,
+                        Self::day(today),
+                        &Author::system(),
+                    )
                 {
                     self.replace(i, after);
                 }
@@ -547,10 +572,10 @@ proptest! {
             customer_id: "c".into(), customer_reference: String::new(), pallets,
             first_day: Model::day(start), last_day: Model::day(start + len), ttl_ms: 10,
         };
-        let held = new_hold("b".into(), "z", "X", &terms, 0, i64::MAX);
-        let confirmed = confirm(&held, 1, 100).unwrap();
-        let checked = check_in(&confirmed, 2, None).unwrap();
-        let completed = complete(&checked, 3, Model::day(through)).unwrap();
+        let held = new_hold("b".into(), "z", "X", &terms, 0, i64::MAX, &Author::system());
+        let confirmed = confirm(&held, 1, 100, &Author::system()).unwrap();
+        let checked = check_in(&confirmed, 2, None, &Author::system()).unwrap();
+        let completed = complete(&checked, 3, Model::day(through), &Author::system()).unwrap();
         let steps = [(None, &held), (Some(&held), &confirmed), (Some(&confirmed), &checked), (Some(&checked), &completed)];
         for (before, after) in steps {
             let change = CounterChange::between(before, after);
@@ -587,4 +612,124 @@ fn pallet_counts_are_bounded_so_every_reported_sum_fits_int32() {
         days: vec![(d("2026-12-01"), counts)],
     };
     assert!(choose_zone(&[zone], 1).is_err());
+}
+
+/// A booking row exactly as the build before authors (16ef299) wrote it: the same fields
+/// in the same order, without `changes`.
+#[derive(serde::Serialize)]
+struct BookingAsOf16ef299 {
+    booking_id: String,
+    customer_id: String,
+    customer_reference: String,
+    zone_id: String,
+    class: String,
+    pallets: u32,
+    pallets_arrived: u32,
+    first_day: NaiveDate,
+    last_day: NaiveDate,
+    state: BookingState,
+    expires_at_ms: i64,
+    check_in_deadline_ms: Option<i64>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    cancel_reason: String,
+    completed_through: Option<NaiveDate>,
+}
+
+#[test]
+fn rows_and_ledger_entries_of_the_build_before_authors_decode_with_unknown_authors() {
+    let old = BookingAsOf16ef299 {
+        booking_id: "BK-000000000003-cn-huaihua-park".into(),
+        customer_id: "c".into(),
+        customer_reference: "PO-1".into(),
+        zone_id: "frozen-a".into(),
+        class: "FROZEN".into(),
+        pallets: 2,
+        pallets_arrived: 2,
+        first_day: d("2026-12-01"),
+        last_day: d("2026-12-02"),
+        state: BookingState::CheckedIn,
+        expires_at_ms: 900,
+        check_in_deadline_ms: Some(5_000),
+        created_at_ms: 100,
+        updated_at_ms: 3_000,
+        cancel_reason: String::new(),
+        completed_through: Some(d("2026-12-02")),
+    };
+    let row: Booking = postcard::from_bytes(&postcard::to_allocvec(&old).unwrap()).unwrap();
+    assert_eq!(row.completed_through, Some(d("2026-12-02")));
+    assert!(row.changes.is_empty());
+    let unknown = |state, at| BookingChange {
+        state,
+        changed_at_ms: at,
+        changed_by: Author::unknown(),
+    };
+    assert_eq!(
+        row.history(),
+        [
+            unknown(BookingState::Held, 100),
+            unknown(BookingState::CheckedIn, 3_000)
+        ]
+    );
+    // A ledger entry of that build: the booking is its last field.
+    #[derive(serde::Serialize)]
+    struct EntryAsOf16ef299 {
+        sequence: u64,
+        recorded_at_ms: i64,
+        booking: BookingAsOf16ef299,
+    }
+    let entry = EntryAsOf16ef299 {
+        sequence: 7,
+        recorded_at_ms: 3_000,
+        booking: old,
+    };
+    let decoded: LedgerEntry =
+        postcard::from_bytes(&postcard::to_allocvec(&entry).unwrap()).unwrap();
+    assert_eq!(decoded.sequence, 7);
+    assert_eq!(decoded.booking, row);
+
+    // Rows of this build keep their changes through a round trip.
+    let who = Author::new("wh-1", "Anna");
+    let done = complete(&row, 4_000, d("2026-12-02"), &who).unwrap();
+    let again: Booking = postcard::from_bytes(&postcard::to_allocvec(&done).unwrap()).unwrap();
+    assert_eq!(again, done);
+    assert_eq!(
+        again.history().last().unwrap().changed_by,
+        who,
+        "the new change is recorded after the proven ones"
+    );
+    assert_eq!(again.history().len(), 3);
+}
+
+#[test]
+fn every_transition_appends_one_change_and_a_lapse_is_the_systems() {
+    let who = Author::new("wh-1", "Anna");
+    let held = new_hold(
+        "b".into(),
+        "z",
+        "X",
+        &HoldTerms {
+            customer_id: "c".into(),
+            customer_reference: String::new(),
+            pallets: 1,
+            first_day: d("2026-12-01"),
+            last_day: d("2026-12-01"),
+            ttl_ms: 1000,
+        },
+        0,
+        i64::MAX,
+        &who,
+    );
+    assert_eq!(held.history().len(), 1);
+    let confirmed = confirm(&held, 10, 5_000, &Author::new("wh-2", "")).unwrap();
+    let states: Vec<_> = confirmed.history().iter().map(|c| c.state).collect();
+    assert_eq!(states, [BookingState::Held, BookingState::Confirmed]);
+    assert_eq!(confirmed.history()[0].changed_by, who);
+    let no_show = confirmed.lapsed().unwrap();
+    let last = no_show.last_change().unwrap();
+    assert_eq!(last.state, BookingState::NoShow);
+    assert_eq!(last.changed_by, Author::system());
+    assert_eq!(last.changed_at_ms, 5_000);
+    // A refused transition records nothing (it returns no booking).
+    assert!(check_in(&held, 20, None, &who).is_err());
 }

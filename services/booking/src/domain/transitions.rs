@@ -2,8 +2,9 @@
 //! COMPLETED, or CANCELLED.
 
 use chrono::NaiveDate;
+use coldchain_audit::Author;
 
-use super::booking::{Booking, BookingState};
+use super::booking::{Booking, BookingChange, BookingState};
 use super::days::rfc3339;
 use super::error::BookingError;
 
@@ -22,7 +23,12 @@ fn wrong_state(
 }
 
 /// HELD → CONFIRMED at `now_ms`, with the check-in deadline `deadline_ms`.
-pub fn confirm(booking: &Booking, now_ms: i64, deadline_ms: i64) -> Result<Booking, BookingError> {
+pub fn confirm(
+    booking: &Booking,
+    now_ms: i64,
+    deadline_ms: i64,
+    author: &Author,
+) -> Result<Booking, BookingError> {
     let state = booking.effective(now_ms).state;
     if state == BookingState::Expired {
         // Lapsed, whether or not the sweeper stored it yet.
@@ -34,16 +40,24 @@ pub fn confirm(booking: &Booking, now_ms: i64, deadline_ms: i64) -> Result<Booki
     if state != BookingState::Held {
         return Err(wrong_state(booking, "ConfirmBooking", "HELD", state));
     }
-    Ok(Booking {
-        state: BookingState::Confirmed,
-        check_in_deadline_ms: Some(deadline_ms),
-        updated_at_ms: now_ms,
-        ..booking.clone()
-    })
+    Ok(booking.with_change(
+        Booking {
+            state: BookingState::Confirmed,
+            check_in_deadline_ms: Some(deadline_ms),
+            updated_at_ms: now_ms,
+            ..booking.clone()
+        },
+        author,
+    ))
 }
 
 /// HELD or CONFIRMED → CANCELLED at `now_ms`.
-pub fn cancel(booking: &Booking, now_ms: i64, reason: &str) -> Result<Booking, BookingError> {
+pub fn cancel(
+    booking: &Booking,
+    now_ms: i64,
+    reason: &str,
+    author: &Author,
+) -> Result<Booking, BookingError> {
     let state = booking.effective(now_ms).state;
     if !matches!(state, BookingState::Held | BookingState::Confirmed) {
         return Err(wrong_state(
@@ -53,12 +67,15 @@ pub fn cancel(booking: &Booking, now_ms: i64, reason: &str) -> Result<Booking, B
             state,
         ));
     }
-    Ok(Booking {
-        state: BookingState::Cancelled,
-        cancel_reason: reason.to_string(),
-        updated_at_ms: now_ms,
-        ..booking.clone()
-    })
+    Ok(booking.with_change(
+        Booking {
+            state: BookingState::Cancelled,
+            cancel_reason: reason.to_string(),
+            updated_at_ms: now_ms,
+            ..booking.clone()
+        },
+        author,
+    ))
 }
 
 /// CONFIRMED → CHECKED_IN at `now_ms`; `arrived` unset means every booked pallet.
@@ -69,6 +86,7 @@ pub fn check_in(
     booking: &Booking,
     now_ms: i64,
     arrived: Option<i64>,
+    author: &Author,
 ) -> Result<Booking, BookingError> {
     let state = booking.effective(now_ms).state;
     if state != BookingState::Confirmed {
@@ -87,28 +105,39 @@ pub fn check_in(
             }
         },
     };
-    Ok(Booking {
-        state: BookingState::CheckedIn,
-        pallets_arrived: arrived,
-        updated_at_ms: now_ms,
-        ..booking.clone()
-    })
+    Ok(booking.with_change(
+        Booking {
+            state: BookingState::CheckedIn,
+            pallets_arrived: arrived,
+            updated_at_ms: now_ms,
+            ..booking.clone()
+        },
+        author,
+    ))
 }
 
 /// CHECKED_IN → COMPLETED at `now_ms`, on the site-local day `today`: the days after
 /// `today` are freed; the days up to `today` stay counted as used.
-pub fn complete(booking: &Booking, now_ms: i64, today: NaiveDate) -> Result<Booking, BookingError> {
+pub fn complete(
+    booking: &Booking,
+    now_ms: i64,
+    today: NaiveDate,
+    author: &Author,
+) -> Result<Booking, BookingError> {
     let state = booking.effective(now_ms).state;
     if state != BookingState::CheckedIn {
         return Err(wrong_state(booking, "CompleteBooking", "CHECKED_IN", state));
     }
     let completed_through = (today >= booking.first_day).then(|| today.min(booking.last_day));
-    Ok(Booking {
-        state: BookingState::Completed,
-        completed_through,
-        updated_at_ms: now_ms,
-        ..booking.clone()
-    })
+    Ok(booking.with_change(
+        Booking {
+            state: BookingState::Completed,
+            completed_through,
+            updated_at_ms: now_ms,
+            ..booking.clone()
+        },
+        author,
+    ))
 }
 
 /// What a new hold asks for.
@@ -128,7 +157,7 @@ pub struct HoldTerms {
     pub ttl_ms: i64,
 }
 
-/// A new HELD booking in `zone_id` at `now_ms`. `latest_expiry_ms` caps `expires_at`: a hold
+/// A new HELD booking in `zone_id` at `now_ms`, made by `author`. `latest_expiry_ms` caps `expires_at`: a hold
 /// never outlives the check-in deadline of its first day.
 pub fn new_hold(
     booking_id: String,
@@ -137,6 +166,7 @@ pub fn new_hold(
     terms: &HoldTerms,
     now_ms: i64,
     latest_expiry_ms: i64,
+    author: &Author,
 ) -> Booking {
     let expires_at_ms = now_ms
         .saturating_add(terms.ttl_ms)
@@ -159,5 +189,10 @@ pub fn new_hold(
         updated_at_ms: now_ms,
         cancel_reason: String::new(),
         completed_through: None,
+        changes: vec![BookingChange {
+            state: BookingState::Held,
+            changed_at_ms: now_ms,
+            changed_by: author.clone(),
+        }],
     }
 }

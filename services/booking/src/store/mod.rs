@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
+use coldchain_audit::Author;
 use coldchain_network::SiteConfig;
 use coldchain_store::{Idempotent, Store, StoreError, WriteError};
 
@@ -115,11 +116,13 @@ impl Bookings {
     /// Holds space: lapses every due booking, picks the zone, checks room on every day and
     /// stores the HELD booking with its counters, index rows and ledger entry, durably.
     /// A retry with the same request returns the first outcome (see `idempotent`).
+    /// `author` is recorded as the maker of the HELD change.
     pub async fn hold(
         &self,
         idempotent: Idempotent<'_, Booking, Refusal>,
         space: &Space,
         terms: &HoldTerms,
+        author: &Author,
     ) -> Result<Booking, WriteError<Refusal>> {
         let written = self
             .store
@@ -175,6 +178,7 @@ impl Bookings {
                     terms,
                     now,
                     latest_expiry,
+                    author,
                 );
                 tables::insert(tx, now, &booking)?;
                 Ok::<_, Refusal>(booking)
@@ -186,12 +190,14 @@ impl Bookings {
     /// Applies a transition to a booking, durably and idempotently. An unknown id is
     /// refused (UnknownBooking); a transition the rules refuse names the state. A booking
     /// that lapsed but was not swept yet is refused as EXPIRED / NO_SHOW (the refusal writes
-    /// nothing; the sweeper stores the lapse).
+    /// nothing; the sweeper stores the lapse). `author` is recorded as the maker of the
+    /// change.
     pub async fn transition(
         &self,
         idempotent: Idempotent<'_, Booking, Refusal>,
         booking_id: &str,
         transition: &Transition,
+        author: &Author,
     ) -> Result<Booking, WriteError<Refusal>> {
         let written = self
             .store
@@ -208,13 +214,14 @@ impl Bookings {
                         &before,
                         now,
                         domain::check_in_deadline_ms(self.tz(), before.first_day, self.grace),
+                        author,
                     ),
-                    Transition::Cancel { reason } => domain::cancel(&before, now, reason),
+                    Transition::Cancel { reason } => domain::cancel(&before, now, reason, author),
                     Transition::CheckIn { pallets_arrived } => {
-                        domain::check_in(&before, now, *pallets_arrived)
+                        domain::check_in(&before, now, *pallets_arrived, author)
                     }
                     Transition::Complete => {
-                        domain::complete(&before, now, domain::local_day(self.tz(), now))
+                        domain::complete(&before, now, domain::local_day(self.tz(), now), author)
                     }
                 }?;
                 let first_open = self.first_open_day(tx, now)?;

@@ -7,7 +7,9 @@ use coldchain_proto::booking::v1 as pb;
 use coldchain_proto::common::v1 as common;
 use coldchain_runtime::{class, proto_time};
 
-use crate::domain::{Booking, BookingState, DayRow};
+use coldchain_audit::Author;
+
+use crate::domain::{Booking, BookingChange, BookingState, DayRow};
 
 /// The proto of a stored booking at `site_id`.
 pub fn booking_pb(site_id: &str, b: &Booking) -> pb::Booking {
@@ -16,6 +18,7 @@ pub fn booking_pb(site_id: &str, b: &Booking) -> pb::Booking {
 
 /// [`booking_pb`], taking the booking (an answer is rendered once, without copies).
 pub fn into_booking_pb(site_id: &str, b: Booking) -> pb::Booking {
+    let changes = b.history().into_iter().map(change_pb).collect();
     pb::Booking {
         site_id: site_id.to_string(),
         temperature_class: class_pb_of_name(&b.class) as i32,
@@ -33,7 +36,7 @@ pub fn into_booking_pb(site_id: &str, b: Booking) -> pb::Booking {
         customer_reference: b.customer_reference,
         zone_id: b.zone_id,
         cancel_reason: b.cancel_reason,
-        changes: Default::default(),
+        changes,
     }
 }
 
@@ -81,7 +84,49 @@ pub fn booking_from_pb(b: pb::Booking) -> Result<Booking, String> {
         class,
         cancel_reason: b.cancel_reason,
         completed_through: None,
+        changes: b
+            .changes
+            .into_iter()
+            .map(change_from_pb)
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// The proto of one change of state.
+pub fn change_pb(change: BookingChange) -> pb::BookingChange {
+    pb::BookingChange {
+        state: state_pb(change.state) as i32,
+        changed_at: Some(proto_time::timestamp(change.changed_at_ms)),
+        changed_by: Some(author_pb(change.changed_by)),
+    }
+}
+
+fn change_from_pb(change: pb::BookingChange) -> Result<BookingChange, String> {
+    let state = pb::BookingState::try_from(change.state)
+        .ok()
+        .and_then(state_from_pb)
+        .ok_or_else(|| format!("changes: state {} is not a booking state", change.state))?;
+    let changed_at_ms = change
+        .changed_at
+        .as_ref()
+        .and_then(proto_time::millis)
+        .ok_or_else(|| "changes: changed_at is missing or out of range".to_string())?;
+    let changed_by = change
+        .changed_by
+        .map_or_else(Author::unknown, |a| Author::new(a.principal, a.actor));
+    Ok(BookingChange {
+        state,
+        changed_at_ms,
+        changed_by,
+    })
+}
+
+/// The proto of an author.
+pub fn author_pb(author: Author) -> common::Author {
+    common::Author {
+        principal: author.principal,
+        actor: author.actor,
+    }
 }
 
 /// A count the domain bounds by `i32::MAX` (see `domain::capacity`), as the contract's

@@ -18,7 +18,9 @@ use crate::domain::{
 use coldchain_network::TemperatureClass;
 
 /// A mutating call: the request's fingerprint (its id and protobuf bytes, no method tag, as
-/// every build fingerprinted it) and what it asks.
+/// every build fingerprinted it) and what it asks. The bytes include the `actor`: a retry
+/// that names another actor is another request (refused as a reuse of the request id), so a
+/// remembered answer never shows a change as made by someone who did not ask for it.
 #[derive(Debug)]
 pub struct Call<C> {
     /// For idempotency.
@@ -102,6 +104,7 @@ pub fn hold_space(r: &pb::HoldSpaceRequest) -> Result<Call<HoldCommand>, Service
         false,
         domain::MAX_REFERENCE_BYTES,
     );
+    v.actor(&r.actor);
     v.finish()?;
     let ((first_day, last_day), space) = range
         .zip(space)
@@ -128,13 +131,15 @@ pub fn hold_space(r: &pb::HoldSpaceRequest) -> Result<Call<HoldCommand>, Service
 pub fn confirm_booking(
     r: &pb::ConfirmBookingRequest,
 ) -> Result<Call<TransitionCall>, ServiceError> {
-    transition(&r.request_id, r, &r.booking_id, |_| {}, Transition::Confirm)
+    let actor = |v: &mut Violations| v.actor(&r.actor);
+    transition(&r.request_id, r, &r.booking_id, actor, Transition::Confirm)
 }
 
 /// CancelBooking.
 pub fn cancel_booking(r: &pb::CancelBookingRequest) -> Result<Call<TransitionCall>, ServiceError> {
     let reason = |v: &mut Violations| {
         bytes_text(v, "reason", &r.reason, true, domain::MAX_REASON_BYTES);
+        v.actor(&r.actor);
     };
     let cancel = Transition::Cancel {
         reason: r.reason.clone(),
@@ -150,6 +155,7 @@ pub fn check_in(r: &pb::CheckInRequest) -> Result<Call<TransitionCall>, ServiceE
                 format!("must be at least 1 when set, got {n}")
             });
         }
+        v.actor(&r.actor);
     };
     let check_in = Transition::CheckIn {
         pallets_arrived: r.pallets_arrived.map(i64::from),
@@ -161,13 +167,8 @@ pub fn check_in(r: &pb::CheckInRequest) -> Result<Call<TransitionCall>, ServiceE
 pub fn complete_booking(
     r: &pb::CompleteBookingRequest,
 ) -> Result<Call<TransitionCall>, ServiceError> {
-    transition(
-        &r.request_id,
-        r,
-        &r.booking_id,
-        |_| {},
-        Transition::Complete,
-    )
+    let actor = |v: &mut Violations| v.actor(&r.actor);
+    transition(&r.request_id, r, &r.booking_id, actor, Transition::Complete)
 }
 
 /// A transition of `booking_id`: the request's id and the booking id checked, then what

@@ -197,7 +197,7 @@ impl HoldPlacer {
                     lot_id: String::new(),
                     reason: entry.reason.clone(),
                     reference,
-                    actor: Default::default(),
+                    actor: entry.actor.clone(),
                 };
                 let hold = client
                     .place_hold(request(message, &self.client))
@@ -269,7 +269,7 @@ impl HoldPlacer {
                         lot_id,
                         reason: entry.reason.clone(),
                         reference: reference.clone(),
-                        actor: Default::default(),
+                        actor: entry.actor.clone(),
                     };
                     let hold = client
                         .place_hold(request(message, &self.client))

@@ -11,6 +11,7 @@ pub mod watch;
 
 use std::time::Duration;
 
+use coldchain_audit::Author;
 use coldchain_network::SiteConfig;
 use coldchain_runtime::Shutdown;
 use coldchain_runtime::feed::FeedOptions;
@@ -18,9 +19,10 @@ use coldchain_runtime::idempotency::Refusals;
 use coldchain_store::{RequestFingerprint, SharedClock};
 
 use crate::domain::alarm::AlarmView;
+use crate::domain::exposure::ExposureFigures;
 use crate::domain::{
-    self, Acknowledgement, AlarmFilter, Binding, IngestSummary, MktQuery, MktResult, Page,
-    Prepared, QueryResult, ReadingsQuery, SensorFilter, SensorRecord, SensorRegistry,
+    self, Acknowledgement, AlarmFilter, Binding, ExposureQuery, IngestSummary, MktQuery, MktResult,
+    Page, Prepared, QueryResult, ReadingsQuery, SensorFilter, SensorRecord, SensorRegistry,
     SensorRequest, SensorState, SensorView, TelemetryRefusal,
 };
 use crate::store::{Registration, TelemetryError, TelemetryStore};
@@ -108,6 +110,7 @@ impl TelemetryApp {
         &self,
         request: RequestFingerprint,
         sensor: SensorRequest,
+        author: Author,
     ) -> Result<SensorView, TelemetryError> {
         let (default_min, default_max) = match &sensor.binding {
             Binding::Zone(zone_id) => {
@@ -128,6 +131,7 @@ impl TelemetryApp {
             binding: sensor.binding,
             profile,
             description: sensor.description,
+            registered_by: author,
         };
         self.store
             .register_sensor((request, &SensorReply, &Refusals), registration)
@@ -178,6 +182,23 @@ impl TelemetryApp {
         )
     }
 
+    /// GetExposure: what a sensor saw over a range against its profile's limits, its
+    /// readings weighed as for the MKT; no figures for a range without readings.
+    pub fn exposure(
+        &self,
+        query: &ExposureQuery,
+    ) -> Result<(SensorRecord, Option<ExposureFigures>), TelemetryError> {
+        let (record, _) = self.sensor(&query.sensor_id)?;
+        let figures = self.store.exposure(
+            &query.sensor_id,
+            query.start,
+            query.end,
+            &record.profile.limits(),
+            record.profile.offline_after_ms,
+        )?;
+        Ok((record, figures))
+    }
+
     /// A page of the site's alarms, newest first.
     pub fn list_alarms(
         &self,
@@ -202,12 +223,13 @@ impl TelemetryApp {
         &self,
         request: RequestFingerprint,
         ack: Acknowledgement,
+        author: Author,
     ) -> Result<AlarmView, TelemetryError> {
         self.store
             .acknowledge(
                 (request, &AlarmReply, &Refusals),
                 ack.alarm_id,
-                ack.by,
+                author,
                 ack.note,
             )
             .await

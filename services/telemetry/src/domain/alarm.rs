@@ -1,6 +1,7 @@
 //! Alarms: one excursion or one offline period of one sensor, their four states
 //! (ThingsBoard's: active or cleared, acknowledged or not), and the hold they require.
 
+use coldchain_audit::Author;
 use serde::{Deserialize, Serialize};
 
 use super::Binding;
@@ -148,6 +149,38 @@ pub struct AlarmRecord {
     pub raised_at: i64,
     /// When its last event was recorded (server clock), ms: figure updates are coalesced.
     pub last_event_at: i64,
+    /// Who acknowledged it, as the server authenticated the call (see
+    /// [`acknowledged_author`]). Last, so that records of earlier builds (postcard, which
+    /// ends where they end) still decode, without it.
+    #[serde(default, deserialize_with = "super::stored::absent_as_default")]
+    pub ack_author: Option<Author>,
+}
+
+/// The actor of the holds an alarm requires: the telemetry service places them under its
+/// own credential, and names the alarm as the reason it acted. Cut to
+/// [`coldchain_audit::MAX_ACTOR_BYTES`] on a character boundary.
+pub fn hold_actor(alarm_id: &str) -> String {
+    let mut actor = format!("alarm {alarm_id}");
+    if actor.len() > coldchain_audit::MAX_ACTOR_BYTES {
+        let mut end = coldchain_audit::MAX_ACTOR_BYTES;
+        while !actor.is_char_boundary(end) {
+            end -= 1;
+        }
+        actor.truncate(end);
+    }
+    actor
+}
+
+/// Who acknowledged an alarm: the recorded author, or for an acknowledgement recorded
+/// before the service kept principals, principal "unknown" with its `acknowledged_by` as
+/// the actor. `None` while unacknowledged.
+pub fn acknowledged_author(ack: Option<&Ack>, recorded: Option<&Author>) -> Option<Author> {
+    let ack = ack?;
+    Some(
+        recorded
+            .cloned()
+            .unwrap_or_else(|| Author::new(coldchain_audit::UNKNOWN, ack.by.clone())),
+    )
 }
 
 impl AlarmRecord {
@@ -221,6 +254,7 @@ impl AlarmRecord {
             retracted: false,
             raised_at: now_ms,
             last_event_at: now_ms,
+            ack_author: None,
         }
     }
 
@@ -327,10 +361,11 @@ impl AlarmRecord {
         Some(AlarmChange::Cleared)
     }
 
-    /// Acknowledges; the current state when it already was.
+    /// Acknowledges, by `author` (whose actor is the request's `acknowledged_by`); the
+    /// current state when it already was.
     pub fn acknowledge(
         &mut self,
-        by: &str,
+        author: &Author,
         note: &str,
         at: i64,
     ) -> Result<AlarmChange, AlarmState> {
@@ -338,10 +373,11 @@ impl AlarmRecord {
             return Err(self.state());
         }
         self.ack = Some(Ack {
-            by: by.to_string(),
+            by: author.actor.clone(),
             at,
             note: note.to_string(),
         });
+        self.ack_author = Some(author.clone());
         Ok(AlarmChange::Acknowledged)
     }
 }
@@ -380,6 +416,8 @@ pub struct AlarmView {
     pub degree_minutes: f64,
     /// The acknowledgement.
     pub ack: Option<Ack>,
+    /// Who acknowledged it (see [`acknowledged_author`]).
+    pub acknowledged_author: Option<Author>,
     /// The hold's status.
     pub hold_status: HoldStatus,
     /// Holds placed.
@@ -419,6 +457,7 @@ impl AlarmRecord {
                 0.0
             },
             ack: self.ack.clone(),
+            acknowledged_author: acknowledged_author(self.ack.as_ref(), self.ack_author.as_ref()),
             hold_status: self.hold.status,
             hold_ids: self.hold.hold_ids.clone(),
             hold_last_error: if self.hold.status == HoldStatus::Pending {
@@ -477,11 +516,14 @@ mod tests {
         assert_eq!(a.state(), AlarmState::ActiveUnack);
         assert_eq!(a.hold.status, HoldStatus::Pending);
         assert_eq!(
-            a.acknowledge("qa", "looked", 10),
+            a.acknowledge(&Author::new("ops", "qa"), "looked", 10),
             Ok(AlarmChange::Acknowledged)
         );
         assert_eq!(a.state(), AlarmState::ActiveAck);
-        assert_eq!(a.acknowledge("qa", "again", 11), Err(AlarmState::ActiveAck));
+        assert_eq!(
+            a.acknowledge(&Author::new("ops", "qa"), "again", 11),
+            Err(AlarmState::ActiveAck)
+        );
         assert_eq!(
             a.apply_excursion(&excursion(Some(7_000))),
             Some(AlarmChange::Cleared)
@@ -490,7 +532,7 @@ mod tests {
         let mut b = alarm();
         b.apply_excursion(&excursion(Some(7_000)));
         assert_eq!(b.state(), AlarmState::ClearedUnack);
-        b.acknowledge("qa", "", 12).unwrap();
+        b.acknowledge(&Author::new("ops", "qa"), "", 12).unwrap();
         assert_eq!(b.state(), AlarmState::ClearedAck);
     }
 

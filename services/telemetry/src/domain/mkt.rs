@@ -108,16 +108,58 @@ pub fn mean_kinetic_temperature(
     mkt.celsius()
 }
 
-/// Weighs a time-ordered series of readings for the MKT, sample and hold: each reading
-/// weighs the time until the next one (at most `max_gap_ms`, the sensor's offline period:
-/// a silent sensor says nothing); the last repeats the previous interval, cut at the range
-/// end; a lone reading weighs 1 ms.
+/// The weights of a time-ordered series of readings, sample and hold: each reading weighs
+/// the time until the next one (at most `max_gap_ms`, the sensor's offline period: a
+/// silent sensor says nothing); the last repeats the previous interval, cut at the range
+/// end; a lone reading weighs 1 ms. The MKT and the exposure (see `super::exposure`) weigh
+/// readings with it, so their figures cover the same time.
+#[derive(Debug, Clone)]
+pub struct HoldWeights<T> {
+    max_gap_ms: i64,
+    previous: Option<(i64, T)>,
+    last_interval: Option<i64>,
+}
+
+impl<T: Copy> HoldWeights<T> {
+    /// An empty series.
+    pub fn new(max_gap_ms: i64) -> Self {
+        Self {
+            max_gap_ms: max_gap_ms.max(1),
+            previous: None,
+            last_interval: None,
+        }
+    }
+
+    /// The next reading (times strictly increasing); the previous reading with its weight,
+    /// ms, once known.
+    pub fn push(&mut self, ts: i64, value: T) -> Option<(T, i64)> {
+        let weighed = self.previous.map(|(previous_ts, previous)| {
+            let weight = ts.saturating_sub(previous_ts).clamp(1, self.max_gap_ms);
+            self.last_interval = Some(weight);
+            (previous, weight)
+        });
+        self.previous = Some((ts, value));
+        weighed
+    }
+
+    /// The last reading with its weight in a range ending (exclusive) at `range_end`, and
+    /// its time; `None` without readings.
+    pub fn finish(&self, range_end: i64) -> Option<(T, i64, i64)> {
+        let (last, value) = self.previous?;
+        let weight = self
+            .last_interval
+            .unwrap_or(1)
+            .min(range_end.saturating_sub(last))
+            .max(1);
+        Some((value, weight, last))
+    }
+}
+
+/// Weighs a time-ordered series of readings for the MKT, by [`HoldWeights`].
 #[derive(Debug, Clone)]
 pub struct SampleAndHold {
     mkt: Mkt,
-    max_gap_ms: i64,
-    previous: Option<(i64, f64)>,
-    last_interval: Option<i64>,
+    weights: HoldWeights<f64>,
     first: Option<i64>,
     span_ms: i64,
 }
@@ -142,9 +184,7 @@ impl SampleAndHold {
     pub fn new(activation_energy_kj_per_mol: f64, max_gap_ms: i64) -> Self {
         Self {
             mkt: Mkt::new(activation_energy_kj_per_mol),
-            max_gap_ms: max_gap_ms.max(1),
-            previous: None,
-            last_interval: None,
+            weights: HoldWeights::new(max_gap_ms),
             first: None,
             span_ms: 0,
         }
@@ -152,25 +192,17 @@ impl SampleAndHold {
 
     /// The next reading (times strictly increasing).
     pub fn push(&mut self, ts: i64, celsius: f64) {
-        if let Some((previous_ts, previous_celsius)) = self.previous {
-            let weight = ts.saturating_sub(previous_ts).clamp(1, self.max_gap_ms);
-            self.mkt.add(previous_celsius, weight as f64);
+        if let Some((previous, weight)) = self.weights.push(ts, celsius) {
+            self.mkt.add(previous, weight as f64);
             self.span_ms = self.span_ms.saturating_add(weight);
-            self.last_interval = Some(weight);
         }
         self.first.get_or_insert(ts);
-        self.previous = Some((ts, celsius));
     }
 
     /// The MKT of the series in a range ending (exclusive) at `range_end`; `None` without
     /// readings.
     pub fn finish(mut self, range_end: i64) -> Option<WeighedMkt> {
-        let (last, celsius) = self.previous?;
-        let weight = self
-            .last_interval
-            .unwrap_or(1)
-            .min(range_end.saturating_sub(last))
-            .max(1);
+        let (celsius, weight, last) = self.weights.finish(range_end)?;
         self.mkt.add(celsius, weight as f64);
         self.span_ms = self.span_ms.saturating_add(weight);
         Some(WeighedMkt {

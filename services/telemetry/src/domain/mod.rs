@@ -5,12 +5,14 @@
 pub mod alarm;
 pub mod codec;
 pub mod detect;
+pub mod exposure;
 pub mod mkt;
 mod query;
 mod reading;
 mod refusal;
 mod sensor;
 pub mod series;
+pub(crate) mod stored;
 
 pub use query::*;
 pub use reading::*;

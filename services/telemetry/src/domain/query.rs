@@ -60,6 +60,17 @@ pub struct MktQuery {
     pub activation_energy: f64,
 }
 
+/// A GetExposure request, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExposureQuery {
+    /// The sensor.
+    pub sensor_id: String,
+    /// Start, ms (inclusive).
+    pub start: i64,
+    /// End, ms (exclusive).
+    pub end: i64,
+}
+
 /// An acknowledgement of an alarm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acknowledgement {

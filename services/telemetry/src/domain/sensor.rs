@@ -1,6 +1,7 @@
 //! Sensors: their alarm rules (profiles, with defaults from the zone or the reefer's
 //! class), what they measure, their state and status, and how one is shown.
 
+use coldchain_audit::Author;
 use serde::{Deserialize, Serialize};
 
 use super::centi;
@@ -184,6 +185,13 @@ pub struct SensorRecord {
     pub registered_at: i64,
     /// Last registration change, ms.
     pub updated_at: i64,
+    /// Who registered it last. Last, so that records of earlier builds (postcard, which ends
+    /// where they end) still decode: they show principal "unknown".
+    #[serde(
+        default = "Author::unknown",
+        deserialize_with = "super::stored::author_or_unknown"
+    )]
+    pub registered_by: Author,
 }
 
 /// A sensor's health.
@@ -293,6 +301,8 @@ pub struct SensorView {
     pub registered_at: i64,
     /// Last registration change, ms.
     pub updated_at: i64,
+    /// Who registered it last.
+    pub registered_by: Author,
 }
 
 impl SensorView {
@@ -308,6 +318,7 @@ impl SensorView {
             last_reading: state.newest,
             registered_at: record.registered_at,
             updated_at: record.updated_at,
+            registered_by: record.registered_by.clone(),
         }
     }
 }

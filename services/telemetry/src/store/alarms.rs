@@ -1,6 +1,7 @@
 //! Alarms: the offline check, reads and filters, acknowledgement, the hold outbox, and how
 //! a write records an alarm and its event in the feed.
 
+use coldchain_audit::Author;
 use coldchain_store::{Idempotent, KeyCodec, Store, StoreError, WriteTx};
 
 use super::tables::{
@@ -137,7 +138,7 @@ impl TelemetryStore {
         &self,
         idempotency: Idempotency<AlarmView>,
         alarm_id: String,
-        by: String,
+        by: Author,
         note: String,
     ) -> Result<AlarmView, TelemetryError> {
         self.write_alarms(Some(idempotency), move |tx, feed| {

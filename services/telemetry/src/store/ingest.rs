@@ -9,7 +9,7 @@ use super::tables::{
     ALARMS, BY_SENSOR, Blob, HoldTarget, OUTBOX, OutboxEntry, PARTS, SENSOR_STATE, WINDOWS,
 };
 use super::{Idempotency, TelemetryError, TelemetryStore, spawned};
-use crate::domain::alarm::{AlarmChange, AlarmKind, AlarmRecord};
+use crate::domain::alarm::{AlarmChange, AlarmKind, AlarmRecord, hold_actor};
 use crate::domain::codec::Sample;
 use crate::domain::detect::{AlarmSpan, ExcursionKind, Reconciled, reconcile};
 use crate::domain::series::{self, SeriesAccess, WindowRecord, decode_row, encode_row};
@@ -284,6 +284,7 @@ fn reconcile_alarms(
                         target,
                         sensor_id: sensor.sensor_id.clone(),
                         created_at: now,
+                        actor: hold_actor(&alarm_id),
                     };
                     tx.put(&OUTBOX, &alarm_id, &entry)?;
                     *queued = true;

@@ -110,6 +110,7 @@ impl Harness {
             description: String::new(),
             registered_at: self.clock.now_millis(),
             updated_at: self.clock.now_millis(),
+            registered_by: coldchain_audit::Author::unknown(),
         };
         let stored = record.clone();
         self.runtime

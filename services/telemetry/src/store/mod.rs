@@ -11,6 +11,8 @@
 //! changes of earlier writes that are staged but not yet applied are always seen.
 
 mod alarms;
+#[cfg(test)]
+mod earlier_build_tests;
 mod ingest;
 #[cfg(test)]
 mod lifecycle_tests;
@@ -21,6 +23,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+use coldchain_audit::Author;
 use coldchain_network::SiteConfig;
 use coldchain_store::{
     Idempotent, KeyCodec, RefusalCodec, ReplyCodec, RequestFingerprint, Store, StoreError,
@@ -118,6 +121,8 @@ pub struct Registration {
     pub profile: Profile,
     /// Free text.
     pub description: String,
+    /// Who registers it.
+    pub registered_by: Author,
 }
 
 /// A page of sensors with their states, and the key to continue after.
@@ -210,6 +215,7 @@ impl TelemetryStore {
                             description: registration.description,
                             registered_at,
                             updated_at: now,
+                            registered_by: registration.registered_by,
                         };
                         tx.put(&SENSORS, &key, &record)?;
                         let state = tx.get(&SENSOR_STATE, &key)?.unwrap_or_default();

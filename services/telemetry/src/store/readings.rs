@@ -1,12 +1,14 @@
 //! Reading back: range queries answered from window summaries where they suffice, and
-//! the time-weighted MKT over a range.
+//! the time-weighted MKT and the exposure over a range.
 
 use coldchain_store::{KeyCodec, Prefix, StoreError};
 
 use super::tables::{Blob, PARTS, WINDOWS};
 use super::{TelemetryError, TelemetryStore};
 use crate::domain::codec::{CodecError, Sample, WINDOW_MS, window_of};
-use crate::domain::mkt::SampleAndHold;
+use crate::domain::detect::Limits;
+use crate::domain::exposure::{Exposure, ExposureFigures};
+use crate::domain::mkt::{DEFAULT_ACTIVATION_ENERGY_KJ_PER_MOL, SampleAndHold};
 use crate::domain::series::{WindowRecord, decode_row, read_window};
 use crate::domain::{Bucket, MktResult, QueryResult, TelemetryRefusal, Unreadable, format_ms};
 
@@ -100,6 +102,50 @@ impl TelemetryStore {
         max_gap_ms: i64,
     ) -> Result<MktResult, TelemetryError> {
         let mut series = SampleAndHold::new(activation_energy, max_gap_ms);
+        self.each_reading(sensor_id, start, end, |s| series.push(s.ts, s.celsius()))?;
+        let result = series
+            .finish(end)
+            .ok_or_else(|| TelemetryRefusal::NoReadings {
+                sensor_id: sensor_id.to_string(),
+                start,
+                end,
+            })?;
+        Ok(MktResult {
+            celsius: result.celsius,
+            count: result.count,
+            first: result.first,
+            last: result.last,
+            span_ms: result.span_ms,
+        })
+    }
+
+    /// What a sensor saw over `[start, end)` against `limits` (see `domain::exposure`), its
+    /// readings weighed as for the MKT; `None` without readings in the range.
+    pub fn exposure(
+        &self,
+        sensor_id: &str,
+        start: i64,
+        end: i64,
+        limits: &Limits,
+        max_gap_ms: i64,
+    ) -> Result<Option<ExposureFigures>, TelemetryError> {
+        let mut exposure = Exposure::new(limits, DEFAULT_ACTIVATION_ENERGY_KJ_PER_MOL, max_gap_ms);
+        self.each_reading(sensor_id, start, end, |s| {
+            exposure.push(s.ts, s.centi_celsius)
+        })?;
+        Ok(exposure.finish(end))
+    }
+
+    /// Every reading of a sensor in `[start, end)`, in time order, decoded from its windows;
+    /// a window that cannot be decoded fails the whole read (a figure over a range must not
+    /// silently miss part of it).
+    fn each_reading(
+        &self,
+        sensor_id: &str,
+        start: i64,
+        end: i64,
+        mut each: impl FnMut(&Sample),
+    ) -> Result<(), TelemetryError> {
         for window in self.windows_in(sensor_id, start, end) {
             let (window, blob) = window?;
             let data_loss = |message: String| {
@@ -121,23 +167,10 @@ impl TelemetryStore {
                 .into());
             }
             for s in samples.iter().filter(|s| s.ts >= start && s.ts < end) {
-                series.push(s.ts, s.celsius());
+                each(s);
             }
         }
-        let result = series
-            .finish(end)
-            .ok_or_else(|| TelemetryRefusal::NoReadings {
-                sensor_id: sensor_id.to_string(),
-                start,
-                end,
-            })?;
-        Ok(MktResult {
-            celsius: result.celsius,
-            count: result.count,
-            first: result.first,
-            last: result.last,
-            span_ms: result.span_ms,
-        })
+        Ok(())
     }
 
     fn windows_in(

@@ -73,4 +73,10 @@ pub struct OutboxEntry {
     pub reason: String,
     /// When it was queued, ms.
     pub created_at: i64,
+    /// The actor the PlaceHold calls name (see `domain::alarm::hold_actor`), fixed like
+    /// the reason. Empty for entries queued by earlier builds: their retries must send the
+    /// request they first sent, or the inventory would refuse the request id as reused.
+    /// Last, so that their records still decode.
+    #[serde(default, deserialize_with = "crate::domain::stored::absent_as_default")]
+    pub actor: String,
 }

@@ -3,6 +3,7 @@
 //! the bytes of its protobuf message, exactly as the builds before this one kept them, so
 //! stored answers replay and stored events stream across an upgrade.
 
+use coldchain_audit::Author;
 use coldchain_proto::telemetry::v1 as pb;
 use coldchain_store::ReplyCodec;
 use prost::Message;
@@ -58,9 +59,21 @@ pub fn encode_alarm_event(event: AlarmEvent) -> Vec<u8> {
     convert::alarm_event(event).encode_to_vec()
 }
 
-/// A feed entry back, as the message it is kept as (streamed as it is).
+/// A feed entry back, as the message it is kept as (streamed as it is), except that an
+/// acknowledgement an earlier build recorded, without its author, shows principal
+/// "unknown" and its acknowledged_by as the actor (as the alarm itself now reads).
 pub fn decode_alarm_event(bytes: &[u8]) -> Result<pb::AlarmEvent, String> {
-    pb::AlarmEvent::decode(bytes).map_err(|e| e.to_string())
+    let mut event = pb::AlarmEvent::decode(bytes).map_err(|e| e.to_string())?;
+    if let Some(alarm) = event.alarm.as_mut()
+        && alarm.acknowledged_at.is_some()
+        && alarm.acknowledged_author.is_none()
+    {
+        alarm.acknowledged_author = Some(convert::author(Author::new(
+            coldchain_audit::UNKNOWN,
+            alarm.acknowledged_by.clone(),
+        )));
+    }
+    Ok(event)
 }
 
 #[cfg(test)]

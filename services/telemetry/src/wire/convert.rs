@@ -1,14 +1,16 @@
 //! Domain ⇄ protobuf: the messages the service answers with, and back (the stored
 //! idempotent answers are these messages' bytes, so a replay reads them back exactly).
 
+use coldchain_audit::Author;
 use coldchain_network::TemperatureClass;
+use coldchain_proto::common::v1 as common;
 use coldchain_proto::common::v1::TemperatureClass as PbClass;
 use coldchain_proto::telemetry::v1 as pb;
 use coldchain_runtime::proto_time::{duration_millis, duration_of_millis, millis, timestamp};
 use prost_types::Timestamp;
 
 use crate::domain::alarm::{
-    Ack, AlarmChange, AlarmEvent, AlarmKind, AlarmState, AlarmView, HoldStatus,
+    self, Ack, AlarmChange, AlarmEvent, AlarmKind, AlarmState, AlarmView, HoldStatus,
 };
 use crate::domain::{
     Binding, IngestSummary, Profile, RawTime, Reefer, RejectedReading, Rejection, SensorStatus,
@@ -219,7 +221,7 @@ pub fn sensor(v: SensorView) -> pb::Sensor {
         sensor_id: v.sensor_id,
         site_id: v.site_id,
         description: v.description,
-        registered_by: Default::default(),
+        registered_by: Some(author(v.registered_by)),
     }
 }
 
@@ -240,6 +242,9 @@ pub fn sensor_of(s: pb::Sensor) -> Result<SensorView, String> {
         sensor_id: s.sensor_id,
         site_id: s.site_id,
         description: s.description,
+        registered_by: s
+            .registered_by
+            .map_or_else(Author::unknown, |a| Author::new(a.principal, a.actor)),
     })
 }
 
@@ -343,7 +348,7 @@ pub fn alarm(a: AlarmView) -> pb::Alarm {
         hold_status: hold_status(a.hold_status) as i32,
         hold_ids: a.hold_ids,
         hold_last_error: a.hold_last_error,
-        acknowledged_author: Default::default(),
+        acknowledged_author: a.acknowledged_author.map(author),
     }
 }
 
@@ -379,6 +384,13 @@ pub fn alarm_of(a: pb::Alarm) -> Result<AlarmView, String> {
             .and_then(duration_millis)
             .ok_or("duration is missing or invalid")?,
         degree_minutes: a.degree_minutes,
+        // An answer or feed event of an earlier build has no author: see the rule.
+        acknowledged_author: alarm::acknowledged_author(
+            ack.as_ref(),
+            a.acknowledged_author
+                .map(|a| Author::new(a.principal, a.actor))
+                .as_ref(),
+        ),
         ack,
         hold_status: hold_status_of(a.hold_status)
             .ok_or_else(|| format!("hold_status {} is unknown", a.hold_status))?,
@@ -397,5 +409,13 @@ pub fn alarm_event(e: AlarmEvent) -> pb::AlarmEvent {
         recorded_at: Some(timestamp(e.recorded_at)),
         kind: event_kind(e.change) as i32,
         alarm: Some(alarm(e.alarm)),
+    }
+}
+
+/// The proto of an author.
+pub fn author(a: Author) -> common::Author {
+    common::Author {
+        principal: a.principal,
+        actor: a.actor,
     }
 }

@@ -12,7 +12,8 @@ use coldchain_runtime::page_token;
 use coldchain_runtime::proto_time::{duration_of_millis, timestamp};
 
 use crate::domain::alarm::AlarmView;
-use crate::domain::{MktResult, QueryResult, SensorView, StreamEnd};
+use crate::domain::exposure::ExposureFigures;
+use crate::domain::{ExposureQuery, MktResult, QueryResult, SensorRecord, SensorView, StreamEnd};
 
 pub use readings::prepare;
 
@@ -85,6 +86,32 @@ pub fn mean_kinetic_temperature(
         last_reading_time: Some(timestamp(result.last)),
         span: Some(duration_of_millis(result.span_ms)),
         activation_energy_kj_per_mol: activation_energy,
+    }
+}
+
+/// GetExposure's answer: the figures of `query`'s range for the sensor `record`, or only
+/// the count 0 without readings.
+pub fn exposure(
+    query: ExposureQuery,
+    record: &SensorRecord,
+    figures: Option<ExposureFigures>,
+) -> pb::Exposure {
+    let profile = &record.profile;
+    pb::Exposure {
+        sensor_id: query.sensor_id,
+        zone_id: record.binding.zone().unwrap_or_default().to_string(),
+        start_time: Some(timestamp(query.start)),
+        end_time: Some(timestamp(query.end)),
+        reading_count: figures.map_or(0, |f| i64::try_from(f.reading_count).unwrap_or(i64::MAX)),
+        min_celsius: figures.map(|f| f.min_celsius),
+        max_celsius: figures.map(|f| f.max_celsius),
+        mean_celsius: figures.map(|f| f.mean_celsius),
+        mkt_celsius: figures.map(|f| f.mkt_celsius),
+        // A sensor without a lower limit: nothing is too cold.
+        limit_min_celsius: profile.min_celsius.unwrap_or(f64::NEG_INFINITY),
+        limit_max_celsius: profile.max_celsius,
+        time_outside_limits: figures.map(|f| duration_of_millis(f.outside_ms)),
+        covered: figures.map(|f| duration_of_millis(f.covered_ms)),
     }
 }
 

@@ -13,7 +13,7 @@ use prost_types::Timestamp;
 use super::convert::{alarm_kind_of, alarm_state_of, class_limits, sensor_status_of};
 use crate::domain::mkt::DEFAULT_ACTIVATION_ENERGY_KJ_PER_MOL;
 use crate::domain::{
-    self, Acknowledgement, AlarmFilter, Binding, MAX_BATCH_READINGS, MktQuery, Page,
+    self, Acknowledgement, AlarmFilter, Binding, ExposureQuery, MAX_BATCH_READINGS, MktQuery, Page,
     ProfileRequest, ReadingsQuery, Reefer, SensorFilter, SensorRequest,
 };
 
@@ -89,6 +89,7 @@ pub fn register_sensor(
         false,
         MAX_DESCRIPTION_BYTES,
     );
+    v.actor(&req.actor);
     let mut binding = None;
     match &req.binding {
         None => v.add("binding", "one of zone_id or reefer is required"),
@@ -262,14 +263,12 @@ pub fn mean_kinetic_temperature(
     req: &pb::GetMeanKineticTemperatureRequest,
 ) -> Result<MktQuery, ServiceError> {
     let mut v = Violations::new();
-    v.id("sensor_id", &req.sensor_id);
-    let start = instant_ms(&mut v, "start_time", req.start_time.as_ref());
-    let end = instant_ms(&mut v, "end_time", req.end_time.as_ref());
-    if let (Some(start), Some(end)) = (start, end) {
-        v.check(end > start, "end_time", || {
-            "must be after start_time".to_string()
-        });
-    }
+    let (start, end) = sensor_range(
+        &mut v,
+        &req.sensor_id,
+        req.start_time.as_ref(),
+        req.end_time.as_ref(),
+    );
     let energy = req
         .activation_energy_kj_per_mol
         .unwrap_or(DEFAULT_ACTIVATION_ENERGY_KJ_PER_MOL);
@@ -288,6 +287,45 @@ pub fn mean_kinetic_temperature(
         end,
         activation_energy: energy,
     })
+}
+
+/// GetExposure: the same sensor and range as GetMeanKineticTemperature's.
+pub fn exposure(req: &pb::GetExposureRequest) -> Result<ExposureQuery, ServiceError> {
+    let mut v = Violations::new();
+    let (start, end) = sensor_range(
+        &mut v,
+        &req.sensor_id,
+        req.start_time.as_ref(),
+        req.end_time.as_ref(),
+    );
+    v.finish()?;
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err(ServiceError::invalid("start_time", "is required"));
+    };
+    Ok(ExposureQuery {
+        sensor_id: req.sensor_id.clone(),
+        start,
+        end,
+    })
+}
+
+/// A sensor id and a range `[start_time, end_time)` of a reading query: both instants
+/// required, the end after the start.
+fn sensor_range(
+    v: &mut Violations,
+    sensor_id: &str,
+    start_time: Option<&prost_types::Timestamp>,
+    end_time: Option<&prost_types::Timestamp>,
+) -> (Option<i64>, Option<i64>) {
+    v.id("sensor_id", sensor_id);
+    let start = instant_ms(v, "start_time", start_time);
+    let end = instant_ms(v, "end_time", end_time);
+    if let (Some(start), Some(end)) = (start, end) {
+        v.check(end > start, "end_time", || {
+            "must be after start_time".to_string()
+        });
+    }
+    (start, end)
 }
 
 /// A ListAlarms call: its filters, its page, and the query its page tokens are bound to.

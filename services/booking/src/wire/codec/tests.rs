@@ -1,4 +1,5 @@
 use chrono::NaiveDate;
+use coldchain_audit::Author;
 use coldchain_store::ReplyCodec;
 use prost::Message;
 
@@ -21,6 +22,7 @@ fn sample(state: BookingState) -> Booking {
         },
         1_796_090_400_123,
         i64::MAX,
+        &Author::system(),
     );
     b.state = state;
     if state != BookingState::Held {

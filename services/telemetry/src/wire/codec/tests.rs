@@ -46,6 +46,7 @@ fn sensor() -> SensorView {
         }),
         registered_at: T - 1,
         updated_at: T,
+        registered_by: coldchain_audit::Author::new("wh-1", "Anna"),
     }
 }
 
@@ -70,6 +71,7 @@ fn alarm() -> AlarmView {
             at: T,
             note: "moved".into(),
         }),
+        acknowledged_author: Some(coldchain_audit::Author::new("ops-1", "qa")),
         hold_status: HoldStatus::Pending,
         hold_ids: vec!["hold-1".into()],
         hold_last_error: "unavailable: inventory of cn-huaihua-park: down".into(),
@@ -118,12 +120,35 @@ fn an_alarm_is_kept_as_the_alarm_message() {
         state: AlarmState::ClearedUnack,
         cleared_at: Some(T),
         ack: None,
+        acknowledged_author: None,
         hold_status: HoldStatus::NotRequired,
         hold_last_error: String::new(),
-        ..view
+        ..view.clone()
     };
     let bytes = AlarmReply.encode(&offline);
     assert_eq!(AlarmReply.decode(&bytes), Ok(offline));
+
+    // An answer an earlier build kept has no author: principal "unknown", actor the
+    // acknowledged_by.
+    let earlier = pb::Alarm {
+        acknowledged_author: None,
+        ..message
+    }
+    .encode_to_vec();
+    assert_eq!(
+        AlarmReply.decode(&earlier).unwrap().acknowledged_author,
+        Some(coldchain_audit::Author::new("unknown", "qa"))
+    );
+    // A sensor answer of an earlier build: registered by "unknown".
+    let sensor = pb::Sensor {
+        registered_by: None,
+        ..pb::Sensor::decode(SensorReply.encode(&sensor()).as_slice()).unwrap()
+    }
+    .encode_to_vec();
+    assert_eq!(
+        SensorReply.decode(&sensor).unwrap().registered_by,
+        coldchain_audit::Author::unknown()
+    );
     assert!(AlarmReply.decode(&[0xff]).is_err());
 }
 
@@ -174,4 +199,31 @@ fn feed_entries_are_alarm_event_messages() {
     assert_eq!(event.recorded_at, Some(timestamp(T)));
     assert_eq!(event.kind, pb::AlarmEventKind::Acknowledged as i32);
     assert_eq!(event.alarm, Some(convert::alarm(alarm())));
+}
+
+#[test]
+fn feed_events_of_earlier_builds_show_acknowledgements_by_unknown() {
+    let earlier = pb::AlarmEvent {
+        sequence: 3,
+        recorded_at: Some(timestamp(T)),
+        kind: pb::AlarmEventKind::Acknowledged as i32,
+        alarm: Some(pb::Alarm {
+            acknowledged_author: None,
+            ..convert::alarm(alarm())
+        }),
+    };
+    let decoded = decode_alarm_event(&earlier.encode_to_vec()).unwrap();
+    assert_eq!(
+        decoded.alarm.unwrap().acknowledged_author,
+        Some(coldchain_proto::common::v1::Author {
+            principal: "unknown".into(),
+            actor: "qa".into(),
+        })
+    );
+    // Events of this build stream as they were kept.
+    let now = pb::AlarmEvent {
+        alarm: Some(convert::alarm(alarm())),
+        ..earlier
+    };
+    assert_eq!(decode_alarm_event(&now.encode_to_vec()).unwrap(), now);
 }
