@@ -359,6 +359,7 @@ pub fn ledger_entry_json(e: &inventory::LedgerEntry) -> Value {
         "order_id": e.order_id,
         "allocation_id": e.allocation_id,
         "hold_id": e.hold_id,
+        "recorded_by": author_json(e.recorded_by.as_ref()),
     })
 }
 

@@ -172,7 +172,7 @@ async fn list(args: RecallListArgs) -> Result<(), CliError> {
             r.sku.clone(),
             lots(r),
             held_at.to_string(),
-            author(r.started_by.as_ref()),
+            format::author_short(r.started_by.as_ref()),
             ts_short(r.created_at.as_ref()),
             r.reason.clone(),
         ]);
@@ -196,21 +196,6 @@ fn lots(r: &network::Recall) -> String {
     }
 }
 
-fn author(a: Option<&coldchain_proto::common::v1::Author>) -> String {
-    match a {
-        None => "-".to_string(),
-        Some(a) if a.actor.is_empty() => a.principal.clone(),
-        Some(a) => format!("{} ({})", a.principal, a.actor),
-    }
-}
-
-fn author_json(a: Option<&coldchain_proto::common::v1::Author>) -> Value {
-    a.map_or(
-        Value::Null,
-        |a| json!({"principal": a.principal, "actor": a.actor}),
-    )
-}
-
 /// A recall.
 pub fn recall_json(r: &network::Recall) -> Value {
     json!({
@@ -226,9 +211,9 @@ pub fn recall_json(r: &network::Recall) -> Value {
             "hold_id": h.hold_id,
             "last_error": h.last_error,
         })).collect::<Vec<_>>(),
-        "started_by": author_json(r.started_by.as_ref()),
+        "started_by": format::author_json(r.started_by.as_ref()),
         "created_at": format::ts_str(r.created_at.as_ref()),
-        "released_by": author_json(r.released_by.as_ref()),
+        "released_by": format::author_json(r.released_by.as_ref()),
         "release_reason": r.release_reason,
         "release_requested_at": format::ts_str(r.release_requested_at.as_ref()),
         "released_at": format::ts_str(r.released_at.as_ref()),
@@ -288,13 +273,13 @@ fn print_answer(answer: &network::RecallAnswer, as_json: bool) {
     );
     say!(
         "started by {} at {}",
-        author(r.started_by.as_ref()),
+        format::author_short(r.started_by.as_ref()),
         ts_short(r.created_at.as_ref())
     );
     if r.released_by.is_some() {
         say!(
             "released by {} at {}: {}",
-            author(r.released_by.as_ref()),
+            format::author_short(r.released_by.as_ref()),
             ts_short(r.released_at.as_ref().or(r.release_requested_at.as_ref())),
             r.release_reason
         );

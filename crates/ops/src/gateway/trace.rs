@@ -189,14 +189,6 @@ struct EventRow {
     by: String,
 }
 
-fn author(author: Option<&coldchain_proto::common::v1::Author>) -> String {
-    match author {
-        None => String::new(),
-        Some(a) if a.actor.is_empty() => a.principal.clone(),
-        Some(a) => format!("{} ({})", a.principal, a.actor),
-    }
-}
-
 fn entry_detail(e: &inventory::LedgerEntry) -> String {
     let mut parts = Vec::new();
     if e.delta != 0 {
@@ -237,7 +229,7 @@ fn event_row(event: &network::TraceEvent) -> EventRow {
         Some(Event::Entry(e)) => EventRow {
             event: format::ledger_kind_name(e.kind),
             detail: entry_detail(e),
-            by: author(e.recorded_by.as_ref()),
+            by: format::author_short(e.recorded_by.as_ref()),
         },
         Some(Event::TransferStep(t)) => EventRow {
             event: format!("TRANSFER {}", format::transfer_state_name(t.state)),

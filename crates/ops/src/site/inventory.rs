@@ -291,6 +291,9 @@ fn ledger_cells(e: &inventory::LedgerEntry) -> [String; 10] {
     if e.allocated_delta != 0 {
         detail.push(format!("allocated {:+}", e.allocated_delta));
     }
+    if e.recorded_by.is_some() {
+        detail.push(format!("by {}", format::author_short(e.recorded_by.as_ref())));
+    }
     let signed = |n: i64| {
         if n > 0 {
             format!("+{}", thousands(n))
