@@ -292,7 +292,10 @@ fn ledger_cells(e: &inventory::LedgerEntry) -> [String; 10] {
         detail.push(format!("allocated {:+}", e.allocated_delta));
     }
     if e.recorded_by.is_some() {
-        detail.push(format!("by {}", format::author_short(e.recorded_by.as_ref())));
+        detail.push(format!(
+            "by {}",
+            format::author_short(e.recorded_by.as_ref())
+        ));
     }
     let signed = |n: i64| {
         if n > 0 {

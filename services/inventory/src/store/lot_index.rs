@@ -297,6 +297,33 @@ fn unrequested(error: WriteError<StoreError>) -> StoreError {
     }
 }
 
+/// Forgets the index and the hold authors, as a store written before them holds neither
+/// (for tests of the upgrade).
+#[cfg(test)]
+pub(super) async fn forget(store: &Store) {
+    let chunks: Vec<_> = store
+        .scan_prefix(&LOT_ENTRIES, &[])
+        .map(|e| e.unwrap().0)
+        .collect();
+    let authors: Vec<_> = store
+        .scan_prefix(&HOLD_AUTHORS, &[])
+        .map(|e| e.unwrap().0)
+        .collect();
+    store
+        .write(None, |tx| {
+            for key in &chunks {
+                tx.delete(&LOT_ENTRIES, key);
+            }
+            for key in &authors {
+                tx.delete(&HOLD_AUTHORS, key);
+            }
+            tx.delete(&LOT_INDEX_META, &BACKFILLED.to_string());
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

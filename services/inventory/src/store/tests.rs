@@ -113,3 +113,106 @@ async fn records_of_earlier_builds_and_new_ones_replay_the_first_answer() {
     assert_eq!(again, first_now);
     assert_eq!(first_now[0].sequence, 301, "after the earlier batch");
 }
+
+/// A store an earlier build wrote has neither the lot index nor the holds' authors: its
+/// lot's history is unavailable until the backfill has read its ledger, then complete; its
+/// holds show their placer as unknown.
+#[tokio::test]
+async fn a_store_written_before_the_lot_index_gets_it_from_its_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let author = coldchain_audit::Author::new("wh-la-vientiane", "dock 2");
+    for (i, request_id) in ["first", "second", "third"].iter().enumerate() {
+        let call = receipts(request_id, 40 + i);
+        let idempotent = Idempotent::new(&call.request, &RecordedCodec, &ForgetRefusals);
+        store
+            .record_movements(idempotent, &call.command, &author, false)
+            .await
+            .unwrap();
+    }
+    let hold_call = crate::wire::requests::place_hold(&pb::PlaceHoldRequest {
+        request_id: "hold".into(),
+        zone_id: "chilled-a".into(),
+        reason: "excursion".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let idempotent = Idempotent::new(
+        &hold_call.request,
+        &crate::wire::codec::HoldCodec,
+        &ForgetRefusals,
+    );
+    let hold = store
+        .place_hold(idempotent, &hold_call.command, &author)
+        .await
+        .unwrap()
+        .value;
+    super::lot_index::backfill(store.raw(), |b| Entries.decode(b), 7)
+        .await
+        .unwrap();
+    let before = store.lot_entries("SKU-3", "L1", 0, 100).unwrap().0;
+    assert_eq!(
+        before.len(),
+        4,
+        "three receipts and the room's hold: {before:?}"
+    );
+
+    // As an earlier build left it.
+    super::lot_index::forget(store.raw()).await;
+    assert!(matches!(
+        store.lot_entries("SKU-3", "L1", 0, 100),
+        Err(super::lot_index::LotIndexError::NotReady)
+    ));
+    let indexed = super::lot_index::backfill(store.raw(), |b| Entries.decode(b), 7)
+        .await
+        .unwrap();
+    assert_eq!(indexed, 40 + 41 + 42 + 1, "every entry read once");
+    assert_eq!(store.lot_entries("SKU-3", "L1", 0, 100).unwrap().0, before);
+    // Pages after the backfill are the same pages.
+    let (page, more) = store.lot_entries("SKU-3", "L1", 0, 3).unwrap();
+    assert!(more);
+    let (rest, more) = store
+        .lot_entries("SKU-3", "L1", page[2].sequence, 3)
+        .unwrap();
+    assert!(!more);
+    assert_eq!([page, rest].concat(), before);
+
+    // Its hold has no authors kept: the placer is unknown, the releaser is known.
+    let release = crate::wire::requests::release_hold(&pb::ReleaseHoldRequest {
+        request_id: "release".into(),
+        hold_id: hold.hold_id.clone(),
+        reason: "clear".into(),
+        actor: "QA".into(),
+    })
+    .unwrap();
+    let idempotent = Idempotent::new(
+        &release.request,
+        &crate::wire::codec::HoldCodec,
+        &ForgetRefusals,
+    );
+    let released = store
+        .release_hold(idempotent, &hold.hold_id, "clear", &author)
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(released.placed_by, coldchain_audit::Author::unknown());
+    assert_eq!(released.released_by, Some(author.clone()));
+    // The release is in the lot's history, found through the hold.
+    assert_eq!(store.lot_entries("SKU-3", "L1", 0, 100).unwrap().0.len(), 5);
+}
+
+/// An entry an earlier build encoded (no author) reads as recorded by "unknown".
+#[test]
+fn entries_of_earlier_builds_read_as_recorded_by_unknown() {
+    let earlier = pb::LedgerEntry {
+        sequence: 7,
+        recorded_at: Some(coldchain_runtime::proto_time::timestamp(1_772_330_400_000)),
+        request_id: "r".into(),
+        kind: pb::LedgerEntryKind::Receipt as i32,
+        sku: "SKU-A".into(),
+        ..Default::default()
+    };
+    let entry = Entries.decode(&earlier.encode_to_vec()).unwrap();
+    assert_eq!(entry.recorded_by, coldchain_audit::Author::unknown());
+    assert_eq!(entry.recorded_by.principal, "unknown");
+}
