@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use coldchain_proto::network::v1 as pb;
 use coldchain_proto::network::v1::network_service_server::NetworkService;
+use coldchain_runtime::auth;
 use coldchain_runtime::idempotency::record_request_id;
 use coldchain_runtime::retry::client_deadline;
 use tonic::{Request, Response, Status};
@@ -112,12 +113,13 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::StartTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
+        let author = auth::author(&request, &request.get_ref().actor);
         let req = request.into_inner();
         record_request_id(&req.request_id);
         let (fingerprint, spec) = requests::start_transfer(self.app.network(), &req)?;
         let driven = self
             .app
-            .start_transfer(&fingerprint, &TransferRefCodec, spec)
+            .start_transfer(&fingerprint, &TransferRefCodec, spec, author)
             .await?;
         if driven.transfer.state == TransferState::Failed {
             return Err(error::source_refused(
@@ -132,12 +134,13 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::ReceiveTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
+        let author = auth::author(&request, &request.get_ref().actor);
         let req = request.into_inner();
         record_request_id(&req.request_id);
         let (fingerprint, transfer_id) = requests::receive_transfer(&req)?;
         let driven = self
             .app
-            .receive_transfer(&fingerprint, &TransferRefCodec, &transfer_id)
+            .receive_transfer(&fingerprint, &TransferRefCodec, &transfer_id, author)
             .await?;
         if let Some(status) = &driven.refusal {
             return Err(error::destination_refused(&driven.transfer, status));
