@@ -187,6 +187,23 @@ pub fn duration_short(d: Option<&prost_types::Duration>) -> String {
     }
 }
 
+/// Who made a change, for tables: `principal`, `principal (actor)`, or `-` when unset.
+pub fn author_str(author: Option<&common::Author>) -> String {
+    match author {
+        Some(a) if a.actor.is_empty() => or_dash(&a.principal),
+        Some(a) => format!("{} ({})", or_dash(&a.principal), a.actor),
+        None => "-".to_string(),
+    }
+}
+
+/// Who made a change, as JSON: `{principal, actor}`, or null when unset.
+pub fn author_json(author: Option<&common::Author>) -> Value {
+    author.map_or(
+        Value::Null,
+        |a| json!({ "principal": a.principal, "actor": a.actor }),
+    )
+}
+
 /// `-` for an empty string.
 pub fn or_dash(s: &str) -> String {
     if s.is_empty() {
@@ -443,6 +460,8 @@ pub fn transfer_json(t: &network::Transfer) -> Value {
         "completed_at": ts_str(t.completed_at.as_ref()),
         "updated_at": ts_str(t.updated_at.as_ref()),
         "last_error": t.last_error,
+        "started_by": author_json(t.started_by.as_ref()),
+        "arrival_reported_by": author_json(t.arrival_reported_by.as_ref()),
     })
 }
 
@@ -517,6 +536,22 @@ mod tests {
             network::TransferState::InTransit
         );
         assert_eq!(class_name(99), "UNKNOWN(99)");
+    }
+
+    #[test]
+    fn authors_show_the_principal_and_the_actor() {
+        let author = |principal: &str, actor: &str| common::Author {
+            principal: principal.into(),
+            actor: actor.into(),
+        };
+        assert_eq!(author_str(Some(&author("ops-1", ""))), "ops-1");
+        assert_eq!(author_str(Some(&author("ops-1", "Anna"))), "ops-1 (Anna)");
+        assert_eq!(author_str(None), "-");
+        assert_eq!(author_json(None), Value::Null);
+        assert_eq!(
+            author_json(Some(&author("unknown", ""))),
+            json!({"principal": "unknown", "actor": ""})
+        );
     }
 
     #[test]
