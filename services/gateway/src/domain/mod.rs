@@ -14,6 +14,8 @@ pub mod stock;
 pub mod transfer;
 
 pub use alarms::{AlarmKey, MergeCursor, MergeSource, SiteCursor};
+/// Who made a change: a transfer's `started_by` and `arrival_reported_by`.
+pub use coldchain_audit::Author;
 pub use rules::{
     LineProblem, MAX_STEP_REQUEST_ID_BYTES, assigned_transfer_id, check_lines,
     default_reefer_class, sensor_request_id, transfer_in_request_id, transfer_out_request_id,
