@@ -385,6 +385,21 @@ fn operator_commands_against_a_running_network() {
         out.stdout
     );
     assert!(out.stdout.contains("kiwi-l1"), "{}", out.stdout);
+    // Who started it and who reported the arrival: the CLI's credential, no actor.
+    let principal = received["started_by"]["principal"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        !principal.is_empty() && principal != "unknown",
+        "{received}"
+    );
+    assert_eq!(received["arrival_reported_by"]["principal"], principal);
+    assert!(
+        out.stdout.contains(&format!("started by    {principal}")),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("arrival reported by"), "{}", out.stdout);
     let list = dev.json(&["transfer", "list", "--state", "COMPLETED"]);
     assert!(
         list["transfers"]

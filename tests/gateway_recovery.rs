@@ -161,6 +161,7 @@ async fn a_crash_after_the_source_recorded_but_before_the_gateway_did_ships_once
                     &Refusals,
                 ),
                 spec,
+                coldchain_gateway::domain::Author::new("ops", "crash test"),
             )
             .await
             .expect("recorded");

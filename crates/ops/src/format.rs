@@ -479,6 +479,8 @@ pub fn transfer_json(t: &network::Transfer) -> Value {
         "completed_at": ts_str(t.completed_at.as_ref()),
         "updated_at": ts_str(t.updated_at.as_ref()),
         "last_error": t.last_error,
+        "started_by": author_json(t.started_by.as_ref()),
+        "arrival_reported_by": author_json(t.arrival_reported_by.as_ref()),
     })
 }
 
@@ -575,6 +577,11 @@ mod tests {
         let json = booking_json(&booking);
         assert_eq!(json["changes"][0]["state"], "HELD");
         assert_eq!(json["changes"][0]["changed_by"]["principal"], "unknown");
+        assert_eq!(author_json(None), Value::Null);
+        assert_eq!(
+            author_json(Some(&author("unknown", ""))),
+            json!({"principal": "unknown", "actor": ""})
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use coldchain_proto::network::v1 as pb;
 use coldchain_proto::network::v1::network_service_server::NetworkService;
-use coldchain_runtime::auth::author;
+use coldchain_runtime::auth;
 use coldchain_runtime::idempotency::record_request_id;
 use coldchain_runtime::retry::client_deadline;
 use tonic::{Request, Response, Status};
@@ -114,12 +114,13 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::StartTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
+        let author = auth::author(&request, &request.get_ref().actor);
         let req = request.into_inner();
         record_request_id(&req.request_id);
         let (fingerprint, spec) = requests::start_transfer(self.app.network(), &req)?;
         let driven = self
             .app
-            .start_transfer(&fingerprint, &TransferRefCodec, spec)
+            .start_transfer(&fingerprint, &TransferRefCodec, spec, author)
             .await?;
         if driven.transfer.state == TransferState::Failed {
             return Err(error::source_refused(
@@ -134,12 +135,13 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::ReceiveTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
+        let author = auth::author(&request, &request.get_ref().actor);
         let req = request.into_inner();
         record_request_id(&req.request_id);
         let (fingerprint, transfer_id) = requests::receive_transfer(&req)?;
         let driven = self
             .app
-            .receive_transfer(&fingerprint, &TransferRefCodec, &transfer_id)
+            .receive_transfer(&fingerprint, &TransferRefCodec, &transfer_id, author)
             .await?;
         if let Some(status) = &driven.refusal {
             return Err(error::destination_refused(&driven.transfer, status));
@@ -200,7 +202,7 @@ impl NetworkService for GatewayApi {
         let deadline = self
             .app
             .fan_out_deadline(client_deadline(request.metadata().as_ref()));
-        let by = author(&request, &request.get_ref().actor);
+        let by = auth::author(&request, &request.get_ref().actor);
         let req = request.into_inner();
         record_request_id(&req.request_id);
         let (fingerprint, spec) = recall::recall_lot(&req)?;
@@ -218,7 +220,7 @@ impl NetworkService for GatewayApi {
         let deadline = self
             .app
             .fan_out_deadline(client_deadline(request.metadata().as_ref()));
-        let by = author(&request, &request.get_ref().actor);
+        let by = auth::author(&request, &request.get_ref().actor);
         let req = request.into_inner();
         record_request_id(&req.request_id);
         let (fingerprint, recall_id, reason) = recall::release_recall(&req)?;

@@ -96,6 +96,8 @@ pub async fn one(authed: Authed, Path(transfer_id): Path<String>) -> Result<Mark
             tr { th { "shipped" } td { (views::local_time(t.shipped_at.as_ref(), source_zone)) } }
             tr { th { "received" } td { (format::ts_short(t.received_at.as_ref())) } }
             tr { th { "completed" } td { (format::ts_short(t.completed_at.as_ref())) } }
+            tr { th { "started by" } td { (format::author_short(t.started_by.as_ref())) } }
+            tr { th { "arrival reported by" } td { (format::author_short(t.arrival_reported_by.as_ref())) } }
         } }
         h2 { "Lines" }
         table {

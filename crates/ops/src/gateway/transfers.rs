@@ -227,7 +227,16 @@ async fn list(args: TransferListArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let mut table = Table::new(&[
-        "TRANSFER", "STATE", "FROM", "TO", "LINES", "QUANTITY", "TRAIN", "REEFER", "CREATED",
+        "TRANSFER",
+        "STATE",
+        "FROM",
+        "TO",
+        "LINES",
+        "QUANTITY",
+        "TRAIN",
+        "REEFER",
+        "CREATED",
+        "STARTED BY",
         "ERROR",
     ]);
     for t in &transfers {
@@ -241,6 +250,7 @@ async fn list(args: TransferListArgs) -> Result<(), CliError> {
             or_dash(&t.train_or_route),
             or_dash(&t.reefer_sensor_id),
             ts_short(t.created_at.as_ref()),
+            format::author_short(t.started_by.as_ref()),
             or_dash(&t.last_error),
         ]);
     }
@@ -288,6 +298,16 @@ pub fn print_transfer(t: &network::Transfer, as_json: bool) {
         if at.is_some() {
             say!("  {label:<13} {}", ts_short(at.as_ref()));
         }
+    }
+    say!(
+        "  started by    {}",
+        format::author_short(t.started_by.as_ref())
+    );
+    if t.arrival_reported_by.is_some() {
+        say!(
+            "  arrival reported by {}",
+            format::author_short(t.arrival_reported_by.as_ref())
+        );
     }
     if !t.last_error.is_empty() {
         say!("  last error    {}", t.last_error);

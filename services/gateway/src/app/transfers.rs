@@ -2,6 +2,7 @@
 //! (idempotently by request id), then drive the saga's step in its own task, under the
 //! transfer's claim; GetTransfer reads. Also the merged WatchAlarms stream's start.
 
+use coldchain_audit::Author;
 use coldchain_runtime::ServiceError;
 use coldchain_runtime::idempotency::Refusals;
 use coldchain_store::{Idempotent, ReplyCodec, RequestFingerprint};
@@ -21,31 +22,39 @@ enum Step {
 }
 
 impl GatewayApp {
-    /// StartTransfer: records the transfer (REQUESTED), then tries the source. The answer
-    /// is the transfer as it is afterwards, and the source's refusal if it refused.
+    /// StartTransfer by `author`: records the transfer (REQUESTED), then tries the source.
+    /// The answer is the transfer as it is afterwards, and the source's refusal if it
+    /// refused.
     pub async fn start_transfer(
         &self,
         request: &RequestFingerprint,
         reply: &dyn ReplyCodec<TransferRef>,
         spec: TransferSpec,
+        author: Author,
     ) -> Result<Driven, ServiceError> {
         let written = self
             .store
-            .create(Idempotent::new(request, reply, &Refusals), spec)
+            .create(Idempotent::new(request, reply, &Refusals), spec, author)
             .await
             .map_err(write_error)?;
         self.drive(&written.value.transfer_id, Step::Start).await
     }
 
-    /// ReceiveTransfer: records the arrival (RECEIVING), then tries the destination.
+    /// ReceiveTransfer by `author`: records the arrival (RECEIVING), then tries the
+    /// destination.
     pub async fn receive_transfer(
         &self,
         request: &RequestFingerprint,
         reply: &dyn ReplyCodec<TransferRef>,
         transfer_id: &str,
+        author: Author,
     ) -> Result<Driven, ServiceError> {
         self.store
-            .arrive(Idempotent::new(request, reply, &Refusals), transfer_id)
+            .arrive(
+                Idempotent::new(request, reply, &Refusals),
+                transfer_id,
+                author,
+            )
             .await
             .map_err(write_error)?;
         self.drive(transfer_id, Step::Receive).await

@@ -16,6 +16,8 @@ pub mod trace;
 pub mod transfer;
 
 pub use alarms::{AlarmKey, MergeCursor, MergeSource, SiteCursor};
+/// Who made a change: a transfer's `started_by` and `arrival_reported_by`.
+pub use coldchain_audit::Author;
 pub use recall::{
     HoldStep, Recall, RecallError, RecallHold, RecallRef, RecallSpec, RecallState,
     assigned_recall_id,

@@ -16,6 +16,14 @@ fn network() -> NetworkConfig {
     .expect("shipped network parses")
 }
 
+fn starter() -> coldchain_audit::Author {
+    coldchain_audit::Author::new("ops-1", "Anna")
+}
+
+fn receiver() -> coldchain_audit::Author {
+    coldchain_audit::Author::new("ops-2", "")
+}
+
 fn line(sku: &str, lot: &str, from: &str, to: &str, quantity: i64) -> Line {
     Line {
         sku: sku.into(),
@@ -55,6 +63,7 @@ fn the_happy_path_walks_every_state() {
     let mut t = Transfer::new(
         "t-1".into(),
         spec(vec![line("kiwi", "l1", "chilled-a", "chilled-a", 5)]),
+        starter(),
         10,
     );
     assert_eq!(t.state, TransferState::Requested);
@@ -68,16 +77,16 @@ fn the_happy_path_walks_every_state() {
     assert!(t.needs_work(), "the reefer sensor is still to bind");
     assert!(t.sensor_bound(14));
     assert!(!t.needs_work());
-    assert!(t.arrived(15).unwrap());
+    assert!(t.arrived(receiver(), 15).unwrap());
     assert_eq!(t.received_ms, Some(15));
-    assert!(!t.arrived(16).unwrap(), "a repeat resumes");
+    assert!(!t.arrived(receiver(), 16).unwrap(), "a repeat resumes");
     assert!(t.needs_work());
     assert!(t.completed(17, 18).unwrap());
     assert_eq!(t.state, TransferState::Completed);
     assert!(!t.needs_work());
     assert!(!t.completed(19, 20).unwrap());
     assert!(matches!(
-        t.arrived(21),
+        t.arrived(receiver(), 21),
         Err(TransferError::WrongState { .. })
     ));
 }
@@ -87,6 +96,7 @@ fn shipping_twice_changes_nothing_and_a_refusal_after_shipping_is_ignored() {
     let mut t = Transfer::new(
         "t-1".into(),
         spec(vec![line("kiwi", "l1", "chilled-a", "chilled-a", 5)]),
+        starter(),
         10,
     );
     assert!(t.shipped(vec![lot("l1")], 12, 13).unwrap());
@@ -109,6 +119,7 @@ fn a_refusal_fails_a_requested_transfer_for_good() {
     let mut t = Transfer::new(
         "t-1".into(),
         spec(vec![line("kiwi", "l1", "chilled-a", "chilled-a", 5)]),
+        starter(),
         10,
     );
     assert!(t.refused(
@@ -122,7 +133,7 @@ fn a_refusal_fails_a_requested_transfer_for_good() {
     assert_eq!(t.state, TransferState::Failed);
     assert!(!t.needs_work());
     assert!(t.shipped(vec![], 1, 1).is_err());
-    assert!(t.arrived(12).is_err());
+    assert!(t.arrived(receiver(), 12).is_err());
 }
 
 #[test]
@@ -134,6 +145,7 @@ fn receipt_lines_merge_lines_of_one_lot() {
             line("citrus", "c1", "chilled-a", "chilled-a", 2),
             line("kiwi", "l1", "frozen-a", "chilled-a", 7),
         ]),
+        starter(),
         0,
     );
     let receipts = t.receipt_lines().expect("the sums fit");
@@ -207,7 +219,7 @@ fn lines_are_checked_against_the_network() {
 #[test]
 fn same_definition_ignores_the_id_and_the_lots() {
     let s = spec(vec![line("kiwi", "l1", "chilled-a", "chilled-a", 5)]);
-    let mut t = Transfer::new("t-1".into(), s.clone(), 0);
+    let mut t = Transfer::new("t-1".into(), s.clone(), starter(), 0);
     t.shipped(vec![lot("l1")], 1, 1).unwrap();
     assert!(t.same_definition(&s));
     let mut other = s.clone();
@@ -219,15 +231,27 @@ fn same_definition_ignores_the_id_and_the_lots() {
 }
 
 #[test]
-fn stored_transfers_round_trip_through_postcard() {
-    let t = Transfer::new(
-        "t-1".into(),
-        spec(vec![line("kiwi", "l1", "chilled-a", "chilled-a", 5)]),
-        0,
+fn the_saga_acts_on_behalf_of_the_starter_and_the_reporter_but_never_of_unknown() {
+    let s = spec(vec![line("kiwi", "l1", "chilled-a", "chilled-a", 5)]);
+    let mut t = Transfer::new("t-1".into(), s.clone(), starter(), 0);
+    assert_eq!(t.start_actor(), "ops-1/Anna");
+    assert_eq!(t.arrival_actor(), "ops-1/Anna");
+    t.shipped(vec![lot("l1")], 1, 1).unwrap();
+    t.arrived(receiver(), 2).unwrap();
+    assert_eq!(t.arrival_reported_by, Some(receiver()));
+    assert_eq!(t.arrival_actor(), "ops-2");
+    assert!(!t.arrived(starter(), 3).unwrap());
+    assert_eq!(
+        t.arrival_reported_by,
+        Some(receiver()),
+        "the first report stays"
     );
-    let bytes = postcard::to_allocvec(&t).unwrap();
-    let back: Transfer = postcard::from_bytes(&bytes).unwrap();
-    assert_eq!(back, t);
+
+    // Earlier builds sent their steps with no actor; a retry must send the same bytes.
+    let mut old = Transfer::new("t-2".into(), s, coldchain_audit::Author::unknown(), 0);
+    assert_eq!(old.start_actor(), "");
+    old.arrival_reported_by = Some(coldchain_audit::Author::unknown());
+    assert_eq!(old.arrival_actor(), "");
 }
 
 #[test]
@@ -523,6 +547,7 @@ fn receipt_lines_that_do_not_fit_are_refused() {
     let mut t = Transfer::new(
         "t-1".into(),
         spec(vec![line("kiwi", "l1", "chilled-a", "chilled-a", 5)]),
+        starter(),
         0,
     );
     t.lines = vec![
@@ -598,7 +623,7 @@ proptest! {
     /// state, never goes back, and stays IN_TRANSIT/RECEIVING only after shipping.
     #[test]
     fn the_state_machine_only_moves_forward(steps in proptest::collection::vec(arb_state(), 0..40)) {
-        let mut t = Transfer::new("t".into(), spec(vec![line("kiwi", "l1", "chilled-a", "chilled-a", 5)]), 0);
+        let mut t = Transfer::new("t".into(), spec(vec![line("kiwi", "l1", "chilled-a", "chilled-a", 5)]), starter(), 0);
         let rank = |s: TransferState| match s {
             TransferState::Requested => 0,
             TransferState::InTransit => 1,
@@ -613,7 +638,7 @@ proptest! {
                 1 => { t.refused(Refusal { code: 9, message: "no".into() }, "no".into(), now); }
                 2 => { t.step_failed(before, format!("e{now}"), now); }
                 3 => { t.sensor_bound(now); }
-                4 => { let _ = t.arrived(now); }
+                4 => { let _ = t.arrived(receiver(), now); }
                 5 => { let _ = t.completed(now, now); }
                 _ => { t.sensor_refused("no".into(), now); }
             }

@@ -224,6 +224,8 @@ mod tests {
             last_error: String::new(),
             refusal: None,
             sensor: SensorBinding::Bound,
+            started_by: coldchain_audit::Author::new("ops-1", ""),
+            arrival_reported_by: None,
         }
     }
 

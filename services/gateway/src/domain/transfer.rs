@@ -4,6 +4,7 @@
 use std::fmt;
 
 use chrono::NaiveDate;
+use coldchain_audit::Author;
 use coldchain_network::TemperatureClass;
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +177,15 @@ pub struct Transfer {
     pub refusal: Option<Refusal>,
     /// The reefer-sensor binding step.
     pub sensor: SensorBinding,
+    /// Who started it (StartTransfer). Not in the serde layout: the store keeps the
+    /// authors after the fields earlier builds stored (see `store::stored`), so a transfer
+    /// an earlier build wrote still decodes, as [`Author::unknown`].
+    #[serde(skip)]
+    pub started_by: Author,
+    /// Who reported its arrival (ReceiveTransfer); `None` until then. Stored like
+    /// `started_by`.
+    #[serde(skip)]
+    pub arrival_reported_by: Option<Author>,
 }
 
 /// Why a transfer operation is refused.
@@ -202,8 +212,8 @@ pub enum TransferError {
 }
 
 impl Transfer {
-    /// A new transfer in state REQUESTED.
-    pub fn new(transfer_id: String, spec: TransferSpec, now_ms: i64) -> Self {
+    /// A new transfer in state REQUESTED, started by `started_by`.
+    pub fn new(transfer_id: String, spec: TransferSpec, started_by: Author, now_ms: i64) -> Self {
         let sensor = if spec.reefer_sensor_id.is_empty() {
             SensorBinding::NotRequired
         } else {
@@ -227,7 +237,28 @@ impl Transfer {
             last_error: String::new(),
             refusal: None,
             sensor,
+            started_by,
+            arrival_reported_by: None,
         }
+    }
+
+    /// The actor the saga names on the source's TRANSFER_OUT and the telemetry's sensor
+    /// registration: on whose behalf the gateway acts. Empty for a transfer an earlier
+    /// build started (author unknown): its steps may already have reached a site with no
+    /// actor, and a retry must send the same bytes under the same request_id.
+    pub fn start_actor(&self) -> String {
+        behalf(&self.started_by)
+    }
+
+    /// The actor the saga names on the destination's TRANSFER_IN: who reported the
+    /// arrival (the starter when none is recorded); empty when unknown, as
+    /// [`Self::start_actor`].
+    pub fn arrival_actor(&self) -> String {
+        behalf(
+            self.arrival_reported_by
+                .as_ref()
+                .unwrap_or(&self.started_by),
+        )
     }
 
     /// True when `spec` describes this transfer (same sites, lines, reefer and route): a
@@ -350,12 +381,14 @@ impl Transfer {
         true
     }
 
-    /// ReceiveTransfer: IN_TRANSIT → RECEIVING; RECEIVING stays (a repeat resumes it).
-    pub fn arrived(&mut self, now_ms: i64) -> Result<bool, TransferError> {
+    /// ReceiveTransfer by `reported_by`: IN_TRANSIT → RECEIVING; RECEIVING stays (a repeat
+    /// resumes it, and the first report's author stays).
+    pub fn arrived(&mut self, reported_by: Author, now_ms: i64) -> Result<bool, TransferError> {
         match self.state {
             TransferState::InTransit => {
                 self.state = TransferState::Receiving;
                 self.received_ms = Some(now_ms);
+                self.arrival_reported_by = Some(reported_by);
                 self.last_error.clear();
                 self.updated_ms = now_ms;
                 Ok(true)
@@ -426,6 +459,15 @@ impl Transfer {
                 Ok(receipt)
             })
             .collect()
+    }
+}
+
+/// `author.on_behalf()`, or empty for the author of records kept before authors were.
+fn behalf(author: &Author) -> String {
+    if author.principal == coldchain_audit::UNKNOWN {
+        String::new()
+    } else {
+        author.on_behalf()
     }
 }
 

@@ -20,12 +20,17 @@ use coldchain_store::{
     Idempotent, KeyCodec, Store, StoreError, Table, Value, WriteError, WriteTx, Written,
 };
 
+use coldchain_audit::Author;
+
 use crate::domain::{self, Transfer, TransferError, TransferRef, TransferSpec};
+use stored::StoredTransfer;
+
+mod stored;
 
 pub use crate::domain::TransferFilter as ListFilter;
 pub use coldchain_store::ReplyCodec;
 
-const TRANSFERS: Table<String, Transfer> = Table::new("transfer");
+const TRANSFERS: Table<String, StoredTransfer> = Table::new("transfer");
 const BY_CREATED: Table<(i64, String), ()> = Table::new("created");
 const TRANSIT: Table<(String, String), ()> = Table::new("transit");
 const PENDING: Table<String, ()> = Table::new("pending");
@@ -79,13 +84,15 @@ impl GatewayStore {
         &self.store
     }
 
-    /// Records a new transfer (REQUESTED) in one write, idempotently by `request`. A
-    /// transfer_id that exists with the same definition answers that transfer; with
-    /// another definition it is [`TransferError::AlreadyExists`].
+    /// Records a new transfer (REQUESTED) started by `started_by` in one write,
+    /// idempotently by `request`. A transfer_id that exists with the same definition
+    /// answers that transfer (its starter stays); with another definition it is
+    /// [`TransferError::AlreadyExists`].
     pub async fn create(
         &self,
         idempotent: Idempotent<'_, TransferRef, Refused>,
         spec: TransferSpec,
+        started_by: Author,
     ) -> Result<Written<TransferRef>, WriteError<Refused>> {
         let digest = idempotent.request.digest;
         self.store
@@ -103,34 +110,36 @@ impl GatewayStore {
                         id
                     }
                 };
-                if let Some(existing) = tx.get(&TRANSFERS, &transfer_id)? {
+                if let Some(StoredTransfer(existing)) = tx.get(&TRANSFERS, &transfer_id)? {
                     if existing.same_definition(&spec) {
                         return Ok(TransferRef { transfer_id });
                     }
                     return Err(TransferError::AlreadyExists(transfer_id).into());
                 }
-                let transfer = Transfer::new(transfer_id.clone(), spec, now);
+                let transfer = Transfer::new(transfer_id.clone(), spec, started_by, now);
                 put_transfer(tx, None, &transfer)?;
                 Ok(TransferRef { transfer_id })
             })
             .await
     }
 
-    /// ReceiveTransfer's write, idempotently by `request`: IN_TRANSIT → RECEIVING
-    /// (RECEIVING stays).
+    /// ReceiveTransfer's write by `reported_by`, idempotently by `request`: IN_TRANSIT →
+    /// RECEIVING (RECEIVING stays).
     pub async fn arrive(
         &self,
         idempotent: Idempotent<'_, TransferRef, Refused>,
         transfer_id: &str,
+        reported_by: Author,
     ) -> Result<Written<TransferRef>, WriteError<Refused>> {
         self.store
             .write(Some(idempotent), |tx| {
                 let now = tx.now_millis();
                 let mut transfer = tx
                     .get(&TRANSFERS, &transfer_id.to_string())?
+                    .map(|stored| stored.0)
                     .ok_or_else(|| TransferError::NotFound(transfer_id.to_string()))?;
                 let before = transfer.clone();
-                if transfer.arrived(now)? {
+                if transfer.arrived(reported_by, now)? {
                     put_transfer(tx, Some(&before), &transfer)?;
                 }
                 Ok(TransferRef {
@@ -154,6 +163,7 @@ impl GatewayStore {
                 let now = tx.now_millis();
                 let mut transfer = tx
                     .get(&TRANSFERS, &transfer_id.to_string())?
+                    .map(|stored| stored.0)
                     .ok_or_else(|| TransferError::NotFound(transfer_id.to_string()))?;
                 let before = transfer.clone();
                 if change(&mut transfer, now)? {
@@ -170,7 +180,10 @@ impl GatewayStore {
 
     /// One transfer.
     pub fn get(&self, transfer_id: &str) -> Result<Option<Transfer>, StoreError> {
-        self.store.get(&TRANSFERS, &transfer_id.to_string())
+        Ok(self
+            .store
+            .get(&TRANSFERS, &transfer_id.to_string())?
+            .map(|stored| stored.0))
     }
 
     /// Transfers newest first, after the relative key `after`, passing `filter`; at most
@@ -186,7 +199,7 @@ impl GatewayStore {
         let mut more = false;
         for entry in self.store.scan_after(&BY_CREATED, &[], after) {
             let (key, ()) = entry?;
-            let Some(transfer) = self.store.get(&TRANSFERS, &key.1)? else {
+            let Some(StoredTransfer(transfer)) = self.store.get(&TRANSFERS, &key.1)? else {
                 continue;
             };
             if !filter.matches(&transfer) {
@@ -211,7 +224,7 @@ impl GatewayStore {
         let mut out = Vec::new();
         for entry in self.store.scan_prefix(&TRANSIT, prefix.as_bytes()) {
             let ((_, transfer_id), ()) = entry?;
-            if let Some(transfer) = self.store.get(&TRANSFERS, &transfer_id)?
+            if let Some(StoredTransfer(transfer)) = self.store.get(&TRANSFERS, &transfer_id)?
                 && transfer.state.is_travelling()
             {
                 out.push(transfer);
@@ -235,7 +248,9 @@ fn put_transfer(
     before: Option<&Transfer>,
     after: &Transfer,
 ) -> Result<(), StoreError> {
-    tx.put(&TRANSFERS, &after.transfer_id, after)?;
+    // The one clone per change buys the stored layout a type of its own.
+    let stored = StoredTransfer(after.clone());
+    tx.put(&TRANSFERS, &after.transfer_id, &stored)?;
     if before.is_none() {
         tx.put(
             &BY_CREATED,
@@ -259,7 +274,7 @@ fn put_transfer(
     } else {
         tx.delete(&PENDING, &after.transfer_id);
     }
-    let bytes = after.to_bytes()?;
+    let bytes = stored.to_bytes()?;
     tx.append_ledger(|_| bytes);
     Ok(())
 }

@@ -2,6 +2,8 @@
 use coldchain_network::TemperatureClass;
 use coldchain_store::{ForgetRefusals, Identity, StoreOptions, fingerprint};
 
+use coldchain_audit::Author;
+
 use super::*;
 use crate::domain::TransferState;
 use crate::wire::TransferRefCodec;
@@ -48,6 +50,7 @@ async fn indexes_follow_the_state() {
         .create(
             Idempotent::new(&fingerprint("r1", b"1"), &TransferRefCodec, &ForgetRefusals),
             spec(Some("t1"), "kiwi"),
+            Author::new("ops-1", "Anna"),
         )
         .await
         .unwrap();
@@ -68,6 +71,7 @@ async fn indexes_follow_the_state() {
         .arrive(
             Idempotent::new(&fingerprint("r2", b"2"), &TransferRefCodec, &ForgetRefusals),
             "t1",
+            Author::new("ops-2", ""),
         )
         .await
         .unwrap();
@@ -95,6 +99,7 @@ async fn an_id_is_taken_only_by_another_definition_and_lists_page() {
         .create(
             Idempotent::new(&fingerprint("r1", b"1"), &TransferRefCodec, &ForgetRefusals),
             spec(Some("t1"), "kiwi"),
+            Author::new("ops-1", "Anna"),
         )
         .await
         .unwrap();
@@ -102,6 +107,7 @@ async fn an_id_is_taken_only_by_another_definition_and_lists_page() {
         .create(
             Idempotent::new(&fingerprint("r2", b"2"), &TransferRefCodec, &ForgetRefusals),
             spec(Some("t1"), "kiwi"),
+            Author::new("ops-1", "Anna"),
         )
         .await
         .unwrap();
@@ -110,6 +116,7 @@ async fn an_id_is_taken_only_by_another_definition_and_lists_page() {
         .create(
             Idempotent::new(&fingerprint("r3", b"3"), &TransferRefCodec, &ForgetRefusals),
             spec(Some("t1"), "citrus"),
+            Author::new("ops-1", "Anna"),
         )
         .await;
     assert!(matches!(
@@ -122,6 +129,7 @@ async fn an_id_is_taken_only_by_another_definition_and_lists_page() {
         .create(
             Idempotent::new(&fingerprint("r4", b"4"), &TransferRefCodec, &ForgetRefusals),
             spec(None, "citrus"),
+            Author::new("ops-1", "Anna"),
         )
         .await
         .unwrap();
@@ -151,4 +159,169 @@ async fn an_id_is_taken_only_by_another_definition_and_lists_page() {
         )
         .unwrap();
     assert!(filtered.transfers.is_empty());
+}
+
+/// Stored bytes as they are, to lay down records the way an earlier build wrote them.
+struct RawBytes(Vec<u8>);
+
+impl Value for RawBytes {
+    fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        Ok(self.0.clone())
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
+        Ok(RawBytes(bytes.to_vec()))
+    }
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Two transfers exactly as the build before authors (16ef299) stored them: `t-old-1`
+/// REQUESTED (created at 1000 ms), `t-old-2` RECEIVING (received at 2200 ms); one line of
+/// 5 kg kiwi, lot l1, cn-huaihua-park → la-vientiane.
+const EARLIER_REQUESTED: &str = "07742d6f6c642d310f636e2d687561696875612d7061726b0c6c612d7669656e7469616e6501046b697769026c31096368696c6c65642d61096368696c6c65642d610a026b6700000000074348494c4c454400d00f000000d00f000000";
+const EARLIER_RECEIVING: &str = "07742d6f6c642d320f636e2d687561696875612d7061726b0c6c612d7669656e7469616e6501046b697769026c31096368696c6c65642d61096368696c6c65642d610a026b6700020000074348494c4c454400a01f01e82001b02200b022000000";
+
+#[tokio::test]
+async fn transfers_an_earlier_build_stored_show_an_unknown_author() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    const EARLIER: Table<String, RawBytes> = Table::new("transfer");
+    store
+        .raw()
+        .write(None, |tx| {
+            for (id, created, bytes) in [
+                ("t-old-1", 1000, EARLIER_REQUESTED),
+                ("t-old-2", 2000, EARLIER_RECEIVING),
+            ] {
+                tx.put(&EARLIER, &id.to_string(), &RawBytes(hex(bytes)))?;
+                tx.put(&BY_CREATED, &(-created, id.to_string()), &())?;
+            }
+            Ok::<(), Refused>(())
+        })
+        .await
+        .unwrap();
+
+    let requested = store.get("t-old-1").unwrap().expect("decodes");
+    assert_eq!(requested.state, TransferState::Requested);
+    assert_eq!(requested.lines[0].quantity, 5);
+    assert_eq!(requested.started_by, Author::unknown());
+    assert_eq!(requested.arrival_reported_by, None);
+    assert_eq!(
+        requested.start_actor(),
+        "",
+        "a retry sends the bytes it sent before"
+    );
+
+    let receiving = store.get("t-old-2").unwrap().expect("decodes");
+    assert_eq!(receiving.state, TransferState::Receiving);
+    assert_eq!(receiving.started_by, Author::unknown());
+    assert_eq!(receiving.arrival_reported_by, Some(Author::unknown()));
+    assert_eq!(receiving.arrival_actor(), "");
+    assert_eq!(
+        store
+            .list(&ListFilter::default(), None, 10)
+            .unwrap()
+            .transfers
+            .len(),
+        2
+    );
+
+    // An old record changed by this build keeps the unknown starter and gains the
+    // arrival's reporter.
+    store
+        .update("t-old-1", |t, now| t.shipped(vec![], now, now))
+        .await
+        .unwrap();
+    store
+        .arrive(
+            Idempotent::new(&fingerprint("r9", b"9"), &TransferRefCodec, &ForgetRefusals),
+            "t-old-1",
+            Author::new("ops-2", "Bounmy"),
+        )
+        .await
+        .unwrap();
+    let reopened = store.get("t-old-1").unwrap().unwrap();
+    assert_eq!(reopened.started_by, Author::unknown());
+    assert_eq!(
+        reopened.arrival_reported_by,
+        Some(Author::new("ops-2", "Bounmy"))
+    );
+    assert_eq!(reopened.arrival_actor(), "ops-2/Bounmy");
+}
+
+#[tokio::test]
+async fn both_authors_are_stored_and_the_first_report_of_an_arrival_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create(
+            Idempotent::new(&fingerprint("r1", b"1"), &TransferRefCodec, &ForgetRefusals),
+            spec(Some("t1"), "kiwi"),
+            Author::new("ops-1", "Anna"),
+        )
+        .await
+        .unwrap();
+    let again = store
+        .create(
+            Idempotent::new(&fingerprint("r2", b"2"), &TransferRefCodec, &ForgetRefusals),
+            spec(Some("t1"), "kiwi"),
+            Author::new("ops-9", ""),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.value.transfer_id, "t1");
+    let t = store.get("t1").unwrap().unwrap();
+    assert_eq!(
+        t.started_by,
+        Author::new("ops-1", "Anna"),
+        "the starter stays"
+    );
+    assert_eq!(t.arrival_reported_by, None);
+    assert_eq!(t.start_actor(), "ops-1/Anna");
+    assert_eq!(t.arrival_actor(), "ops-1/Anna", "falls back to the starter");
+
+    store
+        .update("t1", |t, now| t.shipped(vec![], now, now))
+        .await
+        .unwrap();
+    for (request, reporter) in [("r3", "ops-2"), ("r4", "ops-3")] {
+        store
+            .arrive(
+                Idempotent::new(
+                    &fingerprint(request, b"x"),
+                    &TransferRefCodec,
+                    &ForgetRefusals,
+                ),
+                "t1",
+                Author::new(reporter, ""),
+            )
+            .await
+            .unwrap();
+    }
+    let t = store.get("t1").unwrap().unwrap();
+    assert_eq!(t.arrival_reported_by, Some(Author::new("ops-2", "")));
+    assert_eq!(t.arrival_actor(), "ops-2");
+}
+
+#[test]
+fn stored_bytes_with_garbage_after_the_authors_are_corrupt() {
+    let mut t = Transfer::new(
+        "t1".into(),
+        spec(Some("t1"), "kiwi"),
+        Author::new("ops-1", ""),
+        0,
+    );
+    t.arrival_reported_by = Some(Author::new("ops-2", "Bounmy"));
+    let mut bytes = StoredTransfer(t.clone()).to_bytes().unwrap();
+    assert_eq!(StoredTransfer::from_bytes(&bytes).unwrap().0, t);
+    bytes.push(0);
+    assert!(matches!(
+        StoredTransfer::from_bytes(&bytes),
+        Err(StoreError::Corrupt(_))
+    ));
 }

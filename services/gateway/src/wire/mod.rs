@@ -164,8 +164,16 @@ pub fn transfer_to_proto(t: &Transfer) -> pb::Transfer {
         completed_at: t.completed_ms.map(timestamp),
         updated_at: Some(timestamp(t.updated_ms)),
         last_error: t.last_error.clone(),
-        arrival_reported_by: Default::default(),
-        started_by: Default::default(),
+        started_by: Some(author_to_proto(&t.started_by)),
+        arrival_reported_by: t.arrival_reported_by.as_ref().map(author_to_proto),
+    }
+}
+
+/// Who made a change → Author.
+fn author_to_proto(author: &coldchain_audit::Author) -> common::Author {
+    common::Author {
+        principal: author.principal.clone(),
+        actor: author.actor.clone(),
     }
 }
 

@@ -374,6 +374,7 @@ pub fn start_transfer(
     let mut v = Violations::new();
     v.request_id(&req.request_id);
     v.optional_id("transfer_id", &req.transfer_id);
+    v.actor(&req.actor);
     v.id("source_site_id", &req.source_site_id);
     v.id("destination_site_id", &req.destination_site_id);
     if !req.source_site_id.is_empty() && req.source_site_id == req.destination_site_id {
@@ -506,7 +507,10 @@ pub fn receive_transfer(
     let mut v = Violations::new();
     v.request_id(&req.request_id);
     v.id("transfer_id", &req.transfer_id);
+    v.actor(&req.actor);
     v.finish()?;
+    // The actor is part of the fingerprint (the whole request is): a request_id repeated
+    // by another person is a different request, not a replay.
     Ok((
         fingerprint_of(&req.request_id, req),
         req.transfer_id.clone(),

@@ -41,7 +41,7 @@ pub fn transfer_out_request(t: &Transfer) -> inv::RecordMovementsRequest {
                 ..inv::Movement::default()
             })
             .collect(),
-        actor: Default::default(),
+        actor: t.start_actor(),
     }
 }
 
@@ -75,7 +75,7 @@ pub fn transfer_in_request(t: &Transfer) -> Result<inv::RecordMovementsRequest, 
                 ..inv::Movement::default()
             })
             .collect(),
-        actor: Default::default(),
+        actor: t.arrival_actor(),
     })
 }
 
@@ -97,7 +97,7 @@ pub fn sensor_request(t: &Transfer) -> tel::RegisterSensorRequest {
             "reefer {} of corridor transfer {}",
             t.reefer_container_id, t.transfer_id
         ),
-        actor: Default::default(),
+        actor: t.start_actor(),
     }
 }
 

@@ -137,3 +137,51 @@ fn the_stored_answer_keeps_the_bytes_of_earlier_builds() {
     assert_eq!(TransferRefCodec.encode(&decoded), earlier);
     assert!(TransferRefCodec.decode(&[0xff]).is_err());
 }
+
+#[test]
+fn the_saga_requests_name_on_whose_behalf_the_gateway_acts() {
+    use crate::domain::{Line, TransferSpec};
+    use coldchain_audit::Author;
+    let spec = TransferSpec {
+        transfer_id: Some("t-1".into()),
+        source_site_id: "cn-huaihua-park".into(),
+        destination_site_id: "la-vientiane".into(),
+        lines: vec![Line {
+            sku: "kiwi".into(),
+            lot_id: "l1".into(),
+            source_zone_id: "chilled-a".into(),
+            destination_zone_id: "chilled-a".into(),
+            quantity: 5,
+            unit: "kg".into(),
+            lot: None,
+        }],
+        reefer_sensor_id: "reefer-1".into(),
+        reefer_container_id: "MSCU 123".into(),
+        reefer_class: TemperatureClass::Chilled,
+        train_or_route: String::new(),
+    };
+    let mut t = Transfer::new("t-1".into(), spec, Author::new("ops-1", "Anna"), 0);
+    assert_eq!(sites::transfer_out_request(&t).actor, "ops-1/Anna");
+    assert_eq!(sites::sensor_request(&t).actor, "ops-1/Anna");
+    t.arrival_reported_by = Some(Author::new("ops-2", ""));
+    assert_eq!(sites::transfer_in_request(&t).unwrap().actor, "ops-2");
+
+    let proto = transfer_to_proto(&t);
+    assert_eq!(
+        proto.started_by,
+        Some(common::Author {
+            principal: "ops-1".into(),
+            actor: "Anna".into()
+        })
+    );
+    assert_eq!(
+        proto.arrival_reported_by.map(|a| a.principal),
+        Some("ops-2".into())
+    );
+
+    // A transfer an earlier build started: its steps keep sending no actor.
+    t.started_by = Author::unknown();
+    t.arrival_reported_by = Some(Author::unknown());
+    assert_eq!(sites::transfer_out_request(&t).actor, "");
+    assert_eq!(sites::transfer_in_request(&t).unwrap().actor, "");
+}

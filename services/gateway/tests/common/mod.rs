@@ -3,6 +3,7 @@
 //! gateway depends on no other service, not even in its tests.
 #![allow(dead_code)]
 
+pub mod fake_inventory;
 mod fake_telemetry;
 mod net;
 
@@ -17,13 +18,15 @@ pub use net::*;
 pub type Net = Network<Fakes>;
 
 /// The site services of the gateway's own tests: a fake telemetry that has two alarms
-/// ([`fake_telemetry`]); no other site service runs.
+/// ([`fake_telemetry`]) and a fake inventory that records what it is asked to move
+/// ([`fake_inventory`]); no other site service runs.
 pub enum Fakes {}
 
 impl SiteServices for Fakes {
     fn build(kind: ServiceKind, ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
         match kind {
             ServiceKind::Telemetry => Ok(fake_telemetry::service(ctx)),
+            ServiceKind::Inventory => Ok(fake_inventory::service(ctx)),
             other => panic!("the gateway's own tests have no fake {other}"),
         }
     }

@@ -109,6 +109,8 @@ pub struct Network<S> {
     pub dir: tempfile::TempDir,
     pub network: Arc<NetworkConfig>,
     pub gateway_options: coldchain_gateway::Options,
+    /// The credentials the gateway accepts; `None` (the default): no authentication.
+    pub gateway_credentials: Option<Arc<coldchain_runtime::auth::Credentials>>,
     reserved: HashMap<(String, ServiceKind), tokio::net::TcpSocket>,
     ports: HashMap<(String, ServiceKind), u16>,
     running: HashMap<(String, ServiceKind), RunningService>,
@@ -157,6 +159,7 @@ impl<S: SiteServices> Network<S> {
             dir: tempfile::tempdir().expect("tempdir"),
             network: Arc::new(network),
             gateway_options,
+            gateway_credentials: None,
             reserved,
             ports,
             running: HashMap::new(),
@@ -255,8 +258,20 @@ impl<S: SiteServices> Network<S> {
             })
             .await;
         let listener = self.listener(&gateway_key(), self.gateway_port);
+        let mut limits = ctx.limits();
+        if let Some(credentials) = &self.gateway_credentials {
+            limits.gatekeeper = Some(Arc::new(coldchain_runtime::auth::Gatekeeper::new(
+                credentials.clone(),
+                coldchain_runtime::auth::ServerScope {
+                    kind: ServiceKind::Gateway,
+                    site: None,
+                },
+                10_000,
+                10_000,
+            )));
+        }
         self.gateway =
-            Some(spawn_service(listener, spec, ctx.limits(), ctx.shutdown.clone()).expect("spawn"));
+            Some(spawn_service(listener, spec, limits, ctx.shutdown.clone()).expect("spawn"));
     }
 
     /// Stops the gateway.
@@ -269,6 +284,11 @@ impl<S: SiteServices> Network<S> {
     /// `http://127.0.0.1:<port>` of a site service.
     pub fn endpoint(&self, site: &str, kind: ServiceKind) -> String {
         format!("http://127.0.0.1:{}", self.ports[&(site.to_string(), kind)])
+    }
+
+    /// `http://127.0.0.1:<port>` of the gateway.
+    pub fn gateway_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
     }
 
     /// A client of the gateway.
