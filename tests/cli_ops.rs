@@ -218,6 +218,11 @@ async fn seed_cool_room(net: &TestNetwork) {
                 sku: "banana-cavendish".into(),
                 lot: Some(inv::LotInfo {
                     lot_id: "bn-cool-1".into(),
+                    expiry: Some(date(
+                        local_today(net, PARK)
+                            .checked_add_days(Days::new(20))
+                            .unwrap(),
+                    )),
                     ..Default::default()
                 }),
                 zone_id: "cool-a".into(),

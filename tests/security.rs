@@ -150,8 +150,15 @@ fn expected() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("InventoryService/WatchLedger", &["wms", "ops", "gw"][..]),
         ("InventoryService/AllocateStock", &["wms"][..]),
         ("InventoryService/ReleaseAllocation", &["wms"][..]),
-        ("InventoryService/PlaceHold", &["wms", "ops", "tel"][..]),
-        ("InventoryService/ReleaseHold", &["wms", "ops", "tel"][..]),
+        ("InventoryService/ListLotEntries", &["wms", "ops", "gw"][..]),
+        (
+            "InventoryService/PlaceHold",
+            &["wms", "ops", "tel", "gw"][..],
+        ),
+        (
+            "InventoryService/ReleaseHold",
+            &["wms", "ops", "tel", "gw"][..],
+        ),
         ("TelemetryService/StreamReadings", &["sensors"][..]),
         ("TelemetryService/PushReadings", &["sensors"][..]),
         ("TelemetryService/RegisterSensor", &["ops", "gw"][..]),
@@ -161,6 +168,7 @@ fn expected() -> BTreeMap<&'static str, &'static [&'static str]> {
             "TelemetryService/GetMeanKineticTemperature",
             &["wms", "ops", "gw"][..],
         ),
+        ("TelemetryService/GetExposure", &["wms", "ops", "gw"][..]),
         ("TelemetryService/ListAlarms", &["wms", "ops", "gw"][..]),
         ("TelemetryService/WatchAlarms", &["wms", "ops", "gw"][..]),
         ("TelemetryService/AcknowledgeAlarm", &["ops"][..]),
@@ -188,6 +196,12 @@ fn expected() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("NetworkService/ReceiveTransfer", &["ops"][..]),
         ("NetworkService/GetTransfer", &["ops", "tel"][..]),
         ("NetworkService/ListTransfers", &["ops"][..]),
+        ("NetworkService/TraceLot", &["ops"][..]),
+        ("NetworkService/ExportTraceEpcis", &["ops"][..]),
+        ("NetworkService/RecallLot", &["ops"][..]),
+        ("NetworkService/ReleaseRecall", &["ops"][..]),
+        ("NetworkService/GetRecall", &["ops"][..]),
+        ("NetworkService/ListRecalls", &["ops"][..]),
     ])
 }
 

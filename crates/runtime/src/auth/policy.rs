@@ -43,7 +43,9 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
             "GetStock" | "ListStock" | "ListExpiring" | "WatchLedger" | "ListLotEntries",
         ) => &[Warehouse, Operations, Service(Gw)],
         (INVENTORY_SERVICE, "AllocateStock" | "ReleaseAllocation") => &[Warehouse],
-        (INVENTORY_SERVICE, "PlaceHold" | "ReleaseHold") => &[Warehouse, Operations, Service(Tel)],
+        (INVENTORY_SERVICE, "PlaceHold" | "ReleaseHold") => {
+            &[Warehouse, Operations, Service(Tel), Service(Gw)]
+        }
         (TELEMETRY_SERVICE, "StreamReadings" | "PushReadings") => &[SensorGateway],
         (TELEMETRY_SERVICE, "RegisterSensor") => &[Operations, Service(Gw)],
         (
