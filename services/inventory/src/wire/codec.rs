@@ -90,11 +90,12 @@ impl ReplyCodec<RecordedAnswer> for RecordedCodec {
             let (Some(length), true) = (fits, first >= 1) else {
                 return Err(malformed("a run out of range"));
             };
-            let last = first
-                .checked_add(length as u64 - 1)
+            // A run ending at the last sequence there can be is damage, not a ledger.
+            let end_of_run = first
+                .checked_add(length as u64)
                 .ok_or_else(|| malformed("a run past the last sequence"))?;
-            sequences.extend(first..=last);
-            end = last + 1;
+            sequences.extend(first..end_of_run);
+            end = end_of_run;
         }
         Ok(RecordedAnswer::Sequences(sequences))
     }
