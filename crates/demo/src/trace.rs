@@ -119,11 +119,12 @@ pub(crate) async fn excursion_lot(
                 .filter_map(|e| e.time_outside_limits.as_ref())
                 .map(|d| d.seconds)
                 .sum();
-            match max {
-                Some(max) => {
+            match (max, s.exposures.is_empty()) {
+                (Some(max), _) => {
                     format!("{place}: max {max:.1} °C, outside the limits for {outside_s} s")
                 }
-                None => format!("{place}: no sensor"),
+                (None, true) => format!("{place}: no sensor covered it (unknown)"),
+                (None, false) => format!("{place}: no readings in its time"),
             }
         })
         .collect();
