@@ -269,7 +269,9 @@ proptest! {
             Ok(network) => {
                 assert_valid_network(&network)?;
                 prop_assert!(
-                    path.iter().any(|step| step == "endpoints" || step == "endpoint"),
+                    path.iter().any(|step| {
+                        step == "endpoints" || step == "endpoint" || step == "gln"
+                    }),
                     "removing {:?} was accepted", path
                 );
             }
