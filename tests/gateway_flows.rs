@@ -1,4 +1,4 @@
-//! Corridor transfers across real processes: `coldchain serve gateway` and two
+//! Corridor transfers and recalls across real processes: `coldchain serve gateway` and two
 //! `coldchain serve inventory` processes. The gateway is SIGKILLed between the saga's steps
 //! (while the source, then the destination, is down), restarted on the same data, and
 //! finishes every transfer on its own; the stock is conserved across the two sites —
@@ -59,8 +59,8 @@ async fn on_hand(server: &Server) -> i64 {
         .expect("get stock")
 }
 
-/// The site's ledger entries of kind `kind`, per transfer id.
-async fn transfer_entries(server: &Server, kind: inv::LedgerEntryKind) -> Vec<(String, i64)> {
+/// The site's whole ledger, read with WatchLedger.
+async fn ledger(server: &Server) -> Vec<inv::LedgerEntry> {
     let mut client = inventory(server).await;
     let mut stream = client
         .watch_ledger(inv::WatchLedgerRequest { from_sequence: 1 })
@@ -75,19 +75,37 @@ async fn transfer_entries(server: &Server, kind: inv::LedgerEntryKind) -> Vec<(S
             .expect("the ledger stream")
             .expect("a message");
         let head = message.head_sequence;
-        let last = message.entries.last().map_or(0, |e| e.sequence);
-        out.extend(
-            message
-                .entries
-                .into_iter()
-                .filter(|e| e.kind == kind as i32)
-                .map(|e| (e.transfer_id, e.delta)),
-        );
-        if last >= head {
-            out.sort();
+        out.extend(message.entries);
+        if out.last().map_or(0, |e| e.sequence) >= head {
             return out;
         }
     }
+}
+
+/// The site's ledger entries of kind `kind`, per transfer id.
+async fn transfer_entries(server: &Server, kind: inv::LedgerEntryKind) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = ledger(server)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == kind as i32)
+        .map(|e| (e.transfer_id, e.delta))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The site's HOLD_PLACED entries citing `recall_id`.
+async fn recall_holds(server: &Server, recall_id: &str) -> usize {
+    ledger(server)
+        .await
+        .iter()
+        .filter(|e| {
+            e.kind == inv::LedgerEntryKind::HoldPlaced as i32
+                && e.reference.as_ref().is_some_and(|r| {
+                    r.kind == cc::ReferenceKind::Recall as i32 && r.id == recall_id
+                })
+        })
+        .count()
 }
 
 fn transfer(request_id: &str, transfer_id: &str, quantity: i64) -> pb::StartTransferRequest {
@@ -276,4 +294,96 @@ async fn transfers_survive_sigkill_of_the_gateway_between_steps() {
     assert!(in_transit.in_transit.is_empty());
     assert!(in_transit.failures.is_empty());
     assert_eq!(in_transit.sites[1].zones[0].on_hand, 65);
+}
+
+/// A recall's hold at a site that is down waits; the gateway is SIGKILLed with it still to
+/// place; restarted on its data, the gateway places it by itself once the site is back.
+/// Each site holds the lot exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recall_survives_sigkill_of_the_gateway_and_holds_each_site_once() {
+    let net = TestNetwork::new();
+    let park = start(&net, "inventory", Some(PARK));
+    let vientiane = start(&net, "inventory", Some(VIENTIANE));
+    let gw = start(&net, "gateway", None);
+    for (server, quantity) in [(&park, 100), (&vientiane, 25)] {
+        inventory(server)
+            .await
+            .record_movements(inv::RecordMovementsRequest {
+                request_id: format!("receipt-{quantity}"),
+                movements: vec![inv::Movement {
+                    kind: inv::MovementKind::Receipt as i32,
+                    sku: SKU.into(),
+                    lot: Some(common::lasting_lot("QY-RECALL")),
+                    zone_id: "chilled-a".into(),
+                    quantity,
+                    unit: "kg".into(),
+                    ..inv::Movement::default()
+                }],
+                actor: Default::default(),
+            })
+            .await
+            .expect("receipt");
+    }
+    kill(vientiane);
+    let recall = |request_id: &str| pb::RecallLotRequest {
+        request_id: request_id.into(),
+        recall_id: "R-KILL".into(),
+        sku: SKU.into(),
+        lot_ids: vec!["QY-RECALL".into()],
+        all_lots: false,
+        reason: "supplier notice 12".into(),
+        actor: "QA".into(),
+    };
+    let answer = gateway(&gw)
+        .await
+        .recall_lot(recall("recall-kill"))
+        .await
+        .expect("recorded with a site down")
+        .into_inner();
+    let state_at = |answer: &pb::RecallAnswer, site: &str| {
+        answer
+            .recall
+            .as_ref()
+            .unwrap()
+            .holds
+            .iter()
+            .find(|h| h.site_id == site)
+            .map(|h| pb::RecallHoldState::try_from(h.state).unwrap())
+    };
+    assert_eq!(state_at(&answer, PARK), Some(pb::RecallHoldState::Held));
+    assert_eq!(
+        state_at(&answer, VIENTIANE),
+        Some(pb::RecallHoldState::Pending)
+    );
+    kill(gw);
+
+    let vientiane = start(&net, "inventory", Some(VIENTIANE));
+    let gw = start(&net, "gateway", None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = gateway(&gw)
+            .await
+            .get_recall(pb::GetRecallRequest {
+                recall_id: "R-KILL".into(),
+            })
+            .await
+            .expect("get recall")
+            .into_inner();
+        if state_at(&answer, VIENTIANE) == Some(pb::RecallHoldState::Held) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not held at Vientiane: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A retry of the call answers the same recall and places nothing again.
+    gateway(&gw)
+        .await
+        .recall_lot(recall("recall-kill"))
+        .await
+        .expect("replay");
+    assert_eq!(recall_holds(&park, "R-KILL").await, 1);
+    assert_eq!(recall_holds(&vientiane, "R-KILL").await, 1);
 }
