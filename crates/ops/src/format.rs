@@ -448,6 +448,31 @@ pub fn alarm_json(a: &telemetry::Alarm) -> Value {
     })
 }
 
+/// Where part of a lot is (TraceLot, RecallLot).
+pub fn lot_position_json(p: &network::LotPosition) -> Value {
+    json!({
+        "site_id": p.site_id,
+        "zone_id": p.zone_id,
+        "on_hand": p.on_hand,
+        "allocated": p.allocated,
+        "held": p.held,
+        "unit": p.unit,
+    })
+}
+
+/// A transfer's step as a lot's trace or recall shows it.
+pub fn transfer_step_json(t: &network::TransferStep) -> Value {
+    json!({
+        "transfer_id": t.transfer_id,
+        "state": transfer_state_name(t.state),
+        "train_or_route": t.train_or_route,
+        "reefer_container_id": t.reefer_container_id,
+        "source_site_id": t.source_site_id,
+        "destination_site_id": t.destination_site_id,
+        "quantity": t.quantity,
+    })
+}
+
 /// A transfer line.
 pub fn transfer_line_json(l: &network::TransferLine) -> Value {
     json!({

@@ -224,21 +224,8 @@ pub fn recall_json(r: &network::Recall) -> Value {
 fn answer_json(a: &network::RecallAnswer) -> Value {
     json!({
         "recall": a.recall.as_ref().map(recall_json),
-        "positions": a.positions.iter().map(|p| json!({
-            "site_id": p.site_id,
-            "zone_id": p.zone_id,
-            "on_hand": p.on_hand,
-            "allocated": p.allocated,
-            "held": p.held,
-            "unit": p.unit,
-        })).collect::<Vec<_>>(),
-        "in_transit": a.in_transit.iter().map(|t| json!({
-            "transfer_id": t.transfer_id,
-            "source_site_id": t.source_site_id,
-            "destination_site_id": t.destination_site_id,
-            "train_or_route": t.train_or_route,
-            "quantity": t.quantity,
-        })).collect::<Vec<_>>(),
+        "positions": a.positions.iter().map(format::lot_position_json).collect::<Vec<_>>(),
+        "in_transit": a.in_transit.iter().map(format::transfer_step_json).collect::<Vec<_>>(),
         "shipped": a.shipped.iter().map(|s| json!({
             "site_id": s.site_id,
             "lot_id": s.lot_id,

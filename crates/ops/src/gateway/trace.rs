@@ -285,18 +285,6 @@ fn exposure_json(e: &telemetry::Exposure) -> Value {
     })
 }
 
-fn step_json(t: &network::TransferStep) -> Value {
-    json!({
-        "transfer_id": t.transfer_id,
-        "state": format::transfer_state_name(t.state),
-        "train_or_route": t.train_or_route,
-        "reefer_container_id": t.reefer_container_id,
-        "source_site_id": t.source_site_id,
-        "destination_site_id": t.destination_site_id,
-        "quantity": t.quantity,
-    })
-}
-
 /// The JSON shape of a TraceLot answer.
 pub fn trace_json(answer: &network::TraceLotResponse) -> Value {
     let events: Vec<Value> = answer
@@ -305,7 +293,7 @@ pub fn trace_json(answer: &network::TraceLotResponse) -> Value {
         .map(|event| {
             let (kind, body) = match &event.event {
                 Some(Event::Entry(e)) => ("ledger_entry", format::ledger_entry_json(e)),
-                Some(Event::TransferStep(t)) => ("transfer_step", step_json(t)),
+                Some(Event::TransferStep(t)) => ("transfer_step", format::transfer_step_json(t)),
                 Some(Event::Alarm(a)) => ("alarm", format::alarm_json(a)),
                 None => ("unknown", Value::Null),
             };
@@ -321,15 +309,8 @@ pub fn trace_json(answer: &network::TraceLotResponse) -> Value {
         "sku": answer.sku,
         "lot_id": answer.lot_id,
         "events": events,
-        "positions": answer.positions.iter().map(|p| json!({
-            "site_id": p.site_id,
-            "zone_id": p.zone_id,
-            "on_hand": p.on_hand,
-            "allocated": p.allocated,
-            "held": p.held,
-            "unit": p.unit,
-        })).collect::<Vec<_>>(),
-        "in_transit": answer.in_transit.iter().map(step_json).collect::<Vec<_>>(),
+        "positions": answer.positions.iter().map(format::lot_position_json).collect::<Vec<_>>(),
+        "in_transit": answer.in_transit.iter().map(format::transfer_step_json).collect::<Vec<_>>(),
         "stays": answer.stays.iter().map(|s| json!({
             "site_id": s.site_id,
             "zone_id": s.zone_id,
