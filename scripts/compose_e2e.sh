@@ -415,6 +415,7 @@ else
     else
         fail "cannot signal $victim's process $pid from this host (rootless engine?)"
     fi
+    py 60 "the gateway sees $victim_site again" gateway-sees --site "$victim_site" --hold 15 --deadline 5
     acked=$(wait_acked $((acked + 100)) 60)
     touch "$work/stop"
     timeout 30 tail --pid="$load_pid" -f /dev/null || fail "the load did not stop"

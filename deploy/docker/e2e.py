@@ -495,7 +495,11 @@ def gateway_view(gateway, site, down, deadline):
     sites = call("NetworkService/ListSites", gateway.ListSites, net_pb2.ListSitesRequest(),
                  timeout=deadline).sites
     list_time = time.time() - started
-    bad = {s.site_id for s in sites for e in s.endpoints if e.health != net_pb2.ENDPOINT_HEALTH_SERVING}
+    unhealthy = [(s.site_id, e) for s in sites for e in s.endpoints
+                 if e.health != net_pb2.ENDPOINT_HEALTH_SERVING]
+    bad = {site_id for site_id, _ in unhealthy}
+    why = "; ".join(f"{site_id} {net_pb2.EndpointHealth.Name(e.health)} {e.endpoint}: {e.error}"
+                    for site_id, e in unhealthy)
     started = time.time()
     found = call("NetworkService/FindStock", gateway.FindStock, net_pb2.FindStockRequest(sku="ANY"),
                  timeout=deadline)
@@ -504,7 +508,24 @@ def gateway_view(gateway, site, down, deadline):
     want = {site} if down else set()
     return bad == want and failed == want, (
         f"ListSites not serving {sorted(bad)} in {list_time:.2f} s, "
-        f"FindStock failures {sorted(failed)} in {find_time:.2f} s (want {sorted(want)})")
+        f"FindStock failures {sorted(failed)} in {find_time:.2f} s (want {sorted(want)})"
+        + (f" [{why}]" if why else ""))
+
+
+def cmd_gateway_sees(args, dep):
+    """After a site service restarted: the gateway's ListSites and FindStock see every site
+    serving again within --hold seconds (a stale connection to the dead process must not
+    leave the site reported down)."""
+    gateway = net_grpc.NetworkServiceStub(channel(args.gateway, OPERATIONS))
+    started = time.time()
+    while True:
+        ok, text = gateway_view(gateway, args.site, False, args.deadline)
+        if ok:
+            say(f"ok: the gateway sees {args.site} serving {time.time() - started:.1f} s after its restart")
+            return
+        if time.time() - started > args.hold:
+            raise Failed(f"the gateway does not see {args.site} serving within {args.hold:.0f} s: {text}")
+        time.sleep(0.5)
 
 
 def reach(dep, from_service, site, kind, timeout_ms=2000):
@@ -796,6 +817,7 @@ COMMANDS = {
     "sites-answer": cmd_sites_answer,
     "snapshot": cmd_snapshot,
     "partition": cmd_partition,
+    "gateway-sees": cmd_gateway_sees,
     "receipts": cmd_receipts,
     "after-restore": cmd_after_restore,
 }

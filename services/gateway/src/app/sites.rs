@@ -119,6 +119,30 @@ where
     }
 }
 
+/// Runs an idempotent read, and once more when it fails UNAVAILABLE within the first half
+/// of `deadline`: the first call after a site restarted may still meet the connection to
+/// the process that died, and fail at once although the new process serves. The second
+/// call gets what is left of the deadline.
+pub async fn retry_once_if_unavailable<T, F, Fut>(
+    deadline: Duration,
+    mut call: F,
+) -> Result<T, tonic::Status>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let started = Instant::now();
+    match call(deadline).await {
+        Err(status)
+            if status.code() == tonic::Code::Unavailable
+                && started.elapsed() < deadline / 2 =>
+        {
+            call(deadline.saturating_sub(started.elapsed())).await
+        }
+        other => other,
+    }
+}
+
 /// The per-site deadline of a fan-out: the configured one, shortened to leave room for the
 /// gateway's own answer within the client's deadline.
 pub fn fan_out_deadline(configured: Duration, client: Option<Duration>) -> Duration {
@@ -155,17 +179,20 @@ pub async fn probe(
             };
         }
     };
-    let mut client = HealthClient::new(channel);
+    let client = HealthClient::new(channel);
     let started = Instant::now();
-    let result = within(
-        deadline,
-        client.check(timed(
-            HealthCheckRequest {
-                service: String::new(),
-            },
-            deadline,
-        )),
-    )
+    let result = retry_once_if_unavailable(deadline, |left| {
+        let mut client = client.clone();
+        async move {
+            let request = timed(
+                HealthCheckRequest {
+                    service: String::new(),
+                },
+                left,
+            );
+            within(left, client.check(request)).await
+        }
+    })
     .await;
     let latency = started.elapsed();
     match result {

@@ -198,6 +198,8 @@ impl HoldPlacer {
                     reason: entry.reason.clone(),
                     reference,
                     actor: entry.actor.clone(),
+                    // An excursion holds a zone: stock that moved out would leave it.
+                    allow_relocation: false,
                 };
                 let hold = client
                     .place_hold(request(message, &self.client))
