@@ -272,6 +272,7 @@ impl HoldPlacer {
                         reason: entry.reason.clone(),
                         reference: reference.clone(),
                         actor: entry.actor.clone(),
+                        allow_relocation: false,
                     };
                     let hold = client
                         .place_hold(request(message, &self.client))
