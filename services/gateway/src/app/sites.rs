@@ -134,8 +134,7 @@ where
     let started = Instant::now();
     match call(deadline).await {
         Err(status)
-            if status.code() == tonic::Code::Unavailable
-                && started.elapsed() < deadline / 2 =>
+            if status.code() == tonic::Code::Unavailable && started.elapsed() < deadline / 2 =>
         {
             call(deadline.saturating_sub(started.elapsed())).await
         }
