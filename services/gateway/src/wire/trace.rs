@@ -16,7 +16,18 @@ pub fn lot_entry(site_id: &str, entry: &inv::LedgerEntry) -> LotEntry {
     use inv::LedgerEntryKind as K;
     let moves_stock = matches!(
         K::try_from(entry.kind),
-        Ok(K::Receipt | K::Issue | K::Adjustment | K::TransferOut | K::TransferIn | K::Count)
+        Ok(K::Receipt
+            | K::Issue
+            | K::Adjustment
+            | K::TransferOut
+            | K::TransferIn
+            | K::Count
+            | K::TransformationInput
+            | K::TransformationOutput
+            // Each end of a relocation moves the stock of its own zone: the lot leaves one
+            // stay and starts another, measured by the other zone's sensors.
+            | K::RelocationOut
+            | K::RelocationIn)
     );
     LotEntry {
         site_id: site_id.to_string(),
