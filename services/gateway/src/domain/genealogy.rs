@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn downstream_follows_outputs_and_their_outputs_only() {
         let orange = LotRef::new("orange", "O1");
-        let mut walk = Genealogy::new(&[orange.clone()], &[Direction::Downstream], 100);
+        let mut walk = Genealogy::new(std::slice::from_ref(&orange), &[Direction::Downstream], 100);
         // The orange lot was also made by a grading (output side): not followed downstream.
         let first = walk.transformations_of(
             &orange,
@@ -406,7 +406,7 @@ mod tests {
     fn upstream_follows_inputs_and_both_ways_start_from_the_root_only() {
         let segment = LotRef::new("segment", "S1");
         let mut walk = Genealogy::new(
-            &[segment.clone()],
+            std::slice::from_ref(&segment),
             &[Direction::Upstream, Direction::Downstream],
             100,
         );
@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn each_lot_once_and_a_cycle_ends() {
         let a = LotRef::new("x", "A");
-        let mut walk = Genealogy::new(&[a.clone()], &[Direction::Downstream], 100);
+        let mut walk = Genealogy::new(std::slice::from_ref(&a), &[Direction::Downstream], 100);
         let read = walk.transformations_of(&a, &[entry(Side::Input, "T1")]);
         // A transformation that (impossibly) makes the root again makes no new lot.
         let cyc = facts(
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn at_most_the_limit_of_lots_is_linked() {
         let a = LotRef::new("x", "A");
-        let mut walk = Genealogy::new(&[a.clone()], &[Direction::Downstream], 3);
+        let mut walk = Genealogy::new(std::slice::from_ref(&a), &[Direction::Downstream], 3);
         let read = walk.transformations_of(&a, &[entry(Side::Input, "T1")]);
         let outputs: Vec<_> = (0..5).map(|i| lq("y", &format!("L{i}"), 1)).collect();
         let new = walk.add(&read[0], &facts("T1", &[lq("x", "A", 5)], &outputs));
