@@ -152,6 +152,10 @@ fn expected() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("InventoryService/ReleaseAllocation", &["wms"][..]),
         ("InventoryService/ListLotEntries", &["wms", "ops", "gw"][..]),
         (
+            "InventoryService/GetTransformation",
+            &["wms", "ops", "gw"][..],
+        ),
+        (
             "InventoryService/PlaceHold",
             &["wms", "ops", "tel", "gw"][..],
         ),

@@ -34,7 +34,7 @@ pub use store::{
     RequestFingerprint, SWEEP_BATCH, Store, StoreOptions, WriteError, WriteTx, Written,
     fingerprint,
 };
-pub use table::{Table, Value};
+pub use table::{Table, Value, absent_as_default};
 
 /// A storage failure. None of these is the client's fault.
 #[derive(Debug, thiserror::Error)]

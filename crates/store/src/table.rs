@@ -29,6 +29,20 @@ impl<T: Serialize + DeserializeOwned> Value for T {
     }
 }
 
+/// For a field added at the end of a stored record: the field, or its default when the
+/// record ends before it. Records are postcard, which has no field tags: a record an
+/// earlier build wrote ends before such a field, and decoding it fails at the end of the
+/// input; this reads that as "absent" instead of failing the whole record. Use it as
+/// `#[serde(default, deserialize_with = "coldchain_store::absent_as_default")]`, only on
+/// the last fields of a record that is stored alone (never inside another record).
+pub fn absent_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(T::deserialize(deserializer).unwrap_or_default())
+}
+
 /// A typed table: keys `K` (order-preserving), values `V`.
 pub struct Table<K, V> {
     prefix: &'static [u8],

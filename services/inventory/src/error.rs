@@ -95,6 +95,28 @@ pub fn service_error(error: DomainError, at: Option<usize>) -> ServiceError {
         ),
         DomainError::HoldReleased { hold_id } => ServiceError::failed_precondition(message)
             .with_precondition("STATE", format!("hold {hold_id:?}"), "is released"),
+        DomainError::TransformationExists { .. } => ServiceError::new(Code::AlreadyExists, message),
+        DomainError::UnknownTransformation { .. } => ServiceError::not_found(message),
+        DomainError::ExpiredInput {
+            sku,
+            lot_id,
+            expiry,
+            today,
+        } => ServiceError::failed_precondition(message).with_precondition(
+            "EXPIRY",
+            format!("sku {sku:?} lot {lot_id:?}"),
+            format!("expired on {expiry}, site date {today}; not a write_off"),
+        ),
+        DomainError::HeldNotRelocatable {
+            sku,
+            lot_id,
+            zone_id,
+            why,
+        } => ServiceError::failed_precondition(message).with_precondition(
+            "HOLD",
+            DomainError::position_subject(sku, lot_id, zone_id),
+            why.to_string(),
+        ),
         DomainError::TotalTooLarge { subject, total } => ServiceError::failed_precondition(message)
             .with_precondition(
                 "TOTAL",

@@ -136,6 +136,12 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
     let inventory = store::InventoryStore::new(
         store.clone(),
         ctx.site.time_zone,
+        store::ZoneClasses::new(
+            ctx.site
+                .zones
+                .iter()
+                .map(|zone| (zone.id.clone(), zone.class)),
+        ),
         Arc::new(wire::codec::EntryCodec),
     );
     spawn_lot_index_backfill(store.clone(), ctx.label());

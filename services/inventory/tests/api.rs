@@ -1136,6 +1136,7 @@ async fn hold_scopes_narrow_and_are_validated() {
         reason: "qa".into(),
         reference: None,
         actor: Default::default(),
+        allow_relocation: false,
     };
     let lot_hold = c
         .place_hold(hold("h-1", "", "SKU-A", "L1"))

@@ -64,6 +64,7 @@ async fn hold(
             reason: "qa".into(),
             reference: None,
             actor: "QA officer Wang".into(),
+            allow_relocation: false,
         })
         .await
         .expect("hold")

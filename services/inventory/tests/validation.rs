@@ -822,6 +822,7 @@ async fn place_hold_rules() {
         reason: "qa sample".into(),
         reference: None,
         actor: Default::default(),
+        allow_relocation: false,
     };
     let mut rows: Vec<Row<Req>> = Vec::new();
     rows.extend(id_rows("request_id", true, |r: &mut Req, v| {

@@ -40,7 +40,8 @@ pub fn grants(path: &str) -> Option<&'static [Grant]> {
         (INVENTORY_SERVICE, "RecordMovements") => &[Warehouse, Service(Gw)],
         (
             INVENTORY_SERVICE,
-            "GetStock" | "ListStock" | "ListExpiring" | "WatchLedger" | "ListLotEntries",
+            "GetStock" | "ListStock" | "ListExpiring" | "WatchLedger" | "ListLotEntries"
+            | "GetTransformation",
         ) => &[Warehouse, Operations, Service(Gw)],
         (INVENTORY_SERVICE, "AllocateStock" | "ReleaseAllocation") => &[Warehouse],
         (INVENTORY_SERVICE, "PlaceHold" | "ReleaseHold") => {

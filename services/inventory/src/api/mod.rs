@@ -151,6 +151,15 @@ impl InventoryService for InventoryApi {
         Ok(Response::new(wire::lot_entries_page(entries, more, &list)))
     }
 
+    async fn get_transformation(
+        &self,
+        request: Request<pb::GetTransformationRequest>,
+    ) -> Result<Response<pb::TransformationRecord>, Status> {
+        let transformation_id = wire::requests::get_transformation(request.get_ref())?;
+        let recorded = self.app.transformation(&transformation_id)?;
+        Ok(Response::new(wire::transformation(recorded)))
+    }
+
     type WatchLedgerStream = LedgerStream;
 
     async fn watch_ledger(

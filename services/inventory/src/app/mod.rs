@@ -19,10 +19,19 @@ use coldchain_store::{Idempotent, RequestFingerprint, WriteError};
 use crate::Options;
 use crate::domain::{
     AllocateCommand, Allocation, ExpiringQuery, Hold, HoldSnapshot, LedgerEntry, Movement,
-    PlaceHoldCommand, RecordedAnswer, ReleaseAllocationCommand, ReleaseHoldCommand, SkuStock,
-    StockPage, StockQuery, StockRef,
+    MovementKind, PlaceHoldCommand, RecordedAnswer, ReleaseAllocationCommand, ReleaseHoldCommand,
+    SkuStock, StockPage, StockQuery, StockRef,
 };
-use crate::store::{InventoryStore, ReplyCodec, TxError};
+use crate::store::{InventoryStore, RecordedTransformation, ReplyCodec, TxError};
+
+/// What RecordMovements recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedMovements {
+    /// One entry per movement (a relocation's departure).
+    pub entries: Vec<LedgerEntry>,
+    /// The arrival entry of each relocation, in the order of the movements.
+    pub arrivals: Vec<LedgerEntry>,
+}
 
 pub use crate::error::{CheckInFailure, SiteRefusal};
 pub use booking::check_in_request_id;
@@ -94,9 +103,12 @@ impl InventoryApp {
         request: &RequestFingerprint,
         movements: &[Movement],
         author: &Author,
-    ) -> Result<Vec<LedgerEntry>, ServiceError> {
+    ) -> Result<RecordedMovements, ServiceError> {
         for (index, m) in movements.iter().enumerate() {
             self.check_zone(&format!("movements[{index}].zone_id"), &m.zone_id)?;
+            if m.kind == MovementKind::Relocation {
+                self.check_zone(&format!("movements[{index}].to_zone_id"), &m.to_zone_id)?;
+            }
             if m.kind.is_transfer() && self.network.site(&m.other_site_id).is_none() {
                 return Err(SiteRefusal::UnknownSite {
                     field: format!("movements[{index}].other_site_id"),
@@ -113,7 +125,7 @@ impl InventoryApp {
                 .record_movements(idempotent, movements, author, true)
                 .await
             {
-                Ok(written) => return self.answer(written.value),
+                Ok(written) => return self.answer(written.value, movements.len()),
                 Err(WriteError::Rejected(TxError::DryRunPassed)) => {}
                 Err(other) => return Err(other.into()),
             }
@@ -127,12 +139,27 @@ impl InventoryApp {
             .store
             .record_movements(idempotent, movements, author, false)
             .await?;
-        self.answer(written.value)
+        self.answer(written.value, movements.len())
     }
 
-    /// RecordMovements' entries: as recorded, or read back from the ledger for a replay.
-    fn answer(&self, answer: RecordedAnswer) -> Result<Vec<LedgerEntry>, ServiceError> {
-        Ok(self.store.recorded_entries(answer)?)
+    /// RecordMovements' entries: as recorded, or read back from the ledger for a replay;
+    /// the first `movements` are the movements' own, the rest the relocations' arrivals.
+    fn answer(
+        &self,
+        answer: RecordedAnswer,
+        movements: usize,
+    ) -> Result<RecordedMovements, ServiceError> {
+        let mut entries = self.store.recorded_entries(answer)?;
+        let arrivals = entries.split_off(movements.min(entries.len()));
+        Ok(RecordedMovements { entries, arrivals })
+    }
+
+    /// A transformation recorded at this site.
+    pub fn transformation(
+        &self,
+        transformation_id: &str,
+    ) -> Result<RecordedTransformation, ServiceError> {
+        Ok(self.store.transformation(transformation_id)?)
     }
 
     /// The stock of one sku.

@@ -4,7 +4,7 @@ use std::fmt;
 
 use chrono::NaiveDate;
 
-use super::{LotConflict, MAX_QUANTITY, MovementKind, StockRefusal};
+use super::{LotConflict, MAX_QUANTITY, MovementKind, RelocationHeld, StockRefusal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DomainError {
@@ -131,6 +131,41 @@ pub enum DomainError {
         subject: String,
         /// The exact total.
         total: i128,
+    },
+    /// A transformation id an earlier request recorded (ALREADY_EXISTS).
+    TransformationExists {
+        /// The transformation.
+        transformation_id: String,
+        /// The request that recorded it.
+        request_id: String,
+    },
+    /// A transformation id never recorded here (NOT_FOUND).
+    UnknownTransformation {
+        /// The transformation.
+        transformation_id: String,
+    },
+    /// An expired lot as the input of a transformation that is not a write-off
+    /// (FAILED_PRECONDITION).
+    ExpiredInput {
+        /// The sku.
+        sku: String,
+        /// The lot.
+        lot_id: String,
+        /// Its expiry.
+        expiry: NaiveDate,
+        /// The site's date.
+        today: NaiveDate,
+    },
+    /// Held stock its holds do not let move (FAILED_PRECONDITION).
+    HeldNotRelocatable {
+        /// The sku.
+        sku: String,
+        /// The lot.
+        lot_id: String,
+        /// The zone it is in.
+        zone_id: String,
+        /// Why (boxed: rare, and it keeps every other refusal small).
+        why: Box<RelocationHeld>,
     },
 }
 
@@ -269,8 +304,55 @@ impl fmt::Display for DomainError {
                 "the total {subject} is {total}, beyond {}, the largest a response can carry; ask for a narrower scope",
                 i64::MAX
             ),
+            Self::TransformationExists {
+                transformation_id,
+                request_id,
+            } => write!(
+                f,
+                "transformation {transformation_id:?} was already recorded at this site by request {request_id:?}"
+            ),
+            Self::UnknownTransformation { transformation_id } => write!(
+                f,
+                "transformation {transformation_id:?} was never recorded at this site"
+            ),
+            Self::ExpiredInput {
+                sku,
+                lot_id,
+                expiry,
+                today,
+            } => write!(
+                f,
+                "lot {lot_id:?} of sku {sku:?} expired on {expiry} (site date {today}): an expired input needs a transformation with write_off"
+            ),
+            Self::HeldNotRelocatable {
+                sku,
+                lot_id,
+                zone_id,
+                why,
+            } => write!(
+                f,
+                "relocation refused for sku {sku:?} lot {lot_id:?} zone {zone_id:?}: {why}"
+            ),
         }
     }
 }
 
 impl std::error::Error for DomainError {}
+
+impl fmt::Display for RelocationHeld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAllowed { hold_id } => write!(
+                f,
+                "hold {hold_id:?} covers the stock and was placed without allow_relocation"
+            ),
+            Self::WouldEscape {
+                hold_id,
+                to_zone_id,
+            } => write!(
+                f,
+                "hold {hold_id:?} allows relocation but would not cover the stock in zone {to_zone_id:?}"
+            ),
+        }
+    }
+}

@@ -57,6 +57,8 @@ pub struct Hold {
     pub placed_by: Author,
     /// Who released it.
     pub released_by: Option<Author>,
+    /// Stock it covers may be relocated where it still covers it.
+    pub allow_relocation: bool,
 }
 
 /// The stock a hold covers now.

@@ -2,7 +2,7 @@
 
 use coldchain_audit::Author;
 
-use super::{LotInfo, MovementKind, Reference};
+use super::{LotInfo, MovementKind, Reference, RelocationInfo, TransformationSpec};
 
 /// What a ledger entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,6 +17,10 @@ pub enum EntryKind {
     HoldPlaced,
     /// A hold released.
     HoldReleased,
+    /// A relocation leaving its zone (the entry of a RELOCATION movement).
+    RelocationOut,
+    /// A relocation arriving at its zone (one sequence after its RELOCATION_OUT).
+    RelocationIn,
 }
 
 /// One ledger entry.
@@ -64,6 +68,10 @@ pub struct LedgerEntry {
     pub hold_id: String,
     /// Who recorded it (entries of earlier builds: [`Author::unknown`]).
     pub recorded_by: Author,
+    /// Transformation entries: the transformation.
+    pub transformation: Option<TransformationSpec>,
+    /// Relocation entries: both zones and their classes.
+    pub relocation: Option<RelocationInfo>,
 }
 
 impl LedgerEntry {
@@ -91,6 +99,8 @@ impl LedgerEntry {
             allocation_id: String::new(),
             hold_id: String::new(),
             recorded_by: Author::unknown(),
+            transformation: None,
+            relocation: None,
         }
     }
 }

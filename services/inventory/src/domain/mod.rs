@@ -14,6 +14,7 @@ mod hold;
 mod ledger;
 mod lot;
 mod movement;
+mod process;
 mod requests;
 mod stock;
 
@@ -24,6 +25,7 @@ pub use hold::*;
 pub use ledger::*;
 pub use lot::*;
 pub use movement::*;
+pub use process::*;
 pub use requests::*;
 pub use stock::*;
 

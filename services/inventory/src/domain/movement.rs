@@ -1,7 +1,7 @@
 //! Movements: their kinds, a validated movement, and what one does to a position
 //! ([`apply_movement`]), within the quantity bound [`MAX_QUANTITY`].
 
-use super::{Position, Reference, StatedLot};
+use super::{Position, Reference, StatedLot, TransformationSpec};
 
 /// The largest quantity of one movement and the largest on-hand balance of one position,
 /// in base units (10^12: a million tonnes in grams). Every total the service reports sums
@@ -23,6 +23,12 @@ pub enum MovementKind {
     TransferIn,
     /// An absolute count, compare-and-set on the position version.
     Count,
+    /// A lot consumed by a transformation.
+    TransformationInput,
+    /// A lot produced by a transformation.
+    TransformationOutput,
+    /// Stock moved between two zones of the site (two ledger entries).
+    Relocation,
 }
 
 impl MovementKind {
@@ -35,19 +41,35 @@ impl MovementKind {
             Self::TransferOut => "transfer_out",
             Self::TransferIn => "transfer_in",
             Self::Count => "count",
+            Self::TransformationInput => "transformation_input",
+            Self::TransformationOutput => "transformation_output",
+            Self::Relocation => "relocation",
         }
     }
 
-    /// Receipts and transfers in bring goods in: they may create the sku (fixing its unit)
-    /// and the lot (fixing its attributes), and refuse expired lots.
+    /// Receipts, transfers in and a transformation's outputs bring goods in: they may
+    /// create the sku (fixing its unit) and the lot (fixing its attributes), and refuse
+    /// expired lots.
     pub fn is_inbound(self) -> bool {
-        matches!(self, Self::Receipt | Self::TransferIn)
+        matches!(
+            self,
+            Self::Receipt | Self::TransferIn | Self::TransformationOutput
+        )
     }
 
-    /// Issues and transfers out take available stock: they need an existing position and
-    /// are refused on held stock.
+    /// Issues, transfers out, a transformation's inputs and relocations take available
+    /// stock: they need an existing position and are refused on held stock (a relocation
+    /// may move held stock its holds allow to move).
     pub fn is_outbound(self) -> bool {
-        matches!(self, Self::Issue | Self::TransferOut)
+        matches!(
+            self,
+            Self::Issue | Self::TransferOut | Self::TransformationInput | Self::Relocation
+        )
+    }
+
+    /// The lines of a transformation.
+    pub fn is_transformation(self) -> bool {
+        matches!(self, Self::TransformationInput | Self::TransformationOutput)
     }
 
     /// Transfers name the other site and the transfer id.
@@ -88,6 +110,10 @@ pub struct Movement {
     pub pallets: i32,
     /// ISSUE: the order whose allocation it consumes.
     pub order_id: String,
+    /// Transformation lines: the transformation.
+    pub transformation: Option<TransformationSpec>,
+    /// RELOCATION: the zone the stock goes to.
+    pub to_zone_id: String,
 }
 
 /// Why a movement cannot be applied to a position.
@@ -173,13 +199,16 @@ pub fn apply_movement(
 ) -> Result<Effect, StockRefusal> {
     let on_hand = position.on_hand;
     let (delta, allocated_delta) = match kind {
-        MovementKind::Receipt | MovementKind::TransferIn => {
+        MovementKind::Receipt | MovementKind::TransferIn | MovementKind::TransformationOutput => {
             if quantity <= 0 {
                 return Err(StockRefusal::BadQuantity { quantity });
             }
             (quantity, 0)
         }
-        MovementKind::Issue | MovementKind::TransferOut => {
+        MovementKind::Issue
+        | MovementKind::TransferOut
+        | MovementKind::TransformationInput
+        | MovementKind::Relocation => {
             if quantity <= 0 {
                 return Err(StockRefusal::BadQuantity { quantity });
             }
@@ -263,4 +292,10 @@ pub fn apply_movement(
             version,
         },
     })
+}
+
+/// What the arrival of a relocation does to the destination position: it gains
+/// `quantity`, like a receipt (bounded by [`MAX_QUANTITY`]).
+pub fn apply_arrival(position: Position, quantity: i64) -> Result<Effect, StockRefusal> {
+    apply_movement(position, MovementKind::Receipt, quantity, None, false, 0)
 }

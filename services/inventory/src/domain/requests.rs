@@ -43,6 +43,8 @@ pub struct PlaceHoldCommand {
     pub reason: String,
     /// What caused it.
     pub reference: Option<Reference>,
+    /// Stock it covers may be relocated where it still covers it.
+    pub allow_relocation: bool,
 }
 
 /// ReleaseHold.

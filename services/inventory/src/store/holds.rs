@@ -45,6 +45,7 @@ pub(super) fn place(
         placed_ms: now,
         released_ms: None,
         release_reason: String::new(),
+        allow_relocation: command.allow_relocation,
     };
     tx.put(&HOLDS, &hold_id, &record)?;
     tx.put(
@@ -54,6 +55,7 @@ pub(super) fn place(
             zone_id: scope.zone_id.clone(),
             sku: scope.sku.clone(),
             lot_id: scope.lot_id.clone(),
+            allow_relocation: command.allow_relocation,
         },
     )?;
     let mut entry = hold_entry(

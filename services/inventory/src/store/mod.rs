@@ -16,6 +16,7 @@
 //! | `allocations` | allocation_id | the allocation with its picks and state |
 //! | `order_allocations` | (order_id, first sequence) | allocation_id, oldest first |
 //! | `transfers_in` | (transfer_id, sku, lot) | the encoded entry of the first receipt |
+//! | `transformations` | transformation_id | what was stated, the sequences of its entries |
 //!
 //! `held` is never stored: it is derived from the active holds when read, so placing or
 //! releasing a hold touches two rows whatever the amount of stock in scope.
@@ -29,19 +30,52 @@ mod tables;
 
 pub use reads::ZoneTotals;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use coldchain_audit::Author;
+use coldchain_network::TemperatureClass;
 use coldchain_store::{Idempotent, Store, StoreError, WriteError, WriteTx, Written};
 
 pub use coldchain_store::ReplyCodec;
 
 use crate::domain::{
-    self, AllocateCommand, Allocation, DomainError, Hold, HoldScope, LedgerEntry, Movement,
-    PlaceHoldCommand, RecordedAnswer,
+    self, ActiveHold, AllocateCommand, Allocation, DomainError, EntryKind, Hold, HoldScope,
+    LedgerEntry, Movement, MovementKind, PlaceHoldCommand, RecordedAnswer, TransformationSpec,
 };
+
+/// The temperature class of each zone of the site (relocation entries record both).
+#[derive(Debug, Clone, Default)]
+pub struct ZoneClasses(HashMap<String, TemperatureClass>);
+
+impl ZoneClasses {
+    /// The classes of the site's zones.
+    pub fn new(zones: impl IntoIterator<Item = (String, TemperatureClass)>) -> Self {
+        Self(zones.into_iter().collect())
+    }
+
+    /// The class of a zone; the checks before a write make sure it is one of the site's
+    /// (an unknown zone reads as AMBIENT, never reached).
+    pub fn class_of(&self, zone_id: &str) -> TemperatureClass {
+        self.0
+            .get(zone_id)
+            .copied()
+            .unwrap_or(TemperatureClass::Ambient)
+    }
+}
+
+/// A transformation as recorded: what was stated, its inputs' and outputs' entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedTransformation {
+    /// What its request stated.
+    pub spec: TransformationSpec,
+    /// Its TRANSFORMATION_INPUT entries, in sequence order.
+    pub inputs: Vec<LedgerEntry>,
+    /// Its TRANSFORMATION_OUTPUT entries, in sequence order.
+    pub outputs: Vec<LedgerEntry>,
+}
 
 /// How ledger entries are kept: the bytes the ledger stores (and the feed sends as they
 /// are), and back.
@@ -105,14 +139,20 @@ impl From<DomainError> for TxError {
 pub struct InventoryStore {
     store: Store,
     tz: Tz,
+    zones: Arc<ZoneClasses>,
     entries: Arc<EntryCodec>,
 }
 
 impl InventoryStore {
-    /// Wraps an opened database of a site in time zone `tz`, its ledger entries kept
-    /// through `entries`.
-    pub fn new(store: Store, tz: Tz, entries: Arc<EntryCodec>) -> Self {
-        Self { store, tz, entries }
+    /// Wraps an opened database of a site in time zone `tz` with `zones`, its ledger
+    /// entries kept through `entries`.
+    pub fn new(store: Store, tz: Tz, zones: ZoneClasses, entries: Arc<EntryCodec>) -> Self {
+        Self {
+            store,
+            tz,
+            zones: Arc::new(zones),
+            entries,
+        }
     }
 
     /// The underlying database (ledger reads, health, close).
@@ -158,7 +198,8 @@ impl InventoryStore {
         Ok(written)
     }
 
-    /// Records a batch of movements atomically; answers their entries. With `dry_run` the
+    /// Records a batch of movements atomically; answers one entry per movement, followed
+    /// by the arrival entry of each relocation in the order of the movements. With `dry_run` the
     /// batch is applied to the staged state only and discarded: `Err(Rejected(DryRunPassed))`
     /// means it would apply now; a request_id already recorded replays its answer as usual.
     pub async fn record_movements(
@@ -169,9 +210,10 @@ impl InventoryStore {
         dry_run: bool,
     ) -> Result<Written<RecordedAnswer>, WriteError<TxError>> {
         let tz = self.tz;
+        let zones = self.zones.clone();
         let request_id = idempotent.request.request_id.as_str();
         self.write(idempotent, author, move |tx, ledger| {
-            let recorded = movements::apply_batch(tx, ledger, tz, request_id, movements)?;
+            let recorded = movements::apply_batch(tx, ledger, tz, &zones, request_id, movements)?;
             if dry_run {
                 Err(TxError::DryRunPassed)
             } else {
@@ -249,6 +291,30 @@ impl InventoryStore {
         Ok((self.entries_at(&runs)?, more))
     }
 
+    /// A transformation recorded here, with its entries read back from the ledger.
+    pub fn transformation(
+        &self,
+        transformation_id: &str,
+    ) -> Result<RecordedTransformation, TxError> {
+        let record = self
+            .store
+            .get(&tables::TRANSFORMATIONS, &transformation_id.to_string())?
+            .ok_or_else(|| DomainError::UnknownTransformation {
+                transformation_id: transformation_id.to_string(),
+            })?;
+        let mut sequences = record.sequences.clone();
+        sequences.sort_unstable();
+        let entries = self.entries_at(&RecordedAnswer::Sequences(sequences).runs())?;
+        let (inputs, outputs) = entries.into_iter().partition(|entry| {
+            entry.kind == EntryKind::Movement(MovementKind::TransformationInput)
+        });
+        Ok(RecordedTransformation {
+            spec: record.spec(transformation_id),
+            inputs,
+            outputs,
+        })
+    }
+
     /// Reserves stock for an order (FEFO or FIFO), all or nothing.
     pub async fn allocate(
         &self,
@@ -320,6 +386,15 @@ fn append(
         ledger.encode(entry)
     });
     lot_index::record(tx, entry)
+}
+
+/// The active holds with their ids and whether they let stock move.
+fn load_active_holds(tx: &WriteTx<'_>) -> Result<Vec<ActiveHold>, StoreError> {
+    Ok(tx
+        .scan_prefix(&tables::ACTIVE_HOLDS, &[])?
+        .into_iter()
+        .map(|(hold_id, scope)| scope.active_hold(hold_id))
+        .collect())
 }
 
 fn load_holds(tx: &WriteTx<'_>) -> Result<Vec<HoldScope>, StoreError> {

@@ -8,8 +8,8 @@ use coldchain_store::{StoreError, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    self, Allocation, AllocationState, Hold, HoldScope, LotAttributes, LotInfo, Pick, PickState,
-    Position, Reference, Strategy,
+    self, ActiveHold, Allocation, AllocationState, Hold, HoldScope, LotAttributes, LotInfo, Pick,
+    PickState, Position, Reference, Strategy, TransformationSpec,
 };
 
 pub(super) const SKUS: Table<String, SkuRecord> = Table::new("skus");
@@ -24,6 +24,10 @@ pub(super) const ORDER_ALLOCATIONS: Table<(String, u64), String> = Table::new("o
 /// keeps it.
 pub(super) const TRANSFERS_IN: Table<(String, String, String), Vec<u8>> =
     Table::new("transfers_in");
+/// Every transformation recorded here: what its request stated, and the sequences of its
+/// ledger entries (inputs and outputs, in the order of the request).
+pub(super) const TRANSFORMATIONS: Table<String, TransformationRecord> =
+    Table::new("transformations");
 /// Who placed and released each hold (holds of earlier builds have no row: unknown), and
 /// the sequence of its release entry.
 pub(super) const HOLD_AUTHORS: Table<String, HoldAuthors> = Table::new("hold_authors");
@@ -100,6 +104,42 @@ impl LotRecord {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct TransformationRecord {
+    pub request_id: String,
+    pub work_order: String,
+    pub input_mass_g: i64,
+    pub output_mass_g: i64,
+    pub waste_mass_g: i64,
+    pub write_off: bool,
+    pub sequences: Vec<u64>,
+}
+
+impl TransformationRecord {
+    pub fn new(request_id: &str, spec: &TransformationSpec, sequences: Vec<u64>) -> Self {
+        Self {
+            request_id: request_id.to_string(),
+            work_order: spec.work_order.clone(),
+            input_mass_g: spec.input_mass_g,
+            output_mass_g: spec.output_mass_g,
+            waste_mass_g: spec.waste_mass_g,
+            write_off: spec.write_off,
+            sequences,
+        }
+    }
+
+    pub fn spec(&self, transformation_id: &str) -> TransformationSpec {
+        TransformationSpec {
+            transformation_id: transformation_id.to_string(),
+            work_order: self.work_order.clone(),
+            input_mass_g: self.input_mass_g,
+            output_mass_g: self.output_mass_g,
+            waste_mass_g: self.waste_mass_g,
+            write_off: self.write_off,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(super) struct PositionRecord {
     pub on_hand: i64,
@@ -152,6 +192,9 @@ pub(super) struct HoldRecord {
     pub placed_ms: i64,
     pub released_ms: Option<i64>,
     pub release_reason: String,
+    /// Added after the first builds: holds they placed read as not allowing relocation.
+    #[serde(default, deserialize_with = "coldchain_store::absent_as_default")]
+    pub allow_relocation: bool,
 }
 
 /// Who placed and released a hold.
@@ -187,6 +230,7 @@ impl HoldRecord {
             release_reason: self.release_reason.clone(),
             placed_by: authors.map_or_else(Author::unknown, |a| a.placed_by.clone()),
             released_by,
+            allow_relocation: self.allow_relocation,
         }
     }
 }
@@ -196,6 +240,9 @@ pub(super) struct ScopeRecord {
     pub zone_id: String,
     pub sku: String,
     pub lot_id: String,
+    /// Added after the first builds: holds they placed read as not allowing relocation.
+    #[serde(default, deserialize_with = "coldchain_store::absent_as_default")]
+    pub allow_relocation: bool,
 }
 
 impl ScopeRecord {
@@ -204,6 +251,16 @@ impl ScopeRecord {
             zone_id: self.zone_id,
             sku: self.sku,
             lot_id: self.lot_id,
+        }
+    }
+
+    /// The active hold `hold_id` as a relocation checks it.
+    pub fn active_hold(self, hold_id: String) -> ActiveHold {
+        let allow_relocation = self.allow_relocation;
+        ActiveHold {
+            hold_id,
+            scope: self.scope(),
+            allow_relocation,
         }
     }
 }
@@ -294,5 +351,82 @@ impl AllocationRecord {
             created_ms: self.created_ms,
             closed_ms: self.closed_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coldchain_store::Value;
+    use serde::Serialize;
+
+    use super::*;
+
+    /// The rows of active holds as builds before relocations wrote them.
+    #[derive(Serialize)]
+    struct ScopeBefore {
+        zone_id: String,
+        sku: String,
+        lot_id: String,
+    }
+
+    #[derive(Serialize)]
+    struct HoldBefore {
+        hold_id: String,
+        zone_id: String,
+        sku: String,
+        lot_id: String,
+        reason: String,
+        reference: Option<ReferenceRecord>,
+        active: bool,
+        placed_ms: i64,
+        released_ms: Option<i64>,
+        release_reason: String,
+    }
+
+    #[test]
+    fn holds_of_earlier_builds_read_as_not_allowing_relocation() {
+        let scope = ScopeBefore {
+            zone_id: String::new(),
+            sku: "SKU".into(),
+            lot_id: "L1".into(),
+        };
+        let bytes = postcard::to_allocvec(&scope).unwrap();
+        let read = ScopeRecord::from_bytes(&bytes).expect("an earlier row decodes");
+        assert_eq!((read.sku.as_str(), read.lot_id.as_str()), ("SKU", "L1"));
+        assert!(!read.allow_relocation);
+
+        let hold = HoldBefore {
+            hold_id: "hold-7".into(),
+            zone_id: "chilled-a".into(),
+            sku: String::new(),
+            lot_id: String::new(),
+            reason: "excursion".into(),
+            reference: None,
+            active: true,
+            placed_ms: 5,
+            released_ms: None,
+            release_reason: String::new(),
+        };
+        let bytes = postcard::to_allocvec(&hold).unwrap();
+        let read = HoldRecord::from_bytes(&bytes).expect("an earlier row decodes");
+        assert_eq!(read.hold_id, "hold-7");
+        assert!(!read.hold(None).allow_relocation);
+
+        // And today's rows keep the flag.
+        let allowed = ScopeRecord {
+            allow_relocation: true,
+            ..read_scope(&scope)
+        };
+        let again = ScopeRecord::from_bytes(&allowed.to_bytes().unwrap()).unwrap();
+        assert!(again.allow_relocation);
+    }
+
+    fn read_scope(scope: &ScopeBefore) -> ScopeRecord {
+        ScopeRecord {
+            zone_id: scope.zone_id.clone(),
+            sku: scope.sku.clone(),
+            lot_id: scope.lot_id.clone(),
+            allow_relocation: false,
+        }
     }
 }

@@ -23,6 +23,7 @@ impl ReplyCodec<RecordedAnswer> for EarlierBuildCodec {
         };
         pb::RecordMovementsResponse {
             entries: entries.iter().cloned().map(convert::entry_pb).collect(),
+            relocation_arrivals: Vec::new(),
         }
         .encode_to_vec()
     }
@@ -38,7 +39,12 @@ fn open(dir: &std::path::Path) -> InventoryStore {
         service: "inventory".into(),
     };
     let store = Store::open(dir, &identity, StoreOptions::default()).unwrap();
-    InventoryStore::new(store, chrono_tz::Asia::Vientiane, Arc::new(Entries))
+    InventoryStore::new(
+        store,
+        chrono_tz::Asia::Vientiane,
+        super::ZoneClasses::default(),
+        Arc::new(Entries),
+    )
 }
 
 fn receipts(request_id: &str, count: usize) -> crate::wire::requests::Call<Vec<Movement>> {

@@ -303,6 +303,13 @@ impl Message for EntryView<'_> {
         put_string(19, &e.allocation_id, buf);
         put_string(20, &e.hold_id, buf);
         encoding::message::encode(21, &AuthorView(&e.recorded_by), buf);
+        // Rare (processing and relocations): built as the generated messages.
+        if let Some(transformation) = &e.transformation {
+            encoding::message::encode(22, &convert::transformation_pb(transformation.clone()), buf);
+        }
+        if let Some(relocation) = &e.relocation {
+            encoding::message::encode(23, &convert::relocation_pb(relocation.clone()), buf);
+        }
     }
 
     fn encoded_len(&self) -> usize {
@@ -341,6 +348,12 @@ impl Message for EntryView<'_> {
             + string_len(19, &e.allocation_id)
             + string_len(20, &e.hold_id)
             + encoding::message::encoded_len(21, &AuthorView(&e.recorded_by))
+            + e.transformation.as_ref().map_or(0, |t| {
+                encoding::message::encoded_len(22, &convert::transformation_pb(t.clone()))
+            })
+            + e.relocation.as_ref().map_or(0, |r| {
+                encoding::message::encoded_len(23, &convert::relocation_pb(r.clone()))
+            })
     }
 
     encode_only!();

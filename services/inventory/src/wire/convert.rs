@@ -5,15 +5,15 @@
 use coldchain_audit::Author;
 use coldchain_proto::common::v1 as common;
 use coldchain_proto::inventory::v1 as pb;
-use coldchain_runtime::proto_time;
+use coldchain_runtime::{class, proto_time};
 
 use crate::domain::{
     Allocation, AllocationState, EntryKind, ExpiryBucket, ExpirySummary, Hold, HoldScope,
-    HoldSnapshot, LedgerEntry, LotInfo, MovementKind, Pick, Reference, StockLevel, StockTotals,
-    Strategy,
+    HoldSnapshot, LedgerEntry, LotInfo, MovementKind, Pick, Reference, RelocationInfo, StockLevel,
+    StockTotals, Strategy, TransformationSpec,
 };
 
-/// The kind of a protobuf `MovementKind` value (1..=6); `None` for unset or unknown.
+/// The kind of a protobuf `MovementKind` value (1..=9); `None` for unset or unknown.
 pub fn movement_kind(value: i32) -> Option<MovementKind> {
     Some(match value {
         1 => MovementKind::Receipt,
@@ -22,44 +22,110 @@ pub fn movement_kind(value: i32) -> Option<MovementKind> {
         4 => MovementKind::TransferOut,
         5 => MovementKind::TransferIn,
         6 => MovementKind::Count,
+        7 => MovementKind::TransformationInput,
+        8 => MovementKind::TransformationOutput,
+        9 => MovementKind::Relocation,
         _ => return None,
     })
 }
 
-/// The protobuf value of a movement kind (equal in `MovementKind` and `LedgerEntryKind`).
-pub fn movement_kind_pb(kind: MovementKind) -> i32 {
-    match kind {
-        MovementKind::Receipt => 1,
-        MovementKind::Issue => 2,
-        MovementKind::Adjustment => 3,
-        MovementKind::TransferOut => 4,
-        MovementKind::TransferIn => 5,
-        MovementKind::Count => 6,
-    }
-}
-
-/// The `LedgerEntryKind` value of an entry kind.
+/// The `LedgerEntryKind` value of an entry kind. Movements 1 to 6 share their value with
+/// `MovementKind`; the later ones have their own (7 to 10 were taken by allocations and
+/// holds), and a relocation records two kinds.
 pub fn entry_kind_pb(kind: EntryKind) -> i32 {
-    match kind {
-        EntryKind::Movement(kind) => movement_kind_pb(kind),
-        EntryKind::Allocate => pb::LedgerEntryKind::Allocate as i32,
-        EntryKind::Deallocate => pb::LedgerEntryKind::Deallocate as i32,
-        EntryKind::HoldPlaced => pb::LedgerEntryKind::HoldPlaced as i32,
-        EntryKind::HoldReleased => pb::LedgerEntryKind::HoldReleased as i32,
-    }
+    use pb::LedgerEntryKind as K;
+    let kind = match kind {
+        EntryKind::Movement(MovementKind::Receipt) => K::Receipt,
+        EntryKind::Movement(MovementKind::Issue) => K::Issue,
+        EntryKind::Movement(MovementKind::Adjustment) => K::Adjustment,
+        EntryKind::Movement(MovementKind::TransferOut) => K::TransferOut,
+        EntryKind::Movement(MovementKind::TransferIn) => K::TransferIn,
+        EntryKind::Movement(MovementKind::Count) => K::Count,
+        EntryKind::Movement(MovementKind::TransformationInput) => K::TransformationInput,
+        EntryKind::Movement(MovementKind::TransformationOutput) => K::TransformationOutput,
+        // A relocation's entries are always RelocationOut / RelocationIn.
+        EntryKind::Movement(MovementKind::Relocation) | EntryKind::RelocationOut => {
+            K::RelocationOut
+        }
+        EntryKind::RelocationIn => K::RelocationIn,
+        EntryKind::Allocate => K::Allocate,
+        EntryKind::Deallocate => K::Deallocate,
+        EntryKind::HoldPlaced => K::HoldPlaced,
+        EntryKind::HoldReleased => K::HoldReleased,
+    };
+    kind as i32
 }
 
 fn entry_kind(value: i32) -> Result<EntryKind, String> {
-    if let Some(kind) = movement_kind(value) {
-        return Ok(EntryKind::Movement(kind));
+    use pb::LedgerEntryKind as K;
+    Ok(match K::try_from(value) {
+        Ok(K::Receipt) => EntryKind::Movement(MovementKind::Receipt),
+        Ok(K::Issue) => EntryKind::Movement(MovementKind::Issue),
+        Ok(K::Adjustment) => EntryKind::Movement(MovementKind::Adjustment),
+        Ok(K::TransferOut) => EntryKind::Movement(MovementKind::TransferOut),
+        Ok(K::TransferIn) => EntryKind::Movement(MovementKind::TransferIn),
+        Ok(K::Count) => EntryKind::Movement(MovementKind::Count),
+        Ok(K::TransformationInput) => EntryKind::Movement(MovementKind::TransformationInput),
+        Ok(K::TransformationOutput) => EntryKind::Movement(MovementKind::TransformationOutput),
+        Ok(K::RelocationOut) => EntryKind::RelocationOut,
+        Ok(K::RelocationIn) => EntryKind::RelocationIn,
+        Ok(K::Allocate) => EntryKind::Allocate,
+        Ok(K::Deallocate) => EntryKind::Deallocate,
+        Ok(K::HoldPlaced) => EntryKind::HoldPlaced,
+        Ok(K::HoldReleased) => EntryKind::HoldReleased,
+        Ok(K::Unspecified) | Err(_) => {
+            return Err(format!("unknown ledger entry kind {value}"));
+        }
+    })
+}
+
+/// The protobuf transformation.
+pub fn transformation_pb(spec: TransformationSpec) -> pb::Transformation {
+    pb::Transformation {
+        transformation_id: spec.transformation_id,
+        work_order: spec.work_order,
+        input_mass_g: spec.input_mass_g,
+        output_mass_g: spec.output_mass_g,
+        waste_mass_g: spec.waste_mass_g,
+        write_off: spec.write_off,
     }
-    match pb::LedgerEntryKind::try_from(value) {
-        Ok(pb::LedgerEntryKind::Allocate) => Ok(EntryKind::Allocate),
-        Ok(pb::LedgerEntryKind::Deallocate) => Ok(EntryKind::Deallocate),
-        Ok(pb::LedgerEntryKind::HoldPlaced) => Ok(EntryKind::HoldPlaced),
-        Ok(pb::LedgerEntryKind::HoldReleased) => Ok(EntryKind::HoldReleased),
-        _ => Err(format!("unknown ledger entry kind {value}")),
+}
+
+/// A transformation as a request or a stored entry states it.
+pub fn transformation(spec: &pb::Transformation) -> TransformationSpec {
+    TransformationSpec {
+        transformation_id: spec.transformation_id.clone(),
+        work_order: spec.work_order.clone(),
+        input_mass_g: spec.input_mass_g,
+        output_mass_g: spec.output_mass_g,
+        waste_mass_g: spec.waste_mass_g,
+        write_off: spec.write_off,
     }
+}
+
+/// The protobuf relocation.
+pub fn relocation_pb(relocation: RelocationInfo) -> pb::Relocation {
+    pb::Relocation {
+        from_zone_id: relocation.from_zone_id,
+        to_zone_id: relocation.to_zone_id,
+        from_class: class::to_proto(relocation.from_class) as i32,
+        to_class: class::to_proto(relocation.to_class) as i32,
+    }
+}
+
+fn relocation(relocation: pb::Relocation) -> Result<RelocationInfo, String> {
+    let class_of = |value: i32, field: &str| {
+        common::TemperatureClass::try_from(value)
+            .ok()
+            .and_then(class::from_proto)
+            .ok_or_else(|| format!("relocation.{field} {value} is not a temperature class"))
+    };
+    Ok(RelocationInfo {
+        from_class: class_of(relocation.from_class, "from_class")?,
+        to_class: class_of(relocation.to_class, "to_class")?,
+        from_zone_id: relocation.from_zone_id,
+        to_zone_id: relocation.to_zone_id,
+    })
 }
 
 /// A strategy from its protobuf value: 0 (unset) and 1 are FEFO, 2 is FIFO; others `None`.
@@ -157,6 +223,8 @@ pub fn entry_pb(e: LedgerEntry) -> pb::LedgerEntry {
         allocation_id: e.allocation_id,
         hold_id: e.hold_id,
         recorded_by: Some(author_pb(&e.recorded_by)),
+        transformation: e.transformation.map(transformation_pb),
+        relocation: e.relocation.map(relocation_pb),
     }
 }
 
@@ -197,6 +265,8 @@ pub fn entry_from_pb(e: pb::LedgerEntry) -> Result<LedgerEntry, String> {
         allocation_id: e.allocation_id,
         hold_id: e.hold_id,
         recorded_by: author_from_pb(e.recorded_by),
+        transformation: e.transformation.as_ref().map(transformation),
+        relocation: e.relocation.map(relocation).transpose()?,
     })
 }
 
@@ -294,6 +364,7 @@ pub fn hold_pb(hold: Hold) -> pb::Hold {
         position_count: 0,
         placed_by: Some(author_pb(&hold.placed_by)),
         released_by: hold.released_by.as_ref().map(author_pb),
+        allow_relocation: hold.allow_relocation,
     }
 }
 
@@ -322,6 +393,7 @@ pub fn hold_from_pb(hold: pb::Hold) -> Result<Hold, String> {
         release_reason: hold.release_reason,
         placed_by: author_from_pb(hold.placed_by),
         released_by: hold.released_by.map(|a| author_from_pb(Some(a))),
+        allow_relocation: hold.allow_relocation,
     })
 }
 

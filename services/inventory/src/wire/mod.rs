@@ -12,12 +12,36 @@ use coldchain_runtime::proto_time;
 
 pub use requests::{Call, ListStock};
 
+use crate::app::RecordedMovements;
 use crate::domain::{Allocation, Hold, HoldSnapshot, LedgerEntry, SkuStock, StockPage};
+use crate::store::RecordedTransformation;
 
 /// RecordMovements' response.
-pub fn recorded(entries: Vec<LedgerEntry>) -> pb::RecordMovementsResponse {
+pub fn recorded(recorded: RecordedMovements) -> pb::RecordMovementsResponse {
     pb::RecordMovementsResponse {
-        entries: entries.into_iter().map(convert::entry_pb).collect(),
+        entries: recorded
+            .entries
+            .into_iter()
+            .map(convert::entry_pb)
+            .collect(),
+        relocation_arrivals: recorded
+            .arrivals
+            .into_iter()
+            .map(convert::entry_pb)
+            .collect(),
+    }
+}
+
+/// GetTransformation's response.
+pub fn transformation(recorded: RecordedTransformation) -> pb::TransformationRecord {
+    pb::TransformationRecord {
+        transformation: Some(convert::transformation_pb(recorded.spec)),
+        inputs: recorded.inputs.into_iter().map(convert::entry_pb).collect(),
+        outputs: recorded
+            .outputs
+            .into_iter()
+            .map(convert::entry_pb)
+            .collect(),
     }
 }
 

@@ -70,6 +70,14 @@ pub struct ListLotEntries {
     pub query_bytes: Vec<u8>,
 }
 
+/// GetTransformation: the transformation's id.
+pub fn get_transformation(req: &pb::GetTransformationRequest) -> Result<String, ServiceError> {
+    let mut v = Violations::new();
+    v.id("transformation_id", &req.transformation_id);
+    v.finish()?;
+    Ok(req.transformation_id.clone())
+}
+
 /// ListLotEntries.
 pub fn list_lot_entries(req: &pb::ListLotEntriesRequest) -> Result<ListLotEntries, ServiceError> {
     let mut v = Violations::new();
@@ -183,6 +191,9 @@ pub fn record_movements(
                 ),
             }
         }
+    }
+    for (index, field, problem) in domain::transformation_problems(&movements) {
+        v.add(format!("movements[{index}].{field}"), problem);
     }
     v.finish()?;
     Ok(Call {
@@ -345,6 +356,7 @@ pub fn place_hold(req: &pb::PlaceHoldRequest) -> Result<Call<PlaceHoldCommand>, 
             },
             reason: req.reason.clone(),
             reference,
+            allow_relocation: req.allow_relocation,
         },
     })
 }
@@ -534,6 +546,41 @@ fn movement(v: &mut Violations, m: &pb::Movement, this_site: &str) -> Option<Mov
     } else {
         unset(v, "order_id", !m.order_id.is_empty(), kind);
     }
+    let transformation = match (&m.transformation, kind.is_transformation()) {
+        (Some(stated), true) => {
+            v.id(
+                "transformation.transformation_id",
+                &stated.transformation_id,
+            );
+            let spec = convert::transformation(stated);
+            for (field, problem) in spec.problems() {
+                v.add(format!("transformation.{field}"), problem);
+            }
+            Some(spec)
+        }
+        (None, true) => {
+            v.add(
+                "transformation",
+                format!("is required for a {} movement", kind.name()),
+            );
+            None
+        }
+        (stated, false) => {
+            unset(v, "transformation", stated.is_some(), kind);
+            None
+        }
+    };
+    if kind == MovementKind::Relocation {
+        v.id("to_zone_id", &m.to_zone_id);
+        v.check(m.to_zone_id != m.zone_id, "to_zone_id", || {
+            format!(
+                "{:?} is zone_id; a relocation moves stock to another zone",
+                m.to_zone_id
+            )
+        });
+    } else {
+        unset(v, "to_zone_id", !m.to_zone_id.is_empty(), kind);
+    }
     Some(Movement {
         kind,
         sku: m.sku.clone(),
@@ -549,5 +596,7 @@ fn movement(v: &mut Violations, m: &pb::Movement, this_site: &str) -> Option<Mov
         booking_id: m.booking_id.clone(),
         pallets: m.pallets,
         order_id: m.order_id.clone(),
+        transformation,
+        to_zone_id: m.to_zone_id.clone(),
     })
 }

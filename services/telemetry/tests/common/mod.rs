@@ -280,6 +280,12 @@ impl InventoryService for FakeInventory {
     ) -> Result<Response<inv::ListLotEntriesResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn get_transformation(
+        &self,
+        _: Request<inv::GetTransformationRequest>,
+    ) -> Result<Response<inv::TransformationRecord>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn record_movements(
         &self,
         _: Request<inv::RecordMovementsRequest>,

@@ -5,7 +5,8 @@ use proptest::strategy::Strategy as _;
 
 use super::*;
 use crate::domain::{
-    AllocationState, EntryKind, HoldScope, MovementKind, Pick, Reference, Strategy,
+    AllocationState, EntryKind, HoldScope, MovementKind, Pick, Reference, RelocationInfo, Strategy,
+    TransformationSpec,
 };
 
 fn day(days: i32) -> NaiveDate {
@@ -20,6 +21,10 @@ fn kind() -> impl proptest::strategy::Strategy<Value = EntryKind> {
         Just(EntryKind::Movement(MovementKind::TransferOut)),
         Just(EntryKind::Movement(MovementKind::TransferIn)),
         Just(EntryKind::Movement(MovementKind::Count)),
+        Just(EntryKind::Movement(MovementKind::TransformationInput)),
+        Just(EntryKind::Movement(MovementKind::TransformationOutput)),
+        Just(EntryKind::RelocationOut),
+        Just(EntryKind::RelocationIn),
         Just(EntryKind::Allocate),
         Just(EntryKind::Deallocate),
         Just(EntryKind::HoldPlaced),
@@ -46,6 +51,48 @@ fn lot() -> impl proptest::strategy::Strategy<Value = LotInfo> {
         })
 }
 
+fn transformation() -> impl proptest::strategy::Strategy<Value = TransformationSpec> {
+    (
+        text(),
+        text(),
+        any::<i64>(),
+        any::<i64>(),
+        any::<i64>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                transformation_id,
+                work_order,
+                input_mass_g,
+                output_mass_g,
+                waste_mass_g,
+                write_off,
+            )| {
+                TransformationSpec {
+                    transformation_id,
+                    work_order,
+                    input_mass_g,
+                    output_mass_g,
+                    waste_mass_g,
+                    write_off,
+                }
+            },
+        )
+}
+
+fn relocation() -> impl proptest::strategy::Strategy<Value = RelocationInfo> {
+    let class = proptest::sample::select(coldchain_network::TemperatureClass::ALL.to_vec());
+    (text(), text(), class.clone(), class).prop_map(
+        |(from_zone_id, to_zone_id, from_class, to_class)| RelocationInfo {
+            from_zone_id,
+            to_zone_id,
+            from_class,
+            to_class,
+        },
+    )
+}
+
 fn entry() -> impl proptest::strategy::Strategy<Value = LedgerEntry> {
     (
         (
@@ -58,6 +105,7 @@ fn entry() -> impl proptest::strategy::Strategy<Value = LedgerEntry> {
         (any::<i64>(), any::<i64>(), any::<i64>(), any::<u64>()),
         (text(), option::of((0i32..6, text()))),
         (text(), text(), text(), text(), text(), text()),
+        (option::of(transformation()), option::of(relocation())),
     )
         .prop_map(
             |(
@@ -66,7 +114,10 @@ fn entry() -> impl proptest::strategy::Strategy<Value = LedgerEntry> {
                 (delta, balance_after, allocated_delta, version),
                 (reason, reference),
                 (other_site_id, transfer_id, booking_id, order_id, allocation_id, hold_id),
+                (transformation, relocation),
             )| LedgerEntry {
+                transformation,
+                relocation,
                 // Any text as principal and actor: the request's id and the zone's.
                 recorded_by: coldchain_audit::Author::new(request_id.clone(), zone_id.clone()),
                 sequence,
@@ -127,6 +178,7 @@ proptest! {
     fn recorded_answers_of_earlier_builds_still_decode(entries in proptest::collection::vec(entry(), 0..5)) {
         let response = pb::RecordMovementsResponse {
             entries: entries.iter().cloned().map(convert::entry_pb).collect(),
+            relocation_arrivals: Vec::new(),
         };
         prop_assert_eq!(
             RecordedCodec.decode(&response.encode_to_vec()),
@@ -208,6 +260,7 @@ fn allocation_and_hold_answers_round_trip() {
         release_reason: "qa".into(),
         placed_by: coldchain_audit::Author::new("svc-telemetry", "alarm alm-00000001"),
         released_by: Some(coldchain_audit::Author::new("ops-1", "")),
+        allow_relocation: true,
     };
     assert_eq!(HoldCodec.decode(&HoldCodec.encode(&hold)), Ok(hold));
     assert!(EntryCodec.decode(&[0xff]).is_err());
