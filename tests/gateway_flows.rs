@@ -333,6 +333,7 @@ async fn a_recall_survives_sigkill_of_the_gateway_and_holds_each_site_once() {
         all_lots: false,
         reason: "supplier notice 12".into(),
         actor: "QA".into(),
+        include_derived: false,
     };
     let answer = gateway(&gw)
         .await

@@ -33,6 +33,7 @@ fn recall_request(request_id: &str, recall_id: &str) -> pb::RecallLotRequest {
         all_lots: false,
         reason: "listeria in the packing line's swab, lab report QA-118".into(),
         actor: "QA officer Li".into(),
+        include_derived: false,
     }
 }
 

@@ -288,6 +288,26 @@ impl Checker {
         self.uri(report.get("deviceID"), &format!("{at}.deviceID"));
     }
 
+    /// A TransformationEvent: no action, a URI as its transformationID, and what went in
+    /// and what came out (non-empty lists: this crate writes one event per transformation
+    /// with both sides).
+    fn transformation(&mut self, event: &Value, at: &str) {
+        if event.get("action").is_some() {
+            self.problems
+                .push(format!("{at}.action: a TransformationEvent has no action"));
+        }
+        let id = self.require(event, at, "transformationID");
+        self.uri(id, &format!("{at}.transformationID"));
+        for field in ["inputQuantityList", "outputQuantityList"] {
+            if let Some(list) = self.require(event, at, field)
+                && list.as_array().is_some_and(Vec::is_empty)
+            {
+                self.problems
+                    .push(format!("{at}.{field}: must not be empty"));
+            }
+        }
+    }
+
     fn event(&mut self, event: &Value, at: &str) {
         let kind = self.require(event, at, "type").and_then(Value::as_str);
         if let Some(kind) = kind
@@ -316,6 +336,9 @@ impl Checker {
             self.problems.push(format!(
                 "{at}.action: {action} is not ADD, OBSERVE or DELETE"
             ));
+        }
+        if kind == Some("TransformationEvent") {
+            self.transformation(event, at);
         }
         self.uri(event.get("eventID"), &format!("{at}.eventID"));
         if let Some(step) = event.get("bizStep")

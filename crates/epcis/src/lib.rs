@@ -9,6 +9,14 @@
 //! - issue: OBSERVE `shipping` / `in_transit`, with the order as a business transaction;
 //! - hold placed: OBSERVE `holding` / `non_sellable_other` (`recalled` for a recall); hold
 //!   released: OBSERVE `inspecting` / `sellable_accessible`;
+//! - relocation inside a site (its RELOCATION_IN entry): OBSERVE `storing` /
+//!   `in_progress`, from the zone it left to the zone it went to;
+//! - each transformation of the lot's genealogy: a TransformationEvent, bizStep
+//!   `creating_class_instance` (CBV 2.0: a quantity of a class-level identifier, a lot, is
+//!   produced), disposition `in_progress`, with every input lot in `inputQuantityList` and
+//!   every output lot in `outputQuantityList` and the transformation as `transformationID`
+//!   (`urn:coldchain:transformation:{site}:{id}`); the events of the related lots' own
+//!   traces (where the lots made from this one went) follow the traced lot's;
 //! - each stay (a zone, a reefer leg): OBSERVE `sensor_reporting` with one
 //!   `sensorElement` per sensor: min, max and mean °C (uom `CEL`), `ALARM_CONDITION`
 //!   when the readings left the limits.
@@ -39,12 +47,46 @@ pub use check::problems;
 /// The JSON-LD context of EPCIS 2.0.
 pub const CONTEXT: &str = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld";
 
-/// The EPCIS 2.0 document of `trace`, created at `created`.
+/// The EPCIS 2.0 document of `trace`, created at `created`: the traced lot's events, the
+/// events of every related lot (each event once), and a TransformationEvent per
+/// transformation of the genealogy.
 pub fn document(
     trace: &network::TraceLotResponse,
     network: &NetworkConfig,
     created: DateTime<Utc>,
 ) -> Value {
+    let mut events = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for lot_trace in std::iter::once(trace).chain(trace.related.iter()) {
+        for event in lot_events(lot_trace, network, created) {
+            if seen.insert(event["eventID"].to_string()) {
+                events.push(event);
+            }
+        }
+    }
+    let names = Names {
+        network,
+        sku: &trace.sku,
+        lot: &trace.lot_id,
+        conveyances: HashMap::new(),
+    };
+    events.extend(names.transformation_events(&trace.genealogy));
+    events.sort_by(|a, b| a["eventTime"].as_str().cmp(&b["eventTime"].as_str()));
+    json!({
+        "@context": [CONTEXT],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": rfc3339(created),
+        "epcisBody": { "eventList": events },
+    })
+}
+
+/// One lot's own events: its ledger entries EPCIS speaks of and its stays' sensors.
+fn lot_events(
+    trace: &network::TraceLotResponse,
+    network: &NetworkConfig,
+    created: DateTime<Utc>,
+) -> Vec<Value> {
     let conveyances = trace
         .events
         .iter()
@@ -79,14 +121,7 @@ pub fn document(
             .iter()
             .filter_map(|stay| names.stay_event(stay, created)),
     );
-    events.sort_by(|a, b| a["eventTime"].as_str().cmp(&b["eventTime"].as_str()));
-    json!({
-        "@context": [CONTEXT],
-        "type": "EPCISDocument",
-        "schemaVersion": "2.0",
-        "creationDate": rfc3339(created),
-        "epcisBody": { "eventList": events },
-    })
+    events
 }
 
 /// How the document names things.
@@ -137,13 +172,14 @@ fn uom(unit: &str) -> Option<&'static str> {
 impl Names<'_> {
     /// The lot as an EPC class.
     fn class(&self) -> String {
-        match self.network.gtin14(self.sku) {
-            Some(gtin) => format!("https://id.gs1.org/01/{gtin}/10/{}", encode(self.lot)),
-            None => format!(
-                "urn:coldchain:class:{}:{}",
-                encode(self.sku),
-                encode(self.lot)
-            ),
+        self.class_of(self.sku, self.lot)
+    }
+
+    /// A lot of a sku as an EPC class: an LGTIN when the sku has a GTIN.
+    fn class_of(&self, sku: &str, lot: &str) -> String {
+        match self.network.gtin14(sku) {
+            Some(gtin) => format!("https://id.gs1.org/01/{gtin}/10/{}", encode(lot)),
+            None => format!("urn:coldchain:class:{}:{}", encode(sku), encode(lot)),
         }
     }
 
@@ -178,8 +214,12 @@ impl Names<'_> {
     }
 
     fn quantity(&self, quantity: Option<i64>, unit: &str) -> Value {
+        self.quantity_of(self.class(), quantity, unit)
+    }
+
+    fn quantity_of(&self, class: String, quantity: Option<i64>, unit: &str) -> Value {
         let mut element = Map::new();
-        element.insert("epcClass".into(), json!(self.class()));
+        element.insert("epcClass".into(), json!(class));
         if let Some(quantity) = quantity {
             element.insert("quantity".into(), json!(quantity));
             if let Some(uom) = uom(unit) {
@@ -231,6 +271,9 @@ impl Names<'_> {
             K::HoldPlaced if recall => ("OBSERVE", "holding", "recalled"),
             K::HoldPlaced => ("OBSERVE", "holding", "non_sellable_other"),
             K::HoldReleased => ("OBSERVE", "inspecting", "sellable_accessible"),
+            // One event per relocation: its arrival, which names both zones.
+            K::RelocationIn => ("OBSERVE", "storing", "in_progress"),
+            // A transformation's entries are its TransformationEvent (from the genealogy).
             _ => return None,
         };
         let at = instant(entry.recorded_at.as_ref())?;
@@ -317,9 +360,116 @@ impl Names<'_> {
                     json!([{"type": "location", "destination": self.location(site_id, "")}]),
                 );
             }
+            K::RelocationIn => {
+                if let Some(relocation) = &entry.relocation {
+                    event.insert(
+                        "sourceList".into(),
+                        json!([{
+                            "type": "location",
+                            "source": self.location(site_id, &relocation.from_zone_id),
+                        }]),
+                    );
+                    event.insert(
+                        "destinationList".into(),
+                        json!([{
+                            "type": "location",
+                            "destination": self.location(site_id, &relocation.to_zone_id),
+                        }]),
+                    );
+                }
+            }
             _ => {}
         }
         Some(Value::Object(event))
+    }
+
+    /// A TransformationEvent per transformation the links name: every input and every
+    /// output lot once, with its quantity, in the order the links list them.
+    fn transformation_events(&self, links: &[network::LotLink]) -> Vec<Value> {
+        struct Sides<'l> {
+            first: &'l network::LotLink,
+            inputs: Vec<&'l network::LotLink>,
+            outputs: Vec<&'l network::LotLink>,
+        }
+        let mut order: Vec<(&str, &str)> = Vec::new();
+        let mut by_transformation: HashMap<(&str, &str), Sides<'_>> = HashMap::new();
+        for link in links {
+            let key = (link.site_id.as_str(), link.transformation_id.as_str());
+            let sides = by_transformation.entry(key).or_insert_with(|| {
+                order.push(key);
+                Sides {
+                    first: link,
+                    inputs: Vec::new(),
+                    outputs: Vec::new(),
+                }
+            });
+            if !sides
+                .inputs
+                .iter()
+                .any(|l| (&l.input_sku, &l.input_lot_id) == (&link.input_sku, &link.input_lot_id))
+            {
+                sides.inputs.push(link);
+            }
+            if !sides.outputs.iter().any(|l| {
+                (&l.output_sku, &l.output_lot_id) == (&link.output_sku, &link.output_lot_id)
+            }) {
+                sides.outputs.push(link);
+            }
+        }
+        order
+            .into_iter()
+            .filter_map(|key| {
+                let sides = by_transformation.get(&key)?;
+                let (site_id, transformation_id) = key;
+                let at = instant(sides.first.at.as_ref())?;
+                let mut event = self.event(
+                    format!(
+                        "urn:coldchain:event:{}:transformation:{}",
+                        encode(site_id),
+                        encode(transformation_id)
+                    ),
+                    site_id,
+                    at,
+                    "",
+                );
+                event.insert("type".into(), json!("TransformationEvent"));
+                event.insert(
+                    "transformationID".into(),
+                    json!(format!(
+                        "urn:coldchain:transformation:{}:{}",
+                        encode(site_id),
+                        encode(transformation_id)
+                    )),
+                );
+                event.insert("bizStep".into(), json!("creating_class_instance"));
+                event.insert("disposition".into(), json!("in_progress"));
+                let inputs: Vec<Value> = sides
+                    .inputs
+                    .iter()
+                    .map(|l| {
+                        self.quantity_of(
+                            self.class_of(&l.input_sku, &l.input_lot_id),
+                            Some(l.input_quantity),
+                            &l.input_unit,
+                        )
+                    })
+                    .collect();
+                let outputs: Vec<Value> = sides
+                    .outputs
+                    .iter()
+                    .map(|l| {
+                        self.quantity_of(
+                            self.class_of(&l.output_sku, &l.output_lot_id),
+                            Some(l.output_quantity),
+                            &l.output_unit,
+                        )
+                    })
+                    .collect();
+                event.insert("inputQuantityList".into(), Value::Array(inputs));
+                event.insert("outputQuantityList".into(), Value::Array(outputs));
+                Some(Value::Object(event))
+            })
+            .collect()
     }
 
     /// A stay's sensor event: what each sensor that covered it saw, at the stay's end (or

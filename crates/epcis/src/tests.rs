@@ -351,3 +351,228 @@ fn the_checker_names_each_broken_rule() {
         assert_eq!(broken(mutate), vec![expected]);
     }
 }
+
+/// A link of a transformation at the park: `input` (kg of oranges) into `output` (cases).
+fn link(
+    transformation: &str,
+    input: (&str, &str, i64),
+    output: (&str, &str, i64),
+) -> network::LotLink {
+    network::LotLink {
+        site_id: PARK.into(),
+        transformation_id: transformation.into(),
+        at: ts(1_796_000_500_000),
+        input_sku: input.0.into(),
+        input_lot_id: input.1.into(),
+        input_quantity: input.2,
+        input_unit: "kg".into(),
+        output_sku: output.0.into(),
+        output_lot_id: output.1.into(),
+        output_quantity: output.2,
+        output_unit: "case".into(),
+        upstream: false,
+        depth: 1,
+    }
+}
+
+/// The trace with a genealogy: two orange lots made into segments and juice (a link per
+/// input × output), then the segment lot packed into a gift box.
+fn processed() -> network::TraceLotResponse {
+    let orange = ("citrus-navel-mayang", "mayang navel/11", 500);
+    let other_orange = ("citrus-navel-mayang", "O-2", 120);
+    let segments = ("citrus-segments-frozen", "SEG-1", 40);
+    let juice = ("citrus-juice", "J-1", 90);
+    let mut t = trace("citrus-navel-mayang");
+    t.genealogy = vec![
+        link("PR-1", orange, segments),
+        link("PR-1", orange, juice),
+        link("PR-1", other_orange, segments),
+        link("PR-1", other_orange, juice),
+        link(
+            "PACK-7",
+            ("citrus-segments-frozen", "SEG-1", 40),
+            ("gift-box", "GB-1", 20),
+        ),
+    ];
+    t
+}
+
+fn transformation_events(doc: &Value) -> Vec<&Value> {
+    events(doc)
+        .iter()
+        .filter(|e| e["type"] == "TransformationEvent")
+        .collect()
+}
+
+#[test]
+fn a_transformation_event_lists_exactly_its_inputs_and_outputs() {
+    let doc = document(
+        &processed(),
+        &shipped(),
+        Utc.timestamp_opt(1_797_000_000, 0).single().unwrap(),
+    );
+    assert_eq!(problems(&doc), Vec::<String>::new());
+    let made = transformation_events(&doc);
+    assert_eq!(made.len(), 2, "one event per transformation");
+    let processing = made[0];
+    assert_eq!(
+        processing["transformationID"],
+        "urn:coldchain:transformation:cn-huaihua-park:PR-1"
+    );
+    assert_eq!(processing["bizStep"], "creating_class_instance");
+    assert!(processing.get("action").is_none());
+    assert_eq!(
+        processing["inputQuantityList"],
+        json!([
+            {
+                "epcClass": "https://id.gs1.org/01/09521234000013/10/mayang%20navel%2F11",
+                "quantity": 500,
+                "uom": "KGM",
+            },
+            {
+                "epcClass": "https://id.gs1.org/01/09521234000013/10/O-2",
+                "quantity": 120,
+                "uom": "KGM",
+            },
+        ])
+    );
+    // Cases are counted, not measured: no uom.
+    assert_eq!(
+        processing["outputQuantityList"],
+        json!([
+            {"epcClass": "https://id.gs1.org/01/09521234000037/10/SEG-1", "quantity": 40},
+            {"epcClass": "urn:coldchain:class:citrus-juice:J-1", "quantity": 90},
+        ])
+    );
+    assert_eq!(
+        processing["bizLocation"]["id"],
+        "https://id.gs1.org/414/9521234000013"
+    );
+    assert_eq!(processing["eventTimeZoneOffset"], "+08:00");
+    let packing = made[1];
+    assert_eq!(packing["inputQuantityList"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        packing["outputQuantityList"][0]["epcClass"],
+        "urn:coldchain:class:gift-box:GB-1"
+    );
+}
+
+#[test]
+fn related_lots_add_their_own_events_once_and_a_relocation_is_storing_between_zones() {
+    use inventory::LedgerEntryKind as K;
+    let mut t = processed();
+    let mut segment = trace("citrus-segments-frozen");
+    segment.lot_id = "SEG-1".into();
+    segment.stays.clear();
+    segment.events = vec![
+        // The same ledger entry as the traced lot's receipt (sequence 1 at the park) shows once.
+        entry(PARK, 1, 1_796_000_000_000, K::Receipt, 100),
+        with(
+            entry(PARK, 40, 1_796_000_600_000, K::RelocationIn, 40),
+            |e| {
+                e.sku = "citrus-segments-frozen".into();
+                e.zone_id = "chilled-b".into();
+                e.relocation = Some(inventory::Relocation {
+                    from_zone_id: "frozen-a".into(),
+                    to_zone_id: "chilled-b".into(),
+                    from_class: common::TemperatureClass::Frozen as i32,
+                    to_class: common::TemperatureClass::Chilled as i32,
+                });
+            },
+        ),
+        entry(PARK, 39, 1_796_000_600_000, K::RelocationOut, -40),
+    ];
+    t.related = vec![segment];
+    let doc = document(
+        &t,
+        &shipped(),
+        Utc.timestamp_opt(1_797_000_000, 0).single().unwrap(),
+    );
+    assert_eq!(problems(&doc), Vec::<String>::new());
+    let storing: Vec<&Value> = events(&doc)
+        .iter()
+        .filter(|e| e["bizStep"] == "storing")
+        .collect();
+    assert_eq!(storing.len(), 1, "one event per relocation");
+    assert_eq!(
+        storing[0]["sourceList"][0]["source"],
+        "https://id.gs1.org/414/9521234000013/254/frozen-a"
+    );
+    assert_eq!(
+        storing[0]["destinationList"][0]["destination"],
+        "https://id.gs1.org/414/9521234000013/254/chilled-b"
+    );
+    assert_eq!(
+        storing[0]["quantityList"][0]["epcClass"],
+        "https://id.gs1.org/01/09521234000037/10/SEG-1"
+    );
+    let receipts = events(&doc)
+        .iter()
+        .filter(|e| e["eventID"] == "urn:coldchain:event:cn-huaihua-park:ledger:1")
+        .count();
+    assert_eq!(receipts, 1);
+}
+
+#[test]
+fn the_checker_knows_a_transformation_event() {
+    let good = document(
+        &processed(),
+        &shipped(),
+        Utc.timestamp_opt(1_797_000_000, 0).single().unwrap(),
+    );
+    let at = events(&good)
+        .iter()
+        .position(|e| e["type"] == "TransformationEvent")
+        .unwrap();
+    let path = format!("document.epcisBody.eventList[{at}]");
+    let broken = |f: &dyn Fn(&mut Map<String, Value>)| {
+        let mut doc = good.clone();
+        f(doc["epcisBody"]["eventList"][at].as_object_mut().unwrap());
+        problems(&doc)
+    };
+    type Mutation<'a> = &'a dyn Fn(&mut Map<String, Value>);
+    let cases: Vec<(Mutation, String)> = vec![
+        (
+            &|e| {
+                e.insert("inputQuantityList".into(), json!([]));
+            },
+            format!("{path}.inputQuantityList: must not be empty"),
+        ),
+        (
+            &|e| {
+                e.remove("outputQuantityList");
+            },
+            format!("{path}: missing required outputQuantityList"),
+        ),
+        (
+            &|e| {
+                e.remove("transformationID");
+            },
+            format!("{path}: missing required transformationID"),
+        ),
+        (
+            &|e| {
+                e.insert("transformationID".into(), json!("PR 1"));
+            },
+            format!("{path}.transformationID: \"PR 1\" is not a URI"),
+        ),
+        (
+            &|e| {
+                e.insert("action".into(), json!("ADD"));
+            },
+            format!("{path}.action: a TransformationEvent has no action"),
+        ),
+        (
+            &|e| {
+                e.insert(
+                    "outputQuantityList".into(),
+                    json!([{"epcClass": "seg 1", "quantity": 4}]),
+                );
+            },
+            format!("{path}.outputQuantityList[0].epcClass: \"seg 1\" is not a URI"),
+        ),
+    ];
+    for (mutate, expected) in cases {
+        assert_eq!(broken(mutate), vec![expected]);
+    }
+}

@@ -43,6 +43,10 @@ pub struct RecallStartArgs {
     /// Why (written on every hold).
     #[arg(long, value_name = "TEXT")]
     reason: String,
+    /// Also recall every lot made from these lots by processing (transformations), at any
+    /// site, and the lots made from those.
+    #[arg(long)]
+    include_derived: bool,
     /// The recall's id [default: assigned by the gateway].
     #[arg(long = "id", value_name = "ID")]
     recall_id: Option<String>,
@@ -106,6 +110,7 @@ pub async fn recall(command: RecallCommand) -> Result<(), CliError> {
                 all_lots: args.all_lots,
                 reason: args.reason.clone(),
                 actor: args.actor.clone().unwrap_or_default(),
+                include_derived: args.include_derived,
             };
             let answer = call!(client, recall_lot, request).map_err(retry_with(&request_id))?;
             print_answer(&answer, args.gateway.json);

@@ -7,6 +7,7 @@
 
 pub mod alarms;
 pub mod expiring;
+pub mod genealogy;
 mod metrics;
 pub mod queries;
 pub mod recalls;

@@ -161,6 +161,9 @@ impl Recalls {
                 id: recall.recall_id.clone(),
             }),
             actor: recall.started_by.on_behalf(),
+            // Scoped to the lot, the hold covers it in every zone of the site: the site may
+            // move recalled stock to a quarantine room and it stays held there.
+            allow_relocation: true,
         };
         let answer = self
             .call(&hold.site_id, request, |mut client, request| async move {

@@ -18,7 +18,9 @@ use coldchain_runtime::client::Channel;
 use coldchain_runtime::proto_time::{millis, timestamp};
 
 use super::GatewayApp;
+use super::genealogy::Reading;
 use super::sites::{timed, within};
+use crate::domain::genealogy::{Direction, LotRef};
 use crate::domain::trace::{self, Stay};
 use crate::domain::{self, SiteFailure, Transfer};
 use crate::wire::requests::TraceQuery;
@@ -55,15 +57,46 @@ pub struct LotsState {
 const MAX_LOTS_PER_ANSWER: usize = 100;
 
 /// One site's part: its entries of the lot and its positions with stock.
-struct SitePart {
-    entries: Vec<inv::LedgerEntry>,
-    positions: Vec<inv::StockLevel>,
-    truncated: bool,
+pub(super) struct SitePart {
+    pub(super) entries: Vec<inv::LedgerEntry>,
+    pub(super) positions: Vec<inv::StockLevel>,
+    pub(super) truncated: bool,
 }
 
 impl GatewayApp {
-    /// TraceLot.
+    /// TraceLot: the lot's own trace, then its genealogy (what made it and what was made
+    /// from it, through transformations at any site) with the trace of every linked lot.
     pub async fn trace_lot(
+        &self,
+        query: &TraceQuery,
+        deadline: Duration,
+    ) -> Result<pb::TraceLotResponse, ServiceError> {
+        let started = std::time::Instant::now();
+        let mut answer = self.trace_one(query, deadline).await?;
+        let root = LotRef::new(query.sku.clone(), query.lot_id.clone());
+        let entries = render::transformation_entries(&answer);
+        let walked = self
+            .walk_genealogy(
+                vec![(root, entries)],
+                &[Direction::Upstream, Direction::Downstream],
+                Reading::Traces,
+                started + deadline,
+            )
+            .await?;
+        answer.genealogy = walked.links.iter().map(render::link).collect();
+        answer.genealogy_truncated = walked.truncated;
+        answer.related = walked.related;
+        answer
+            .errors
+            .extend(walked.failures.into_iter().map(crate::wire::site_error));
+        answer.errors.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+        answer.errors.dedup();
+        Ok(answer)
+    }
+
+    /// One lot's own trace (no genealogy): its entries, positions, transfers, stays with
+    /// their exposures, and alarms.
+    pub(super) async fn trace_one(
         &self,
         query: &TraceQuery,
         deadline: Duration,
@@ -279,7 +312,7 @@ impl GatewayApp {
 
     /// A site's entries of the lot (oldest first, up to [`MAX_ENTRIES_PER_SITE`]) and its
     /// stock of the lot now.
-    async fn site_part(
+    pub(super) async fn site_part(
         &self,
         site: &SiteConfig,
         query: &TraceQuery,

@@ -2,11 +2,13 @@
 //! checks of a transfer against the network file and the ids derived from it ([`rules`]),
 //! and the arithmetic of the fan-out answers: stock per zone ([`stock`]), space offers
 //! sorted by fit ([`space`]), the merged alarm order and its cursors ([`alarms`]), the
-//! sites a query names ([`sites`]).
+//! sites a query names ([`sites`]), a lot's trace ([`trace`]) and its genealogy through
+//! transformations ([`genealogy`]).
 //!
 //! No I/O, no clock, no gRPC, no protobuf: everything here is a function of its arguments.
 
 pub mod alarms;
+pub mod genealogy;
 pub mod recall;
 pub mod rules;
 pub mod sites;

@@ -268,6 +268,31 @@ mod tests {
     }
 
     #[test]
+    fn a_relocation_leaves_one_zone_and_enters_the_other_at_the_same_instant() {
+        // 100 kg received in the frozen room; 60 thawed into the chilled room at 50 (the
+        // RELOCATION_OUT and RELOCATION_IN entries, one sequence apart), the last 40 at 80.
+        let entries = vec![
+            movement("park", 1, 10, "frozen-1", 100),
+            movement("park", 2, 50, "frozen-1", 40),
+            movement("park", 3, 50, "chilled-1", 60),
+            movement("park", 4, 80, "frozen-1", 0),
+            movement("park", 5, 80, "chilled-1", 100),
+        ];
+        let shape: Vec<_> = zone_stays(&entries)
+            .iter()
+            .map(|s| (s.zone_id.clone(), s.start_ms, s.end_ms))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("frozen-1".to_string(), 10, Some(80)),
+                ("chilled-1".to_string(), 50, None),
+            ],
+            "each zone's sensors are measured for the time the lot was there"
+        );
+    }
+
+    #[test]
     fn entries_that_move_nothing_make_no_stay() {
         let mut hold = movement("park", 1, 10, "c1", 0);
         hold.kind = LotEntryKind::Other;

@@ -206,6 +206,7 @@ pub fn recall_to_proto(r: &Recall) -> pb::Recall {
                 state: hold_state(h.step) as i32,
                 hold_id: h.hold_id.clone(),
                 last_error: h.last_error.clone(),
+                sku: r.sku.clone(),
             })
             .collect(),
         started_by: Some(author(&r.started_by)),
@@ -215,5 +216,7 @@ pub fn recall_to_proto(r: &Recall) -> pb::Recall {
         release_requested_at: r.release_requested_ms.map(timestamp),
         released_at: r.released_ms.map(timestamp),
         updated_at: Some(timestamp(r.updated_ms)),
+        include_derived: false,
+        derived: Vec::new(),
     }
 }

@@ -8,6 +8,9 @@ use coldchain_proto::telemetry::v1 as tel;
 use coldchain_runtime::proto_time::{millis, timestamp};
 
 use super::state_to_proto;
+use crate::domain::genealogy::{
+    self, Direction, Link, Side, TransformationEntry, TransformationFacts,
+};
 use crate::domain::trace::{self, LotEntry, LotEntryKind, Stay, Step};
 use crate::domain::{Transfer, TransferState};
 
@@ -16,7 +19,18 @@ pub fn lot_entry(site_id: &str, entry: &inv::LedgerEntry) -> LotEntry {
     use inv::LedgerEntryKind as K;
     let moves_stock = matches!(
         K::try_from(entry.kind),
-        Ok(K::Receipt | K::Issue | K::Adjustment | K::TransferOut | K::TransferIn | K::Count)
+        Ok(K::Receipt
+            | K::Issue
+            | K::Adjustment
+            | K::TransferOut
+            | K::TransferIn
+            | K::Count
+            | K::TransformationInput
+            | K::TransformationOutput
+            // Each end of a relocation moves the stock of its own zone: the lot leaves one
+            // stay and starts another, measured by the other zone's sensors.
+            | K::RelocationOut
+            | K::RelocationIn)
     );
     LotEntry {
         site_id: site_id.to_string(),
@@ -145,4 +159,86 @@ pub fn sort_events(events: &mut [pb::TraceEvent]) {
         };
         (at, event.site_id.clone(), rank, sequence)
     });
+}
+
+/// The transformation a lot's ledger entry names, if it is a side of one.
+pub fn transformation_entry(
+    site_id: &str,
+    entry: &inv::LedgerEntry,
+) -> Option<TransformationEntry> {
+    use inv::LedgerEntryKind as K;
+    let side = match K::try_from(entry.kind) {
+        Ok(K::TransformationInput) => Side::Input,
+        Ok(K::TransformationOutput) => Side::Output,
+        _ => return None,
+    };
+    let transformation_id = entry.transformation.as_ref()?.transformation_id.clone();
+    Some(TransformationEntry {
+        site_id: site_id.to_string(),
+        side,
+        transformation_id,
+    })
+}
+
+/// The transformations a trace's ledger entries name.
+pub fn transformation_entries(trace: &pb::TraceLotResponse) -> Vec<TransformationEntry> {
+    trace
+        .events
+        .iter()
+        .filter_map(|event| match &event.event {
+            Some(pb::trace_event::Event::Entry(entry)) => {
+                transformation_entry(&event.site_id, entry)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A site's record of a transformation, summed per lot and side.
+pub fn transformation_facts(
+    site_id: &str,
+    transformation_id: &str,
+    record: &inv::TransformationRecord,
+) -> TransformationFacts {
+    let side = |side: Side, entries: &[inv::LedgerEntry]| {
+        entries
+            .iter()
+            .map(move |entry| {
+                (
+                    side,
+                    entry.sku.clone(),
+                    entry
+                        .lot
+                        .as_ref()
+                        .map(|lot| lot.lot_id.clone())
+                        .unwrap_or_default(),
+                    entry.delta,
+                    entry.unit.clone(),
+                    entry.recorded_at.as_ref().and_then(millis).unwrap_or(0),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut entries = side(Side::Input, &record.inputs);
+    entries.extend(side(Side::Output, &record.outputs));
+    genealogy::transformation_facts(site_id, transformation_id, entries)
+}
+
+/// A link of the genealogy as the contract shows it.
+pub fn link(link: &Link) -> pb::LotLink {
+    pb::LotLink {
+        site_id: link.site_id.clone(),
+        transformation_id: link.transformation_id.clone(),
+        at: Some(timestamp(link.at_ms)),
+        input_sku: link.input.sku.clone(),
+        input_lot_id: link.input.lot_id.clone(),
+        input_quantity: link.input.quantity,
+        input_unit: link.input.unit.clone(),
+        output_sku: link.output.sku.clone(),
+        output_lot_id: link.output.lot_id.clone(),
+        output_quantity: link.output.quantity,
+        output_unit: link.output.unit.clone(),
+        upstream: link.direction == Direction::Upstream,
+        depth: link.depth,
+    }
 }

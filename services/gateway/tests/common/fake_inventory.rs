@@ -90,7 +90,11 @@ impl InventoryService for Recording {
             site_id: self.site_id.clone(),
             request,
         });
-        Ok(Response::new(inv::RecordMovementsResponse { entries }))
+        Ok(Response::new(inv::RecordMovementsResponse {
+            entries,
+            // The gateway records no relocations.
+            relocation_arrivals: Vec::new(),
+        }))
     }
 
     async fn get_stock(
@@ -155,6 +159,13 @@ impl InventoryService for Recording {
         &self,
         _: Request<inv::ListLotEntriesRequest>,
     ) -> Result<Response<inv::ListLotEntriesResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn get_transformation(
+        &self,
+        _: Request<inv::GetTransformationRequest>,
+    ) -> Result<Response<inv::TransformationRecord>, Status> {
         unimplemented()
     }
 }
