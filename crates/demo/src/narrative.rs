@@ -64,6 +64,13 @@ fn park_lots(o: &DemoOutcome, out: &mut Vec<String>) {
     for lot in park_lots {
         out.push(format!("     {lot}"));
     }
+    let p = &o.processing;
+    if !p.transformation_id.is_empty() {
+        out.push(format!(
+            "   Processing line 2 made {} from {} ({}, yield {:.0}%); {}.",
+            p.output, p.input, p.transformation_id, p.yield_percent, p.relocation
+        ));
+    }
 }
 
 /// 3: the transfer and its lots' stock at both ends.
@@ -223,6 +230,28 @@ fn trace(o: &DemoOutcome, out: &mut Vec<String>) {
         t.alarms, t.epcis_events, t.sku, t.lot_id
     ));
     for error in &t.errors {
+        out.push(format!("   (partial: {error})"));
+    }
+    let Some(s) = &o.segments_trace else { return };
+    out.push(format!(
+        "   The segment lot {} that rode the same train, traced back: {}; now {}.",
+        s.lot_id,
+        if s.genealogy.is_empty() {
+            "no transformation found".to_string()
+        } else {
+            s.genealogy.join("; ")
+        },
+        if s.positions.is_empty() {
+            "nothing on hand".to_string()
+        } else {
+            s.positions.join(", ")
+        }
+    ));
+    out.push(format!(
+        "   Its EPCIS export has {} TransformationEvent(s) among {} events.",
+        s.epcis_transformations, s.epcis_events
+    ));
+    for error in &s.errors {
         out.push(format!("   (partial: {error})"));
     }
 }
