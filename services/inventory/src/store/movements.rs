@@ -295,13 +295,7 @@ fn apply_one(
         tx.put(&ALLOCATIONS, &allocation.allocation_id.clone(), &allocation)?;
     }
 
-    let after = PositionRecord {
-        on_hand: effect.after.on_hand,
-        allocated: effect.after.allocated,
-        version: effect.after.version,
-        updated_ms: now,
-    };
-    tx.put(&POSITIONS, &position_key, &after)?;
+    let after = put_position(tx, &position_key, &effect, now)?;
 
     let relocation = (m.kind == MovementKind::Relocation).then(|| RelocationInfo {
         from_zone_id: m.zone_id.clone(),
@@ -366,13 +360,7 @@ fn arrive(
             refusal,
         }
     })?;
-    let after = PositionRecord {
-        on_hand: effect.after.on_hand,
-        allocated: effect.after.allocated,
-        version: effect.after.version,
-        updated_ms: now,
-    };
-    tx.put(&POSITIONS, &key, &after)?;
+    let after = put_position(tx, &key, &effect, now)?;
     let mut entry = LedgerEntry {
         sku: m.sku.clone(),
         lot: left.lot.clone(),
@@ -388,4 +376,21 @@ fn arrive(
     };
     append(tx, entries, &mut entry)?;
     Ok(entry)
+}
+
+/// Stores a position as a movement left it.
+fn put_position(
+    tx: &mut WriteTx<'_>,
+    key: &(String, String, String),
+    effect: &domain::Effect,
+    now: i64,
+) -> Result<PositionRecord, StoreError> {
+    let after = PositionRecord {
+        on_hand: effect.after.on_hand,
+        allocated: effect.after.allocated,
+        version: effect.after.version,
+        updated_ms: now,
+    };
+    tx.put(&POSITIONS, key, &after)?;
+    Ok(after)
 }
