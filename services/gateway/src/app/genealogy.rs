@@ -195,3 +195,21 @@ fn remaining(until: Instant) -> Option<Duration> {
     let left = until.saturating_duration_since(Instant::now());
     (!left.is_zero()).then_some(left)
 }
+
+impl GatewayApp {
+    /// The transformations `lot`'s entries name, at every site (a site that does not answer
+    /// names none).
+    pub(super) async fn transformation_entries_of(
+        &self,
+        lot: &LotRef,
+        deadline: Duration,
+    ) -> Vec<TransformationEntry> {
+        match self
+            .read_linked_lot(lot, Reading::EntriesOnly, deadline)
+            .await
+        {
+            Ok((trace, _)) => render::transformation_entries(&trace),
+            Err(_) => Vec::new(),
+        }
+    }
+}
