@@ -46,6 +46,7 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
     let active_alarms = figures::active_alarms(&day).await?;
     let ledger = follower.finish(&mut day).await?;
     let trace = crate::trace::excursion_lot(&day, &transfer).await?;
+    let processing = crate::processing::oranges_into_segments(&day).await?;
 
     let count = |state: booking::BookingState| {
         let name = coldchain_ops::format::booking_state_name(state as i32);
@@ -80,6 +81,7 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
         bookings,
         stock,
         trace,
+        processing,
         ledger_entries_seen: ledger.entries_seen,
         ledger,
         active_alarms,

@@ -21,7 +21,9 @@
 //! 9. The ledger follower's figures, and the network's active alarms.
 //! 10. QA traces the lot that rode through the excursion across the network (TraceLot):
 //!     its receipt, the transfer, its holds, where it is now and what each stay's sensors
-//!     saw; and exports it as an EPCIS 2.0 document.
+//!     saw; and exports it as an EPCIS 2.0 document. The park's freezing line processes
+//!     part of the day's orange lot into a new lot of frozen segments (a transformation),
+//!     and QA traces the segment lot back to the orchard lot it was made from.
 //!
 //! Each call is made as the role that makes it in real life, with that role's key from the
 //! keyring (`$COLDCHAIN_KEYRING`, else the dev keyring under the data directory): the
@@ -41,6 +43,7 @@ mod figures;
 mod ledger;
 mod narrative;
 mod outcome;
+mod processing;
 mod receipts;
 mod reefer;
 mod survey;

@@ -199,7 +199,7 @@ fn ledger_and_alarms(o: &DemoOutcome, out: &mut Vec<String>) {
     ));
 }
 
-/// 9: the excursion's lot, traced.
+/// 9: the excursion's lot, traced; the processed segments traced back to their oranges.
 fn trace(o: &DemoOutcome, out: &mut Vec<String>) {
     let Some(t) = &o.trace else { return };
     out.push(format!(
@@ -223,6 +223,21 @@ fn trace(o: &DemoOutcome, out: &mut Vec<String>) {
         t.alarms, t.epcis_events, t.sku, t.lot_id
     ));
     for error in &t.errors {
+        out.push(format!("   (partial: {error})"));
+    }
+    let p = &o.processing;
+    out.push(format!(
+        "   The park's freezing line processed {} into {} (transformation {}); QA traces the segments back to {}.",
+        p.input,
+        p.output,
+        p.transformation_id,
+        if p.traced_back_to.is_empty() {
+            "nothing (the trace found no transformation)".to_string()
+        } else {
+            p.traced_back_to.join(" and ")
+        }
+    ));
+    for error in &p.errors {
         out.push(format!("   (partial: {error})"));
     }
 }

@@ -170,6 +170,8 @@ pub struct DemoOutcome {
     pub stock: StockOutcome,
     /// The trace of the excursion's lot (none when the transfer had no line).
     pub trace: Option<crate::trace::TraceOutcome>,
+    /// The oranges processed into frozen segments, and the segments traced back.
+    pub processing: crate::processing::ProcessingOutcome,
     pub ledger: LedgerOutcome,
     pub ledger_entries_seen: u64,
     pub active_alarms: usize,
