@@ -3,7 +3,8 @@
 //! the customer who received segments, and back); a recall of the orange lot with
 //! include_derived holds the segments wherever they are, including at the end of a
 //! transfer and on arrival of one still travelling; the EPCIS export has one
-//! TransformationEvent with exactly the inputs and outputs.
+//! TransformationEvent with exactly the inputs and outputs; a relocation between zones moves
+//! the lot's stay, and its exposure, to the other zone's sensors.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod gateway_support;
@@ -513,4 +514,116 @@ async fn a_recall_with_include_derived_holds_the_outputs_everywhere() {
     ] {
         assert_eq!(held(&net, site, sku, lot).await, 0, "{site} {sku} {lot}");
     }
+}
+
+/// Registers a sensor of a park zone.
+async fn zone_sensor(net: &Net, sensor_id: &str, zone_id: &str) {
+    net.telemetry(PARK)
+        .await
+        .register_sensor(coldchain_proto::telemetry::v1::RegisterSensorRequest {
+            request_id: format!("register-{sensor_id}"),
+            sensor_id: sensor_id.into(),
+            binding: Some(
+                coldchain_proto::telemetry::v1::register_sensor_request::Binding::ZoneId(
+                    zone_id.into(),
+                ),
+            ),
+            profile: None,
+            description: format!("{zone_id} sensor"),
+            actor: String::new(),
+        })
+        .await
+        .expect("sensor registered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exposure_follows_a_relocation_to_the_other_zones_sensors() {
+    let net = two_sites().await;
+    zone_sensor(&net, "park-frozen-a-1", "frozen-a").await;
+    zone_sensor(&net, "park-chilled-a-1", "chilled-a").await;
+    // Segments made frozen, then all 40 cases moved to the chilled room to thaw.
+    let pr = processing("PR-THAW");
+    receive(&net, PARK, ORANGE, ORANGE_LOT, "chilled-a", 100).await;
+    record(
+        &net,
+        PARK,
+        "freeze",
+        vec![input(ORANGE_LOT, 50, &pr), output(SEGMENT_LOT, 40, &pr)],
+    )
+    .await;
+    record(
+        &net,
+        PARK,
+        "thaw",
+        vec![inv::Movement {
+            kind: inv::MovementKind::Relocation as i32,
+            sku: SEGMENT.into(),
+            lot: Some(inv::LotInfo {
+                lot_id: SEGMENT_LOT.into(),
+                ..Default::default()
+            }),
+            zone_id: "frozen-a".into(),
+            to_zone_id: "chilled-a".into(),
+            quantity: 40,
+            unit: "case".into(),
+            ..inv::Movement::default()
+        }],
+    )
+    .await;
+    let mut gateway = net.gateway().await;
+    let traced = trace(&mut gateway, SEGMENT, SEGMENT_LOT).await;
+    assert!(traced.errors.is_empty(), "{:?}", traced.errors);
+    // A stay per zone, each measured by its own zone's sensor: the freezer's ends when the
+    // chilled room's begins.
+    let stays: Vec<(&str, Vec<&str>)> = traced
+        .stays
+        .iter()
+        .map(|s| {
+            (
+                s.zone_id.as_str(),
+                s.exposures.iter().map(|e| e.sensor_id.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stays,
+        vec![
+            ("frozen-a", vec!["park-frozen-a-1"]),
+            ("chilled-a", vec!["park-chilled-a-1"]),
+        ]
+    );
+    assert_eq!(traced.stays[0].end_time, traced.stays[1].start_time);
+    assert!(traced.stays[0].end_time.is_some() && traced.stays[1].end_time.is_none());
+    let positions: Vec<(&str, i64)> = traced
+        .positions
+        .iter()
+        .map(|p| (p.zone_id.as_str(), p.on_hand))
+        .collect();
+    assert_eq!(positions, vec![("chilled-a", 40)]);
+    // The relocation is one EPCIS `storing` event from the freezer to the chilled room.
+    let document = gateway
+        .export_trace_epcis(pb::TraceLotRequest {
+            sku: SEGMENT.into(),
+            lot_id: SEGMENT_LOT.into(),
+            site_ids: Vec::new(),
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let json: serde_json::Value = serde_json::from_str(&document.json_ld).unwrap();
+    assert_eq!(coldchain_epcis::problems(&json), Vec::<String>::new());
+    let storing: Vec<&serde_json::Value> = json["epcisBody"]["eventList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["bizStep"] == "storing")
+        .collect();
+    assert_eq!(storing.len(), 1, "{storing:?}");
+    assert!(
+        storing[0]["destinationList"][0]["destination"]
+            .as_str()
+            .unwrap()
+            .ends_with("chilled-a"),
+        "{storing:?}"
+    );
 }
