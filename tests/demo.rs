@@ -148,8 +148,8 @@ fn assert_a_full_day(o: &Value) {
         [
             "citrus-navel-mayang",
             "kiwifruit-xiangxi",
-            "citrus-segments-frozen",
-            "rice-noodles-dried"
+            "rice-noodles-dried",
+            "citrus-segments-frozen"
         ]
     );
     assert!(lots.iter().all(|l| i(&l["sequence"]) > 0), "{o:#}");
@@ -165,10 +165,27 @@ fn assert_a_full_day(o: &Value) {
     let t = &o["transfer"];
     assert_eq!(t["state_after_start"], "IN_TRANSIT");
     assert_eq!(t["train_or_route"], "China-Laos express X8011");
+    // Processing line 2 took part of the navel lot into segments (the lots' outcome
+    // lists the segment lot it made).
+    let processing = &o["processing"];
+    assert_eq!(processing["input_lot_id"], format!("mayang-navel-{run}"));
+    assert!(
+        processing["relocation"]
+            .as_str()
+            .unwrap()
+            .contains("(CHILLED) -> cool-a (COOL)"),
+        "{processing}"
+    );
+    assert_eq!(processing["sequences"].as_array().unwrap().len(), 4);
     let received = |lot: &str| {
+        let consumed = if processing["input_lot_id"] == lot {
+            i(&processing["input_quantity"])
+        } else {
+            0
+        };
         lots.iter()
             .find(|l| l["lot_id"] == lot)
-            .map(|l| i(&l["quantity"]))
+            .map(|l| i(&l["quantity"]) - consumed)
             .unwrap()
     };
     let lines = t["lines"].as_array().unwrap();
@@ -246,15 +263,27 @@ fn assert_a_full_day(o: &Value) {
     assert!(i(&trace["epcis_events"]) >= 4, "{trace}");
     assert_eq!(trace["epcis_problems"], serde_json::json!([]), "{trace}");
 
-    // The freezing line made segments of part of the orange lot, and the segment lot's
-    // trace finds the orchard lot it was made from.
-    let processing = &o["processing"];
-    assert_eq!(processing["errors"], serde_json::json!([]), "{processing}");
-    let run = o["run_id"].as_str().unwrap();
+    // QA traced the segment lot back to the orchard lot it was made from, and its EPCIS
+    // export carries the transformation.
+    let segments = &o["segments_trace"];
+    assert_eq!(segments["errors"], serde_json::json!([]), "{segments}");
+    let genealogy: Vec<&str> = segments["genealogy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    assert!(
+        genealogy.iter().any(|g| g.starts_with(&format!(
+            "made from citrus-navel-mayang/mayang-navel-{run} 5000 kg -> citrus-segments-frozen/segments-{run} 4000 kg at cn-huaihua-park"
+        ))),
+        "{genealogy:?}"
+    );
+    assert_eq!(i(&segments["epcis_transformations"]), 1, "{segments}");
     assert_eq!(
-        processing["traced_back_to"],
-        serde_json::json!([format!("citrus-navel-mayang mayang-navel-{run}")]),
-        "{processing}"
+        segments["epcis_problems"],
+        serde_json::json!([]),
+        "{segments}"
     );
 
     // Bookings across sites.
@@ -294,7 +323,8 @@ fn the_demo_drives_a_day_and_runs_again() {
 
     let first = demo(&dev, &[]);
     assert_a_full_day(&first);
-    assert_eq!(first["stock"]["park_on_hand"], 9_000, "{first:#}");
+    // 12,000 kg received, 5,000 kg made into segments, 3,000 kg on the train.
+    assert_eq!(first["stock"]["park_on_hand"], 4_000, "{first:#}");
     assert_eq!(first["stock"]["vientiane_on_hand"], 3_000);
     assert_eq!(first["stock"]["vientiane_held"], 3_000);
     assert_eq!(first["stock"]["in_transit"], 0);
@@ -307,9 +337,7 @@ fn the_demo_drives_a_day_and_runs_again() {
         second["transfer"]["transfer_id"],
         first["transfer"]["transfer_id"]
     );
-    // Two days' oranges less the 2,000 kg the first day's freezing line processed after its
-    // figures were taken.
-    assert_eq!(second["stock"]["park_on_hand"], 16_000, "{second:#}");
+    assert_eq!(second["stock"]["park_on_hand"], 8_000, "{second:#}");
     assert_eq!(second["stock"]["vientiane_on_hand"], 6_000);
     assert!(
         i(&second["ledger"]["head_at_start"]) >= i(&first["ledger"]["last_sequence"]),
@@ -335,8 +363,7 @@ fn the_demo_drives_a_day_and_runs_again() {
             .collect()
     };
     assert_eq!(ids(&replay), ids(&first));
-    // Both days' processing is done by now (the replay's own repeats nothing).
-    assert_eq!(replay["stock"]["park_on_hand"], 14_000, "{replay:#}");
+    assert_eq!(replay["stock"]["park_on_hand"], 8_000, "{replay:#}");
     assert_eq!(replay["stock"]["vientiane_on_hand"], 6_000);
     assert_eq!(
         replay["readings"]["duplicates"], replay["readings"]["streamed_live"],
@@ -356,17 +383,7 @@ fn the_demo_drives_a_day_and_runs_again() {
         .iter()
         .zip(first["transfer"]["lines"].as_array().unwrap())
     {
-        // The first day's freezing line took 2,000 kg of its orange lot after its figures.
-        let processed = if b["sku"] == "citrus-navel-mayang" {
-            2_000
-        } else {
-            0
-        };
-        assert_eq!(
-            i(&a["source_on_hand"]),
-            i(&b["source_on_hand"]) - processed,
-            "{a}"
-        );
+        assert_eq!(a["source_on_hand"], b["source_on_hand"]);
         assert_eq!(a["destination_on_hand"], b["destination_on_hand"]);
     }
 
@@ -398,7 +415,9 @@ fn the_demo_drives_a_day_and_runs_again() {
         "9,600 kg banana-cavendish into cool-a",
         "9. QA traces lot",
         "--format epcis",
-        "QA traces the segments back to citrus-navel-mayang",
+        "Processing line 2 made citrus-segments-frozen/segments-",
+        "traced back: made from citrus-navel-mayang/mayang-navel-",
+        "1 TransformationEvent(s)",
     ] {
         assert!(story.contains(needle), "missing {needle:?} in:\n{story}");
     }

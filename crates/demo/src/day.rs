@@ -35,6 +35,12 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
     let excursion = excursion::hold_and_acknowledge(&mut day, &corridor, uploaded).await?;
     let transfer = transfer::outcome(&day, corridor, transfer_state.clone()).await?;
 
+    let processing = park_lots.processing.clone();
+    let park_lots_made = park_lots
+        .lots
+        .iter()
+        .find(|lot| lot.sku == crate::receipts::SEGMENTS)
+        .cloned();
     let mut received_lots = park_lots.lots;
     let (bananas, banana_booking) = bookings::bananas(&day).await?;
     received_lots.push(bananas);
@@ -46,7 +52,7 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
     let active_alarms = figures::active_alarms(&day).await?;
     let ledger = follower.finish(&mut day).await?;
     let trace = crate::trace::excursion_lot(&day, &transfer).await?;
-    let processing = crate::processing::oranges_into_segments(&day).await?;
+    let segments_trace = crate::trace::segments_lot(&day, &park_lots_made).await?;
 
     let count = |state: booking::BookingState| {
         let name = coldchain_ops::format::booking_state_name(state as i32);
@@ -80,8 +86,9 @@ pub async fn drive(config: &DemoConfig) -> Result<DemoOutcome, DemoError> {
         bookings_checked_in: count(booking::BookingState::CheckedIn),
         bookings,
         stock,
-        trace,
         processing,
+        trace,
+        segments_trace,
         ledger_entries_seen: ledger.entries_seen,
         ledger,
         active_alarms,

@@ -3,8 +3,10 @@
 //!
 //! 1. The gateway lists the network and its health.
 //! 2. A warehouse system starts following Vientiane's ledger (`WatchLedger`).
-//! 3. The park receives Hunan produce — Mayang navel oranges, Xiangxi kiwifruit — and
-//!    processed goods (frozen citrus segments, dried rice noodles) into its zones.
+//! 3. The park receives Hunan produce — Mayang navel oranges, Xiangxi kiwifruit — and dried
+//!    rice noodles into its zones; processing line 2 makes frozen citrus segments from part
+//!    of the oranges (a transformation: the segment lot keeps its link to the orchard lot),
+//!    and the kiwifruit goes to the ripening room (a relocation, CHILLED to COOL).
 //! 4. A China–Laos express train carries chilled and frozen lots from the park to Vientiane:
 //!    a gateway transfer with the reefer's sensor bound to it (by the gateway, at the
 //!    source's telemetry).
@@ -21,9 +23,8 @@
 //! 9. The ledger follower's figures, and the network's active alarms.
 //! 10. QA traces the lot that rode through the excursion across the network (TraceLot):
 //!     its receipt, the transfer, its holds, where it is now and what each stay's sensors
-//!     saw; and exports it as an EPCIS 2.0 document. The park's freezing line processes
-//!     part of the day's orange lot into a new lot of frozen segments (a transformation),
-//!     and QA traces the segment lot back to the orchard lot it was made from.
+//!     saw; and exports it as an EPCIS 2.0 document. Then it traces the segment lot that
+//!     rode the same train back to the orchard lot it was made from.
 //!
 //! Each call is made as the role that makes it in real life, with that role's key from the
 //! keyring (`$COLDCHAIN_KEYRING`, else the dev keyring under the data directory): the
@@ -43,7 +44,6 @@ mod figures;
 mod ledger;
 mod narrative;
 mod outcome;
-mod processing;
 mod receipts;
 mod reefer;
 mod survey;
@@ -65,7 +65,7 @@ pub use day::drive;
 pub use narrative::narrative;
 pub use outcome::{
     AlarmOutcome, BookingOutcome, DemoError, DemoOutcome, LedgerOutcome, LotOutcome,
-    ReadingsOutcome, StockOutcome, TransferLineOutcome, TransferOutcome,
+    ProcessingOutcome, ReadingsOutcome, StockOutcome, TransferLineOutcome, TransferOutcome,
 };
 
 /// The park: the hub, where the produce is received.

@@ -64,6 +64,13 @@ fn park_lots(o: &DemoOutcome, out: &mut Vec<String>) {
     for lot in park_lots {
         out.push(format!("     {lot}"));
     }
+    let p = &o.processing;
+    if !p.transformation_id.is_empty() {
+        out.push(format!(
+            "   Processing line 2 made {} from {} ({}, yield {:.0}%); {}.",
+            p.output, p.input, p.transformation_id, p.yield_percent, p.relocation
+        ));
+    }
 }
 
 /// 3: the transfer and its lots' stock at both ends.
@@ -199,7 +206,7 @@ fn ledger_and_alarms(o: &DemoOutcome, out: &mut Vec<String>) {
     ));
 }
 
-/// 9: the excursion's lot, traced; the processed segments traced back to their oranges.
+/// 9: the excursion's lot, traced.
 fn trace(o: &DemoOutcome, out: &mut Vec<String>) {
     let Some(t) = &o.trace else { return };
     out.push(format!(
@@ -225,19 +232,26 @@ fn trace(o: &DemoOutcome, out: &mut Vec<String>) {
     for error in &t.errors {
         out.push(format!("   (partial: {error})"));
     }
-    let p = &o.processing;
+    let Some(s) = &o.segments_trace else { return };
     out.push(format!(
-        "   The park's freezing line processed {} into {} (transformation {}); QA traces the segments back to {}.",
-        p.input,
-        p.output,
-        p.transformation_id,
-        if p.traced_back_to.is_empty() {
-            "nothing (the trace found no transformation)".to_string()
+        "   The segment lot {} that rode the same train, traced back: {}; now {}.",
+        s.lot_id,
+        if s.genealogy.is_empty() {
+            "no transformation found".to_string()
         } else {
-            p.traced_back_to.join(" and ")
+            s.genealogy.join("; ")
+        },
+        if s.positions.is_empty() {
+            "nothing on hand".to_string()
+        } else {
+            s.positions.join(", ")
         }
     ));
-    for error in &p.errors {
+    out.push(format!(
+        "   Its EPCIS export has {} TransformationEvent(s) among {} events.",
+        s.epcis_transformations, s.epcis_events
+    ));
+    for error in &s.errors {
         out.push(format!("   (partial: {error})"));
     }
 }

@@ -17,6 +17,26 @@ pub struct LotOutcome {
     pub sequence: u64,
 }
 
+/// What the park's processing line did: a transformation and a relocation.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProcessingOutcome {
+    /// The transformation's id at the park.
+    pub transformation_id: String,
+    /// `sku/lot: quantity unit` consumed.
+    pub input: String,
+    /// The lot consumed, and how much of it.
+    pub input_lot_id: String,
+    pub input_quantity: i64,
+    /// `sku/lot: quantity unit` produced.
+    pub output: String,
+    /// Output mass over input mass, percent.
+    pub yield_percent: f64,
+    /// `sku/lot: quantity from (class) -> to (class)`.
+    pub relocation: String,
+    /// The ledger sequences it recorded.
+    pub sequences: Vec<u64>,
+}
+
 /// One transfer line and the stock of its lot at both ends afterwards.
 #[derive(Debug, Clone, Serialize)]
 pub struct TransferLineOutcome {
@@ -168,10 +188,12 @@ pub struct DemoOutcome {
     pub bookings_cancelled: usize,
     pub bookings_checked_in: usize,
     pub stock: StockOutcome,
+    /// What the park's processing line did.
+    pub processing: ProcessingOutcome,
     /// The trace of the excursion's lot (none when the transfer had no line).
     pub trace: Option<crate::trace::TraceOutcome>,
-    /// The oranges processed into frozen segments, and the segments traced back.
-    pub processing: crate::processing::ProcessingOutcome,
+    /// The trace of the segment lot, back to the orchard lot it was made from.
+    pub segments_trace: Option<crate::trace::TraceOutcome>,
     pub ledger: LedgerOutcome,
     pub ledger_entries_seen: u64,
     pub active_alarms: usize,

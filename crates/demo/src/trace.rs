@@ -1,6 +1,7 @@
 //! The last act: QA traces the lot that rode through the excursion (gateway TraceLot), the
 //! way a food-safety officer answers "where did it come from, where did it go, what did it
-//! see", and exports it as an EPCIS 2.0 document for the buyer.
+//! see", and exports it as an EPCIS 2.0 document for the buyer; then the segment lot, back
+//! through the park's processing line to the orchard lot it was made from.
 
 use coldchain_ops::call;
 use coldchain_proto::network::v1 as network;
@@ -8,7 +9,7 @@ use coldchain_proto::network::v1::trace_event::Event;
 use serde::Serialize;
 
 use crate::day::Day;
-use crate::outcome::{DemoError, TransferOutcome, step_err};
+use crate::outcome::{DemoError, LotOutcome, TransferOutcome, step_err};
 
 /// What the trace of the excursion's lot showed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -33,6 +34,10 @@ pub struct TraceOutcome {
     pub epcis_problems: Vec<String>,
     /// Sites that did not answer.
     pub errors: Vec<String>,
+    /// Its genealogy: `made from` / `made into` lines, nearest first.
+    pub genealogy: Vec<String>,
+    /// The TransformationEvents of the EPCIS export.
+    pub epcis_transformations: usize,
 }
 
 /// Traces the transfer's first lot (the one the reefer's excursion held).
@@ -44,29 +49,86 @@ pub(crate) async fn excursion_lot(
     let Some(line) = transfer.lines.first() else {
         return Ok(None);
     };
+    trace_lot(day, step, &line.sku, &line.lot_id)
+        .await
+        .map(Some)
+}
+
+/// Traces the segment lot the park made, back to the orchard lot.
+pub(crate) async fn segments_lot(
+    day: &Day<'_>,
+    segments: &Option<LotOutcome>,
+) -> Result<Option<TraceOutcome>, DemoError> {
+    let step = "trace the segment lot";
+    let Some(lot) = segments else {
+        return Ok(None);
+    };
+    trace_lot(day, step, &lot.sku, &lot.lot_id).await.map(Some)
+}
+
+async fn trace_lot(
+    day: &Day<'_>,
+    step: &str,
+    sku: &str,
+    lot_id: &str,
+) -> Result<TraceOutcome, DemoError> {
     let request = network::TraceLotRequest {
-        sku: line.sku.clone(),
-        lot_id: line.lot_id.clone(),
+        sku: sku.to_string(),
+        lot_id: lot_id.to_string(),
         site_ids: Vec::new(),
     };
     let trace = call!(day.gateway, trace_lot, request.clone()).map_err(step_err(step))?;
     let exported = call!(day.gateway, export_trace_epcis, request).map_err(step_err(step))?;
-    let (epcis_events, epcis_problems) =
+    let (epcis_events, epcis_transformations, epcis_problems) =
         match serde_json::from_str::<serde_json::Value>(&exported.json_ld) {
-            Ok(document) => (
-                document["epcisBody"]["eventList"]
+            Ok(document) => {
+                let events = document["epcisBody"]["eventList"]
                     .as_array()
-                    .map_or(0, Vec::len),
-                coldchain_epcis::problems(&document),
-            ),
-            Err(error) => (0, vec![format!("not JSON: {error}")]),
+                    .cloned()
+                    .unwrap_or_default();
+                let transformations = events
+                    .iter()
+                    .filter(|e| e["type"] == "TransformationEvent")
+                    .count();
+                (
+                    events.len(),
+                    transformations,
+                    coldchain_epcis::problems(&document),
+                )
+            }
+            Err(error) => (0, 0, vec![format!("not JSON: {error}")]),
         };
     let mut outcome = TraceOutcome {
         sku: trace.sku.clone(),
         lot_id: trace.lot_id.clone(),
         events: trace.events.len(),
         epcis_events,
+        epcis_transformations,
         epcis_problems,
+        genealogy: trace
+            .genealogy
+            .iter()
+            .map(|link| {
+                format!(
+                    "{} {}/{} {} {} -> {}/{} {} {} at {} ({})",
+                    if link.upstream {
+                        "made from"
+                    } else {
+                        "made into"
+                    },
+                    link.input_sku,
+                    link.input_lot_id,
+                    link.input_quantity,
+                    link.input_unit,
+                    link.output_sku,
+                    link.output_lot_id,
+                    link.output_quantity,
+                    link.output_unit,
+                    link.site_id,
+                    link.transformation_id
+                )
+            })
+            .collect(),
         errors: trace
             .errors
             .iter()
@@ -128,5 +190,5 @@ pub(crate) async fn excursion_lot(
             }
         })
         .collect();
-    Ok(Some(outcome))
+    Ok(outcome)
 }

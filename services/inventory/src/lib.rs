@@ -50,6 +50,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use coldchain_runtime::Shutdown;
 use coldchain_runtime::feed::FeedOptions;
 use coldchain_runtime::host::{
     ServiceContext, StartError, spawn_idempotency_sweeper, store_failure, store_probe,
@@ -99,26 +100,29 @@ pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
     )
 }
 
-/// Builds the lot index of a store written before it existed, in the background (once per
-/// store; ListLotEntries answers UNAVAILABLE until it is done).
-fn spawn_lot_index_backfill(store: coldchain_store::Store, label: String) {
+/// Keeps the lot index up with the durable ledger in the background, from a catch-up at
+/// start (a store of an earlier build: ListLotEntries answers UNAVAILABLE until it is done)
+/// to the service's shutdown.
+fn spawn_lot_index(store: coldchain_store::Store, label: String, shutdown: Shutdown) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         let decode = |bytes: &[u8]| {
             use coldchain_store::ReplyCodec;
             wire::codec::EntryCodec.decode(bytes)
         };
-        match store::lot_index::backfill(&store, decode, 2_000).await {
-            Ok(0) => {}
-            Ok(indexed) => tracing::info!(
-                service = %label,
-                entries = indexed,
-                seconds = started.elapsed().as_secs_f64(),
-                "the lot index holds the ledger written before it"
-            ),
-            Err(error) => {
-                tracing::error!(service = %label, %error, "building the lot index failed; ListLotEntries stays unavailable until a restart")
+        let caught_up = |read: u64| {
+            if read > 0 {
+                tracing::info!(
+                    service = %label,
+                    entries = read,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "the lot index caught up with the ledger"
+                );
             }
+        };
+        if let Err(error) = store::lot_index::follow(store, decode, shutdown, caught_up).await {
+            // Reads stay right (the ranges not sealed are read whole), only slower.
+            tracing::error!(service = %label, %error, "the lot index stopped following the ledger until a restart");
         }
     });
 }
@@ -144,7 +148,7 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
         ),
         Arc::new(wire::codec::EntryCodec),
     );
-    spawn_lot_index_backfill(store.clone(), ctx.label());
+    spawn_lot_index(store.clone(), ctx.label(), ctx.shutdown.clone());
     let app = app::InventoryApp::new(
         inventory,
         ctx.site.clone(),

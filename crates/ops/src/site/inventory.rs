@@ -257,7 +257,7 @@ impl Reader {
 
 fn ledger_header() -> String {
     format!(
-        "{:>7}  {:<20}  {:<14}  {:<24}  {:<34}  {:<10}  {:>9}  {:>10}  {:<6}  DETAIL",
+        "{:>7}  {:<20}  {:<21}  {:<24}  {:<34}  {:<10}  {:>9}  {:>10}  {:<6}  DETAIL",
         "SEQ", "RECORDED", "KIND", "SKU", "LOT", "ZONE", "DELTA", "BALANCE", "UNIT"
     )
 }
@@ -268,6 +268,32 @@ fn ledger_cells(e: &inventory::LedgerEntry) -> [String; 10] {
     let mut detail = Vec::new();
     if !e.transfer_id.is_empty() {
         detail.push(format!("transfer {} ({})", e.transfer_id, e.other_site_id));
+    }
+    if let Some(t) = &e.transformation {
+        let mut text = format!(
+            "transformation {}: {} g in, {} g out, {} g waste",
+            t.transformation_id,
+            thousands(t.input_mass_g),
+            thousands(t.output_mass_g),
+            thousands(t.waste_mass_g)
+        );
+        if !t.work_order.is_empty() {
+            text.push_str(&format!(", work order {}", t.work_order));
+        }
+        if t.write_off {
+            text.push_str(", write-off");
+        }
+        detail.push(text);
+    }
+    if let Some(r) = &e.relocation {
+        let class = format::class_name;
+        detail.push(format!(
+            "{} ({}) -> {} ({})",
+            r.from_zone_id,
+            class(r.from_class),
+            r.to_zone_id,
+            class(r.to_class)
+        ));
     }
     if !e.booking_id.is_empty() {
         detail.push(format!("booking {}", e.booking_id));
@@ -336,6 +362,6 @@ pub fn ledger_line(e: &inventory::LedgerEntry) -> String {
         detail,
     ] = ledger_cells(e);
     format!(
-        "{sequence:>7}  {recorded:<20}  {kind:<14}  {sku:<24}  {lot:<34}  {zone:<10}  {delta:>9}  {balance:>10}  {unit:<6}  {detail}"
+        "{sequence:>7}  {recorded:<20}  {kind:<21}  {sku:<24}  {lot:<34}  {zone:<10}  {delta:>9}  {balance:>10}  {unit:<6}  {detail}"
     )
 }

@@ -1,101 +1,122 @@
-//! The lot index: for each (sku, lot), the sequences of its ledger entries, so a lot's
-//! history (ListLotEntries, the site's part of a trace) is read without a scan of the
-//! ledger.
+//! The lot index: which ledger entries belong to a lot, so a lot's history (ListLotEntries,
+//! the site's part of a trace) is read without a scan of the whole ledger, and without a
+//! write per entry on the request path.
 //!
-//! Compact, as the ledger is (issue 27): each lot has one open chunk (key part `OPEN`)
-//! that takes the sequences of its new entries as zigzag varint steps from the one before
-//! (a step of a batch is one byte), and when it holds [`CHUNK_LEN`] it is kept as a closed
-//! chunk numbered in order and a new one opens. A chunk row costs its key once per 256
-//! entries; the index adds a few bytes per entry.
+//! The ledger is cut into ranges of `range_len` sequences (1,024; the length is kept in the
+//! store, so it never changes under a store). Once the durable ledger has passed the end of
+//! a range, a background task ([`follow`]) reads the range once and writes one row for it: a
+//! Bloom filter of the (sku, lot) of its entries, ten bits per distinct lot (about 1% false
+//! positives). A lot's entries are found by testing every sealed range's filter and reading
+//! the ranges that may hold the lot, plus the ranges not sealed yet; an entry read is kept
+//! only if it names the lot, so a false positive costs a read, never a wrong answer, and a
+//! sealer that lags makes a read slower, never wrong. At rest the index costs about a byte
+//! per entry.
 //!
-//! Readers sort and deduplicate, so the index may take a sequence more than once and out of
-//! order: that is what lets the backfill of a store written before the index (run in the
-//! background at start, see [`backfill`]) add old entries while new ones are written.
+//! Holds are found apart: from the holds themselves (the placing entry's sequence is in the
+//! hold id, the releasing one is kept with the hold's authors), because a zone's or a sku's
+//! hold covers lots it does not name.
 //!
-//! Holds are indexed apart: their entries are found from the holds themselves (the placing
-//! entry's sequence is in the hold id, the releasing one is kept with the hold's authors),
-//! because a zone's or a sku's hold covers lots it does not name.
+//! Earlier builds kept per-lot chunks of sequences written with every entry (`lot_entries`);
+//! the first catch-up of such a store removes them. A store of a build before the holds'
+//! authors has no release sequences: the first catch-up finds them in the ledger, and
+//! ListLotEntries answers UNAVAILABLE until it has (the `backfilled` marker).
 
 use std::collections::{BTreeSet, HashSet};
 
 use coldchain_audit::Author;
-use coldchain_store::{Prefix, Store, StoreError, Table, WriteError, WriteTx};
+use coldchain_runtime::Shutdown;
+use coldchain_store::{Store, StoreError, Table, WriteError, WriteTx};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::tables::{HOLD_AUTHORS, HOLDS, HoldAuthors};
 use crate::domain::{EntryKind, LedgerEntry};
 
-/// Per (sku, lot, chunk number): the sequences of the lot's entries.
-const LOT_ENTRIES: Table<(String, String, u64), LotChunk> = Table::new("lot_entries");
-/// Markers of this store's index: `backfilled` once every entry written before the index
-/// existed is in it.
+/// Per range number: the filter of the lots of its entries.
+const LOT_FILTERS: Table<u64, LotFilter> = Table::new("lot_filters");
+/// Markers of this store's index: `backfilled` once the holds' release sequences of
+/// earlier builds are known, `range_len` the length of a range.
 const LOT_INDEX_META: Table<String, u64> = Table::new("lot_index_meta");
 const BACKFILLED: &str = "backfilled";
-/// The chunk number of a lot's open chunk (sorts after every closed one).
-const OPEN: u64 = u64::MAX;
-/// Sequences per chunk.
-pub(super) const CHUNK_LEN: u32 = 256;
+const RANGE_LEN: &str = "range_len";
+/// The per-lot chunks of earlier builds, removed by the first catch-up.
+const RETIRED_LOT_ENTRIES: Table<(String, String, u64), RetiredChunk> = Table::new("lot_entries");
+/// The range length of a new store.
+pub const DEFAULT_RANGE_LEN: u64 = 1024;
+/// Bits of filter per distinct lot of a range.
+const BITS_PER_LOT: usize = 10;
+/// Bit positions tested per lot (optimal for ten bits a lot: ten times ln 2).
+const HASHES: u8 = 7;
+/// Retired rows removed per write.
+const RETIRE_BATCH: usize = 10_000;
 
-/// Sequences of one lot, as zigzag varint steps.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct LotChunk {
-    /// The sequence the first step starts from.
+/// A row of the per-lot index of earlier builds (read only to be removed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RetiredChunk {
     base: u64,
-    /// The last sequence taken (where the next step starts).
     last: u64,
-    /// Sequences held.
     count: u32,
-    /// Closed chunks of this lot so far (kept in the open chunk only).
     closed: u64,
-    /// The steps.
     steps: Vec<u8>,
 }
 
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
+/// A Bloom filter of the lots of one range.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LotFilter {
+    /// Bit positions per lot.
+    hashes: u8,
+    /// The bits.
+    bits: Vec<u8>,
 }
 
-impl LotChunk {
-    fn push(&mut self, sequence: u64) {
-        let step = sequence.wrapping_sub(self.last) as i64;
-        push_varint(&mut self.steps, ((step << 1) ^ (step >> 63)) as u64);
-        self.last = sequence;
-        self.count += 1;
-    }
+/// A lot's two 64-bit hashes (SHA-256 of sku and lot: stable across builds, as the filters
+/// are stored).
+fn lot_key(sku: &str, lot_id: &str) -> [u64; 2] {
+    let mut digest = Sha256::new();
+    digest.update(sku.as_bytes());
+    digest.update([0xff]);
+    digest.update(lot_id.as_bytes());
+    let bytes = digest.finalize();
+    let half = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    [half(0), half(8) | 1]
+}
 
-    fn sequences(&self, out: &mut Vec<u64>) -> Result<(), StoreError> {
-        let mut at = self.base;
-        let mut bytes = self.steps.as_slice();
-        for _ in 0..self.count {
-            let mut value = 0u64;
-            let mut shift = 0;
-            loop {
-                let (&byte, rest) = bytes
-                    .split_first()
-                    .ok_or_else(|| StoreError::Corrupt("lot index chunk ends early".into()))?;
-                bytes = rest;
-                if shift > 63 {
-                    return Err(StoreError::Corrupt("lot index step too long".into()));
-                }
-                value |= u64::from(byte & 0x7f) << shift;
-                shift += 7;
-                if byte & 0x80 == 0 {
-                    break;
-                }
+impl LotFilter {
+    fn build(keys: &HashSet<[u64; 2]>) -> Self {
+        let bytes = (keys.len() * BITS_PER_LOT).div_ceil(8).max(8);
+        let mut filter = Self {
+            hashes: HASHES,
+            bits: vec![0; bytes],
+        };
+        for key in keys {
+            for bit in filter.positions(*key) {
+                filter.bits[bit / 8] |= 1 << (bit % 8);
             }
-            let step = ((value >> 1) as i64) ^ -((value & 1) as i64);
-            at = at.wrapping_add(step as u64);
-            out.push(at);
         }
-        Ok(())
+        filter
+    }
+
+    /// The bits of a key (double hashing).
+    fn positions(&self, [first, step]: [u64; 2]) -> impl Iterator<Item = usize> + use<> {
+        let len = (self.bits.len() as u64 * 8).max(1);
+        (0..u64::from(self.hashes))
+            .map(move |i| (first.wrapping_add(i.wrapping_mul(step)) % len) as usize)
+    }
+
+    fn may_contain(&self, key: [u64; 2]) -> bool {
+        self.positions(key).all(|bit| {
+            self.bits
+                .get(bit / 8)
+                .is_some_and(|b| b & (1 << (bit % 8)) != 0)
+        })
     }
 }
 
-/// Whether an entry is indexed under its lot: every entry that names one, but holds'.
+/// The lot an entry belongs to: every entry that names one, but holds'.
 fn indexed(entry: &LedgerEntry) -> Option<(&str, &str)> {
     if matches!(entry.kind, EntryKind::HoldPlaced | EntryKind::HoldReleased) || entry.sku.is_empty()
     {
@@ -105,56 +126,6 @@ fn indexed(entry: &LedgerEntry) -> Option<(&str, &str)> {
         .lot
         .as_ref()
         .map(|lot| (entry.sku.as_str(), lot.lot_id.as_str()))
-}
-
-/// Adds `sequence` to the lot's open chunk, closing it when full.
-fn add(tx: &mut WriteTx<'_>, sku: &str, lot_id: &str, sequence: u64) -> Result<(), StoreError> {
-    let open_key = (sku.to_string(), lot_id.to_string(), OPEN);
-    let mut open = tx.get(&LOT_ENTRIES, &open_key)?.unwrap_or_default();
-    if open.count == 0 {
-        open.base = open.last;
-    }
-    open.push(sequence);
-    if open.count >= CHUNK_LEN {
-        let closed = LotChunk {
-            closed: 0,
-            ..open.clone()
-        };
-        tx.put(
-            &LOT_ENTRIES,
-            &(sku.to_string(), lot_id.to_string(), open.closed),
-            &closed,
-        )?;
-        open = LotChunk {
-            base: open.last,
-            last: open.last,
-            count: 0,
-            closed: open.closed + 1,
-            steps: Vec::new(),
-        };
-    }
-    tx.put(&LOT_ENTRIES, &open_key, &open)
-}
-
-/// Indexes an entry just appended (its sequence set), and keeps where a hold's release is.
-pub(super) fn record(tx: &mut WriteTx<'_>, entry: &LedgerEntry) -> Result<(), StoreError> {
-    if let Some((sku, lot_id)) = indexed(entry) {
-        add(tx, sku, lot_id, entry.sequence)?;
-    }
-    Ok(())
-}
-
-/// The sequences of the lot's own entries, ascending, each once.
-fn lot_sequences(store: &Store, sku: &str, lot_id: &str) -> Result<Vec<u64>, StoreError> {
-    let prefix = Prefix::new().str(sku).str(lot_id);
-    let mut sequences = Vec::new();
-    for entry in store.scan_prefix(&LOT_ENTRIES, prefix.as_bytes()) {
-        let (_, chunk) = entry?;
-        chunk.sequences(&mut sequences)?;
-    }
-    sequences.sort_unstable();
-    sequences.dedup();
-    Ok(sequences)
 }
 
 /// The sequences of the entries of the holds that covered the lot in one of `zones`: the
@@ -190,7 +161,7 @@ fn hold_sequences(
 /// Why the lot's entries cannot be listed yet.
 #[derive(Debug)]
 pub enum LotIndexError {
-    /// The backfill of a store written before the index has not finished.
+    /// The first catch-up of a store of an earlier build has not finished.
     NotReady,
     /// Storage failed.
     Store(StoreError),
@@ -202,89 +173,227 @@ impl From<StoreError> for LotIndexError {
     }
 }
 
-/// Every sequence of the lot's entries and of the holds that covered it, ascending; the
-/// zones come from the lot's own entries (`zone_of` reads one).
+fn meta(store: &Store, name: &str) -> Result<Option<u64>, StoreError> {
+    store.get(&LOT_INDEX_META, &name.to_string())
+}
+
+/// The decoded entries of sequences `first..first + len` that are durable, each with its
+/// sequence.
+fn read_entries(
+    store: &Store,
+    decode: &impl Fn(&[u8]) -> Result<LedgerEntry, String>,
+    first: u64,
+    len: u64,
+) -> Result<Vec<LedgerEntry>, StoreError> {
+    let records = store.ledger_from(first, len as usize)?;
+    records
+        .iter()
+        .map(|record| {
+            let mut entry = decode(&record.bytes).map_err(StoreError::Corrupt)?;
+            entry.sequence = record.sequence;
+            Ok(entry)
+        })
+        .collect()
+}
+
+/// Every sequence of the lot's entries and of the holds that covered it, ascending.
 pub(super) fn sequences(
     store: &Store,
     sku: &str,
     lot_id: &str,
-    zones_of: impl Fn(&[u64]) -> Result<HashSet<String>, StoreError>,
+    decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
 ) -> Result<Vec<u64>, LotIndexError> {
-    if store
-        .get(&LOT_INDEX_META, &BACKFILLED.to_string())?
-        .is_none()
-    {
+    if meta(store, BACKFILLED)?.is_none() {
         return Err(LotIndexError::NotReady);
     }
-    let own = lot_sequences(store, sku, lot_id)?;
-    let zones = zones_of(&own)?;
-    let mut all: BTreeSet<u64> = own.into_iter().collect();
-    all.extend(hold_sequences(store, sku, lot_id, &zones)?);
-    Ok(all.into_iter().collect())
+    let range_len = meta(store, RANGE_LEN)?.unwrap_or(DEFAULT_RANGE_LEN).max(1);
+    let key = lot_key(sku, lot_id);
+    // Sealed ranges whose filter may hold the lot; ranges without a row (not sealed yet)
+    // are read whatever they hold.
+    let mut to_read = Vec::new();
+    let mut next = 0u64;
+    for row in store.scan_prefix(&LOT_FILTERS, &[]) {
+        let (range, filter) = row?;
+        to_read.extend(next..range);
+        if filter.may_contain(key) {
+            to_read.push(range);
+        }
+        next = range + 1;
+    }
+    let durable = store.durable_sequence();
+    to_read.extend(next..durable.div_ceil(range_len));
+
+    let mut own = BTreeSet::new();
+    let mut zones = HashSet::new();
+    for range in to_read {
+        for entry in read_entries(store, &decode, range * range_len + 1, range_len)? {
+            if indexed(&entry) == Some((sku, lot_id)) {
+                own.insert(entry.sequence);
+                zones.insert(entry.zone_id);
+            }
+        }
+    }
+    own.extend(hold_sequences(store, sku, lot_id, &zones)?);
+    Ok(own.into_iter().collect())
 }
 
-/// Indexes entries written before the index existed (a store of an earlier build), in
-/// batches, then marks the store backfilled. Runs once per store, in the background:
-/// ListLotEntries answers UNAVAILABLE meanwhile; entries written meanwhile are indexed by
-/// their writes, and the index takes a sequence twice without harm. A store that starts
-/// empty is marked at once.
-pub async fn backfill(
+/// Seals ranges `next..` that the durable ledger has passed; answers the next range to
+/// seal and the entries read.
+async fn seal_complete(
+    store: &Store,
+    decode: &impl Fn(&[u8]) -> Result<LedgerEntry, String>,
+    range_len: u64,
+    mut next: u64,
+) -> Result<(u64, u64), StoreError> {
+    let mut read = 0;
+    while (next + 1).saturating_mul(range_len) <= store.durable_sequence() {
+        let entries = read_entries(store, decode, next * range_len + 1, range_len)?;
+        if entries.len() as u64 != range_len {
+            return Err(StoreError::Corrupt(format!(
+                "ledger range {} holds {} entries, not {range_len}",
+                next,
+                entries.len()
+            )));
+        }
+        let lots: HashSet<[u64; 2]> = entries
+            .iter()
+            .filter_map(indexed)
+            .map(|(sku, lot_id)| lot_key(sku, lot_id))
+            .collect();
+        let filter = LotFilter::build(&lots);
+        let range = next;
+        store
+            .write(None, |tx| {
+                tx.put(&LOT_FILTERS, &range, &filter)?;
+                note_releases(tx, &entries)
+            })
+            .await
+            .map_err(unrequested)?;
+        read += range_len;
+        next += 1;
+    }
+    Ok((next, read))
+}
+
+/// Keeps the sequence of every hold release among `entries` whose hold does not know it
+/// (releases written by builds before the holds' authors); later releases keep it
+/// themselves.
+fn note_releases(tx: &mut WriteTx<'_>, entries: &[LedgerEntry]) -> Result<(), StoreError> {
+    for entry in entries {
+        if entry.kind != EntryKind::HoldReleased || entry.hold_id.is_empty() {
+            continue;
+        }
+        let mut authors = tx
+            .get(&HOLD_AUTHORS, &entry.hold_id)?
+            .unwrap_or(HoldAuthors {
+                placed_by: Author::unknown(),
+                released_by: Some(Author::unknown()),
+                released_sequence: None,
+            });
+        if authors.released_sequence.is_none() {
+            authors.released_sequence = Some(entry.sequence);
+            tx.put(&HOLD_AUTHORS, &entry.hold_id, &authors)?;
+        }
+    }
+    Ok(())
+}
+
+/// Brings the index up to the durable ledger: fixes the range length of a new store,
+/// removes the index rows of earlier builds, seals every range the ledger has passed, and
+/// on the first run notes the hold releases of the unsealed rest and marks the store
+/// ready. Answers the next range to seal and the entries read.
+pub async fn catch_up(
     store: &Store,
     decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
-    batch: usize,
-) -> Result<u64, StoreError> {
-    if store
-        .get(&LOT_INDEX_META, &BACKFILLED.to_string())?
-        .is_some()
-    {
-        return Ok(0);
-    }
-    // Everything up to here predates the index's writes of this process (which index
-    // themselves); entries after it are indexed by their own writes.
-    let until = store.durable_sequence();
-    let mut next = 1;
-    let mut indexed = 0;
-    while next <= until {
-        let records = store.ledger_from(next, batch.min((until - next + 1) as usize))?;
-        let Some(last) = records.last().map(|r| r.sequence) else {
-            break;
+    new_range_len: u64,
+) -> Result<(u64, u64), StoreError> {
+    let range_len = match meta(store, RANGE_LEN)? {
+        Some(len) => len.max(1),
+        None => {
+            let len = new_range_len.max(1);
+            store
+                .write(None, |tx| {
+                    tx.put(&LOT_INDEX_META, &RANGE_LEN.to_string(), &len)
+                })
+                .await
+                .map_err(unrequested)?;
+            len
+        }
+    };
+    retire_earlier_index(store).await?;
+    let next = match store.scan_prefix(&LOT_FILTERS, &[]).last() {
+        Some(row) => row?.0 + 1,
+        None => 0,
+    };
+    let (next, mut read) = seal_complete(store, &decode, range_len, next).await?;
+    if meta(store, BACKFILLED)?.is_none() {
+        let from = next * range_len + 1;
+        let until = store.durable_sequence();
+        let rest = if until >= from {
+            read_entries(store, &decode, from, until - from + 1)?
+        } else {
+            Vec::new()
         };
-        let mut entries = Vec::with_capacity(records.len());
-        for record in &records {
-            let mut entry = decode(&record.bytes).map_err(StoreError::Corrupt)?;
-            entry.sequence = record.sequence;
-            entries.push(entry);
+        read += rest.len() as u64;
+        store
+            .write(None, |tx| {
+                note_releases(tx, &rest)?;
+                tx.put(&LOT_INDEX_META, &BACKFILLED.to_string(), &until)
+            })
+            .await
+            .map_err(unrequested)?;
+    }
+    Ok((next, read))
+}
+
+/// Removes the per-lot chunks an earlier build wrote with every entry.
+async fn retire_earlier_index(store: &Store) -> Result<(), StoreError> {
+    loop {
+        let keys: Vec<_> = store
+            .scan_prefix(&RETIRED_LOT_ENTRIES, &[])
+            .take(RETIRE_BATCH)
+            .map(|row| row.map(|(key, _)| key))
+            .collect::<Result<_, _>>()?;
+        if keys.is_empty() {
+            return Ok(());
         }
         store
             .write(None, |tx| {
-                for entry in &entries {
-                    record(tx, entry)?;
-                    if entry.kind == EntryKind::HoldReleased && !entry.hold_id.is_empty() {
-                        let mut authors =
-                            tx.get(&HOLD_AUTHORS, &entry.hold_id)?
-                                .unwrap_or(HoldAuthors {
-                                    placed_by: Author::unknown(),
-                                    released_by: Some(Author::unknown()),
-                                    released_sequence: None,
-                                });
-                        authors.released_sequence = Some(entry.sequence);
-                        tx.put(&HOLD_AUTHORS, &entry.hold_id, &authors)?;
-                    }
+                for key in &keys {
+                    tx.delete(&RETIRED_LOT_ENTRIES, key);
                 }
                 Ok::<(), StoreError>(())
             })
             .await
             .map_err(unrequested)?;
-        indexed += entries.len() as u64;
-        next = last + 1;
     }
-    store
-        .write(None, |tx| {
-            tx.put(&LOT_INDEX_META, &BACKFILLED.to_string(), &until)
-        })
-        .await
-        .map_err(unrequested)?;
-    Ok(indexed)
+}
+
+/// Catches up, then seals each range as the durable ledger passes it, until `shutdown`.
+/// Answers the entries the catch-up read (tells whether an earlier store was upgraded).
+pub async fn follow(
+    store: Store,
+    decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
+    shutdown: Shutdown,
+    on_caught_up: impl FnOnce(u64),
+) -> Result<(), StoreError> {
+    let (mut next, read) = catch_up(&store, &decode, DEFAULT_RANGE_LEN).await?;
+    on_caught_up(read);
+    let range_len = meta(&store, RANGE_LEN)?.unwrap_or(DEFAULT_RANGE_LEN).max(1);
+    let mut durable = store.subscribe_ledger();
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            changed = durable.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        next = seal_complete(&store, &decode, range_len, next).await?.0;
+    }
 }
 
 /// The failure of a write made without a request id (so never a replay's).
@@ -297,12 +406,12 @@ fn unrequested(error: WriteError<StoreError>) -> StoreError {
     }
 }
 
-/// Forgets the index and the hold authors, as a store written before them holds neither
-/// (for tests of the upgrade).
+/// Forgets the index and the hold authors, and writes a chunk of the earlier per-lot
+/// index, as a store written before them holds (for tests of the upgrade).
 #[cfg(test)]
 pub(super) async fn forget(store: &Store) {
-    let chunks: Vec<_> = store
-        .scan_prefix(&LOT_ENTRIES, &[])
+    let filters: Vec<_> = store
+        .scan_prefix(&LOT_FILTERS, &[])
         .map(|e| e.unwrap().0)
         .collect();
     let authors: Vec<_> = store
@@ -311,17 +420,38 @@ pub(super) async fn forget(store: &Store) {
         .collect();
     store
         .write(None, |tx| {
-            for key in &chunks {
-                tx.delete(&LOT_ENTRIES, key);
+            for key in &filters {
+                tx.delete(&LOT_FILTERS, key);
             }
             for key in &authors {
                 tx.delete(&HOLD_AUTHORS, key);
             }
             tx.delete(&LOT_INDEX_META, &BACKFILLED.to_string());
+            tx.delete(&LOT_INDEX_META, &RANGE_LEN.to_string());
+            tx.put(
+                &RETIRED_LOT_ENTRIES,
+                &("SKU-3".to_string(), "L1".to_string(), u64::MAX),
+                &RetiredChunk {
+                    base: 0,
+                    last: 3,
+                    count: 1,
+                    closed: 0,
+                    steps: vec![6],
+                },
+            )?;
             Ok::<(), StoreError>(())
         })
         .await
         .unwrap();
+}
+
+/// The number of sealed ranges and of rows of the earlier index (for tests).
+#[cfg(test)]
+pub(super) fn rows(store: &Store) -> (usize, usize) {
+    (
+        store.scan_prefix(&LOT_FILTERS, &[]).count(),
+        store.scan_prefix(&RETIRED_LOT_ENTRIES, &[]).count(),
+    )
 }
 
 #[cfg(test)]
@@ -329,33 +459,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_chunk_keeps_sequences_in_any_order_in_a_byte_a_step() {
-        let mut chunk = LotChunk::default();
-        for s in [5, 6, 7, 1_000_000, 3, 1_000_001] {
-            chunk.push(s);
+    fn a_filter_holds_its_lots_and_few_others() {
+        let lots: HashSet<[u64; 2]> = (0..1000)
+            .map(|i| lot_key("SKU", &format!("LOT-{i}")))
+            .collect();
+        let filter = LotFilter::build(&lots);
+        assert_eq!(filter.bits.len(), 1250, "ten bits a lot");
+        for key in &lots {
+            assert!(filter.may_contain(*key));
         }
-        let mut out = Vec::new();
-        chunk.sequences(&mut out).unwrap();
-        assert_eq!(out, vec![5, 6, 7, 1_000_000, 3, 1_000_001]);
-        let mut batch = LotChunk::default();
-        batch.push(1);
-        let before = batch.steps.len();
-        for s in 2..=100 {
-            batch.push(s);
-        }
-        assert_eq!(
-            batch.steps.len() - before,
-            99,
-            "one byte per step of a batch"
+        let false_positives = (1000..21_000)
+            .filter(|i| filter.may_contain(lot_key("SKU", &format!("LOT-{i}"))))
+            .count();
+        assert!(
+            false_positives < 20_000 / 50,
+            "{false_positives} of 20000 (about 1% expected)"
         );
+        // The sku is part of the key.
+        assert_ne!(lot_key("SKU", "LOT-1"), lot_key("SKU-", "LOT-1"));
+        assert_ne!(lot_key("A", "BC"), lot_key("AB", "C"));
     }
 
     #[test]
-    fn a_truncated_chunk_is_corrupt_not_a_panic() {
-        let mut chunk = LotChunk::default();
-        chunk.push(300);
-        chunk.push(100_000);
-        chunk.steps.pop();
-        assert!(chunk.sequences(&mut Vec::new()).is_err());
+    fn an_empty_or_damaged_filter_answers_without_panicking() {
+        let empty = LotFilter::build(&HashSet::new());
+        assert!(!empty.may_contain(lot_key("SKU", "L1")));
+        let damaged = LotFilter {
+            hashes: 200,
+            bits: Vec::new(),
+        };
+        assert!(!damaged.may_contain(lot_key("SKU", "L1")));
     }
 }

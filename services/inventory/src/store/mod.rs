@@ -267,13 +267,8 @@ impl InventoryStore {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<LedgerEntry>, bool), lot_index::LotIndexError> {
-        let sequences = lot_index::sequences(&self.store, sku, lot_id, |_| {
-            let prefix = coldchain_store::Prefix::new().str(sku).str(lot_id);
-            self.store
-                .scan_prefix(&tables::POSITIONS, prefix.as_bytes())
-                .map(|entry| entry.map(|((_, _, zone), _)| zone))
-                .collect()
-        })?;
+        let sequences =
+            lot_index::sequences(&self.store, sku, lot_id, |bytes| self.entries.decode(bytes))?;
         let durable = self.store.durable_sequence();
         let mut wanted = sequences
             .into_iter()
@@ -374,7 +369,8 @@ impl InventoryStore {
 }
 
 /// Stages `entry` as the next ledger entry, recorded by the write's author, setting its
-/// sequence; indexes it under its lot.
+/// sequence. (The lot index follows the durable ledger in the background: see
+/// [`lot_index`].)
 fn append(
     tx: &mut WriteTx<'_>,
     ledger: &LedgerWriter<'_>,
@@ -385,7 +381,7 @@ fn append(
         entry.sequence = sequence;
         ledger.encode(entry)
     });
-    lot_index::record(tx, entry)
+    Ok(())
 }
 
 /// The active holds with their ids and whether they let stock move.

@@ -153,9 +153,12 @@ async fn a_store_written_before_the_lot_index_gets_it_from_its_ledger() {
         .await
         .unwrap()
         .value;
-    super::lot_index::backfill(store.raw(), |b| Entries.decode(b), 7)
+    // Ranges of 7: the ledger of 124 entries is 17 sealed ranges and 5 entries not sealed.
+    let (next, read) = super::lot_index::catch_up(store.raw(), |b| Entries.decode(b), 7)
         .await
         .unwrap();
+    assert_eq!((next, read), (17, 124));
+    assert_eq!(super::lot_index::rows(store.raw()), (17, 0));
     let before = store.lot_entries("SKU-3", "L1", 0, 100).unwrap().0;
     assert_eq!(
         before.len(),
@@ -163,16 +166,26 @@ async fn a_store_written_before_the_lot_index_gets_it_from_its_ledger() {
         "three receipts and the room's hold: {before:?}"
     );
 
-    // As an earlier build left it.
+    // As an earlier build left it: no filters, no hold authors, a chunk of its own index.
     super::lot_index::forget(store.raw()).await;
+    assert_eq!(super::lot_index::rows(store.raw()), (0, 1));
     assert!(matches!(
         store.lot_entries("SKU-3", "L1", 0, 100),
         Err(super::lot_index::LotIndexError::NotReady)
     ));
-    let indexed = super::lot_index::backfill(store.raw(), |b| Entries.decode(b), 7)
+    let (next, indexed) = super::lot_index::catch_up(store.raw(), |b| Entries.decode(b), 5)
         .await
         .unwrap();
-    assert_eq!(indexed, 40 + 41 + 42 + 1, "every entry read once");
+    assert_eq!(
+        (next, indexed),
+        (24, 40 + 41 + 42 + 1),
+        "every entry read once"
+    );
+    assert_eq!(
+        super::lot_index::rows(store.raw()),
+        (24, 0),
+        "the earlier index is removed"
+    );
     assert_eq!(store.lot_entries("SKU-3", "L1", 0, 100).unwrap().0, before);
     // Pages after the backfill are the same pages.
     let (page, more) = store.lot_entries("SKU-3", "L1", 0, 3).unwrap();
