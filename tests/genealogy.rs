@@ -627,3 +627,43 @@ async fn exposure_follows_a_relocation_to_the_other_zones_sensors() {
         "{storing:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recall_names_the_sites_that_could_not_say_what_was_made_from_its_lots() {
+    let mut net = two_sites().await;
+    process_oranges(&net).await;
+    net.stop_service(VIENTIANE, INVENTORY).await;
+    let mut gateway = net.gateway().await;
+    let answer = gateway
+        .recall_lot(pb::RecallLotRequest {
+            request_id: "recall-partial".into(),
+            recall_id: "R-PARTIAL".into(),
+            sku: ORANGE.into(),
+            lot_ids: vec![ORANGE_LOT.into()],
+            all_lots: false,
+            reason: "pesticide residue".into(),
+            actor: String::new(),
+            include_derived: true,
+        })
+        .await
+        .expect("recall")
+        .into_inner();
+    // What the park says is found and held there; Vientiane's holds wait for it to answer.
+    use pb::RecallHoldState as S;
+    let states = hold_states(&answer);
+    assert!(
+        states.contains(&hold(PARK, SEGMENT, SEGMENT_LOT, S::Held)),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&hold(VIENTIANE, SEGMENT, SEGMENT_LOT, S::Pending)),
+        "{states:?}"
+    );
+    assert!(
+        answer.errors.iter().any(|e| e.site_id == VIENTIANE
+            && e.message
+                .starts_with("finding the lots made from the recalled ones")),
+        "{:?}",
+        answer.errors
+    );
+}

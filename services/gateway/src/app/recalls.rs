@@ -24,10 +24,10 @@ use super::genealogy::Reading;
 use super::saga::SagaOptions;
 use super::sites::{Sites, timed, within};
 use crate::domain::genealogy::{Direction, Link, LotRef};
-use crate::domain::trace;
 use crate::domain::{
     HoldStep, Recall, RecallError, RecallHold, RecallRef, RecallSpec, RecallState,
 };
+use crate::domain::{SiteFailure, trace};
 use crate::error::{self, write_error};
 use crate::store::GatewayStore;
 use coldchain_audit::Author;
@@ -298,10 +298,10 @@ impl GatewayApp {
         deadline: Duration,
     ) -> Result<pb::RecallAnswer, ServiceError> {
         let sites: Vec<String> = self.network().sites.iter().map(|s| s.id.clone()).collect();
-        let derived = if spec.include_derived {
+        let (derived, derivation_failures) = if spec.include_derived {
             self.derived_links(&spec, deadline).await?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let written = self
             .store
@@ -315,7 +315,21 @@ impl GatewayApp {
             .await
             .map_err(write_error)?;
         let recall = self.drive_recall(&written.value.recall_id).await?;
-        self.recall_answer(recall, deadline).await
+        let mut answer = self.recall_answer(recall, deadline).await?;
+        // The caller learns which sites could not say what was made from the lots: their
+        // derived lots are not held, and a trace later shows them.
+        answer
+            .errors
+            .extend(derivation_failures.into_iter().map(|failure| {
+                crate::wire::site_error(SiteFailure {
+                    message: format!(
+                        "finding the lots made from the recalled ones: {}",
+                        failure.message
+                    ),
+                    ..failure
+                })
+            }));
+        Ok(answer)
     }
 
     /// ReleaseRecall: records the release, drives it once, and answers the recall.
@@ -369,25 +383,33 @@ impl GatewayApp {
     }
 
     /// The downstream genealogy of the lots `spec` recalls (every lot of the sku the sites
-    /// have, when it names none). A site that does not answer leaves its part out: the
-    /// recall holds what could be found (a later trace shows the rest).
+    /// have, when it names none), and the sites that did not answer: their part is left out
+    /// and the recall holds what could be found.
     async fn derived_links(
         &self,
         spec: &RecallSpec,
         deadline: Duration,
-    ) -> Result<Vec<Link>, ServiceError> {
+    ) -> Result<(Vec<Link>, Vec<SiteFailure>), ServiceError> {
         let started = std::time::Instant::now();
+        let mut failures = Vec::new();
         let lot_ids = if spec.lot_ids.is_empty() {
-            self.lots_of_sku(&spec.sku, deadline).await.0
+            let (lots, lot_failures) = self.lots_of_sku(&spec.sku, deadline).await;
+            failures.extend(lot_failures);
+            lots
         } else {
             spec.lot_ids.clone()
         };
-        let roots = futures::future::join_all(lot_ids.iter().map(|lot_id| async move {
+        let read = futures::future::join_all(lot_ids.iter().map(|lot_id| async move {
             let lot = LotRef::new(spec.sku.clone(), lot_id.clone());
-            let entries = self.transformation_entries_of(&lot, deadline).await;
-            (lot, entries)
+            let (entries, failures) = self.transformation_entries_of(&lot, deadline).await;
+            ((lot, entries), failures)
         }))
         .await;
+        let mut roots = Vec::with_capacity(read.len());
+        for (root, root_failures) in read {
+            roots.push(root);
+            failures.extend(root_failures);
+        }
         let walked = self
             .walk_genealogy(
                 roots,
@@ -396,10 +418,13 @@ impl GatewayApp {
                 started + deadline,
             )
             .await?;
-        for failure in &walked.failures {
-            tracing::warn!(site = %failure.site_id, "a site did not answer for a recall's derived lots");
+        failures.extend(walked.failures);
+        failures.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+        failures.dedup();
+        for failure in &failures {
+            tracing::warn!(site = %failure.site_id, code = %failure.code, "a site did not answer for a recall's derived lots");
         }
-        Ok(walked.links)
+        Ok((walked.links, failures))
     }
 
     /// Drives a recall once in its own task (a client that goes away does not cut a call
