@@ -982,6 +982,110 @@ fn operator_commands_against_a_running_network() {
     assert_eq!(released["recall"]["state"], "RELEASED", "{released}");
     let listed = dev.json(&["recall", "list", "--active"]);
     assert_eq!(listed["recalls"], serde_json::json!([]), "{listed}");
+
+    // Genealogy: 50 kg of the kiwi lot pressed into juice at the park; the trace shows what
+    // it was made into, and a recall with --include-derived holds the juice lot too.
+    runtime().block_on(press_kiwi_into_juice(&dev.net));
+    let out = dev.cli(&["trace", SKU, "kiwi-l1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("made into")
+            && out.stdout.contains("PRESS-1")
+            && out.stdout.contains("kiwi-juice juice-l1"),
+        "{}",
+        out.stdout
+    );
+    let traced = dev.json(&["trace", SKU, "kiwi-l1"]);
+    assert_eq!(
+        traced["genealogy"][0]["output_lot_id"], "juice-l1",
+        "{traced}"
+    );
+    assert_eq!(traced["related"][0]["lot_id"], "juice-l1", "{traced}");
+    let recalled = dev.json(&[
+        "recall",
+        "start",
+        SKU,
+        "--lot",
+        "kiwi-l1",
+        "--include-derived",
+        "--reason",
+        "patulin in the juice line",
+        "--id",
+        "R-CLI-2",
+    ]);
+    assert_eq!(recalled["recall"]["include_derived"], true, "{recalled}");
+    assert!(
+        recalled["recall"]["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["site_id"] == PARK
+                && h["sku"] == "kiwi-juice"
+                && h["lot_id"] == "juice-l1"
+                && h["state"] == "HELD"),
+        "{recalled}"
+    );
+    let out = dev.cli(&["recall", "show", "R-CLI-2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("kiwi-juice (derived)") && out.stdout.contains("derived lots"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// The park's juice line presses 50 kg of the kiwi lot into 40 l of juice (PRESS-1).
+async fn press_kiwi_into_juice(net: &TestNetwork) {
+    let today = local_today(net, PARK);
+    let mut inventory = InventoryServiceClient::new(net.dev_keyring().channel(
+        &net.endpoint(PARK, ServiceKind::Inventory),
+        &common::warehouse(PARK),
+    ));
+    let press = inv::Transformation {
+        transformation_id: "PRESS-1".into(),
+        work_order: "juice line".into(),
+        input_mass_g: 50_000,
+        output_mass_g: 40_000,
+        waste_mass_g: 10_000,
+        write_off: false,
+    };
+    inventory
+        .record_movements(inv::RecordMovementsRequest {
+            request_id: "press-kiwi".into(),
+            movements: vec![
+                inv::Movement {
+                    kind: inv::MovementKind::TransformationInput as i32,
+                    sku: SKU.into(),
+                    lot: Some(inv::LotInfo {
+                        lot_id: "kiwi-l1".into(),
+                        ..Default::default()
+                    }),
+                    zone_id: "chilled-a".into(),
+                    quantity: 50,
+                    unit: "kg".into(),
+                    transformation: Some(press.clone()),
+                    ..inv::Movement::default()
+                },
+                inv::Movement {
+                    kind: inv::MovementKind::TransformationOutput as i32,
+                    sku: "kiwi-juice".into(),
+                    lot: Some(inv::LotInfo {
+                        lot_id: "juice-l1".into(),
+                        expiry: Some(date(today.checked_add_days(Days::new(90)).unwrap())),
+                        production: None,
+                        origin: "park juice line".into(),
+                    }),
+                    zone_id: "chilled-a".into(),
+                    quantity: 40,
+                    unit: "l".into(),
+                    transformation: Some(press),
+                    ..inv::Movement::default()
+                },
+            ],
+            actor: Default::default(),
+        })
+        .await
+        .expect("kiwi pressed into juice");
 }
 
 #[test]

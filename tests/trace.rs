@@ -442,7 +442,7 @@ async fn a_lot_no_site_knows_has_an_empty_trace_and_bad_requests_are_refused() {
     let mut gateway = net.gateway().await;
     let traced = trace(&mut gateway, &[PARK]).await;
     assert!(traced.events.is_empty() && traced.positions.is_empty() && traced.stays.is_empty());
-    assert!(traced.errors.is_empty());
+    assert!(traced.errors.is_empty(), "{:?}", traced.errors);
 
     let refused = gateway
         .trace_lot(pb::TraceLotRequest {

@@ -82,6 +82,8 @@ fn trace(sku: &str) -> network::TraceLotResponse {
                 source_site_id: PARK.into(),
                 destination_site_id: VTE.into(),
                 quantity: 40,
+                sku: "citrus-navel-mayang".into(),
+                lot_id: "mayang navel/11".into(),
             })),
         },
         with(entry(VTE, 7, T0 + 90_000, K::TransferIn, 40), |e| {

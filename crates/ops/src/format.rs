@@ -360,6 +360,20 @@ pub fn ledger_entry_json(e: &inventory::LedgerEntry) -> Value {
         "allocation_id": e.allocation_id,
         "hold_id": e.hold_id,
         "recorded_by": author_json(e.recorded_by.as_ref()),
+        "transformation": e.transformation.as_ref().map(|t| json!({
+            "transformation_id": t.transformation_id,
+            "work_order": t.work_order,
+            "input_mass_g": t.input_mass_g,
+            "output_mass_g": t.output_mass_g,
+            "waste_mass_g": t.waste_mass_g,
+            "write_off": t.write_off,
+        })),
+        "relocation": e.relocation.as_ref().map(|r| json!({
+            "from_zone_id": r.from_zone_id,
+            "to_zone_id": r.to_zone_id,
+            "from_class": class_name(r.from_class),
+            "to_class": class_name(r.to_class),
+        })),
     })
 }
 
@@ -457,6 +471,27 @@ pub fn lot_position_json(p: &network::LotPosition) -> Value {
         "allocated": p.allocated,
         "held": p.held,
         "unit": p.unit,
+        "sku": p.sku,
+        "lot_id": p.lot_id,
+    })
+}
+
+/// One input and one output of a transformation in a lot's genealogy.
+pub fn lot_link_json(l: &network::LotLink) -> Value {
+    json!({
+        "site_id": l.site_id,
+        "transformation_id": l.transformation_id,
+        "at": ts_str(l.at.as_ref()),
+        "input_sku": l.input_sku,
+        "input_lot_id": l.input_lot_id,
+        "input_quantity": l.input_quantity,
+        "input_unit": l.input_unit,
+        "output_sku": l.output_sku,
+        "output_lot_id": l.output_lot_id,
+        "output_quantity": l.output_quantity,
+        "output_unit": l.output_unit,
+        "upstream": l.upstream,
+        "depth": l.depth,
     })
 }
 
@@ -470,6 +505,8 @@ pub fn transfer_step_json(t: &network::TransferStep) -> Value {
         "source_site_id": t.source_site_id,
         "destination_site_id": t.destination_site_id,
         "quantity": t.quantity,
+        "sku": t.sku,
+        "lot_id": t.lot_id,
     })
 }
 

@@ -209,8 +209,11 @@ pub fn recall_json(r: &network::Recall) -> Value {
         "lot_ids": r.lot_ids,
         "reason": r.reason,
         "state": format::recall_state_name(r.state),
+        "include_derived": r.include_derived,
+        "derived": r.derived.iter().map(format::lot_link_json).collect::<Vec<_>>(),
         "holds": r.holds.iter().map(|h| json!({
             "site_id": h.site_id,
+            "sku": h.sku,
             "lot_id": h.lot_id,
             "state": format::recall_hold_state_name(h.state),
             "hold_id": h.hold_id,
@@ -233,6 +236,7 @@ fn answer_json(a: &network::RecallAnswer) -> Value {
         "in_transit": a.in_transit.iter().map(format::transfer_step_json).collect::<Vec<_>>(),
         "shipped": a.shipped.iter().map(|s| json!({
             "site_id": s.site_id,
+            "sku": s.sku,
             "lot_id": s.lot_id,
             "order_id": s.order_id,
             "quantity": s.quantity,
@@ -276,10 +280,15 @@ fn print_answer(answer: &network::RecallAnswer, as_json: bool) {
             r.release_reason
         );
     }
-    let mut holds = Table::new(&["SITE", "LOT", "HOLD", "STATE", "ERROR"]);
+    let mut holds = Table::new(&["SITE", "SKU", "LOT", "HOLD", "STATE", "ERROR"]);
     for h in &r.holds {
         holds.row(vec![
             h.site_id.clone(),
+            if h.sku == r.sku {
+                h.sku.clone()
+            } else {
+                format!("{} (derived)", h.sku)
+            },
             if h.lot_id.is_empty() {
                 "(all)".into()
             } else {
@@ -291,12 +300,18 @@ fn print_answer(answer: &network::RecallAnswer, as_json: bool) {
         ]);
     }
     holds.print();
+    if !r.derived.is_empty() {
+        say!("\nderived lots (made from the recalled lots)");
+        super::trace::links_table(r.derived.iter()).print();
+    }
     if !answer.positions.is_empty() {
         say!("\npositions");
-        let mut table = Table::new(&["SITE", "ZONE", "ON HAND", "UNIT", "HELD"]);
+        let mut table = Table::new(&["SITE", "SKU", "LOT", "ZONE", "ON HAND", "UNIT", "HELD"]);
         for p in &answer.positions {
             table.row(vec![
                 p.site_id.clone(),
+                or_dash(&p.sku),
+                or_dash(&p.lot_id),
                 p.zone_id.clone(),
                 thousands(p.on_hand),
                 p.unit.clone(),
@@ -311,10 +326,12 @@ fn print_answer(answer: &network::RecallAnswer, as_json: bool) {
     }
     if !answer.in_transit.is_empty() {
         say!("\nin transit (held on arrival)");
-        let mut table = Table::new(&["TRANSFER", "FROM", "TO", "QUANTITY", "TRAIN"]);
+        let mut table = Table::new(&["TRANSFER", "SKU", "LOT", "FROM", "TO", "QUANTITY", "TRAIN"]);
         for t in &answer.in_transit {
             table.row(vec![
                 t.transfer_id.clone(),
+                or_dash(&t.sku),
+                or_dash(&t.lot_id),
                 t.source_site_id.clone(),
                 t.destination_site_id.clone(),
                 thousands(t.quantity),
@@ -325,10 +342,11 @@ fn print_answer(answer: &network::RecallAnswer, as_json: bool) {
     }
     if !answer.shipped.is_empty() {
         say!("\nalready gone out (tell these customers)");
-        let mut table = Table::new(&["SITE", "LOT", "ORDER", "QUANTITY", "UNIT", "ISSUED"]);
+        let mut table = Table::new(&["SITE", "SKU", "LOT", "ORDER", "QUANTITY", "UNIT", "ISSUED"]);
         for s in &answer.shipped {
             table.row(vec![
                 s.site_id.clone(),
+                or_dash(&s.sku),
                 s.lot_id.clone(),
                 or_dash(&s.order_id),
                 thousands(s.quantity),

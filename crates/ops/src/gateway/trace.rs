@@ -1,5 +1,7 @@
 //! `trace SKU LOT`: a lot's life across the network (TraceLot), as a timeline, where it is
-//! now, what is in transit and what each stay's sensors saw; `--format json` for one JSON
+//! now, what is in transit and what each stay's sensors saw, what it was made from and what
+//! was made from it (its genealogy through processing) with where those lots are and their
+//! issues; `--format json` for one JSON
 //! document, `--format csv` for one row per event (for a spreadsheet), `--format epcis` for
 //! a GS1 EPCIS 2.0 document (for a regulator or a trading partner).
 
@@ -180,6 +182,108 @@ fn print_tables(answer: &network::TraceLotResponse) {
         }
     }
     stays.print();
+    print_genealogy(answer);
+}
+
+/// The transformations of the genealogy: a row per input and output of each.
+pub fn links_table<'l>(links: impl Iterator<Item = &'l network::LotLink>) -> Table {
+    let mut table = Table::new(&[
+        "SITE",
+        "TRANSFORMATION",
+        "AT (UTC)",
+        "FROM LOT",
+        "QUANTITY",
+        "INTO LOT",
+        "QUANTITY",
+        "STEPS",
+    ]);
+    for l in links {
+        table.row(vec![
+            l.site_id.clone(),
+            l.transformation_id.clone(),
+            format::ts_short(l.at.as_ref()),
+            format!("{} {}", l.input_sku, l.input_lot_id),
+            format!("{} {}", thousands(l.input_quantity), l.input_unit),
+            format!("{} {}", l.output_sku, l.output_lot_id),
+            format!("{} {}", thousands(l.output_quantity), l.output_unit),
+            l.depth.to_string(),
+        ]);
+    }
+    table
+}
+
+/// "made from" (upstream), "made into" (downstream), then where each linked lot is now,
+/// what travels, what went out and which sites did not answer for it.
+fn print_genealogy(answer: &network::TraceLotResponse) {
+    if answer.genealogy.is_empty() {
+        return;
+    }
+    for (upstream, title) in [(true, "made from"), (false, "made into")] {
+        let mut links = answer
+            .genealogy
+            .iter()
+            .filter(|l| l.upstream == upstream)
+            .peekable();
+        if links.peek().is_some() {
+            say!("\n{title}");
+            links_table(links).print();
+        }
+    }
+    if answer.genealogy_truncated {
+        say!("(more lots are linked than one trace follows: the nearest are shown)");
+    }
+    for lot in &answer.related {
+        say!("\nlot {} of {}", lot.lot_id, lot.sku);
+        for error in &lot.errors {
+            say!(
+                "  ({} did not answer its part: {}: {})",
+                error.site_id,
+                error.code,
+                error.message
+            );
+        }
+        let mut now = Table::new(&["SITE", "ZONE / ORDER", "QUANTITY", "UNIT", "STATE"]);
+        for p in &lot.positions {
+            now.row(vec![
+                p.site_id.clone(),
+                p.zone_id.clone(),
+                thousands(p.on_hand),
+                p.unit.clone(),
+                if p.held {
+                    "held".into()
+                } else {
+                    "on hand".into()
+                },
+            ]);
+        }
+        for t in &lot.in_transit {
+            now.row(vec![
+                format!("{} → {}", t.source_site_id, t.destination_site_id),
+                format!("in transit ({})", t.transfer_id),
+                thousands(t.quantity),
+                String::new(),
+                "in transit".into(),
+            ]);
+        }
+        for event in &lot.events {
+            if let Some(Event::Entry(e)) = &event.event
+                && e.kind == inventory::LedgerEntryKind::Issue as i32
+            {
+                now.row(vec![
+                    event.site_id.clone(),
+                    format::or_dash(&e.order_id),
+                    thousands(e.delta.saturating_neg()),
+                    e.unit.clone(),
+                    format!("issued {}", format::ts_short(e.recorded_at.as_ref())),
+                ]);
+            }
+        }
+        if now.is_empty() {
+            say!("  (nothing on hand, travelling or issued)");
+        } else {
+            now.print();
+        }
+    }
 }
 
 /// One event in words.
@@ -210,6 +314,21 @@ fn entry_detail(e: &inventory::LedgerEntry) -> String {
         if !value.is_empty() {
             parts.push(format!("{label} {value}"));
         }
+    }
+    if let Some(t) = &e.transformation {
+        parts.push(format!("transformation {}", t.transformation_id));
+        if !t.work_order.is_empty() {
+            parts.push(format!("work order {}", t.work_order));
+        }
+    }
+    if let Some(r) = &e.relocation {
+        parts.push(format!(
+            "{} ({}) → {} ({})",
+            r.from_zone_id,
+            format::class_name(r.from_class),
+            r.to_zone_id,
+            format::class_name(r.to_class)
+        ));
     }
     if let Some(reference) = &e.reference {
         parts.push(format!(
@@ -321,6 +440,9 @@ pub fn trace_json(answer: &network::TraceLotResponse) -> Value {
         })).collect::<Vec<_>>(),
         "truncated": answer.truncated,
         "errors": answer.errors.iter().map(format::site_error_json).collect::<Vec<_>>(),
+        "genealogy": answer.genealogy.iter().map(format::lot_link_json).collect::<Vec<_>>(),
+        "genealogy_truncated": answer.genealogy_truncated,
+        "related": answer.related.iter().map(trace_json).collect::<Vec<_>>(),
     })
 }
 
@@ -333,11 +455,45 @@ fn csv_field(value: &str) -> String {
     }
 }
 
-/// One row per event: when, where, what, how much, and who.
+/// One row per event: when, where, what, how much, and who; the traced lot's events, then
+/// each related lot's (its sku and lot in their columns), then a row per link of the
+/// genealogy (event `MADE FROM` or `MADE INTO`, on the output lot's row).
 pub fn trace_csv(answer: &network::TraceLotResponse) -> String {
     let mut out = String::from(
         "at,site_id,event,sku,lot_id,zone_id,quantity,unit,balance_after,transfer_id,order_id,detail,principal,actor\n",
     );
+    for lot in std::iter::once(answer).chain(answer.related.iter()) {
+        events_csv(lot, &mut out);
+    }
+    for l in &answer.genealogy {
+        let fields = [
+            format::ts_str(l.at.as_ref()).unwrap_or_default(),
+            l.site_id.clone(),
+            if l.upstream { "MADE FROM" } else { "MADE INTO" }.to_string(),
+            l.output_sku.clone(),
+            l.output_lot_id.clone(),
+            String::new(),
+            l.output_quantity.to_string(),
+            l.output_unit.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!(
+                "transformation {}: {} {} of {} {}",
+                l.transformation_id, l.input_quantity, l.input_unit, l.input_sku, l.input_lot_id
+            ),
+            String::new(),
+            String::new(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The rows of one lot's events.
+fn events_csv(answer: &network::TraceLotResponse, out: &mut String) {
     for event in &answer.events {
         let row = event_row(event);
         let (zone, quantity, unit, balance, transfer, order, recorded_by) = match &event.event {
@@ -392,7 +548,6 @@ pub fn trace_csv(answer: &network::TraceLotResponse) -> String {
         out.push_str(&line.join(","));
         out.push('\n');
     }
-    out
 }
 
 #[cfg(test)]
@@ -437,5 +592,64 @@ mod tests {
             "2023-11-14T22:13:20Z,cn-huaihua-park,RECEIPT,citrus,\"L,1\",chilled-a,100,kg,"
         ));
         assert!(lines[1].ends_with(",wh-park,\"Li, Wei\""), "{}", lines[1]);
+    }
+
+    #[test]
+    fn the_genealogy_and_the_related_lots_are_in_the_json_and_the_csv() {
+        let entry = |kind: inventory::LedgerEntryKind, delta: i64| network::TraceEvent {
+            at: Some(proto_time::timestamp(1_700_000_000_000)),
+            site_id: "cn-huaihua-park".into(),
+            event: Some(Event::Entry(inventory::LedgerEntry {
+                kind: kind as i32,
+                delta,
+                unit: "case".into(),
+                order_id: "SO-1".into(),
+                ..Default::default()
+            })),
+        };
+        let answer = network::TraceLotResponse {
+            sku: "citrus".into(),
+            lot_id: "O1".into(),
+            genealogy: vec![network::LotLink {
+                site_id: "cn-huaihua-park".into(),
+                transformation_id: "PR-1".into(),
+                at: Some(proto_time::timestamp(1_700_000_000_000)),
+                input_sku: "citrus".into(),
+                input_lot_id: "O1".into(),
+                input_quantity: 60,
+                input_unit: "kg".into(),
+                output_sku: "segments".into(),
+                output_lot_id: "S1".into(),
+                output_quantity: 30,
+                output_unit: "case".into(),
+                upstream: false,
+                depth: 1,
+            }],
+            related: vec![network::TraceLotResponse {
+                sku: "segments".into(),
+                lot_id: "S1".into(),
+                events: vec![entry(inventory::LedgerEntryKind::Issue, -5)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let json = trace_json(&answer);
+        assert_eq!(json["genealogy"][0]["output_lot_id"], "S1");
+        assert_eq!(json["genealogy"][0]["upstream"], false);
+        assert_eq!(json["related"][0]["lot_id"], "S1");
+        assert_eq!(
+            json["related"][0]["events"][0]["ledger_entry"]["order_id"],
+            "SO-1"
+        );
+        let csv = trace_csv(&answer);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert!(lines[1].contains(",ISSUE,segments,S1,"), "{}", lines[1]);
+        assert!(
+            lines[2].contains(",MADE INTO,segments,S1,,30,case,"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[2].contains("transformation PR-1: 60 kg of citrus O1"));
     }
 }

@@ -195,3 +195,22 @@ fn remaining(until: Instant) -> Option<Duration> {
     let left = until.saturating_duration_since(Instant::now());
     (!left.is_zero()).then_some(left)
 }
+
+impl GatewayApp {
+    /// The transformations `lot`'s entries name, at every site, and the sites that did not
+    /// answer (they name none).
+    pub(super) async fn transformation_entries_of(
+        &self,
+        lot: &LotRef,
+        deadline: Duration,
+    ) -> (Vec<TransformationEntry>, Vec<SiteFailure>) {
+        match self
+            .read_linked_lot(lot, Reading::EntriesOnly, deadline)
+            .await
+        {
+            Ok((trace, failures)) => (render::transformation_entries(&trace), failures),
+            // Entries only: the read makes no call that fails as a whole.
+            Err(_) => (Vec::new(), Vec::new()),
+        }
+    }
+}

@@ -20,12 +20,14 @@ use coldchain_store::{Idempotent, ReplyCodec, RequestFingerprint};
 use tokio::sync::Notify;
 
 use super::GatewayApp;
+use super::genealogy::Reading;
 use super::saga::SagaOptions;
 use super::sites::{Sites, timed, within};
-use crate::domain::trace;
+use crate::domain::genealogy::{Direction, Link, LotRef};
 use crate::domain::{
     HoldStep, Recall, RecallError, RecallHold, RecallRef, RecallSpec, RecallState,
 };
+use crate::domain::{SiteFailure, trace};
 use crate::error::{self, write_error};
 use crate::store::GatewayStore;
 use coldchain_audit::Author;
@@ -90,13 +92,14 @@ impl Recalls {
                 .await;
         let mut after = recall;
         for (hold, outcome) in open.iter().zip(outcomes) {
-            let (site, lot) = (hold.site_id.clone(), hold.lot_id.clone());
+            let key = hold.key();
+            let (site, lot) = (&key.site_id, &key.lot_id);
             let id = after.recall_id.clone();
             after = match outcome {
                 HoldOutcome::StillTravelling => continue,
                 HoldOutcome::Placed(hold_id) => {
-                    tracing::info!(recall_id = %id, site = %site, lot = %lot, %hold_id, "recall hold placed");
-                    self.record(&id, |r, now| r.hold_placed(&site, &lot, &hold_id, now))
+                    tracing::info!(recall_id = %id, site = %site, sku = %key.sku, lot = %lot, %hold_id, "recall hold placed");
+                    self.record(&id, |r, now| r.hold_placed(&key, &hold_id, now))
                         .await?
                 }
                 HoldOutcome::NotPresent {
@@ -104,17 +107,17 @@ impl Recalls {
                     error,
                 } => {
                     self.record(&id, |r, now| {
-                        r.not_present(&site, &lot, travelling_there, error, now)
+                        r.not_present(&key, travelling_there, error, now)
                     })
                     .await?
                 }
                 HoldOutcome::Released => {
-                    self.record(&id, |r, now| r.hold_released(&site, &lot, now))
+                    self.record(&id, |r, now| r.hold_released(&key, now))
                         .await?
                 }
                 HoldOutcome::Failed { error } => {
                     tracing::debug!(recall_id = %id, site = %site, %error, "recall hold attempt failed; will retry");
-                    self.record(&id, |r, now| r.attempt_failed(&site, &lot, error, now))
+                    self.record(&id, |r, now| r.attempt_failed(&key, error, now))
                         .await?
                 }
             };
@@ -140,7 +143,7 @@ impl Recalls {
             return self.release_hold(recall, hold).await;
         }
         if hold.step == HoldStep::AwaitingArrival {
-            match self.travelling_to(recall, hold) {
+            match self.travelling_to(hold) {
                 Ok(true) => return HoldOutcome::StillTravelling,
                 Ok(false) => {}
                 Err(error) => {
@@ -153,7 +156,7 @@ impl Recalls {
         let request = inv::PlaceHoldRequest {
             request_id: recall.place_request_id(hold),
             zone_id: String::new(),
-            sku: recall.sku.clone(),
+            sku: hold.sku.clone(),
             lot_id: hold.lot_id.clone(),
             reason: recall.hold_reason(),
             reference: Some(common::Reference {
@@ -173,7 +176,7 @@ impl Recalls {
         match answer {
             Ok(placed) => HoldOutcome::Placed(placed.hold_id),
             Err(status) if status.code() == tonic::Code::NotFound => {
-                match self.travelling_to(recall, hold) {
+                match self.travelling_to(hold) {
                     Ok(travelling_there) => HoldOutcome::NotPresent {
                         travelling_there,
                         error: describe(&status),
@@ -219,15 +222,11 @@ impl Recalls {
 
     /// True while a transfer carrying the hold's lot (any lot of the sku for a recall of
     /// every lot) travels to the hold's site.
-    fn travelling_to(&self, recall: &Recall, hold: &RecallHold) -> Result<bool, ServiceError> {
-        Ok(self
-            .store
-            .travelling_with_sku(&recall.sku)?
-            .iter()
-            .any(|t| {
-                t.destination_site_id == hold.site_id
-                    && (hold.lot_id.is_empty() || trace::carried(t, &recall.sku, &hold.lot_id) > 0)
-            }))
+    fn travelling_to(&self, hold: &RecallHold) -> Result<bool, ServiceError> {
+        Ok(self.store.travelling_with_sku(&hold.sku)?.iter().any(|t| {
+            t.destination_site_id == hold.site_id
+                && (hold.lot_id.is_empty() || trace::carried(t, &hold.sku, &hold.lot_id) > 0)
+        }))
     }
 
     /// A call to a site's inventory with the step timeout, retried by the saga's policy.
@@ -287,8 +286,9 @@ impl Outbox for Recalls {
 }
 
 impl GatewayApp {
-    /// RecallLot: records the recall (a pending hold per site and lot), drives its holds
-    /// once, and answers what it covers.
+    /// RecallLot: with include_derived, first the lots made from the recalled ones (the
+    /// downstream genealogy, as TraceLot finds it); then records the recall (a pending hold
+    /// per site and lot), drives its holds once, and answers what it covers.
     pub async fn recall_lot(
         &self,
         request: &RequestFingerprint,
@@ -298,13 +298,38 @@ impl GatewayApp {
         deadline: Duration,
     ) -> Result<pb::RecallAnswer, ServiceError> {
         let sites: Vec<String> = self.network().sites.iter().map(|s| s.id.clone()).collect();
+        let (derived, derivation_failures) = if spec.include_derived {
+            self.derived_links(&spec, deadline).await?
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let written = self
             .store
-            .create_recall(Idempotent::new(request, reply, &Refusals), spec, sites, by)
+            .create_recall(
+                Idempotent::new(request, reply, &Refusals),
+                spec,
+                sites,
+                derived,
+                by,
+            )
             .await
             .map_err(write_error)?;
         let recall = self.drive_recall(&written.value.recall_id).await?;
-        self.recall_answer(recall, deadline).await
+        let mut answer = self.recall_answer(recall, deadline).await?;
+        // The caller learns which sites could not say what was made from the lots: their
+        // derived lots are not held, and a trace later shows them.
+        answer
+            .errors
+            .extend(derivation_failures.into_iter().map(|failure| {
+                crate::wire::site_error(SiteFailure {
+                    message: format!(
+                        "finding the lots made from the recalled ones: {}",
+                        failure.message
+                    ),
+                    ..failure
+                })
+            }));
+        Ok(answer)
     }
 
     /// ReleaseRecall: records the release, drives it once, and answers the recall.
@@ -357,6 +382,51 @@ impl GatewayApp {
         )?)
     }
 
+    /// The downstream genealogy of the lots `spec` recalls (every lot of the sku the sites
+    /// have, when it names none), and the sites that did not answer: their part is left out
+    /// and the recall holds what could be found.
+    async fn derived_links(
+        &self,
+        spec: &RecallSpec,
+        deadline: Duration,
+    ) -> Result<(Vec<Link>, Vec<SiteFailure>), ServiceError> {
+        let started = std::time::Instant::now();
+        let mut failures = Vec::new();
+        let lot_ids = if spec.lot_ids.is_empty() {
+            let (lots, lot_failures) = self.lots_of_sku(&spec.sku, deadline).await;
+            failures.extend(lot_failures);
+            lots
+        } else {
+            spec.lot_ids.clone()
+        };
+        let read = futures::future::join_all(lot_ids.iter().map(|lot_id| async move {
+            let lot = LotRef::new(spec.sku.clone(), lot_id.clone());
+            let (entries, failures) = self.transformation_entries_of(&lot, deadline).await;
+            ((lot, entries), failures)
+        }))
+        .await;
+        let mut roots = Vec::with_capacity(read.len());
+        for (root, root_failures) in read {
+            roots.push(root);
+            failures.extend(root_failures);
+        }
+        let walked = self
+            .walk_genealogy(
+                roots,
+                &[Direction::Downstream],
+                Reading::EntriesOnly,
+                started + deadline,
+            )
+            .await?;
+        failures.extend(walked.failures);
+        failures.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+        failures.dedup();
+        for failure in &failures {
+            tracing::warn!(site = %failure.site_id, code = %failure.code, "a site did not answer for a recall's derived lots");
+        }
+        Ok((walked.links, failures))
+    }
+
     /// Drives a recall once in its own task (a client that goes away does not cut a call
     /// between a site's answer and its record), under the recall's claim.
     async fn drive_recall(&self, recall_id: &str) -> Result<Recall, ServiceError> {
@@ -383,6 +453,7 @@ impl GatewayApp {
         let covers = super::trace::LotsQuery {
             sku: recall.sku.clone(),
             lot_ids: recall.lot_ids.clone(),
+            derived: recall.derived_lots(),
         };
         let state = self.lots_state(&covers, deadline).await?;
         Ok(pb::RecallAnswer {

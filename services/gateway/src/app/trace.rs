@@ -39,6 +39,8 @@ pub struct LotsQuery {
     pub sku: String,
     /// The lots; empty: every lot of the sku the sites have stock of.
     pub lot_ids: Vec<String>,
+    /// Lots of any sku besides (a recall's derived lots).
+    pub derived: Vec<LotRef>,
 }
 
 /// Where a recall's lots are: positions, in transit, gone out.
@@ -218,9 +220,14 @@ impl GatewayApp {
         } else {
             query.lot_ids.clone()
         };
-        for lot_id in lots.into_iter().take(MAX_LOTS_PER_ANSWER) {
+        let lots = lots
+            .into_iter()
+            .take(MAX_LOTS_PER_ANSWER)
+            .map(|lot_id| LotRef::new(query.sku.clone(), lot_id))
+            .chain(query.derived.iter().take(MAX_LOTS_PER_ANSWER).cloned());
+        for LotRef { sku, lot_id } in lots {
             let trace_query = TraceQuery {
-                sku: query.sku.clone(),
+                sku: sku.clone(),
                 lot_id: lot_id.clone(),
                 site_ids: Vec::new(),
             };
@@ -259,7 +266,7 @@ impl GatewayApp {
                 if transfer.state.is_travelling() {
                     state
                         .in_transit
-                        .push(render::in_transit(&transfer, &query.sku, &lot_id));
+                        .push(render::in_transit(&transfer, &sku, &lot_id));
                 }
             }
         }
@@ -271,7 +278,11 @@ impl GatewayApp {
 
     /// The lots of `sku` the sites have positions of, in order, and the sites that did not
     /// answer.
-    async fn lots_of_sku(&self, sku: &str, deadline: Duration) -> (Vec<String>, Vec<SiteFailure>) {
+    pub(super) async fn lots_of_sku(
+        &self,
+        sku: &str,
+        deadline: Duration,
+    ) -> (Vec<String>, Vec<SiteFailure>) {
         let answers =
             futures::future::join_all(self.network().sites.iter().map(|site| async move {
                 let request = inv::GetStockRequest {

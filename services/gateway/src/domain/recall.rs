@@ -12,10 +12,15 @@
 //!
 //! RELEASING releases every hold placed, then the recall is RELEASED. Holds not placed by
 //! then are cancelled.
+//!
+//! With `include_derived`, the lots made from the recalled lots by transformations (the
+//! downstream genealogy, as it stands when the recall starts) get holds of their own: one
+//! per (site, sku, lot), driven exactly like the recalled lots' holds.
 
 use coldchain_audit::Author;
 use serde::{Deserialize, Serialize};
 
+use super::genealogy::{Link, LotRef};
 use super::rules::MAX_STEP_REQUEST_ID_BYTES;
 
 /// The state of a recall.
@@ -72,11 +77,15 @@ impl HoldStep {
     }
 }
 
-/// One (site, lot) hold of a recall.
+/// One (site, sku, lot) hold of a recall.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecallHold {
     /// The site.
     pub site_id: String,
+    /// The sku: the recall's own, or a derived lot's. Stored after the recall's other
+    /// fields (see `store::stored`), so a recall of an earlier build still decodes.
+    #[serde(skip)]
+    pub sku: String,
     /// The lot; empty: every lot of the sku.
     pub lot_id: String,
     /// Where it stands.
@@ -100,9 +109,14 @@ pub struct RecallSpec {
     pub lot_ids: Vec<String>,
     /// Why.
     pub reason: String,
+    /// Also hold the lots made from these (downstream genealogy).
+    pub include_derived: bool,
 }
 
 /// A recall as the gateway stores it.
+///
+/// The fields serde skips (`include_derived`, `derived`, each hold's `sku`) are stored
+/// after the others by `store::stored`: records of earlier builds end before them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recall {
     /// Its id.
@@ -131,6 +145,12 @@ pub struct Recall {
     pub released_ms: Option<i64>,
     /// When it last changed.
     pub updated_ms: i64,
+    /// Asked with include_derived.
+    #[serde(skip)]
+    pub include_derived: bool,
+    /// The links through which the derived lots were found, when it started.
+    #[serde(skip)]
+    pub derived: Vec<Link>,
 }
 
 /// Why a recall operation is refused.
@@ -143,12 +163,14 @@ pub enum RecallError {
     #[error("recall_id {0:?} is already taken by a different recall")]
     AlreadyExists(String),
     /// No such hold in the recall (a driver's bug, never a client's).
-    #[error("recall {recall_id:?} has no hold at {site_id:?} for lot {lot_id:?}")]
+    #[error("recall {recall_id:?} has no hold at {site_id:?} for lot {lot_id:?} of {sku:?}")]
     NoSuchHold {
         /// The recall.
         recall_id: String,
         /// The site.
         site_id: String,
+        /// The sku.
+        sku: String,
         /// The lot.
         lot_id: String,
     },
@@ -165,25 +187,43 @@ pub fn assigned_recall_id(request_digest: &[u8; 32], now_ms: i64) -> String {
 }
 
 impl Recall {
-    /// A new ACTIVE recall with a pending hold per site and lot.
+    /// A new ACTIVE recall with a pending hold per site and lot: its own lots', then (with
+    /// include_derived) each lot the `derived` links produced, other than its own.
     pub fn new(
         recall_id: String,
         spec: RecallSpec,
         sites: &[String],
+        derived: Vec<Link>,
         by: Author,
         now_ms: i64,
     ) -> Self {
-        let lots: Vec<String> = if spec.lot_ids.is_empty() {
-            vec![String::new()]
+        let mut lots: Vec<LotRef> = if spec.lot_ids.is_empty() {
+            vec![LotRef::new(spec.sku.clone(), String::new())]
         } else {
-            spec.lot_ids.clone()
+            spec.lot_ids
+                .iter()
+                .map(|lot| LotRef::new(spec.sku.clone(), lot.clone()))
+                .collect()
         };
+        let derived = if spec.include_derived {
+            derived
+        } else {
+            Vec::new()
+        };
+        for link in &derived {
+            let lot = link.output.lot();
+            let own = lot.sku == spec.sku && (spec.lot_ids.is_empty() || lots.contains(&lot));
+            if !own && !lots.contains(&lot) {
+                lots.push(lot);
+            }
+        }
         let holds = sites
             .iter()
             .flat_map(|site| {
                 lots.iter().map(move |lot| RecallHold {
                     site_id: site.clone(),
-                    lot_id: lot.clone(),
+                    sku: lot.sku.clone(),
+                    lot_id: lot.lot_id.clone(),
                     step: HoldStep::Pending,
                     hold_id: String::new(),
                     refusals: 0,
@@ -205,13 +245,18 @@ impl Recall {
             release_requested_ms: None,
             released_ms: None,
             updated_ms: now_ms,
+            include_derived: spec.include_derived,
+            derived,
         }
     }
 
     /// True when `spec` asks for this recall (a RecallLot repeating it is not "a different
     /// recall").
     pub fn same_definition(&self, spec: &RecallSpec) -> bool {
-        self.sku == spec.sku && self.lot_ids == spec.lot_ids && self.reason == spec.reason
+        self.sku == spec.sku
+            && self.lot_ids == spec.lot_ids
+            && self.reason == spec.reason
+            && self.include_derived == spec.include_derived
     }
 
     /// The holds a driver has to work on now: to place while ACTIVE, to release while
@@ -235,28 +280,28 @@ impl Recall {
         !self.open_holds().is_empty()
     }
 
-    fn hold_mut(&mut self, site_id: &str, lot_id: &str) -> Result<&mut RecallHold, RecallError> {
+    fn hold_mut(&mut self, key: &HoldKey) -> Result<&mut RecallHold, RecallError> {
         let recall_id = self.recall_id.clone();
         self.holds
             .iter_mut()
-            .find(|h| h.site_id == site_id && h.lot_id == lot_id)
+            .find(|h| h.site_id == key.site_id && h.sku == key.sku && h.lot_id == key.lot_id)
             .ok_or_else(|| RecallError::NoSuchHold {
                 recall_id,
-                site_id: site_id.to_string(),
-                lot_id: lot_id.to_string(),
+                site_id: key.site_id.clone(),
+                sku: key.sku.clone(),
+                lot_id: key.lot_id.clone(),
             })
     }
 
     /// The site placed the hold. False (nothing to record) unless it was still to place.
     pub fn hold_placed(
         &mut self,
-        site_id: &str,
-        lot_id: &str,
+        key: &HoldKey,
         hold_id: &str,
         now_ms: i64,
     ) -> Result<bool, RecallError> {
         let placing = self.state == RecallState::Active;
-        let hold = self.hold_mut(site_id, lot_id)?;
+        let hold = self.hold_mut(key)?;
         if !placing || !matches!(hold.step, HoldStep::Pending | HoldStep::AwaitingArrival) {
             return Ok(false);
         }
@@ -271,14 +316,13 @@ impl Recall {
     /// it is on its way), then it waits for the arrival under a new request id.
     pub fn not_present(
         &mut self,
-        site_id: &str,
-        lot_id: &str,
+        key: &HoldKey,
         travelling_there: bool,
         error: String,
         now_ms: i64,
     ) -> Result<bool, RecallError> {
         let placing = self.state == RecallState::Active;
-        let hold = self.hold_mut(site_id, lot_id)?;
+        let hold = self.hold_mut(key)?;
         if !placing || !matches!(hold.step, HoldStep::Pending | HoldStep::AwaitingArrival) {
             return Ok(false);
         }
@@ -298,12 +342,11 @@ impl Recall {
     /// the hold stays to do, with the error.
     pub fn attempt_failed(
         &mut self,
-        site_id: &str,
-        lot_id: &str,
+        key: &HoldKey,
         error: String,
         now_ms: i64,
     ) -> Result<bool, RecallError> {
-        let hold = self.hold_mut(site_id, lot_id)?;
+        let hold = self.hold_mut(key)?;
         if hold.last_error == error {
             return Ok(false);
         }
@@ -333,14 +376,9 @@ impl Recall {
     }
 
     /// The site released the hold.
-    pub fn hold_released(
-        &mut self,
-        site_id: &str,
-        lot_id: &str,
-        now_ms: i64,
-    ) -> Result<bool, RecallError> {
+    pub fn hold_released(&mut self, key: &HoldKey, now_ms: i64) -> Result<bool, RecallError> {
         let releasing = self.state == RecallState::Releasing;
-        let hold = self.hold_mut(site_id, lot_id)?;
+        let hold = self.hold_mut(key)?;
         if !releasing || hold.step != HoldStep::Held {
             return Ok(false);
         }
@@ -360,12 +398,40 @@ impl Recall {
         }
     }
 
-    /// The request id of placing `hold` at its site (a new one after each NOT_FOUND).
+    /// The request id of placing `hold` at its site (a new one after each NOT_FOUND). A
+    /// derived lot's names its sku; the recall's own lots' are those earlier builds used.
     pub fn place_request_id(&self, hold: &RecallHold) -> String {
-        self.step_request_id(&format!(
-            "hold:{}:{}:{}",
-            hold.site_id, hold.lot_id, hold.refusals
-        ))
+        if hold.sku == self.sku {
+            self.step_request_id(&format!(
+                "hold:{}:{}:{}",
+                hold.site_id, hold.lot_id, hold.refusals
+            ))
+        } else {
+            self.step_request_id(&format!(
+                "hold:{}:{}:{}:{}",
+                hold.site_id, hold.sku, hold.lot_id, hold.refusals
+            ))
+        }
+    }
+
+    /// The lots made from the recalled ones that it holds: (sku, lot), in hold order.
+    pub fn derived_lots(&self) -> Vec<LotRef> {
+        let mut lots: Vec<LotRef> = Vec::new();
+        for hold in self
+            .holds
+            .iter()
+            .filter(|h| h.sku != self.sku || !self.is_own_lot(&h.lot_id))
+        {
+            let lot = LotRef::new(hold.sku.clone(), hold.lot_id.clone());
+            if !lots.contains(&lot) {
+                lots.push(lot);
+            }
+        }
+        lots
+    }
+
+    fn is_own_lot(&self, lot_id: &str) -> bool {
+        self.lot_ids.is_empty() || self.lot_ids.iter().any(|l| l == lot_id)
     }
 
     /// The request id of releasing `hold`.
@@ -398,6 +464,28 @@ impl Recall {
     }
 }
 
+/// Which hold of a recall: (site, sku, lot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldKey {
+    /// The site.
+    pub site_id: String,
+    /// The sku.
+    pub sku: String,
+    /// The lot; empty: every lot of the sku.
+    pub lot_id: String,
+}
+
+impl RecallHold {
+    /// Its key.
+    pub fn key(&self) -> HoldKey {
+        HoldKey {
+            site_id: self.site_id.clone(),
+            sku: self.sku.clone(),
+            lot_id: self.lot_id.clone(),
+        }
+    }
+}
+
 /// The answer an idempotent recall call keeps for its replays: the recall it concerns. A
 /// replay answers the recall's current state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -410,6 +498,14 @@ pub struct RecallRef {
 mod tests {
     use super::*;
 
+    fn key(site: &str, lot: &str) -> HoldKey {
+        HoldKey {
+            site_id: site.into(),
+            sku: "citrus".into(),
+            lot_id: lot.into(),
+        }
+    }
+
     fn recall(lots: &[&str]) -> Recall {
         Recall::new(
             "R-1".into(),
@@ -418,8 +514,10 @@ mod tests {
                 sku: "citrus".into(),
                 lot_ids: lots.iter().map(|l| l.to_string()).collect(),
                 reason: "listeria found".into(),
+                include_derived: false,
             },
             &["park".to_string(), "vte".to_string()],
+            Vec::new(),
             Author::new("ops-1", "Anna"),
             100,
         )
@@ -444,49 +542,144 @@ mod tests {
         assert!(every_lot.holds.iter().all(|h| h.lot_id.is_empty()));
     }
 
+    fn made(input: &str, output: (&str, &str)) -> Link {
+        use crate::domain::genealogy::{Direction, LotQuantity};
+        let lot = |sku: &str, lot: &str| LotQuantity {
+            sku: sku.into(),
+            lot_id: lot.into(),
+            quantity: 1,
+            unit: "kg".into(),
+        };
+        Link {
+            site_id: "park".into(),
+            transformation_id: "PR-1".into(),
+            at_ms: 50,
+            input: lot("citrus", input),
+            output: lot(output.0, output.1),
+            direction: Direction::Downstream,
+            depth: 1,
+        }
+    }
+
+    #[test]
+    fn derived_lots_get_a_hold_per_site_with_their_own_sku() {
+        let links = vec![
+            made("L1", ("segment", "S1")),
+            made("L1", ("juice", "J1")),
+            // Two inputs make the same output: one hold per site.
+            made("L2", ("segment", "S1")),
+            // A recalled lot among the outputs (rework) is not held twice.
+            made("L1", ("citrus", "L2")),
+        ];
+        let spec = |include_derived| RecallSpec {
+            recall_id: Some("R-2".into()),
+            sku: "citrus".into(),
+            lot_ids: vec!["L1".into(), "L2".into()],
+            reason: "listeria".into(),
+            include_derived,
+        };
+        let sites = ["park".to_string(), "vte".to_string()];
+        let by = Author::new("ops-1", "");
+        let r = Recall::new(
+            "R-2".into(),
+            spec(true),
+            &sites,
+            links.clone(),
+            by.clone(),
+            100,
+        );
+        let holds: Vec<_> = r
+            .holds
+            .iter()
+            .map(|h| (h.site_id.as_str(), h.sku.as_str(), h.lot_id.as_str()))
+            .collect();
+        assert_eq!(
+            holds,
+            vec![
+                ("park", "citrus", "L1"),
+                ("park", "citrus", "L2"),
+                ("park", "segment", "S1"),
+                ("park", "juice", "J1"),
+                ("vte", "citrus", "L1"),
+                ("vte", "citrus", "L2"),
+                ("vte", "segment", "S1"),
+                ("vte", "juice", "J1"),
+            ]
+        );
+        assert_eq!(
+            r.derived_lots(),
+            vec![LotRef::new("segment", "S1"), LotRef::new("juice", "J1")]
+        );
+        assert_eq!(r.derived.len(), 4);
+        // A derived hold's request id names its sku; the recall's own keep their old form.
+        assert_eq!(
+            r.place_request_id(&r.holds[2]),
+            "gateway:recall:R-2:hold:park:segment:S1:0"
+        );
+        assert_eq!(
+            r.place_request_id(&r.holds[0]),
+            "gateway:recall:R-2:hold:park:L1:0"
+        );
+        let mut r = r;
+        let segment_at_park = r.holds[2].key();
+        assert!(r.hold_placed(&segment_at_park, "hold-9", 200).unwrap());
+        assert_eq!(r.holds[2].step, HoldStep::Held);
+        assert_eq!(
+            r.holds[0].step,
+            HoldStep::Pending,
+            "the same lot id of another sku is another hold"
+        );
+
+        // Without include_derived the links are ignored, and it is another definition.
+        let plain = Recall::new("R-2".into(), spec(false), &sites, links, by, 100);
+        assert_eq!(plain.holds.len(), 4);
+        assert!(plain.derived.is_empty());
+        assert!(!plain.same_definition(&spec(true)));
+    }
+
     #[test]
     fn holds_placed_or_absent_end_the_work() {
         let mut r = recall(&["L1"]);
-        assert!(r.hold_placed("park", "L1", "hold-7", 200).unwrap());
+        assert!(r.hold_placed(&key("park", "L1"), "hold-7", 200).unwrap());
         assert!(
-            !r.hold_placed("park", "L1", "hold-8", 201).unwrap(),
+            !r.hold_placed(&key("park", "L1"), "hold-8", 201).unwrap(),
             "placed once"
         );
         assert_eq!(r.holds[0].hold_id, "hold-7");
         assert!(r.needs_work());
         assert!(
-            r.not_present("vte", "L1", false, "NOT_FOUND: x".into(), 300)
+            r.not_present(&key("vte", "L1"), false, "NOT_FOUND: x".into(), 300)
                 .unwrap()
         );
         assert_eq!(r.holds[1].step, HoldStep::NotPresent);
         assert!(!r.needs_work());
-        assert!(r.hold_placed("nowhere", "L1", "h", 1).is_err());
+        assert!(r.hold_placed(&key("nowhere", "L1"), "h", 1).is_err());
     }
 
     #[test]
     fn a_site_awaiting_an_arrival_is_tried_again_under_a_new_request_id() {
         let mut r = recall(&["L1"]);
         let first = r.place_request_id(&r.holds[1].clone());
-        r.not_present("vte", "L1", true, "NOT_FOUND: lot".into(), 200)
+        r.not_present(&key("vte", "L1"), true, "NOT_FOUND: lot".into(), 200)
             .unwrap();
         assert_eq!(r.holds[1].step, HoldStep::AwaitingArrival);
         assert!(r.needs_work());
         let second = r.place_request_id(&r.holds[1].clone());
         assert_ne!(first, second);
         // A site that fails otherwise keeps its request id: the retry replays the same call.
-        r.attempt_failed("park", "L1", "UNAVAILABLE: down".into(), 210)
+        r.attempt_failed(&key("park", "L1"), "UNAVAILABLE: down".into(), 210)
             .unwrap();
         assert_eq!(
             r.place_request_id(&r.holds[0].clone()),
             "gateway:recall:R-1:hold:park:L1:0"
         );
-        assert!(r.hold_placed("vte", "L1", "hold-3", 300).unwrap());
+        assert!(r.hold_placed(&key("vte", "L1"), "hold-3", 300).unwrap());
     }
 
     #[test]
     fn release_releases_what_was_placed_and_cancels_the_rest() {
         let mut r = recall(&["L1"]);
-        r.hold_placed("park", "L1", "hold-7", 200).unwrap();
+        r.hold_placed(&key("park", "L1"), "hold-7", 200).unwrap();
         assert!(r.release(Author::new("ops-2", ""), "lab clear".into(), 300));
         assert!(
             !r.release(Author::new("ops-3", ""), "again".into(), 301),
@@ -496,10 +689,10 @@ mod tests {
         assert_eq!(r.holds[1].step, HoldStep::Cancelled);
         assert_eq!(r.open_holds().len(), 1);
         assert!(
-            !r.hold_placed("vte", "L1", "late", 302).unwrap(),
+            !r.hold_placed(&key("vte", "L1"), "late", 302).unwrap(),
             "nothing placed after a release"
         );
-        assert!(r.hold_released("park", "L1", 400).unwrap());
+        assert!(r.hold_released(&key("park", "L1"), 400).unwrap());
         assert_eq!(r.state, RecallState::Released);
         assert_eq!(r.released_ms, Some(400));
         assert!(!r.needs_work());

@@ -13,11 +13,13 @@
 
 use coldchain_store::{Idempotent, StoreError, Table, Value, WriteError, WriteTx, Written};
 
+use super::stored::StoredRecall;
 use super::{GatewayStore, Refused};
+use crate::domain::genealogy::Link;
 use crate::domain::{Recall, RecallError, RecallRef, RecallSpec, assigned_recall_id};
 use coldchain_audit::Author;
 
-const RECALLS: Table<String, Recall> = Table::new("recall");
+const RECALLS: Table<String, StoredRecall> = Table::new("recall");
 const RECALLS_BY_CREATED: Table<(i64, String), ()> = Table::new("recall-created");
 const RECALLS_PENDING: Table<String, ()> = Table::new("recall-pending");
 
@@ -39,6 +41,7 @@ impl GatewayStore {
         idempotent: Idempotent<'_, RecallRef, Refused>,
         spec: RecallSpec,
         sites: Vec<String>,
+        derived: Vec<Link>,
         by: Author,
     ) -> Result<Written<RecallRef>, WriteError<Refused>> {
         let digest = idempotent.request.digest;
@@ -57,13 +60,13 @@ impl GatewayStore {
                         id
                     }
                 };
-                if let Some(existing) = tx.get(&RECALLS, &recall_id)? {
+                if let Some(StoredRecall(existing)) = tx.get(&RECALLS, &recall_id)? {
                     if existing.same_definition(&spec) {
                         return Ok(RecallRef { recall_id });
                     }
                     return Err(RecallError::AlreadyExists(recall_id).into());
                 }
-                let recall = Recall::new(recall_id.clone(), spec, &sites, by, now);
+                let recall = Recall::new(recall_id.clone(), spec, &sites, derived, by, now);
                 put_recall(tx, true, &recall)?;
                 Ok(RecallRef { recall_id })
             })
@@ -82,7 +85,7 @@ impl GatewayStore {
         self.store
             .write(Some(idempotent), move |tx| {
                 let now = tx.now_millis();
-                let mut recall = tx
+                let StoredRecall(mut recall) = tx
                     .get(&RECALLS, &recall_id.to_string())?
                     .ok_or_else(|| RecallError::NotFound(recall_id.to_string()))?;
                 if recall.release(by, reason, now) {
@@ -107,7 +110,7 @@ impl GatewayStore {
         self.store
             .write(None, move |tx| {
                 let now = tx.now_millis();
-                let mut recall = tx
+                let StoredRecall(mut recall) = tx
                     .get(&RECALLS, &recall_id.to_string())?
                     .ok_or_else(|| RecallError::NotFound(recall_id.to_string()))?;
                 if change(&mut recall, now)? {
@@ -124,7 +127,10 @@ impl GatewayStore {
 
     /// One recall.
     pub fn get_recall(&self, recall_id: &str) -> Result<Option<Recall>, StoreError> {
-        self.store.get(&RECALLS, &recall_id.to_string())
+        Ok(self
+            .store
+            .get(&RECALLS, &recall_id.to_string())?
+            .map(|StoredRecall(recall)| recall))
     }
 
     /// Recalls newest first, after the relative key `after`, passing `keep`; at most
@@ -139,7 +145,7 @@ impl GatewayStore {
         let mut last_key = None;
         for entry in self.store.scan_after(&RECALLS_BY_CREATED, &[], after) {
             let (key, ()) = entry?;
-            let Some(recall) = self.store.get(&RECALLS, &key.1)? else {
+            let Some(StoredRecall(recall)) = self.store.get(&RECALLS, &key.1)? else {
                 continue;
             };
             if !keep(&recall) {
@@ -165,7 +171,8 @@ impl GatewayStore {
 
 /// Stages a recall with its indexes; appends it, marked, to the ledger.
 fn put_recall(tx: &mut WriteTx<'_>, new: bool, recall: &Recall) -> Result<(), StoreError> {
-    tx.put(&RECALLS, &recall.recall_id, recall)?;
+    let stored = StoredRecall(recall.clone());
+    tx.put(&RECALLS, &recall.recall_id, &stored)?;
     if new {
         tx.put(
             &RECALLS_BY_CREATED,
@@ -179,7 +186,7 @@ fn put_recall(tx: &mut WriteTx<'_>, new: bool, recall: &Recall) -> Result<(), St
         tx.delete(&RECALLS_PENDING, &recall.recall_id);
     }
     let mut bytes = RECALL_LEDGER_MARK.to_vec();
-    bytes.extend(recall.to_bytes()?);
+    bytes.extend(stored.to_bytes()?);
     tx.append_ledger(|_| bytes);
     Ok(())
 }

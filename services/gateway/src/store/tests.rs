@@ -325,3 +325,88 @@ fn stored_bytes_with_garbage_after_the_authors_are_corrupt() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+/// A recall as the build before derived lots (28b1fd1) stored it: postcard of its
+/// `Recall`, whose fields are those serde still writes first (`R-OLD`, sku citrus, lot L1,
+/// park HELD as hold-7, vte PENDING, by ops-1 (Anna), created at 1000 ms).
+const EARLIER_RECALL: &str = "05522d4f4c440663697472757301024c31086c697374657269610002047061726b024c310206686f6c642d37000003767465024c3100000000056f70732d3104416e6e61d00f00000000b817";
+
+#[tokio::test]
+async fn a_recall_an_earlier_build_stored_opens_with_its_holds_of_its_sku() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    const EARLIER: Table<String, RawBytes> = Table::new("recall");
+    store
+        .raw()
+        .write(None, |tx| {
+            tx.put(
+                &EARLIER,
+                &"R-OLD".to_string(),
+                &RawBytes(hex(EARLIER_RECALL)),
+            )?;
+            Ok::<(), Refused>(())
+        })
+        .await
+        .unwrap();
+    let recall = store.get_recall("R-OLD").unwrap().expect("decodes");
+    assert_eq!(recall.sku, "citrus");
+    assert_eq!(recall.holds.len(), 2);
+    assert!(recall.holds.iter().all(|h| h.sku == "citrus"));
+    assert_eq!(recall.holds[0].hold_id, "hold-7");
+    assert_eq!(recall.holds[0].step, domain::HoldStep::Held);
+    assert!(!recall.include_derived);
+    assert!(recall.derived.is_empty());
+    assert!(recall.derived_lots().is_empty());
+    assert_eq!(
+        recall.place_request_id(&recall.holds[1]),
+        "gateway:recall:R-OLD:hold:vte:L1:0",
+        "a retry sends the request id it sent before"
+    );
+
+    // A change rewrites it in this build's form, which reads back the same.
+    let key = recall.holds[1].key();
+    let after = store
+        .update_recall("R-OLD", |r, now| r.hold_placed(&key, "hold-8", now))
+        .await
+        .unwrap();
+    assert_eq!(store.get_recall("R-OLD").unwrap(), Some(after));
+}
+
+#[test]
+fn a_recall_with_derived_lots_keeps_their_skus_and_links() {
+    use crate::domain::genealogy::{Direction, Link, LotQuantity};
+    let lot = |sku: &str, lot: &str| LotQuantity {
+        sku: sku.into(),
+        lot_id: lot.into(),
+        quantity: 3,
+        unit: "case".into(),
+    };
+    let link = Link {
+        site_id: "park".into(),
+        transformation_id: "PR-1".into(),
+        at_ms: 900,
+        input: lot("citrus", "L1"),
+        output: lot("segment", "S1"),
+        direction: Direction::Downstream,
+        depth: 1,
+    };
+    let recall = crate::domain::Recall::new(
+        "R-NEW".into(),
+        crate::domain::RecallSpec {
+            recall_id: Some("R-NEW".into()),
+            sku: "citrus".into(),
+            lot_ids: vec!["L1".into()],
+            reason: "listeria".into(),
+            include_derived: true,
+        },
+        &["park".to_string()],
+        vec![link],
+        Author::new("ops-1", ""),
+        1000,
+    );
+    let bytes = stored::StoredRecall(recall.clone()).to_bytes().unwrap();
+    let stored::StoredRecall(back) = stored::StoredRecall::from_bytes(&bytes).unwrap();
+    assert_eq!(back, recall);
+    assert_eq!(back.holds[1].sku, "segment");
+    assert!(stored::StoredRecall::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+}

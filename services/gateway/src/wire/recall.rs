@@ -84,6 +84,7 @@ pub fn recall_lot(
         sku: req.sku.clone(),
         lot_ids: req.lot_ids.clone(),
         reason: req.reason.clone(),
+        include_derived: req.include_derived,
     };
     Ok((fingerprint_of(&req.request_id, req), spec))
 }
@@ -206,7 +207,7 @@ pub fn recall_to_proto(r: &Recall) -> pb::Recall {
                 state: hold_state(h.step) as i32,
                 hold_id: h.hold_id.clone(),
                 last_error: h.last_error.clone(),
-                sku: r.sku.clone(),
+                sku: h.sku.clone(),
             })
             .collect(),
         started_by: Some(author(&r.started_by)),
@@ -216,7 +217,7 @@ pub fn recall_to_proto(r: &Recall) -> pb::Recall {
         release_requested_at: r.release_requested_ms.map(timestamp),
         released_at: r.released_ms.map(timestamp),
         updated_at: Some(timestamp(r.updated_ms)),
-        include_derived: false,
-        derived: Vec::new(),
+        include_derived: r.include_derived,
+        derived: r.derived.iter().map(super::trace::link).collect(),
     }
 }

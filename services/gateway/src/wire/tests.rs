@@ -185,3 +185,95 @@ fn the_saga_requests_name_on_whose_behalf_the_gateway_acts() {
     assert_eq!(sites::transfer_out_request(&t).actor, "");
     assert_eq!(sites::transfer_in_request(&t).unwrap().actor, "");
 }
+
+mod genealogy {
+    use coldchain_proto::inventory::v1 as inv;
+    use coldchain_runtime::proto_time::timestamp;
+
+    use crate::domain::genealogy::{Side, TransformationEntry};
+    use crate::domain::trace::LotEntryKind;
+    use crate::wire::trace::{lot_entry, transformation_entry, transformation_facts};
+
+    fn entry(kind: inv::LedgerEntryKind, sku: &str, lot: &str, delta: i64) -> inv::LedgerEntry {
+        inv::LedgerEntry {
+            sequence: 7,
+            recorded_at: Some(timestamp(1_000)),
+            kind: kind as i32,
+            sku: sku.into(),
+            lot: Some(inv::LotInfo {
+                lot_id: lot.into(),
+                ..Default::default()
+            }),
+            zone_id: "chilled-a".into(),
+            unit: "kg".into(),
+            delta,
+            transformation: Some(inv::Transformation {
+                transformation_id: "PR-1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_transformation_side_names_its_transformation_and_moves_stock() {
+        use inv::LedgerEntryKind as K;
+        let input = entry(K::TransformationInput, "orange", "O1", -60);
+        assert_eq!(
+            transformation_entry("park", &input),
+            Some(TransformationEntry {
+                site_id: "park".into(),
+                side: Side::Input,
+                transformation_id: "PR-1".into(),
+            })
+        );
+        let output = entry(K::TransformationOutput, "segment", "S1", 30);
+        assert_eq!(
+            transformation_entry("park", &output).unwrap().side,
+            Side::Output
+        );
+        // Any other entry, or a side without its transformation, names none.
+        assert_eq!(
+            transformation_entry("park", &entry(K::Issue, "orange", "O1", -1)),
+            None
+        );
+        let mut bare = input.clone();
+        bare.transformation = None;
+        assert_eq!(transformation_entry("park", &bare), None);
+        for kind in [
+            K::TransformationInput,
+            K::TransformationOutput,
+            K::RelocationOut,
+            K::RelocationIn,
+        ] {
+            assert_eq!(
+                lot_entry("park", &entry(kind, "orange", "O1", 1)).kind,
+                LotEntryKind::Movement,
+                "{kind:?} moves the stock of its zone"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_sums_each_lot_per_side() {
+        use inv::LedgerEntryKind as K;
+        let record = inv::TransformationRecord {
+            transformation: None,
+            inputs: vec![
+                entry(K::TransformationInput, "orange", "O1", -40),
+                entry(K::TransformationInput, "orange", "O1", -20),
+                entry(K::TransformationInput, "orange", "O2", -5),
+            ],
+            outputs: vec![entry(K::TransformationOutput, "segment", "S1", 30)],
+        };
+        let facts = transformation_facts("park", "PR-1", &record);
+        let inputs: Vec<_> = facts
+            .inputs
+            .iter()
+            .map(|l| (l.lot_id.as_str(), l.quantity))
+            .collect();
+        assert_eq!(inputs, vec![("O1", 60), ("O2", 5)]);
+        assert_eq!(facts.outputs.len(), 1);
+        assert_eq!(facts.at_ms, 1_000);
+    }
+}

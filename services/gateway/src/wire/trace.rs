@@ -80,6 +80,8 @@ fn transfer_step(
         source_site_id: transfer.source_site_id.clone(),
         destination_site_id: transfer.destination_site_id.clone(),
         quantity: trace::carried(transfer, sku, lot_id),
+        sku: sku.to_string(),
+        lot_id: lot_id.to_string(),
     }
 }
 
@@ -120,6 +122,7 @@ pub fn shipment(site_id: &str, lot_id: &str, entry: &inv::LedgerEntry) -> pb::Re
         quantity: entry.delta.saturating_neg(),
         unit: entry.unit.clone(),
         issued_at: entry.recorded_at,
+        sku: entry.sku.clone(),
     }
 }
 
@@ -132,6 +135,12 @@ pub fn position(site_id: &str, level: &inv::StockLevel) -> pb::LotPosition {
         allocated: level.allocated,
         held: level.held > 0,
         unit: level.unit.clone(),
+        sku: level.sku.clone(),
+        lot_id: level
+            .lot
+            .as_ref()
+            .map(|lot| lot.lot_id.clone())
+            .unwrap_or_default(),
     }
 }
 
