@@ -103,7 +103,12 @@ pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
 /// Keeps the lot index up with the durable ledger in the background, from a catch-up at
 /// start (a store of an earlier build: ListLotEntries answers UNAVAILABLE until it is done)
 /// to the service's shutdown.
-fn spawn_lot_index(store: coldchain_store::Store, label: String, shutdown: Shutdown) {
+fn spawn_lot_index(
+    store: coldchain_store::Store,
+    readiness: store::lot_index::Readiness,
+    label: String,
+    shutdown: Shutdown,
+) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         let decode = |bytes: &[u8]| {
@@ -120,7 +125,8 @@ fn spawn_lot_index(store: coldchain_store::Store, label: String, shutdown: Shutd
                 );
             }
         };
-        if let Err(error) = store::lot_index::follow(store, decode, shutdown, caught_up).await {
+        let following = store::lot_index::follow(store, readiness, decode, shutdown, caught_up);
+        if let Err(error) = following.await {
             // Reads stay right (the ranges not sealed are read whole), only slower.
             tracing::error!(service = %label, %error, "the lot index stopped following the ledger until a restart");
         }
@@ -147,8 +153,13 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
                 .map(|zone| (zone.id.clone(), zone.class)),
         ),
         Arc::new(wire::codec::EntryCodec),
+    )?;
+    spawn_lot_index(
+        store.clone(),
+        inventory.lot_index_readiness(),
+        ctx.label(),
+        ctx.shutdown.clone(),
     );
-    spawn_lot_index(store.clone(), ctx.label(), ctx.shutdown.clone());
     let app = app::InventoryApp::new(
         inventory,
         ctx.site.clone(),

@@ -19,19 +19,10 @@ use coldchain_store::{Idempotent, RequestFingerprint, WriteError};
 use crate::Options;
 use crate::domain::{
     AllocateCommand, Allocation, ExpiringQuery, Hold, HoldSnapshot, LedgerEntry, Movement,
-    MovementKind, PlaceHoldCommand, RecordedAnswer, ReleaseAllocationCommand, ReleaseHoldCommand,
-    SkuStock, StockPage, StockQuery, StockRef,
+    MovementKind, PlaceHoldCommand, RecordedAnswer, RecordedMovements, RecordedTransformation,
+    ReleaseAllocationCommand, ReleaseHoldCommand, SkuStock, StockPage, StockQuery, StockRef,
 };
-use crate::store::{InventoryStore, RecordedTransformation, ReplyCodec, TxError};
-
-/// What RecordMovements recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedMovements {
-    /// One entry per movement (a relocation's departure).
-    pub entries: Vec<LedgerEntry>,
-    /// The arrival entry of each relocation, in the order of the movements.
-    pub arrivals: Vec<LedgerEntry>,
-}
+use crate::store::{InventoryStore, ReplyCodec, TxError};
 
 pub use crate::error::{CheckInFailure, SiteRefusal};
 pub use booking::check_in_request_id;

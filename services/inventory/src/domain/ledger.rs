@@ -105,6 +105,15 @@ impl LedgerEntry {
     }
 }
 
+/// What RecordMovements recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedMovements {
+    /// One entry per movement (a relocation's departure).
+    pub entries: Vec<LedgerEntry>,
+    /// The arrival entry of each relocation, in the order of the movements.
+    pub arrivals: Vec<LedgerEntry>,
+}
+
 /// RecordMovements' answer as the idempotency record keeps it.
 ///
 /// The answer's entries are ledger entries, and the ledger keeps them for good: so a record

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use coldchain_network::TemperatureClass;
 
-use super::{HoldScope, MAX_QUANTITY, Movement, MovementKind};
+use super::{HoldScope, LedgerEntry, MAX_QUANTITY, Movement, MovementKind};
 
 /// Longest work order reference, in bytes.
 pub const MAX_WORK_ORDER_LEN: usize = 128;
@@ -55,6 +55,17 @@ impl TransformationSpec {
         problems.extend(mass("waste_mass_g", self.waste_mass_g, false));
         problems
     }
+}
+
+/// A transformation as recorded: what was stated, its inputs' and outputs' entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedTransformation {
+    /// What its request stated.
+    pub spec: TransformationSpec,
+    /// Its TRANSFORMATION_INPUT entries, in sequence order.
+    pub inputs: Vec<LedgerEntry>,
+    /// Its TRANSFORMATION_OUTPUT entries, in sequence order.
+    pub outputs: Vec<LedgerEntry>,
 }
 
 /// Where a relocation went, as both of its ledger entries record it.

@@ -19,9 +19,12 @@
 //! Earlier builds kept per-lot chunks of sequences written with every entry (`lot_entries`);
 //! the first catch-up of such a store removes them. A store of a build before the holds'
 //! authors has no release sequences: the first catch-up finds them in the ledger, and
-//! ListLotEntries answers UNAVAILABLE until it has (the `backfilled` marker).
+//! ListLotEntries answers UNAVAILABLE until it has (the `backfilled` marker; a store empty
+//! when opened, or marked, is ready at once: see [`Readiness`]).
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use coldchain_audit::Author;
 use coldchain_runtime::Shutdown;
@@ -177,6 +180,29 @@ fn meta(store: &Store, name: &str) -> Result<Option<u64>, StoreError> {
     store.get(&LOT_INDEX_META, &name.to_string())
 }
 
+/// Whether the index answers: at once for a store that was empty when opened (every hold
+/// release it will hold keeps its sequence) or that a catch-up marked; otherwise once the
+/// first catch-up is done. Kept in memory, so a read never waits on the background task
+/// of a new store.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// The readiness of `store` as opened.
+    pub fn at_open(store: &Store) -> Result<Self, StoreError> {
+        let ready = store.durable_sequence() == 0 || meta(store, BACKFILLED)?.is_some();
+        Ok(Self(Arc::new(AtomicBool::new(ready))))
+    }
+
+    fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// The decoded entries of sequences `first..first + len` that are durable, each with its
 /// sequence.
 fn read_entries(
@@ -199,11 +225,12 @@ fn read_entries(
 /// Every sequence of the lot's entries and of the holds that covered it, ascending.
 pub(super) fn sequences(
     store: &Store,
+    readiness: &Readiness,
     sku: &str,
     lot_id: &str,
     decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
 ) -> Result<Vec<u64>, LotIndexError> {
-    if meta(store, BACKFILLED)?.is_none() {
+    if !readiness.is_ready() {
         return Err(LotIndexError::NotReady);
     }
     let range_len = meta(store, RANGE_LEN)?.unwrap_or(DEFAULT_RANGE_LEN).max(1);
@@ -304,6 +331,7 @@ fn note_releases(tx: &mut WriteTx<'_>, entries: &[LedgerEntry]) -> Result<(), St
 /// ready. Answers the next range to seal and the entries read.
 pub async fn catch_up(
     store: &Store,
+    readiness: &Readiness,
     decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
     new_range_len: u64,
 ) -> Result<(u64, u64), StoreError> {
@@ -343,6 +371,7 @@ pub async fn catch_up(
             .await
             .map_err(unrequested)?;
     }
+    readiness.set_ready();
     Ok((next, read))
 }
 
@@ -373,11 +402,12 @@ async fn retire_earlier_index(store: &Store) -> Result<(), StoreError> {
 /// Answers the entries the catch-up read (tells whether an earlier store was upgraded).
 pub async fn follow(
     store: Store,
+    readiness: Readiness,
     decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
     shutdown: Shutdown,
     on_caught_up: impl FnOnce(u64),
 ) -> Result<(), StoreError> {
-    let (mut next, read) = catch_up(&store, &decode, DEFAULT_RANGE_LEN).await?;
+    let (mut next, read) = catch_up(&store, &readiness, &decode, DEFAULT_RANGE_LEN).await?;
     on_caught_up(read);
     let range_len = meta(&store, RANGE_LEN)?.unwrap_or(DEFAULT_RANGE_LEN).max(1);
     let mut durable = store.subscribe_ledger();

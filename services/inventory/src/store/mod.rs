@@ -43,7 +43,7 @@ pub use coldchain_store::ReplyCodec;
 
 use crate::domain::{
     self, ActiveHold, AllocateCommand, Allocation, DomainError, EntryKind, Hold, HoldScope,
-    LedgerEntry, Movement, MovementKind, PlaceHoldCommand, RecordedAnswer, TransformationSpec,
+    LedgerEntry, Movement, MovementKind, PlaceHoldCommand, RecordedAnswer, RecordedTransformation,
 };
 
 /// The temperature class of each zone of the site (relocation entries record both).
@@ -64,17 +64,6 @@ impl ZoneClasses {
             .copied()
             .unwrap_or(TemperatureClass::Ambient)
     }
-}
-
-/// A transformation as recorded: what was stated, its inputs' and outputs' entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedTransformation {
-    /// What its request stated.
-    pub spec: TransformationSpec,
-    /// Its TRANSFORMATION_INPUT entries, in sequence order.
-    pub inputs: Vec<LedgerEntry>,
-    /// Its TRANSFORMATION_OUTPUT entries, in sequence order.
-    pub outputs: Vec<LedgerEntry>,
 }
 
 /// How ledger entries are kept: the bytes the ledger stores (and the feed sends as they
@@ -141,18 +130,31 @@ pub struct InventoryStore {
     tz: Tz,
     zones: Arc<ZoneClasses>,
     entries: Arc<EntryCodec>,
+    lot_index: lot_index::Readiness,
 }
 
 impl InventoryStore {
     /// Wraps an opened database of a site in time zone `tz` with `zones`, its ledger
     /// entries kept through `entries`.
-    pub fn new(store: Store, tz: Tz, zones: ZoneClasses, entries: Arc<EntryCodec>) -> Self {
-        Self {
+    pub fn new(
+        store: Store,
+        tz: Tz,
+        zones: ZoneClasses,
+        entries: Arc<EntryCodec>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            lot_index: lot_index::Readiness::at_open(&store)?,
             store,
             tz,
             zones: Arc::new(zones),
             entries,
-        }
+        })
+    }
+
+    /// Whether the lot index answers (set by its background catch-up, see
+    /// [`lot_index::follow`]).
+    pub fn lot_index_readiness(&self) -> lot_index::Readiness {
+        self.lot_index.clone()
     }
 
     /// The underlying database (ledger reads, health, close).
@@ -267,8 +269,9 @@ impl InventoryStore {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<LedgerEntry>, bool), lot_index::LotIndexError> {
-        let sequences =
-            lot_index::sequences(&self.store, sku, lot_id, |bytes| self.entries.decode(bytes))?;
+        let sequences = lot_index::sequences(&self.store, &self.lot_index, sku, lot_id, |bytes| {
+            self.entries.decode(bytes)
+        })?;
         let durable = self.store.durable_sequence();
         let mut wanted = sequences
             .into_iter()

@@ -45,6 +45,7 @@ fn open(dir: &std::path::Path) -> InventoryStore {
         super::ZoneClasses::default(),
         Arc::new(Entries),
     )
+    .unwrap()
 }
 
 fn receipts(request_id: &str, count: usize) -> crate::wire::requests::Call<Vec<Movement>> {
@@ -154,9 +155,11 @@ async fn a_store_written_before_the_lot_index_gets_it_from_its_ledger() {
         .unwrap()
         .value;
     // Ranges of 7: the ledger of 124 entries is 17 sealed ranges and 5 entries not sealed.
-    let (next, read) = super::lot_index::catch_up(store.raw(), |b| Entries.decode(b), 7)
-        .await
-        .unwrap();
+    let readiness = store.lot_index_readiness();
+    let (next, read) =
+        super::lot_index::catch_up(store.raw(), &readiness, |b| Entries.decode(b), 7)
+            .await
+            .unwrap();
     assert_eq!((next, read), (17, 124));
     assert_eq!(super::lot_index::rows(store.raw()), (17, 0));
     let before = store.lot_entries("SKU-3", "L1", 0, 100).unwrap().0;
@@ -169,13 +172,19 @@ async fn a_store_written_before_the_lot_index_gets_it_from_its_ledger() {
     // As an earlier build left it: no filters, no hold authors, a chunk of its own index.
     super::lot_index::forget(store.raw()).await;
     assert_eq!(super::lot_index::rows(store.raw()), (0, 1));
+    // Opened again, as the upgraded build opens it.
+    store.raw().close();
+    drop(store);
+    let store = open(dir.path());
     assert!(matches!(
         store.lot_entries("SKU-3", "L1", 0, 100),
         Err(super::lot_index::LotIndexError::NotReady)
     ));
-    let (next, indexed) = super::lot_index::catch_up(store.raw(), |b| Entries.decode(b), 5)
-        .await
-        .unwrap();
+    let readiness = store.lot_index_readiness();
+    let (next, indexed) =
+        super::lot_index::catch_up(store.raw(), &readiness, |b| Entries.decode(b), 5)
+            .await
+            .unwrap();
     assert_eq!(
         (next, indexed),
         (24, 40 + 41 + 42 + 1),

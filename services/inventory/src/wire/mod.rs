@@ -12,9 +12,10 @@ use coldchain_runtime::proto_time;
 
 pub use requests::{Call, ListStock};
 
-use crate::app::RecordedMovements;
-use crate::domain::{Allocation, Hold, HoldSnapshot, LedgerEntry, SkuStock, StockPage};
-use crate::store::RecordedTransformation;
+use crate::domain::{
+    Allocation, Hold, HoldSnapshot, LedgerEntry, RecordedMovements, RecordedTransformation,
+    SkuStock, StockPage,
+};
 
 /// RecordMovements' response.
 pub fn recorded(recorded: RecordedMovements) -> pb::RecordMovementsResponse {
