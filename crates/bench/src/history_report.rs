@@ -67,6 +67,24 @@ pub(crate) fn history_rows(
         ratio: times(filled.read.latency_ms(0.99), empty.read.latency_ms(0.99)),
         target: "≤ 2× empty".into(),
     });
+    if let Some(lots) = &filled.lot_history {
+        figures.record_errors(&format!("{service} ListLotEntries (filled)"), lots);
+        figures.rows.push(Row {
+            figure: format!(
+                "{service}: ListLotEntries of one lot of the history ({} entries a lot, spread over all {})",
+                crate::scenarios::ENTRIES_PER_LOT,
+                filled.history
+            ),
+            ours: format!(
+                "p50 {:.1} ms, p99 {:.1} ms",
+                lots.latency_ms(0.5),
+                lots.latency_ms(0.99)
+            ),
+            peer: format!("{} calls/s, 4 clients", rate(lots.ok_per_second())),
+            ratio: "–".into(),
+            target: "–".into(),
+        });
+    }
     let per_row = |phase: &Phase| phase.disk.bytes as f64 / phase.rows.max(1) as f64;
     if let Some(disk) = filled.history_disk.filter(|_| filled.history > 0) {
         figures.rows.push(Row {

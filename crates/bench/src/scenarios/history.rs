@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use coldchain_proto::booking::v1 as booking;
 use coldchain_proto::inventory::v1 as inventory;
 use coldchain_runtime::client::Channel as KeyedChannel;
+use coldchain_runtime::error::ServiceError;
 use coldchain_runtime::network::ServiceKind;
 
 use super::{booking_pair, fill_request, receipt_request, run_id};
@@ -24,7 +25,7 @@ use crate::load::{self, LoadResult, LoadSpec};
 /// Movements per call while filling the ledger.
 const FILL_MOVEMENTS: u64 = 500;
 /// Ledger entries per lot in the filled history (10 million entries over 100,000 lots).
-const ENTRIES_PER_LOT: u64 = 100;
+pub const ENTRIES_PER_LOT: u64 = 100;
 /// Calls in flight while filling.
 const FILL_CONCURRENCY: u64 = 8;
 
@@ -41,6 +42,10 @@ pub struct Phase {
     pub rss_peak: u64,
     /// One page of the service's list read, by a few clients after the load.
     pub read: LoadResult,
+    /// The inventory with history: one lot's whole history (`ListLotEntries`, the site's
+    /// part of a trace) read by a few clients after the load; its entries are spread over
+    /// the whole ledger, the worst case of the lot index.
+    pub lot_history: Option<LoadResult>,
     /// Rows in the store at the end: the history and what the load wrote.
     pub rows: u64,
     /// Its data directory after a clean stop at the end.
@@ -120,9 +125,10 @@ async fn inventory_phase(
     })
     .await;
     let rss_peak = rss.stop();
+    let read_channels = channels.clone();
     let read = load::run("ListStock", &read_spec(spec), move |worker, iteration| {
         let mut client = inventory::inventory_service_client::InventoryServiceClient::new(
-            channels[worker % channels.len()].clone(),
+            read_channels[worker % read_channels.len()].clone(),
         );
         let request = inventory::ListStockRequest {
             sku: format!("SKU-{:03}", (worker as u64 + iteration) % 100),
@@ -132,6 +138,42 @@ async fn inventory_phase(
         async move { client.list_stock(request).await.map(|_| ()) }
     })
     .await;
+    let lot_history = if entries > 0 {
+        let lots = (entries / ENTRIES_PER_LOT).max(1);
+        let channels = channels.clone();
+        Some(
+            load::run(
+                "ListLotEntries",
+                &read_spec(spec),
+                move |worker, iteration| {
+                    let mut client =
+                        inventory::inventory_service_client::InventoryServiceClient::new(
+                            channels[worker % channels.len()].clone(),
+                        );
+                    // The fill's naming (see `fill_request`), a different lot each call.
+                    let lot = (worker as u64 * 7919 + iteration * 104_729) % lots;
+                    let request = inventory::ListLotEntriesRequest {
+                        sku: format!("HIST-{:05}", lot / 100),
+                        lot_id: format!("H{lot:07}"),
+                        page_size: 1000,
+                        ..Default::default()
+                    };
+                    async move {
+                        let page = client.list_lot_entries(request).await?.into_inner();
+                        if page.entries.is_empty() {
+                            return Err(tonic::Status::from(ServiceError::internal(
+                                "a lot of the history answered no entries",
+                            )));
+                        }
+                        Ok(())
+                    }
+                },
+            )
+            .await,
+        )
+    } else {
+        None
+    };
     let disk = host.stop_and_measure_space().await?;
     Ok(Phase {
         history: entries,
@@ -139,6 +181,7 @@ async fn inventory_phase(
         load,
         rss_peak,
         read,
+        lot_history,
         rows: entries + written.load(Ordering::Relaxed),
         disk,
         history_disk: Some(history_disk),
@@ -243,6 +286,7 @@ async fn booking_phase(
         load,
         rss_peak,
         read,
+        lot_history: None,
         rows: bookings + written.load(Ordering::Relaxed),
         disk,
         history_disk: None,
