@@ -80,7 +80,7 @@ pub(crate) fn history_rows(
                 lots.latency_ms(0.5),
                 lots.latency_ms(0.99)
             ),
-            peer: format!("{} calls/s, 4 clients", rate(lots.ok_per_second())),
+            peer: format!("{} with 4 clients", rate(lots.ok_per_second())),
             ratio: "–".into(),
             target: "–".into(),
         });

@@ -222,6 +222,11 @@ fn read_entries(
         .collect()
 }
 
+/// Whether `bytes` hold `needle` somewhere.
+fn contains(bytes: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || bytes.windows(needle.len()).any(|window| window == needle)
+}
+
 /// Every sequence of the lot's entries and of the holds that covered it, ascending.
 pub(super) fn sequences(
     store: &Store,
@@ -253,9 +258,17 @@ pub(super) fn sequences(
     let mut own = BTreeSet::new();
     let mut zones = HashSet::new();
     for range in to_read {
-        for entry in read_entries(store, &decode, range * range_len + 1, range_len)? {
+        for record in store.ledger_from(range * range_len + 1, range_len as usize)? {
+            // Entries are protobuf, whose strings are their bytes as they are: an entry
+            // without the sku's and the lot's bytes cannot name them, and is not decoded.
+            if !contains(&record.bytes, lot_id.as_bytes())
+                || !contains(&record.bytes, sku.as_bytes())
+            {
+                continue;
+            }
+            let entry = decode(&record.bytes).map_err(StoreError::Corrupt)?;
             if indexed(&entry) == Some((sku, lot_id)) {
-                own.insert(entry.sequence);
+                own.insert(record.sequence);
                 zones.insert(entry.zone_id);
             }
         }
