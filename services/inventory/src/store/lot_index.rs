@@ -277,16 +277,20 @@ pub(super) fn sequences(
     Ok(own.into_iter().collect())
 }
 
-/// Seals ranges `next..` that the durable ledger has passed; answers the next range to
-/// seal and the entries read.
+/// Seals ranges `next..` that the durable ledger has passed, until `shutdown` (checked
+/// between ranges: a sealer behind a heavy load must not keep the database open once the
+/// service stops); answers the next range to seal and the entries read.
 async fn seal_complete(
     store: &Store,
     decode: &impl Fn(&[u8]) -> Result<LedgerEntry, String>,
     range_len: u64,
     mut next: u64,
+    shutdown: &Shutdown,
 ) -> Result<(u64, u64), StoreError> {
     let mut read = 0;
-    while (next + 1).saturating_mul(range_len) <= store.durable_sequence() {
+    while (next + 1).saturating_mul(range_len) <= store.durable_sequence()
+        && !shutdown.is_triggered()
+    {
         let entries = read_entries(store, decode, next * range_len + 1, range_len)?;
         if entries.len() as u64 != range_len {
             return Err(StoreError::Corrupt(format!(
@@ -347,6 +351,7 @@ pub async fn catch_up(
     readiness: &Readiness,
     decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
     new_range_len: u64,
+    shutdown: &Shutdown,
 ) -> Result<(u64, u64), StoreError> {
     let range_len = match meta(store, RANGE_LEN)? {
         Some(len) => len.max(1),
@@ -361,12 +366,15 @@ pub async fn catch_up(
             len
         }
     };
-    retire_earlier_index(store).await?;
+    retire_earlier_index(store, shutdown).await?;
     let next = match store.scan_prefix(&LOT_FILTERS, &[]).last() {
         Some(row) => row?.0 + 1,
         None => 0,
     };
-    let (next, mut read) = seal_complete(store, &decode, range_len, next).await?;
+    let (next, mut read) = seal_complete(store, &decode, range_len, next, shutdown).await?;
+    if shutdown.is_triggered() {
+        return Ok((next, read));
+    }
     if meta(store, BACKFILLED)?.is_none() {
         let from = next * range_len + 1;
         let until = store.durable_sequence();
@@ -389,15 +397,15 @@ pub async fn catch_up(
 }
 
 /// Removes the per-lot chunks an earlier build wrote with every entry.
-async fn retire_earlier_index(store: &Store) -> Result<(), StoreError> {
-    loop {
+async fn retire_earlier_index(store: &Store, shutdown: &Shutdown) -> Result<(), StoreError> {
+    while !shutdown.is_triggered() {
         let keys: Vec<_> = store
             .scan_prefix(&RETIRED_LOT_ENTRIES, &[])
             .take(RETIRE_BATCH)
             .map(|row| row.map(|(key, _)| key))
             .collect::<Result<_, _>>()?;
         if keys.is_empty() {
-            return Ok(());
+            break;
         }
         store
             .write(None, |tx| {
@@ -409,6 +417,7 @@ async fn retire_earlier_index(store: &Store) -> Result<(), StoreError> {
             .await
             .map_err(unrequested)?;
     }
+    Ok(())
 }
 
 /// Catches up, then seals each range as the durable ledger passes it, until `shutdown`.
@@ -420,7 +429,8 @@ pub async fn follow(
     shutdown: Shutdown,
     on_caught_up: impl FnOnce(u64),
 ) -> Result<(), StoreError> {
-    let (mut next, read) = catch_up(&store, &readiness, &decode, DEFAULT_RANGE_LEN).await?;
+    let (mut next, read) =
+        catch_up(&store, &readiness, &decode, DEFAULT_RANGE_LEN, &shutdown).await?;
     on_caught_up(read);
     let range_len = meta(&store, RANGE_LEN)?.unwrap_or(DEFAULT_RANGE_LEN).max(1);
     let mut durable = store.subscribe_ledger();
@@ -435,7 +445,9 @@ pub async fn follow(
                 }
             }
         }
-        next = seal_complete(&store, &decode, range_len, next).await?.0;
+        next = seal_complete(&store, &decode, range_len, next, &shutdown)
+            .await?
+            .0;
     }
 }
 

@@ -156,10 +156,15 @@ async fn a_store_written_before_the_lot_index_gets_it_from_its_ledger() {
         .value;
     // Ranges of 7: the ledger of 124 entries is 17 sealed ranges and 5 entries not sealed.
     let readiness = store.lot_index_readiness();
-    let (next, read) =
-        super::lot_index::catch_up(store.raw(), &readiness, |b| Entries.decode(b), 7)
-            .await
-            .unwrap();
+    let (next, read) = super::lot_index::catch_up(
+        store.raw(),
+        &readiness,
+        |b| Entries.decode(b),
+        7,
+        &coldchain_runtime::Shutdown::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!((next, read), (17, 124));
     assert_eq!(super::lot_index::rows(store.raw()), (17, 0));
     let before = store.lot_entries("SKU-3", "L1", 0, 100).unwrap().0;
@@ -181,10 +186,15 @@ async fn a_store_written_before_the_lot_index_gets_it_from_its_ledger() {
         Err(super::lot_index::LotIndexError::NotReady)
     ));
     let readiness = store.lot_index_readiness();
-    let (next, indexed) =
-        super::lot_index::catch_up(store.raw(), &readiness, |b| Entries.decode(b), 5)
-            .await
-            .unwrap();
+    let (next, indexed) = super::lot_index::catch_up(
+        store.raw(),
+        &readiness,
+        |b| Entries.decode(b),
+        5,
+        &coldchain_runtime::Shutdown::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (next, indexed),
         (24, 40 + 41 + 42 + 1),
