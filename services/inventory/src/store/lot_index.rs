@@ -429,13 +429,19 @@ pub async fn follow(
     shutdown: Shutdown,
     on_caught_up: impl FnOnce(u64),
 ) -> Result<(), StoreError> {
-    let (mut next, read) =
-        catch_up(&store, &readiness, &decode, DEFAULT_RANGE_LEN, &shutdown).await?;
+    // Every step races the shutdown: a write in flight when the service stops is dropped
+    // (sealing a range again writes the same row), so the database is never kept open by
+    // this task once the service is gone.
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let caught_up = catch_up(&store, &readiness, &decode, DEFAULT_RANGE_LEN, &shutdown);
+    let (mut next, read) = tokio::select! {
+        _ = &mut stop => return Ok(()),
+        result = caught_up => result?,
+    };
     on_caught_up(read);
     let range_len = meta(&store, RANGE_LEN)?.unwrap_or(DEFAULT_RANGE_LEN).max(1);
     let mut durable = store.subscribe_ledger();
-    let stop = shutdown.wait();
-    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return Ok(()),
@@ -445,9 +451,10 @@ pub async fn follow(
                 }
             }
         }
-        next = seal_complete(&store, &decode, range_len, next, &shutdown)
-            .await?
-            .0;
+        next = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            sealed = seal_complete(&store, &decode, range_len, next, &shutdown) => sealed?.0,
+        };
     }
 }
 
