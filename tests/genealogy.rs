@@ -151,6 +151,22 @@ fn link(input: &str, output: &str, upstream: bool) -> (String, String, bool, u32
     (input.to_string(), output.to_string(), upstream, 1)
 }
 
+/// The lot's EPCIS export, parsed, after checking it against the schema's rules.
+async fn epcis(gateway: &mut Gateway, sku: &str, lot_id: &str) -> serde_json::Value {
+    let document = gateway
+        .export_trace_epcis(pb::TraceLotRequest {
+            sku: sku.into(),
+            lot_id: lot_id.into(),
+            site_ids: Vec::new(),
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let json: serde_json::Value = serde_json::from_str(&document.json_ld).unwrap();
+    assert_eq!(coldchain_epcis::problems(&json), Vec::<String>::new());
+    json
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_trace_follows_a_transformation_both_ways() {
     let net = two_sites().await;
@@ -276,17 +292,7 @@ async fn the_epcis_export_has_a_transformation_event_with_exactly_its_inputs_and
     let net = two_sites().await;
     process_oranges(&net).await;
     let mut gateway = net.gateway().await;
-    let document = gateway
-        .export_trace_epcis(pb::TraceLotRequest {
-            sku: SEGMENT.into(),
-            lot_id: SEGMENT_LOT.into(),
-            site_ids: Vec::new(),
-        })
-        .await
-        .expect("export")
-        .into_inner();
-    let json: serde_json::Value = serde_json::from_str(&document.json_ld).unwrap();
-    assert_eq!(coldchain_epcis::problems(&json), Vec::<String>::new());
+    let json = epcis(&mut gateway, SEGMENT, SEGMENT_LOT).await;
     let made: Vec<&serde_json::Value> = json["epcisBody"]["eventList"]
         .as_array()
         .unwrap()
@@ -601,17 +607,7 @@ async fn exposure_follows_a_relocation_to_the_other_zones_sensors() {
         .collect();
     assert_eq!(positions, vec![("chilled-a", 40)]);
     // The relocation is one EPCIS `storing` event from the freezer to the chilled room.
-    let document = gateway
-        .export_trace_epcis(pb::TraceLotRequest {
-            sku: SEGMENT.into(),
-            lot_id: SEGMENT_LOT.into(),
-            site_ids: Vec::new(),
-        })
-        .await
-        .expect("export")
-        .into_inner();
-    let json: serde_json::Value = serde_json::from_str(&document.json_ld).unwrap();
-    assert_eq!(coldchain_epcis::problems(&json), Vec::<String>::new());
+    let json = epcis(&mut gateway, SEGMENT, SEGMENT_LOT).await;
     let storing: Vec<&serde_json::Value> = json["epcisBody"]["eventList"]
         .as_array()
         .unwrap()

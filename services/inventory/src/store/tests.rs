@@ -121,6 +121,19 @@ async fn records_of_earlier_builds_and_new_ones_replay_the_first_answer() {
     assert_eq!(first_now[0].sequence, 301, "after the earlier batch");
 }
 
+/// The lot index brought up to the ledger in ranges of `range_len`.
+async fn catch_up(store: &InventoryStore, range_len: u64) -> (u64, u64) {
+    super::lot_index::catch_up(
+        store.raw(),
+        &store.lot_index_readiness(),
+        |b| Entries.decode(b),
+        range_len,
+        &coldchain_runtime::Shutdown::new(),
+    )
+    .await
+    .unwrap()
+}
+
 /// A store an earlier build wrote has neither the lot index nor the holds' authors: its
 /// lot's history is unavailable until the backfill has read its ledger, then complete; its
 /// holds show their placer as unknown.
@@ -155,16 +168,7 @@ async fn a_store_written_before_the_lot_index_gets_it_from_its_ledger() {
         .unwrap()
         .value;
     // Ranges of 7: the ledger of 124 entries is 17 sealed ranges and 5 entries not sealed.
-    let readiness = store.lot_index_readiness();
-    let (next, read) = super::lot_index::catch_up(
-        store.raw(),
-        &readiness,
-        |b| Entries.decode(b),
-        7,
-        &coldchain_runtime::Shutdown::new(),
-    )
-    .await
-    .unwrap();
+    let (next, read) = catch_up(&store, 7).await;
     assert_eq!((next, read), (17, 124));
     assert_eq!(super::lot_index::rows(store.raw()), (17, 0));
     let before = store.lot_entries("SKU-3", "L1", 0, 100).unwrap().0;
@@ -185,16 +189,7 @@ async fn a_store_written_before_the_lot_index_gets_it_from_its_ledger() {
         store.lot_entries("SKU-3", "L1", 0, 100),
         Err(super::lot_index::LotIndexError::NotReady)
     ));
-    let readiness = store.lot_index_readiness();
-    let (next, indexed) = super::lot_index::catch_up(
-        store.raw(),
-        &readiness,
-        |b| Entries.decode(b),
-        5,
-        &coldchain_runtime::Shutdown::new(),
-    )
-    .await
-    .unwrap();
+    let (next, indexed) = catch_up(&store, 5).await;
     assert_eq!(
         (next, indexed),
         (24, 40 + 41 + 42 + 1),
