@@ -106,15 +106,12 @@ pub fn service(ctx: &ServiceContext) -> Result<ServiceSpec, StartError> {
 fn spawn_lot_index(
     store: coldchain_store::Store,
     readiness: store::lot_index::Readiness,
+    readers: store::lot_index::EntryReaders,
     label: String,
     shutdown: Shutdown,
 ) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let decode = |bytes: &[u8]| {
-            use coldchain_store::ReplyCodec;
-            wire::codec::EntryCodec.decode(bytes)
-        };
         let caught_up = |read: u64| {
             if read > 0 {
                 tracing::info!(
@@ -125,7 +122,7 @@ fn spawn_lot_index(
                 );
             }
         };
-        let following = store::lot_index::follow(store, readiness, decode, shutdown, caught_up);
+        let following = store::lot_index::follow(store, readiness, readers, shutdown, caught_up);
         if let Err(error) = following.await {
             // Reads stay right (the ranges not sealed are read whole), only slower.
             tracing::error!(service = %label, %error, "the lot index stopped following the ledger until a restart");
@@ -153,10 +150,12 @@ pub fn service_with(ctx: &ServiceContext, options: Options) -> Result<ServiceSpe
                 .map(|zone| (zone.id.clone(), zone.class)),
         ),
         Arc::new(wire::codec::EntryCodec),
+        wire::codec::entry_place,
     )?;
     spawn_lot_index(
         store.clone(),
         inventory.lot_index_readiness(),
+        inventory.lot_index_readers(),
         ctx.label(),
         ctx.shutdown.clone(),
     );

@@ -105,6 +105,33 @@ impl LedgerEntry {
     }
 }
 
+/// Where a stored entry belongs, read from its bytes without decoding the rest (the lot
+/// index reads millions of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryPlace<'a> {
+    /// What it records.
+    pub kind: EntryKind,
+    /// Its sku (a hold's sku scope).
+    pub sku: &'a str,
+    /// Its lot's id, when it names a lot.
+    pub lot_id: Option<&'a str>,
+    /// Its zone (a hold's zone scope).
+    pub zone_id: &'a str,
+}
+
+impl EntryPlace<'_> {
+    /// The (sku, lot) the entry is indexed under: every entry that names a lot, but holds'
+    /// (a hold's scope may cover lots it does not name; holds are found apart).
+    pub fn lot(&self) -> Option<(&str, &str)> {
+        if matches!(self.kind, EntryKind::HoldPlaced | EntryKind::HoldReleased)
+            || self.sku.is_empty()
+        {
+            return None;
+        }
+        self.lot_id.map(|lot_id| (self.sku, lot_id))
+    }
+}
+
 /// What RecordMovements recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedMovements {

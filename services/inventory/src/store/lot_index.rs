@@ -32,8 +32,9 @@ use coldchain_store::{Store, StoreError, Table, WriteError, WriteTx};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::EntryCodec;
 use super::tables::{HOLD_AUTHORS, HOLDS, HoldAuthors};
-use crate::domain::{EntryKind, LedgerEntry};
+use crate::domain::{EntryKind, EntryPlace, LedgerEntry};
 
 /// Per range number: the filter of the lots of its entries.
 const LOT_FILTERS: Table<u64, LotFilter> = Table::new("lot_filters");
@@ -52,6 +53,31 @@ const BITS_PER_LOT: usize = 10;
 const HASHES: u8 = 7;
 /// Retired rows removed per write.
 const RETIRE_BATCH: usize = 10_000;
+/// Ranges sealed per write (one durable write for a sealer catching up).
+const SEAL_BATCH: u64 = 16;
+
+/// Where a stored entry belongs, read from its bytes without decoding the rest.
+pub type PlaceOf = for<'a> fn(&'a [u8]) -> Result<EntryPlace<'a>, String>;
+
+/// How the index reads stored entries: where one belongs, cheaply, for every entry it
+/// scans; the whole entry only for a hold's release (its hold id).
+#[derive(Clone)]
+pub struct EntryReaders {
+    /// Where an entry belongs.
+    pub place: PlaceOf,
+    /// The whole entry.
+    pub codec: Arc<EntryCodec>,
+}
+
+impl EntryReaders {
+    fn place<'a>(&self, bytes: &'a [u8]) -> Result<EntryPlace<'a>, StoreError> {
+        (self.place)(bytes).map_err(StoreError::Corrupt)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<LedgerEntry, StoreError> {
+        self.codec.decode(bytes).map_err(StoreError::Corrupt)
+    }
+}
 
 /// A row of the per-lot index of earlier builds (read only to be removed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,18 +143,6 @@ impl LotFilter {
                 .is_some_and(|b| b & (1 << (bit % 8)) != 0)
         })
     }
-}
-
-/// The lot an entry belongs to: every entry that names one, but holds'.
-fn indexed(entry: &LedgerEntry) -> Option<(&str, &str)> {
-    if matches!(entry.kind, EntryKind::HoldPlaced | EntryKind::HoldReleased) || entry.sku.is_empty()
-    {
-        return None;
-    }
-    entry
-        .lot
-        .as_ref()
-        .map(|lot| (entry.sku.as_str(), lot.lot_id.as_str()))
 }
 
 /// The sequences of the entries of the holds that covered the lot in one of `zones`: the
@@ -203,23 +217,38 @@ impl Readiness {
     }
 }
 
-/// The decoded entries of sequences `first..first + len` that are durable, each with its
-/// sequence.
-fn read_entries(
+/// What sealing needs of the durable entries `first..first + len`: how many there are,
+/// the lots they name, and the hold releases among them.
+struct RangeFacts {
+    entries: u64,
+    lots: HashSet<[u64; 2]>,
+    releases: Vec<LedgerEntry>,
+}
+
+fn range_facts(
     store: &Store,
-    decode: &impl Fn(&[u8]) -> Result<LedgerEntry, String>,
+    readers: &EntryReaders,
     first: u64,
     len: u64,
-) -> Result<Vec<LedgerEntry>, StoreError> {
+) -> Result<RangeFacts, StoreError> {
     let records = store.ledger_from(first, len as usize)?;
-    records
-        .iter()
-        .map(|record| {
-            let mut entry = decode(&record.bytes).map_err(StoreError::Corrupt)?;
+    let mut facts = RangeFacts {
+        entries: records.len() as u64,
+        lots: HashSet::new(),
+        releases: Vec::new(),
+    };
+    for record in &records {
+        let place = readers.place(&record.bytes)?;
+        if let Some((sku, lot_id)) = place.lot() {
+            facts.lots.insert(lot_key(sku, lot_id));
+        }
+        if place.kind == EntryKind::HoldReleased {
+            let mut entry = readers.decode(&record.bytes)?;
             entry.sequence = record.sequence;
-            Ok(entry)
-        })
-        .collect()
+            facts.releases.push(entry);
+        }
+    }
+    Ok(facts)
 }
 
 /// Whether `bytes` hold `needle` somewhere.
@@ -231,9 +260,9 @@ fn contains(bytes: &[u8], needle: &[u8]) -> bool {
 pub(super) fn sequences(
     store: &Store,
     readiness: &Readiness,
+    readers: &EntryReaders,
     sku: &str,
     lot_id: &str,
-    decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
 ) -> Result<Vec<u64>, LotIndexError> {
     if !readiness.is_ready() {
         return Err(LotIndexError::NotReady);
@@ -260,16 +289,14 @@ pub(super) fn sequences(
     for range in to_read {
         for record in store.ledger_from(range * range_len + 1, range_len as usize)? {
             // Entries are protobuf, whose strings are their bytes as they are: an entry
-            // without the sku's and the lot's bytes cannot name them, and is not decoded.
-            if !contains(&record.bytes, lot_id.as_bytes())
-                || !contains(&record.bytes, sku.as_bytes())
-            {
+            // without the lot's bytes cannot name it, and is not read further.
+            if !contains(&record.bytes, lot_id.as_bytes()) {
                 continue;
             }
-            let entry = decode(&record.bytes).map_err(StoreError::Corrupt)?;
-            if indexed(&entry) == Some((sku, lot_id)) {
+            let place = readers.place(&record.bytes)?;
+            if place.lot() == Some((sku, lot_id)) {
                 own.insert(record.sequence);
-                zones.insert(entry.zone_id);
+                zones.insert(place.zone_id.to_string());
             }
         }
     }
@@ -277,46 +304,49 @@ pub(super) fn sequences(
     Ok(own.into_iter().collect())
 }
 
-/// Seals ranges `next..` that the durable ledger has passed, until `shutdown` (checked
-/// between ranges: a sealer behind a heavy load must not keep the database open once the
-/// service stops); answers the next range to seal and the entries read.
+/// Seals ranges `next..` that the durable ledger has passed, up to [`SEAL_BATCH`] a write,
+/// until `shutdown` (checked between writes: a sealer behind a heavy load must not keep
+/// the database open once the service stops); answers the next range to seal and the
+/// entries read.
 async fn seal_complete(
     store: &Store,
-    decode: &impl Fn(&[u8]) -> Result<LedgerEntry, String>,
+    readers: &EntryReaders,
     range_len: u64,
     mut next: u64,
     shutdown: &Shutdown,
 ) -> Result<(u64, u64), StoreError> {
     let mut read = 0;
-    while (next + 1).saturating_mul(range_len) <= store.durable_sequence()
-        && !shutdown.is_triggered()
-    {
-        let entries = read_entries(store, decode, next * range_len + 1, range_len)?;
-        if entries.len() as u64 != range_len {
-            return Err(StoreError::Corrupt(format!(
-                "ledger range {} holds {} entries, not {range_len}",
-                next,
-                entries.len()
-            )));
+    loop {
+        let complete = store.durable_sequence() / range_len;
+        if next >= complete || shutdown.is_triggered() {
+            return Ok((next, read));
         }
-        let lots: HashSet<[u64; 2]> = entries
-            .iter()
-            .filter_map(indexed)
-            .map(|(sku, lot_id)| lot_key(sku, lot_id))
-            .collect();
-        let filter = LotFilter::build(&lots);
-        let range = next;
+        let batch = (complete - next).min(SEAL_BATCH);
+        let mut sealed = Vec::new();
+        let mut releases = Vec::new();
+        for range in next..next + batch {
+            let facts = range_facts(store, readers, range * range_len + 1, range_len)?;
+            if facts.entries != range_len {
+                return Err(StoreError::Corrupt(format!(
+                    "ledger range {range} holds {} entries, not {range_len}",
+                    facts.entries
+                )));
+            }
+            sealed.push((range, LotFilter::build(&facts.lots)));
+            releases.extend(facts.releases);
+        }
         store
             .write(None, |tx| {
-                tx.put(&LOT_FILTERS, &range, &filter)?;
-                note_releases(tx, &entries)
+                for (range, filter) in &sealed {
+                    tx.put(&LOT_FILTERS, range, filter)?;
+                }
+                note_releases(tx, &releases)
             })
             .await
             .map_err(unrequested)?;
-        read += range_len;
-        next += 1;
+        read += batch * range_len;
+        next += batch;
     }
-    Ok((next, read))
 }
 
 /// Keeps the sequence of every hold release among `entries` whose hold does not know it
@@ -349,7 +379,7 @@ fn note_releases(tx: &mut WriteTx<'_>, entries: &[LedgerEntry]) -> Result<(), St
 pub async fn catch_up(
     store: &Store,
     readiness: &Readiness,
-    decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
+    readers: &EntryReaders,
     new_range_len: u64,
     shutdown: &Shutdown,
 ) -> Result<(u64, u64), StoreError> {
@@ -371,7 +401,7 @@ pub async fn catch_up(
         Some(row) => row?.0 + 1,
         None => 0,
     };
-    let (next, mut read) = seal_complete(store, &decode, range_len, next, shutdown).await?;
+    let (next, mut read) = seal_complete(store, readers, range_len, next, shutdown).await?;
     if shutdown.is_triggered() {
         return Ok((next, read));
     }
@@ -379,14 +409,18 @@ pub async fn catch_up(
         let from = next * range_len + 1;
         let until = store.durable_sequence();
         let rest = if until >= from {
-            read_entries(store, &decode, from, until - from + 1)?
+            range_facts(store, readers, from, until - from + 1)?
         } else {
-            Vec::new()
+            RangeFacts {
+                entries: 0,
+                lots: HashSet::new(),
+                releases: Vec::new(),
+            }
         };
-        read += rest.len() as u64;
+        read += rest.entries;
         store
             .write(None, |tx| {
-                note_releases(tx, &rest)?;
+                note_releases(tx, &rest.releases)?;
                 tx.put(&LOT_INDEX_META, &BACKFILLED.to_string(), &until)
             })
             .await
@@ -425,7 +459,7 @@ async fn retire_earlier_index(store: &Store, shutdown: &Shutdown) -> Result<(), 
 pub async fn follow(
     store: Store,
     readiness: Readiness,
-    decode: impl Fn(&[u8]) -> Result<LedgerEntry, String>,
+    readers: EntryReaders,
     shutdown: Shutdown,
     on_caught_up: impl FnOnce(u64),
 ) -> Result<(), StoreError> {
@@ -434,7 +468,7 @@ pub async fn follow(
     // this task once the service is gone.
     let stop = shutdown.wait();
     tokio::pin!(stop);
-    let caught_up = catch_up(&store, &readiness, &decode, DEFAULT_RANGE_LEN, &shutdown);
+    let caught_up = catch_up(&store, &readiness, &readers, DEFAULT_RANGE_LEN, &shutdown);
     let (mut next, read) = tokio::select! {
         _ = &mut stop => return Ok(()),
         result = caught_up => result?,
@@ -453,7 +487,7 @@ pub async fn follow(
         }
         next = tokio::select! {
             _ = &mut stop => return Ok(()),
-            sealed = seal_complete(&store, &decode, range_len, next, &shutdown) => sealed?.0,
+            sealed = seal_complete(&store, &readers, range_len, next, &shutdown) => sealed?.0,
         };
     }
 }

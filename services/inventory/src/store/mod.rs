@@ -131,24 +131,36 @@ pub struct InventoryStore {
     zones: Arc<ZoneClasses>,
     entries: Arc<EntryCodec>,
     lot_index: lot_index::Readiness,
+    readers: lot_index::EntryReaders,
 }
 
 impl InventoryStore {
     /// Wraps an opened database of a site in time zone `tz` with `zones`, its ledger
-    /// entries kept through `entries`.
+    /// entries kept through `entries` (and `place` reading where one belongs from its
+    /// bytes, for the lot index).
     pub fn new(
         store: Store,
         tz: Tz,
         zones: ZoneClasses,
         entries: Arc<EntryCodec>,
+        place: lot_index::PlaceOf,
     ) -> Result<Self, StoreError> {
         Ok(Self {
             lot_index: lot_index::Readiness::at_open(&store)?,
+            readers: lot_index::EntryReaders {
+                place,
+                codec: entries.clone(),
+            },
             store,
             tz,
             zones: Arc::new(zones),
             entries,
         })
+    }
+
+    /// How the lot index reads stored entries (for its background task).
+    pub fn lot_index_readers(&self) -> lot_index::EntryReaders {
+        self.readers.clone()
     }
 
     /// Whether the lot index answers (set by its background catch-up, see
@@ -269,9 +281,8 @@ impl InventoryStore {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<LedgerEntry>, bool), lot_index::LotIndexError> {
-        let sequences = lot_index::sequences(&self.store, &self.lot_index, sku, lot_id, |bytes| {
-            self.entries.decode(bytes)
-        })?;
+        let sequences =
+            lot_index::sequences(&self.store, &self.lot_index, &self.readers, sku, lot_id)?;
         let durable = self.store.durable_sequence();
         let mut wanted = sequences
             .into_iter()

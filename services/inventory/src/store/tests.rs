@@ -44,6 +44,7 @@ fn open(dir: &std::path::Path) -> InventoryStore {
         chrono_tz::Asia::Vientiane,
         super::ZoneClasses::default(),
         Arc::new(Entries),
+        crate::wire::codec::entry_place,
     )
     .unwrap()
 }
@@ -126,7 +127,7 @@ async fn catch_up(store: &InventoryStore, range_len: u64) -> (u64, u64) {
     super::lot_index::catch_up(
         store.raw(),
         &store.lot_index_readiness(),
-        |b| Entries.decode(b),
+        &store.lot_index_readers(),
         range_len,
         &coldchain_runtime::Shutdown::new(),
     )

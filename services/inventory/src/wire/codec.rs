@@ -19,7 +19,7 @@ use prost::encoding::{self, DecodeContext, WireType};
 
 use super::convert;
 use crate::domain::{
-    Allocation, Hold, LedgerEntry, LotInfo, MAX_MOVEMENTS, RecordedAnswer, Reference,
+    Allocation, EntryPlace, Hold, LedgerEntry, LotInfo, MAX_MOVEMENTS, RecordedAnswer, Reference,
 };
 
 /// Ledger entries as encoded `coldchain.inventory.v1.LedgerEntry` messages.
@@ -177,6 +177,104 @@ macro_rules! encode_only {
 
         fn clear(&mut self) {}
     };
+}
+
+/// Where an encoded `LedgerEntry` belongs (kind, sku, lot id, zone), read field by field
+/// from its bytes without decoding the rest: protobuf keeps strings as they are, so the
+/// answer borrows them. Malformed bytes are an error, never a panic.
+pub fn entry_place(bytes: &[u8]) -> Result<EntryPlace<'_>, String> {
+    let mut reader = FieldReader(bytes);
+    let (mut kind, mut sku, mut lot_id, mut zone_id) = (0i32, "", None, "");
+    while let Some((field, value)) = reader.next()? {
+        match (field, value) {
+            (4, Field::Varint(value)) => kind = value as i32,
+            (5, Field::Bytes(value)) => sku = utf8(value, "sku")?,
+            (6, Field::Bytes(lot)) => {
+                let mut inner = FieldReader(lot);
+                let mut id = "";
+                while let Some((field, value)) = inner.next()? {
+                    if let (1, Field::Bytes(value)) = (field, value) {
+                        id = utf8(value, "lot.lot_id")?;
+                    }
+                }
+                lot_id = Some(id);
+            }
+            (7, Field::Bytes(value)) => zone_id = utf8(value, "zone_id")?,
+            _ => {}
+        }
+    }
+    Ok(EntryPlace {
+        kind: convert::entry_kind(kind)?,
+        sku,
+        lot_id,
+        zone_id,
+    })
+}
+
+fn utf8<'a>(bytes: &'a [u8], field: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(bytes).map_err(|_| format!("stored entry: {field} is not UTF-8"))
+}
+
+/// One field's value on the wire.
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+/// The fields of an encoded message, in order.
+struct FieldReader<'a>(&'a [u8]);
+
+impl<'a> FieldReader<'a> {
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self
+                .0
+                .split_first()
+                .ok_or("stored entry: a varint ends early")?;
+            self.0 = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("stored entry: a varint is too long".into())
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+        if len > self.0.len() {
+            return Err("stored entry: a field runs past its end".into());
+        }
+        let (taken, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(taken)
+    }
+
+    fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, String> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let value = match key & 7 {
+            0 => Field::Varint(self.varint()?),
+            1 => {
+                self.take(8)?;
+                Field::Fixed
+            }
+            2 => {
+                let len = usize::try_from(self.varint()?)
+                    .map_err(|_| "stored entry: a field is too long".to_string())?;
+                Field::Bytes(self.take(len)?)
+            }
+            5 => {
+                self.take(4)?;
+                Field::Fixed
+            }
+            other => return Err(format!("stored entry: wire type {other}")),
+        };
+        Ok(Some((key >> 3, value)))
+    }
 }
 
 fn string_len(tag: u32, value: &String) -> usize {

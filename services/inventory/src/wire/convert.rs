@@ -56,7 +56,8 @@ pub fn entry_kind_pb(kind: EntryKind) -> i32 {
     kind as i32
 }
 
-fn entry_kind(value: i32) -> Result<EntryKind, String> {
+/// The entry kind of a stored `LedgerEntryKind` value.
+pub fn entry_kind(value: i32) -> Result<EntryKind, String> {
     use pb::LedgerEntryKind as K;
     Ok(match K::try_from(value) {
         Ok(K::Receipt) => EntryKind::Movement(MovementKind::Receipt),

@@ -155,6 +155,19 @@ proptest! {
         prop_assert_eq!(EntryCodec.decode(&bytes), Ok(entry));
     }
 
+    /// Where an entry belongs, read from its bytes without decoding them, is what decoding
+    /// says; any cut of the bytes is an answer or an error, never a panic.
+    #[test]
+    fn an_entrys_place_is_read_from_its_bytes(entry in entry(), cut in any::<prop::sample::Index>()) {
+        let bytes = EntryCodec.encode(&entry);
+        let place = entry_place(&bytes).unwrap();
+        prop_assert_eq!(place.kind, entry.kind);
+        prop_assert_eq!(place.sku, entry.sku.as_str());
+        prop_assert_eq!(place.lot_id, entry.lot.as_ref().map(|l| l.lot_id.as_str()));
+        prop_assert_eq!(place.zone_id, entry.zone_id.as_str());
+        let _ = entry_place(&bytes[..cut.index(bytes.len() + 1)]);
+    }
+
     /// A RecordMovements answer is kept as its entries' sequences, whatever their order
     /// (a TRANSFER_IN already received cites an earlier entry), and decodes to them.
     #[test]
