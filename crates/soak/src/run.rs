@@ -165,7 +165,9 @@ async fn soak(args: SoakArgs, exe: PathBuf) -> Result<ExitCode, String> {
     for (at, step) in schedule::steps(&faults) {
         while started.elapsed() < at {
             unexpected.extend(cluster.reap_unexpected());
-            tokio::time::sleep((at - started.elapsed()).min(Duration::from_millis(250))).await;
+            // The clock moves between the check and here: saturate, never underflow.
+            let left = at.saturating_sub(started.elapsed());
+            tokio::time::sleep(left.min(Duration::from_millis(250))).await;
         }
         unexpected.extend(cluster.reap_unexpected());
         let done = match &step {
