@@ -122,6 +122,11 @@ def main():
         driver.get(url + "/login")
         driver.find_element(By.NAME, "key").send_keys(interop.read_key(keyring, "operations"))
         driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button[type=submit]").click()
+        # The click starts the form's POST and its redirect; the URL changes when the next
+        # page has loaded, which a loaded machine may take a moment to do.
+        deadline = time.time() + 10
+        while "/login" in driver.current_url and time.time() < deadline:
+            time.sleep(0.1)
         if "/login" in driver.current_url:
             failures.append(f"login did not leave the login page: {driver.find_element(By.TAG_NAME, 'body').text[:300]}")
         errors_logged("login")
