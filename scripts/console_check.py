@@ -19,6 +19,7 @@ import grpc
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -26,6 +27,17 @@ import interop_check as interop  # noqa: E402  (message types from reflection, k
 
 SITE = "la-vientiane"
 SENSOR = f"browser-check-{uuid.uuid4().hex[:8]}"
+
+
+def wait_until_gone(element, seconds):
+    """Waits until `element` no longer belongs to the page (the browser loaded the next one)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return
+        time.sleep(0.1)
 
 
 def call(channel, method, Request, Response, request, key):
@@ -146,7 +158,11 @@ def main():
             failures.append(f"no acknowledgement form for {SENSOR}'s alarm")
         else:
             forms[0].find_element(By.NAME, "note").send_keys(note)
-            forms[0].find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            form = forms[0]
+            form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            # Wait (bounded) until the POST's answer has replaced the page: opening the next
+            # page at once could cancel the acknowledgement in flight.
+            wait_until_gone(form, 10)
             text = open_page("/alarms", SENSOR, "alarms-acknowledged")
             if note not in text:
                 failures.append(f"the acknowledgement's note is not shown on /alarms:\n{text[:800]}")
