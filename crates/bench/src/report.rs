@@ -97,8 +97,19 @@ pub(crate) fn render(args: &BenchArgs, figures: &Figures) -> String {
     );
     let _ = writeln!(
         out,
-        "Reproduce: `cargo run --release -- bench --duration {} --warmup {} --rounds {} --concurrency {} --connections {}`\n",
-        args.duration, args.warmup, args.rounds, args.concurrency, args.connections
+        "Reproduce: `cargo run --release -- bench --scenarios {} --prefill {} --duration {} --warmup {} --rounds {} --concurrency {} --connections {}{}`\n",
+        args.scenarios,
+        args.prefill,
+        args.duration,
+        args.warmup,
+        args.rounds,
+        args.concurrency,
+        args.connections,
+        if args.no_postgres {
+            " --no-postgres"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         out,

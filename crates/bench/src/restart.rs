@@ -3,6 +3,13 @@
 //! nearly a whole segment of records (the most it holds before a checkpoint retires one),
 //! killed right then, and started again: the time from the new process's start until it
 //! answers health SERVING, which it does only once the log is replayed into sled.
+//!
+//! With a history (`--prefill N`), the store is first given N ledger entries in calls of 500
+//! (as the history scenario's), then the inventory scenario's write load (single receipts
+//! from the bench's clients, `--concurrency`) runs against it, so the restart, the bytes on
+//! disk right after the kill and the service's own resident memory are measured at that
+//! scale. The memory is the server process's alone, without the clients the in-process
+//! scenarios share theirs with: its peak (`VmHWM`), read just before the kill.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,7 +20,8 @@ use coldchain_runtime::network::ServiceKind;
 use coldchain_soak::cluster::{Cluster, serving};
 use coldchain_store::StoreOptions;
 
-use crate::scenarios::{fill_request, run_id};
+use crate::load::{self, LoadResult, LoadSpec};
+use crate::scenarios::{ENTRIES_PER_LOT, fill_ledger, fill_request, receipt_request, run_id};
 
 const SITE: &str = "la-vientiane";
 const PROCESS: &str = "inventory@la-vientiane";
@@ -31,16 +39,28 @@ pub struct RestartRun {
     pub segments: usize,
     /// Their bytes up to the last record (not the zeros written ahead).
     pub log_bytes: u64,
-    /// Ledger entries written before the kill.
+    /// Ledger entries written before the kill, the history's included (the load's warm-up
+    /// calls are not counted: per-entry figures are a little high).
     pub entries: u64,
+    /// Of them, the history written first.
+    pub history: u64,
+    /// The server process's peak resident memory before the kill (`VmHWM`), if read.
+    pub rss_peak: Option<u64>,
+    /// The write load run on the history before the log's fill.
+    pub load: LoadResult,
     /// The bytes of the service's data directory right after the kill, every file counted
     /// (the log's segments whole, zeros made ahead included).
     pub disk_after_kill: u64,
 }
 
-/// Kills the inventory once its log holds `fill` of a segment (1.0: nearly all of one; a
-/// smoke run asks for a little, to exercise the path).
-pub async fn restart_after_kill(fill: f64) -> Result<RestartRun, String> {
+/// Writes `history` ledger entries, then kills the inventory once its log holds `fill` of a
+/// segment (1.0: nearly all of one; a smoke run asks for a little, to exercise the path).
+pub async fn restart_after_kill(
+    fill: f64,
+    history: u64,
+    spec: &LoadSpec,
+    connections: usize,
+) -> Result<RestartRun, String> {
     let shipped = std::fs::read_to_string("deploy/network.toml").map_err(|e| {
         format!("deploy/network.toml (run the bench from the repository root): {e}")
     })?;
@@ -48,12 +68,18 @@ pub async fn restart_after_kill(fill: f64) -> Result<RestartRun, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cluster = Cluster::prepare(dir.path(), exe, &shipped, &[SITE.to_string()])?;
     cluster.start_all(Duration::from_secs(60)).await?;
-    let result = kill_full_and_restart(&mut cluster, fill).await;
+    let result = kill_full_and_restart(&mut cluster, fill, history, spec, connections).await;
     cluster.stop_all().await;
     result
 }
 
-async fn kill_full_and_restart(cluster: &mut Cluster, fill: f64) -> Result<RestartRun, String> {
+async fn kill_full_and_restart(
+    cluster: &mut Cluster,
+    fill: f64,
+    history: u64,
+    spec: &LoadSpec,
+    connections: usize,
+) -> Result<RestartRun, String> {
     let endpoint = cluster
         .network
         .site(SITE)
@@ -66,12 +92,31 @@ async fn kill_full_and_restart(cluster: &mut Cluster, fill: f64) -> Result<Resta
         call_timeout: Duration::from_secs(60),
         ..ClientOptions::default()
     };
-    let transport = coldchain_runtime::client::transport(&endpoint, &options)
-        .await
-        .map_err(|e| e.to_string())?;
-    let channel = KeyedChannel::new(transport, Some(&key));
+    let mut channels = Vec::with_capacity(connections.max(1));
+    for _ in 0..connections.max(1) {
+        let transport = coldchain_runtime::client::transport(&endpoint, &options)
+            .await
+            .map_err(|e| e.to_string())?;
+        channels.push(KeyedChannel::new(transport, Some(&key)));
+    }
+    let channel = channels[0].clone();
     let wal = wal_dir(cluster.data_dir(PROCESS)?)?;
     let run = run_id();
+    fill_ledger(&channels, history).await?;
+    let lots = (history / ENTRIES_PER_LOT).max(1);
+    let load = load::run(
+        "restart (write load on the history)",
+        spec,
+        move |worker, iteration| {
+            let mut client = inventory::inventory_service_client::InventoryServiceClient::new(
+                channels[worker % channels.len()].clone(),
+            );
+            let request = receipt_request(run, worker, iteration);
+            async move { client.record_movements(request).await.map(|_| ()) }
+        },
+    )
+    .await;
+    let loaded = load.statuses.get("OK").copied().unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut call = 0u64;
     // A segment is retired once sled has its records: the log holds the most just before
@@ -84,7 +129,7 @@ async fn kill_full_and_restart(cluster: &mut Cluster, fill: f64) -> Result<Resta
         let calls = (0..FILL_CALLS).map(|n| {
             let mut client =
                 inventory::inventory_service_client::InventoryServiceClient::new(channel.clone());
-            let request = fill_request(run, call + n, FILL_MOVEMENTS, 100_000);
+            let request = fill_request(run, call + n, FILL_MOVEMENTS, 100_000.max(lots));
             async move { client.record_movements(request).await }
         });
         for result in futures::future::join_all(calls).await {
@@ -92,6 +137,7 @@ async fn kill_full_and_restart(cluster: &mut Cluster, fill: f64) -> Result<Resta
         }
         call += FILL_CALLS;
     }
+    let rss_peak = cluster.pid(PROCESS).and_then(crate::network::peak_rss);
     cluster.kill(PROCESS).await?;
     let disk_after_kill = crate::host::dir_size(cluster.data_dir(PROCESS)?);
     let found = segments(&wal)?.len();
@@ -108,7 +154,10 @@ async fn kill_full_and_restart(cluster: &mut Cluster, fill: f64) -> Result<Resta
         ready_after: started.elapsed(),
         segments: found,
         log_bytes,
-        entries: call * FILL_MOVEMENTS,
+        entries: history + loaded + call * FILL_MOVEMENTS,
+        history,
+        rss_peak,
+        load,
         disk_after_kill,
     })
 }

@@ -190,7 +190,7 @@ async fn inventory_phase(
 
 /// Writes `entries` receipts, `FILL_MOVEMENTS` a call, over `entries / ENTRIES_PER_LOT`
 /// lots.
-async fn fill_ledger(channels: &[KeyedChannel], entries: u64) -> Result<(), String> {
+pub async fn fill_ledger(channels: &[KeyedChannel], entries: u64) -> Result<(), String> {
     let calls = entries.div_ceil(FILL_MOVEMENTS);
     let lots = (entries / ENTRIES_PER_LOT).max(1);
     let run = run_id();

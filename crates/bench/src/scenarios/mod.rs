@@ -11,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use booking::{booking, booking_pair};
 pub use ceiling::ceiling;
-pub use history::{ENTRIES_PER_LOT, History, Phase, booking_history, inventory_history};
+pub use history::{
+    ENTRIES_PER_LOT, History, Phase, booking_history, fill_ledger, inventory_history,
+};
 pub use inventory::{fill_request, inventory, receipt_request};
 pub use query::telemetry_query;
 pub use telemetry::{ROUND_SECONDS, readings_csv, readings_round, telemetry};
