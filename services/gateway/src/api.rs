@@ -3,6 +3,7 @@
 //! rendered by [`crate::wire`]; refusals become statuses in [`crate::error`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use coldchain_proto::network::v1 as pb;
 use coldchain_proto::network::v1::network_service_server::NetworkService;
@@ -29,6 +30,13 @@ impl GatewayApi {
     pub fn new(app: Arc<GatewayApp>) -> Self {
         Self { app }
     }
+
+    /// How long a call that asks the sites may wait for them: the configured site deadline,
+    /// within the client's own deadline when it sent one.
+    fn fan_out_deadline<T>(&self, request: &Request<T>) -> Duration {
+        self.app
+            .fan_out_deadline(client_deadline(request.metadata().as_ref()))
+    }
 }
 
 #[tonic::async_trait]
@@ -52,9 +60,7 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::FindStockRequest>,
     ) -> Result<Response<pb::FindStockResponse>, Status> {
-        let deadline = self
-            .app
-            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let deadline = self.fan_out_deadline(&request);
         let query = requests::find_stock(request.get_ref())?;
         let answer = self.app.find_stock(&query, deadline).await?;
         Ok(Response::new(wire::stock_answer(answer)))
@@ -64,9 +70,7 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::NetworkListExpiringRequest>,
     ) -> Result<Response<pb::NetworkListExpiringResponse>, Status> {
-        let deadline = self
-            .app
-            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let deadline = self.fan_out_deadline(&request);
         let query = requests::list_expiring(request.get_ref())?;
         let answer = self.app.list_expiring(&query, deadline).await?;
         Ok(Response::new(wire::expiring_answer(
@@ -80,9 +84,7 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::FindSpaceRequest>,
     ) -> Result<Response<pb::FindSpaceResponse>, Status> {
-        let deadline = self
-            .app
-            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let deadline = self.fan_out_deadline(&request);
         let query = requests::find_space(request.get_ref())?;
         let answer = self.app.find_space(&query, deadline).await?;
         Ok(Response::new(wire::space_answer(answer)))
@@ -92,9 +94,7 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::ListAlarmsRequest>,
     ) -> Result<Response<pb::ListAlarmsResponse>, Status> {
-        let deadline = self
-            .app
-            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let deadline = self.fan_out_deadline(&request);
         let query = requests::list_alarms(request.get_ref())?;
         let page = self.app.list_alarms(&query, deadline).await?;
         let response =
@@ -175,9 +175,7 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::TraceLotRequest>,
     ) -> Result<Response<pb::TraceLotResponse>, Status> {
-        let deadline = self
-            .app
-            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let deadline = self.fan_out_deadline(&request);
         let query = requests::trace_lot(request.get_ref())?;
         Ok(Response::new(self.app.trace_lot(&query, deadline).await?))
     }
@@ -186,9 +184,7 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::TraceLotRequest>,
     ) -> Result<Response<pb::EpcisDocument>, Status> {
-        let deadline = self
-            .app
-            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let deadline = self.fan_out_deadline(&request);
         let query = requests::trace_lot(request.get_ref())?;
         Ok(Response::new(
             self.app.export_trace_epcis(&query, deadline).await?,
@@ -199,9 +195,7 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::RecallLotRequest>,
     ) -> Result<Response<pb::RecallAnswer>, Status> {
-        let deadline = self
-            .app
-            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let deadline = self.fan_out_deadline(&request);
         let by = auth::author(&request, &request.get_ref().actor);
         let req = request.into_inner();
         record_request_id(&req.request_id);
@@ -217,9 +211,7 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::ReleaseRecallRequest>,
     ) -> Result<Response<pb::RecallAnswer>, Status> {
-        let deadline = self
-            .app
-            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let deadline = self.fan_out_deadline(&request);
         let by = auth::author(&request, &request.get_ref().actor);
         let req = request.into_inner();
         record_request_id(&req.request_id);
@@ -242,9 +234,7 @@ impl NetworkService for GatewayApi {
         &self,
         request: Request<pb::GetRecallRequest>,
     ) -> Result<Response<pb::RecallAnswer>, Status> {
-        let deadline = self
-            .app
-            .fan_out_deadline(client_deadline(request.metadata().as_ref()));
+        let deadline = self.fan_out_deadline(&request);
         let recall_id = recall::get_recall(request.get_ref())?;
         Ok(Response::new(
             self.app.get_recall(&recall_id, deadline).await?,
