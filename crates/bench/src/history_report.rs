@@ -1,10 +1,29 @@
 //! The rows of the history and restart figures (issue: flat as the data grows).
 
+use crate::alone::AloneRun;
 use crate::report::{Figures, Row, rate};
 use crate::restart::RestartRun;
 use crate::scenarios::{History, Phase};
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// `ours` as a share of the empty store's figure.
+fn share(ours: f64, empty: f64) -> String {
+    if empty > 0.0 {
+        format!("{:.0}%", 100.0 * ours / empty)
+    } else {
+        "–".into()
+    }
+}
+
+/// `ours` as a multiple of the empty store's figure.
+fn times(ours: f64, empty: f64) -> String {
+    if empty > 0.0 {
+        format!("{:.2}×", ours / empty)
+    } else {
+        "–".into()
+    }
+}
 
 /// The rows of one service's empty and filled phases: write throughput and tail, resident
 /// memory under the load, one page of its list read, and the bytes on disk per row.
@@ -23,20 +42,6 @@ pub(crate) fn history_rows(
     figures.record_errors(&format!("{service} {read} (empty)"), &empty.read);
     figures.record_errors(&format!("{service} {read} (filled)"), &filled.read);
     let history = format!("{} {rows_name}", filled.history);
-    let share = |ours: f64, empty: f64| {
-        if empty > 0.0 {
-            format!("{:.0}%", 100.0 * ours / empty)
-        } else {
-            "–".into()
-        }
-    };
-    let times = |ours: f64, empty: f64| {
-        if empty > 0.0 {
-            format!("{:.2}×", ours / empty)
-        } else {
-            "–".into()
-        }
-    };
     figures.rows.push(Row {
         figure: format!("{service} with history ({history}) vs empty: writes"),
         ours: rate(filled.load.ok_per_second()),
@@ -194,4 +199,56 @@ pub(crate) fn restart_row(figures: &mut Figures, run: &RestartRun) {
             target: "≤ 200 MiB".into(),
         });
     }
+}
+
+/// The rows of the booking service run as a process of its own.
+pub(crate) fn alone_rows(figures: &mut Figures, run: &AloneRun) {
+    let (empty, filled) = (&run.empty, &run.filled);
+    figures.record_errors("booking alone (empty)", &empty.load);
+    figures.record_errors("booking alone (filled)", &filled.load);
+    figures.record_errors("booking alone ListBookings (empty)", &empty.read);
+    figures.record_errors("booking alone ListBookings (filled)", &filled.read);
+    figures.rows.push(Row {
+        figure: format!(
+            "booking as a process of its own: peak resident memory of the server alone under the write load, with {} bookings vs empty",
+            filled.history
+        ),
+        ours: format!("{:.0} MiB", filled.rss_peak as f64 / MIB),
+        peer: format!("{:.0} MiB (empty)", empty.rss_peak as f64 / MIB),
+        ratio: "–".into(),
+        target: "≤ 200 MiB".into(),
+    });
+    figures.rows.push(Row {
+        figure: format!(
+            "booking as a process of its own, with {} bookings vs empty: pairs, and their p99.9",
+            filled.history
+        ),
+        ours: format!(
+            "{} (p99.9 {:.1} ms)",
+            rate(filled.load.ok_per_second()),
+            filled.load.latency_ms(0.999)
+        ),
+        peer: format!(
+            "{} (p99.9 {:.1} ms, empty)",
+            rate(empty.load.ok_per_second()),
+            empty.load.latency_ms(0.999)
+        ),
+        ratio: share(filled.load.ok_per_second(), empty.load.ok_per_second()),
+        target: "≥ 80% of empty, p99.9 < 50 ms".into(),
+    });
+    figures.rows.push(Row {
+        figure:
+            "booking as a process of its own: ListBookings of one page, p99, with history vs empty"
+                .into(),
+        ours: format!("{:.2} ms", filled.read.latency_ms(0.99)),
+        peer: format!("{:.2} ms (empty)", empty.read.latency_ms(0.99)),
+        ratio: times(filled.read.latency_ms(0.99), empty.read.latency_ms(0.99)),
+        target: "≤ 2× empty".into(),
+    });
+    figures.details.push(format!(
+        "booking alone: {} bookings written in {:.1} s ({})",
+        filled.history,
+        run.fill.as_secs_f64(),
+        rate(filled.history as f64 / run.fill.as_secs_f64().max(1e-9)),
+    ));
 }

@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 use crate::Build;
 
 /// One site with room for anything the load asks: capacity never limits the figures.
-const BENCH_NETWORK: &str = r#"
+pub(crate) const BENCH_NETWORK: &str = r#"
 [gateway]
 listen = "127.0.0.1:61000"
 
@@ -49,7 +49,7 @@ capacity_pallets = 4000000000
 "#;
 
 /// The site of [`BENCH_NETWORK`].
-const SITE: &str = "bench-site";
+pub(crate) const SITE: &str = "bench-site";
 
 /// A per-credential rate no load of this bench reaches: the limiter runs (its cost is in
 /// the figures) but never sheds.

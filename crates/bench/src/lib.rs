@@ -7,6 +7,7 @@
 //! is printed next to it. Figures are printed, never asserted: `--smoke` runs every scenario
 //! for a moment and fails only on errors.
 
+mod alone;
 mod console;
 mod history_report;
 mod host;
@@ -35,8 +36,8 @@ pub use scenarios::{ROUND_SECONDS, readings_round};
 #[derive(Args, Clone)]
 pub struct BenchArgs {
     /// Scenarios to run: ceiling, inventory, booking, telemetry, query, network, console,
-    /// history (or one of its services: history-inventory, history-booking), restart
-    /// (comma separated), or all.
+    /// history (or one of its services: history-inventory, history-booking), restart,
+    /// booking-alone (comma separated), or all.
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Measured seconds per scenario and round.
@@ -152,6 +153,14 @@ pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
         match restart::restart_after_kill(fill, args.prefill, &spec, args.connections).await {
             Ok(run) => history_report::restart_row(&mut figures, &run),
             Err(e) => figures.errors.push(format!("restart: {e}")),
+        }
+    }
+    if wanted.has("booking-alone") {
+        let bookings = args.prefill / 10;
+        eprintln!("booking alone: its own process, empty then with {bookings} bookings");
+        match alone::booking_alone(&spec, args.connections, bookings).await {
+            Ok(run) => history_report::alone_rows(&mut figures, &run),
+            Err(e) => figures.errors.push(format!("booking alone: {e}")),
         }
     }
 

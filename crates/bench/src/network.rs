@@ -3,6 +3,8 @@
 
 use coldchain_soak::cluster::serving;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use coldchain_runtime::network::{NetworkConfig, ServiceKind};
@@ -136,4 +138,34 @@ pub fn machine() -> String {
         .map(|kib| format!("{:.0} GiB", kib as f64 / 1048576.0))
         .unwrap_or_default();
     format!("{cores} cores ({cpu}), {memory}")
+}
+
+/// The largest resident memory of a process, sampled every 100 ms until stopped.
+pub(crate) struct RssPeak {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RssPeak {
+    /// Starts sampling the process `pid` (this one: `std::process::id()`).
+    pub(crate) fn start(pid: u32) -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sampled, stopped) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stopped.load(Ordering::Relaxed) {
+                if let Some(rss) = rss(pid) {
+                    sampled.fetch_max(rss, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self { peak, stop }
+    }
+
+    /// The largest sample, in bytes.
+    pub(crate) fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.peak.load(Ordering::Relaxed)
+    }
 }

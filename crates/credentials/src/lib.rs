@@ -87,6 +87,23 @@ impl Keyring {
         ApiKey::from_file(&self.key_file(id))
     }
 
+    /// Makes one more credential of `role` under `id`: its entry appended to the
+    /// credentials file, its key written beside the others. For the tools that run a
+    /// network with callers beyond the dev roles (the bench's booking clients); a server
+    /// already running reads the file only when it starts.
+    pub fn add(&self, id: &str, role: &Role) -> Result<ApiKey, String> {
+        let key = ApiKey::generate(id)?;
+        write_private(&self.key_file(id), &format!("{}\n", key.expose()))?;
+        let path = self.credentials_file();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut file, entry(&key, role).as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(key)
+    }
+
     /// True when the keyring has been made.
     pub fn exists(&self) -> bool {
         self.credentials_file().is_file()
@@ -351,13 +368,24 @@ fn keyring(args: KeyringArgs) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_dev_keyring_is_accepted_by_the_servers_and_reused() {
-        let network = NetworkConfig::load(concat!(
+    fn shipped_network() -> NetworkConfig {
+        NetworkConfig::load(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../deploy/network.toml"
         ))
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A keyring made in `dir` for `network`.
+    fn made_keyring(dir: &Path, network: &NetworkConfig) -> Keyring {
+        let keyring = Keyring::at(dir.join("keyring"));
+        keyring.ensure(network).unwrap();
+        keyring
+    }
+
+    #[test]
+    fn a_dev_keyring_is_accepted_by_the_servers_and_reused() {
+        let network = shipped_network();
         let dir = tempfile::tempdir().unwrap();
         let keyring = Keyring::dev(dir.path());
         keyring.ensure(&network).unwrap();
@@ -388,18 +416,40 @@ mod tests {
         }
     }
 
+    /// A credential added to a made keyring is accepted with its role, beside the
+    /// keyring's own, and its key is in the keyring.
+    #[test]
+    fn a_credential_added_to_a_keyring_is_accepted() {
+        let network = shipped_network();
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = made_keyring(dir.path(), &network);
+        let role = Role::BookingClient {
+            customer: "bench-customer-7".into(),
+        };
+        let added = keyring.add(&customer("bench-customer-7"), &role).unwrap();
+        assert_eq!(keyring.key(&customer("bench-customer-7")).unwrap(), added);
+        let credentials = Credentials::load(&keyring.credentials_file(), &network).unwrap();
+        let principal = credentials
+            .authenticate(Some(&added.header_value()))
+            .unwrap();
+        assert_eq!(principal.role, role);
+        let ops = keyring.key(OPERATIONS).unwrap();
+        assert_eq!(
+            credentials
+                .authenticate(Some(&ops.header_value()))
+                .unwrap()
+                .role,
+            Role::Operations
+        );
+    }
+
     /// The keyring holds the console's session key (64 hex digits, owner-only), keeps it
     /// across runs, and adds it alone to a keyring made before it existed.
     #[test]
     fn the_keyring_has_a_console_session_key() {
-        let network = NetworkConfig::load(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/network.toml"
-        ))
-        .unwrap();
+        let network = shipped_network();
         let dir = tempfile::tempdir().unwrap();
-        let keyring = Keyring::at(dir.path().join("keyring"));
-        keyring.ensure(&network).unwrap();
+        let keyring = made_keyring(dir.path(), &network);
         let file = keyring.console_session_key_file();
         let key = std::fs::read_to_string(&file).unwrap();
         assert_eq!(key.trim().len(), 64, "{key}");

@@ -9,25 +9,9 @@
 //!     cargo run --release -p coldchain-store --example sled_keys_memory -- [keys] [dir]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement fails by panicking
 
-/// The services' `sled_cache_bytes` default.
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+mod common;
 
-fn resident_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib / 1024
-}
-
-fn open(dir: &std::path::Path) -> (sled::Db, sled::Tree) {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(CACHE_BYTES)
-        .open()
-        .unwrap();
-    let tree = db.open_tree("t").unwrap();
-    (db, tree)
-}
+use common::{open, resident_mib};
 
 /// The `keys` keys, in no order (xorshift), as request ids arrive; the same on every call.
 fn request_keys(keys: u64) -> impl Iterator<Item = (u64, Vec<u8>)> {

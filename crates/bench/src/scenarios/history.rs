@@ -8,7 +8,7 @@
 //! bookings spread over a year at the booking service.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use coldchain_proto::booking::v1 as booking;
@@ -21,6 +21,7 @@ use super::{booking_pair, fill_request, receipt_request, run_id};
 use crate::Build;
 use crate::host::{Caller, DiskUse, Host, bench_customer};
 use crate::load::{self, LoadResult, LoadSpec};
+use crate::network::RssPeak;
 
 /// Movements per call while filling the ledger.
 const FILL_MOVEMENTS: u64 = 500;
@@ -105,7 +106,7 @@ async fn inventory_phase(
         .restart_measuring_disk(ServiceKind::Inventory, build)
         .await?;
     let channels = host.channels_as(connections, Caller::Warehouse).await?;
-    let rss = RssPeak::start();
+    let rss = RssPeak::start(std::process::id());
     let run = run_id();
     let load_channels = channels.clone();
     let written = Arc::new(AtomicU64::new(0));
@@ -248,7 +249,7 @@ async fn booking_phase(
     let started = Instant::now();
     fill_bookings(&channels, bookings).await?;
     let fill = started.elapsed();
-    let rss = RssPeak::start();
+    let rss = RssPeak::start(std::process::id());
     let run = run_id();
     let today = chrono::Utc::now().date_naive();
     let load_channels = channels.clone();
@@ -295,7 +296,7 @@ async fn booking_phase(
 
 /// Holds and confirms `bookings` bookings of one pallet for one day, over the next year,
 /// `FILL_CONCURRENCY` customers at a time.
-async fn fill_bookings(channels: &[KeyedChannel], bookings: u64) -> Result<(), String> {
+pub async fn fill_bookings(channels: &[KeyedChannel], bookings: u64) -> Result<(), String> {
     let run = run_id();
     let today = chrono::Utc::now().date_naive();
     let next = Arc::new(AtomicU64::new(0));
@@ -325,39 +326,11 @@ async fn fill_bookings(channels: &[KeyedChannel], bookings: u64) -> Result<(), S
 }
 
 /// The read after a load: a few clients, no warm-up beyond a second, half the window.
-fn read_spec(spec: &LoadSpec) -> LoadSpec {
+pub fn read_spec(spec: &LoadSpec) -> LoadSpec {
     LoadSpec {
         concurrency: 4,
         warmup: Duration::from_secs(1),
         duration: (spec.duration / 2).max(Duration::from_secs(1)),
         rate: None,
-    }
-}
-
-/// The largest resident memory of this process, sampled every 100 ms until stopped.
-struct RssPeak {
-    peak: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl RssPeak {
-    fn start() -> Self {
-        let peak = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (sampled, stopped) = (peak.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stopped.load(Ordering::Relaxed) {
-                if let Some(rss) = crate::network::rss(std::process::id()) {
-                    sampled.fetch_max(rss, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Self { peak, stop }
-    }
-
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.peak.load(Ordering::Relaxed)
     }
 }
