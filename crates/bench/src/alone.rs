@@ -101,7 +101,7 @@ async fn run(
         .collect();
     let empty = phase(&channels, spec, pid, 0).await;
     let started = Instant::now();
-    fill_bookings(&channels, bookings).await?;
+    fill_bookings(&channels, bookings, None).await?;
     let fill = started.elapsed();
     let filled = phase(&channels, spec, pid, bookings).await;
     Ok(AloneRun {

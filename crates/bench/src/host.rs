@@ -226,6 +226,16 @@ impl Host {
         Self::launch(ServiceKind::Booking, None, customers, build).await
     }
 
+    /// Starts the booking service of the bench site on `clock`, accepting `customers`
+    /// booking clients.
+    pub async fn start_booking_with_clock(
+        customers: usize,
+        clock: coldchain_store::SharedClock,
+        build: Build,
+    ) -> Result<Self, String> {
+        Self::launch(ServiceKind::Booking, Some(clock), customers, build).await
+    }
+
     async fn launch(
         kind: ServiceKind,
         clock: Option<coldchain_store::SharedClock>,

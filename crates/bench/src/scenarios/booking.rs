@@ -42,11 +42,23 @@ pub async fn booking(
 /// The scenario's call: `HoldSpace` of one pallet for one day within the next year, then
 /// `ConfirmBooking` of the hold, as the booking client of `worker`'s customer.
 pub fn booking_pair(
+    client: booking::booking_service_client::BookingServiceClient<KeyedChannel>,
+    run: u64,
+    today: chrono::NaiveDate,
+    worker: usize,
+    iteration: u64,
+) -> impl std::future::Future<Output = Result<(), tonic::Status>> {
+    booking_pair_held_for(client, run, today, worker, iteration, None)
+}
+
+/// [`booking_pair`] with the hold kept for `hold_ttl` (the service's default when `None`).
+pub fn booking_pair_held_for(
     mut client: booking::booking_service_client::BookingServiceClient<KeyedChannel>,
     run: u64,
     today: chrono::NaiveDate,
     worker: usize,
     iteration: u64,
+    hold_ttl: Option<std::time::Duration>,
 ) -> impl std::future::Future<Output = Result<(), tonic::Status>> {
     let day = today + chrono::Days::new(1 + (worker as u64 * 31 + iteration) % 365);
     let date = proto_time::date(day);
@@ -59,6 +71,10 @@ pub fn booking_pair(
         pallets: 1,
         first_day: Some(date),
         last_day: Some(date),
+        hold_ttl: hold_ttl.map(|ttl| prost_types::Duration {
+            seconds: ttl.as_secs() as i64,
+            nanos: 0,
+        }),
         ..Default::default()
     };
     async move {

@@ -8,7 +8,7 @@
 //! bookings spread over a year at the booking service.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use coldchain_proto::booking::v1 as booking;
@@ -16,8 +16,9 @@ use coldchain_proto::inventory::v1 as inventory;
 use coldchain_runtime::client::Channel as KeyedChannel;
 use coldchain_runtime::error::ServiceError;
 use coldchain_runtime::network::ServiceKind;
+use coldchain_store::{Clock, SystemClock};
 
-use super::{booking_pair, fill_request, receipt_request, run_id};
+use super::{booking_pair, booking_pair_held_for, fill_request, receipt_request, run_id};
 use crate::Build;
 use crate::host::{Caller, DiskUse, Host, bench_customer};
 use crate::load::{self, LoadResult, LoadSpec};
@@ -236,7 +237,8 @@ async fn booking_phase(
     bookings: u64,
 ) -> Result<Phase, String> {
     let customers = spec.concurrency.max(FILL_CONCURRENCY as usize);
-    let host = Host::start_booking(customers, build).await?;
+    let clock = HistoryClock::for_bookings(bookings);
+    let host = Host::start_booking_with_clock(customers, clock.clone(), build).await?;
     let connections = host.channels(connections).await?;
     let channels: Vec<KeyedChannel> = (0..customers)
         .map(|worker| {
@@ -247,7 +249,7 @@ async fn booking_phase(
         })
         .collect();
     let started = Instant::now();
-    fill_bookings(&channels, bookings).await?;
+    fill_bookings(&channels, bookings, Some(clock)).await?;
     let fill = started.elapsed();
     let rss = RssPeak::start(std::process::id());
     let run = run_id();
@@ -294,23 +296,94 @@ async fn booking_phase(
     })
 }
 
-/// Holds and confirms `bookings` bookings of one pallet for one day, over the next year,
-/// `FILL_CONCURRENCY` customers at a time.
-pub async fn fill_bookings(channels: &[KeyedChannel], bookings: u64) -> Result<(), String> {
+/// The time a booking history covers: the "1 million bookings over two years".
+const BOOKING_HISTORY_SPAN_MS: i64 = 2 * 365 * 24 * 3600 * 1000;
+/// The service clock's advance per booking of the history, at most: a smaller history
+/// covers less time, so that the clock moves little between a hold and its confirm.
+const BOOKING_HISTORY_STEP_MS: i64 = 63_000;
+/// How long the history's holds last: the clock moves while the other fill workers book
+/// (about a minute a booking), so the default 15 minutes could lapse before the confirm.
+const HISTORY_HOLD_TTL: Duration = Duration::from_secs(6 * 3600);
+
+/// The booking service's clock while its history is written: the real clock, moved back
+/// by what is left of the history's span. The history is thus written over the two years
+/// of the service's clock that end now: its holds lapse, its days close and its request
+/// records expire (the hourly sweep follows this clock) as they would have. Once the
+/// history is written the clock is the real one, and the load runs on it.
+pub struct HistoryClock {
+    span_ms: i64,
+    behind_ms: AtomicI64,
+}
+
+impl HistoryClock {
+    /// A clock `span_ms` behind the real one.
+    fn new(span_ms: i64) -> Arc<Self> {
+        Arc::new(Self {
+            span_ms,
+            behind_ms: AtomicI64::new(span_ms),
+        })
+    }
+
+    /// The history covering `bookings` bookings.
+    pub fn for_bookings(bookings: u64) -> Arc<Self> {
+        Self::new(
+            BOOKING_HISTORY_SPAN_MS.min(BOOKING_HISTORY_STEP_MS.saturating_mul(bookings as i64)),
+        )
+    }
+
+    /// Moves the clock to where `written` of `total` bookings are made (never back).
+    fn reach(&self, written: u64, total: u64) {
+        let left =
+            self.span_ms as i128 * (total.saturating_sub(written)) as i128 / total.max(1) as i128;
+        self.behind_ms.fetch_min(left as i64, Ordering::SeqCst);
+    }
+
+    /// The UTC day of the clock.
+    fn today(&self) -> chrono::NaiveDate {
+        chrono::DateTime::from_timestamp_millis(self.now_millis())
+            .unwrap_or_default()
+            .date_naive()
+    }
+}
+
+impl Clock for HistoryClock {
+    fn now_millis(&self) -> i64 {
+        SystemClock.now_millis() - self.behind_ms.load(Ordering::SeqCst)
+    }
+}
+
+/// Holds and confirms `bookings` bookings of one pallet for one day, each within the year
+/// after the day it is made, `FILL_CONCURRENCY` customers at a time. With `clock` (the
+/// service's), the bookings are made over its history's span (see [`HistoryClock`]);
+/// without, all now.
+pub async fn fill_bookings(
+    channels: &[KeyedChannel],
+    bookings: u64,
+    clock: Option<Arc<HistoryClock>>,
+) -> Result<(), String> {
     let run = run_id();
-    let today = chrono::Utc::now().date_naive();
     let next = Arc::new(AtomicU64::new(0));
     let mut workers: Vec<tokio::task::JoinHandle<Result<(), String>>> = Vec::new();
     for (worker, channel) in channels.iter().take(FILL_CONCURRENCY as usize).enumerate() {
         let client = booking::booking_service_client::BookingServiceClient::new(channel.clone());
         let next = next.clone();
+        let clock = clock.clone();
         workers.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= bookings {
                     return Ok(());
                 }
-                booking_pair(client.clone(), run, today, worker, n)
+                let (today, hold_ttl) = match &clock {
+                    Some(clock) => {
+                        clock.reach(n, bookings);
+                        // A day later than the clock's: it moves on while the hold is
+                        // made, and the site's own day may already be the next.
+                        (clock.today() + chrono::Days::new(1), Some(HISTORY_HOLD_TTL))
+                    }
+                    None => (chrono::Utc::now().date_naive(), None),
+                };
+                booking_pair_held_for(client.clone(), run, today, worker, n, hold_ttl)
                     .await
                     .map_err(|status| format!("filling the bookings: {status}"))?;
                 if n > 0 && n.is_multiple_of((bookings / 10).max(1)) {
@@ -321,6 +394,9 @@ pub async fn fill_bookings(channels: &[KeyedChannel], bookings: u64) -> Result<(
     }
     for worker in workers {
         worker.await.map_err(|e| e.to_string())??;
+    }
+    if let Some(clock) = clock {
+        clock.reach(bookings, bookings);
     }
     Ok(())
 }

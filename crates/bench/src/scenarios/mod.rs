@@ -9,7 +9,7 @@ mod telemetry;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use booking::{booking, booking_pair};
+pub use booking::{booking, booking_pair, booking_pair_held_for};
 pub use ceiling::ceiling;
 pub use history::{
     ENTRIES_PER_LOT, History, Phase, booking_history, fill_bookings, fill_ledger,
