@@ -381,6 +381,12 @@ impl Host {
         dir_size(self.data.path())
     }
 
+    /// Stops the service cleanly and answers its data directory, whole.
+    pub async fn stop_keeping_data(self) -> tempfile::TempDir {
+        self.service.stop().await;
+        self.data
+    }
+
     /// [`Host::stop_and_measure_disk`], with the bytes of sled's keys and values (see
     /// [`sled_logical_bytes`]).
     pub async fn stop_and_measure_space(self) -> Result<DiskUse, String> {

@@ -158,7 +158,7 @@ pub async fn run(args: BenchArgs, build: Build) -> ExitCode {
     if wanted.has("booking-alone") {
         let bookings = args.prefill / 10;
         eprintln!("booking alone: its own process, empty then with {bookings} bookings");
-        match alone::booking_alone(&spec, args.connections, bookings).await {
+        match alone::booking_alone(&spec, args.connections, bookings, build).await {
             Ok(run) => history_report::alone_rows(&mut figures, &run),
             Err(e) => figures.errors.push(format!("booking alone: {e}")),
         }

@@ -29,7 +29,7 @@ const FILL_MOVEMENTS: u64 = 500;
 /// Ledger entries per lot in the filled history (10 million entries over 100,000 lots).
 pub const ENTRIES_PER_LOT: u64 = 100;
 /// Calls in flight while filling.
-const FILL_CONCURRENCY: u64 = 8;
+pub const FILL_CONCURRENCY: u64 = 8;
 
 /// One load on one store: empty, or after its history was written.
 pub struct Phase {

@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use booking::{booking, booking_pair, booking_pair_held_for};
 pub use ceiling::ceiling;
 pub use history::{
-    ENTRIES_PER_LOT, History, Phase, booking_history, fill_bookings, fill_ledger,
-    inventory_history, read_spec,
+    ENTRIES_PER_LOT, FILL_CONCURRENCY, History, HistoryClock, Phase, booking_history,
+    fill_bookings, fill_ledger, inventory_history, read_spec,
 };
 pub use inventory::{fill_request, inventory, receipt_request};
 pub use query::telemetry_query;
