@@ -21,7 +21,7 @@ use crate::host::{BENCH_NETWORK, Caller, Host, SITE, bench_customer};
 use crate::load::{self, LoadResult, LoadSpec};
 use crate::network::RssPeak;
 use crate::scenarios::{
-    FILL_CONCURRENCY, HistoryClock, booking_pair, fill_bookings, read_spec, run_id,
+    FILL_CONCURRENCY, HistoryClock, booking_pair, fill_bookings, list_bookings_load, run_id,
 };
 
 /// One load on the booking process.
@@ -188,23 +188,7 @@ async fn phase(channels: &[KeyedChannel], spec: &LoadSpec, pid: u32, history: u6
     })
     .await;
     let rss_peak = rss.stop();
-    let read_channels = channels.to_vec();
-    let read = load::run(
-        "booking alone: ListBookings",
-        &read_spec(spec),
-        move |worker, _| {
-            let mut client = booking::booking_service_client::BookingServiceClient::new(
-                read_channels[worker % read_channels.len()].clone(),
-            );
-            let request = booking::ListBookingsRequest {
-                customer_id: bench_customer(worker % read_channels.len()),
-                page_size: 100,
-                ..Default::default()
-            };
-            async move { client.list_bookings(request).await.map(|_| ()) }
-        },
-    )
-    .await;
+    let read = list_bookings_load("booking alone: ListBookings", spec, channels.to_vec()).await;
     AlonePhase {
         history,
         load,

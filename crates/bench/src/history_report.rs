@@ -1,6 +1,7 @@
 //! The rows of the history and restart figures (issue: flat as the data grows).
 
 use crate::alone::AloneRun;
+use crate::load::LoadResult;
 use crate::report::{Figures, Row, rate};
 use crate::restart::RestartRun;
 use crate::scenarios::{History, Phase};
@@ -14,6 +15,15 @@ fn share(ours: f64, empty: f64) -> String {
     } else {
         "–".into()
     }
+}
+
+/// A load's successful calls per second and its p99.9, with `suffix` inside the parentheses.
+fn rate_and_tail(load: &LoadResult, suffix: &str) -> String {
+    format!(
+        "{} (p99.9 {:.1} ms{suffix})",
+        rate(load.ok_per_second()),
+        load.latency_ms(0.999)
+    )
 }
 
 /// `ours` as a multiple of the empty store's figure.
@@ -181,11 +191,7 @@ pub(crate) fn restart_row(figures: &mut Figures, run: &RestartRun) {
             "inventory as a process of its own with {} ledger entries of history: single-receipt writes, and their p99.9",
             run.history
         ),
-        ours: format!(
-            "{} (p99.9 {:.1} ms)",
-            rate(run.load.ok_per_second()),
-            run.load.latency_ms(0.999)
-        ),
+        ours: rate_and_tail(&run.load, ""),
         peer: "–".into(),
         ratio: "–".into(),
         target: "p99.9 < 50 ms".into(),
@@ -223,16 +229,8 @@ pub(crate) fn alone_rows(figures: &mut Figures, run: &AloneRun) {
             "booking as a process of its own, with {} bookings vs empty: pairs, and their p99.9",
             filled.history
         ),
-        ours: format!(
-            "{} (p99.9 {:.1} ms)",
-            rate(filled.load.ok_per_second()),
-            filled.load.latency_ms(0.999)
-        ),
-        peer: format!(
-            "{} (p99.9 {:.1} ms, empty)",
-            rate(empty.load.ok_per_second()),
-            empty.load.latency_ms(0.999)
-        ),
+        ours: rate_and_tail(&filled.load, ""),
+        peer: rate_and_tail(&empty.load, ", empty"),
         ratio: share(filled.load.ok_per_second(), empty.load.ok_per_second()),
         target: "≥ 80% of empty, p99.9 < 50 ms".into(),
     });

@@ -270,18 +270,7 @@ async fn booking_phase(
     })
     .await;
     let rss_peak = rss.stop();
-    let read = load::run("ListBookings", &read_spec(spec), move |worker, _| {
-        let mut client = booking::booking_service_client::BookingServiceClient::new(
-            channels[worker % channels.len()].clone(),
-        );
-        let request = booking::ListBookingsRequest {
-            customer_id: bench_customer(worker % channels.len()),
-            page_size: 100,
-            ..Default::default()
-        };
-        async move { client.list_bookings(request).await.map(|_| ()) }
-    })
-    .await;
+    let read = list_bookings_load("ListBookings", spec, channels).await;
     let disk = host.stop_and_measure_space().await?;
     Ok(Phase {
         history: bookings,
@@ -401,8 +390,29 @@ pub async fn fill_bookings(
     Ok(())
 }
 
+/// The read that follows a booking load: each client lists the first page of its own
+/// customer's bookings, the page a booking client opens most.
+pub async fn list_bookings_load(
+    name: &str,
+    spec: &LoadSpec,
+    channels: Vec<KeyedChannel>,
+) -> LoadResult {
+    load::run(name, &read_spec(spec), move |worker, _| {
+        let mut client = booking::booking_service_client::BookingServiceClient::new(
+            channels[worker % channels.len()].clone(),
+        );
+        let request = booking::ListBookingsRequest {
+            customer_id: bench_customer(worker % channels.len()),
+            page_size: 100,
+            ..Default::default()
+        };
+        async move { client.list_bookings(request).await.map(|_| ()) }
+    })
+    .await
+}
+
 /// The read after a load: a few clients, no warm-up beyond a second, half the window.
-pub fn read_spec(spec: &LoadSpec) -> LoadSpec {
+fn read_spec(spec: &LoadSpec) -> LoadSpec {
     LoadSpec {
         concurrency: 4,
         warmup: Duration::from_secs(1),

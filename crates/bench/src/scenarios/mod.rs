@@ -13,7 +13,7 @@ pub use booking::{booking, booking_pair, booking_pair_held_for};
 pub use ceiling::ceiling;
 pub use history::{
     ENTRIES_PER_LOT, FILL_CONCURRENCY, History, HistoryClock, Phase, booking_history,
-    fill_bookings, fill_ledger, inventory_history, read_spec,
+    fill_bookings, fill_ledger, inventory_history, list_bookings_load,
 };
 pub use inventory::{fill_request, inventory, receipt_request};
 pub use query::telemetry_query;
