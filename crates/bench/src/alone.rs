@@ -83,7 +83,7 @@ async fn write_history(bookings: u64, build: Build) -> Result<tempfile::TempDir,
         .map(|worker| host.as_caller(&connections[0], Caller::Customer(worker)))
         .collect();
     fill_bookings(&channels, bookings, Some(clock)).await?;
-    Ok(host.stop_keeping_data().await)
+    host.stop_keeping_data().await
 }
 
 /// The bench site as processes, its load clients' credentials added.

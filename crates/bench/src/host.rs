@@ -381,10 +381,12 @@ impl Host {
         dir_size(self.data.path())
     }
 
-    /// Stops the service cleanly and answers its data directory, whole.
-    pub async fn stop_keeping_data(self) -> tempfile::TempDir {
+    /// Stops the service cleanly and answers its data directory, whole, once every database
+    /// in it is released (another process may open it then).
+    pub async fn stop_keeping_data(self) -> Result<tempfile::TempDir, String> {
         self.service.stop().await;
-        self.data
+        sled_contents(self.data.path())?;
+        Ok(self.data)
     }
 
     /// [`Host::stop_and_measure_disk`], with the bytes of sled's keys and values (see
@@ -418,7 +420,7 @@ pub fn sled_contents(path: &std::path::Path) -> Result<SledContents, String> {
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
         if dir.join("conf").is_file() && dir.join("db").is_file() {
-            let db = sled::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let db = open_when_released(&dir)?;
             for name in db.tree_names() {
                 let tree = db.open_tree(&name).map_err(|e| e.to_string())?;
                 for entry in tree.iter() {
@@ -444,6 +446,26 @@ pub fn sled_contents(path: &std::path::Path) -> Result<SledContents, String> {
         );
     }
     Ok(contents)
+}
+
+/// Opens the sled database in `dir` once the stopped service has let go of it. A service's
+/// stop returns when it has drained and flushed, but a task of it that was mid-way (the
+/// idempotency sweep, every second on the history's fast clock) may hold the database a
+/// moment longer, and sled refuses a second opener while it is held.
+fn open_when_released(dir: &std::path::Path) -> Result<sled::Db, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+    }
 }
 
 /// The bytes the files under `path` take (what cannot be read counts as nothing).
